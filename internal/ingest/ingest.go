@@ -1,0 +1,262 @@
+// Package ingest turns what arrives — a Functions host invocation body, an
+// Event Hubs event body, an archived PT1H.json blob — into normalized audit
+// events, each with the position it came from, plus dead letters for
+// whatever could not be read.
+//
+// Nothing here fails a whole batch because of one bad piece: every problem
+// is counted, described and dead-lettered, and the rest goes on.
+package ingest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/kvwatch/kvwatch/internal/audit"
+	"github.com/kvwatch/kvwatch/internal/deadletter"
+)
+
+// Stats counts what a batch held and what became of it.
+type Stats struct {
+	Events       int `json:"events"`       // event bodies (or files / lines)
+	Records      int `json:"records"`      // records found in them
+	Accepted     int `json:"accepted"`     // normalized Key Vault audit events
+	Skipped      int `json:"skipped"`      // well-formed but not Key Vault AuditEvents
+	Metrics      int `json:"metrics"`      // of Skipped: metric records
+	Categories   int `json:"categories"`   // of Skipped: other log categories
+	Resources    int `json:"resources"`    // of Skipped: other resource types
+	DeadLettered int `json:"deadLettered"` // letters written (a letter may cover a whole body)
+}
+
+// Add adds o to s.
+func (s *Stats) Add(o Stats) {
+	s.Events += o.Events
+	s.Records += o.Records
+	s.Accepted += o.Accepted
+	s.Skipped += o.Skipped
+	s.Metrics += o.Metrics
+	s.Categories += o.Categories
+	s.Resources += o.Resources
+	s.DeadLettered += o.DeadLettered
+}
+
+// PartitionContext is the Event Hubs partition an invocation's events came
+// from, as the host describes it in Metadata.PartitionContext.
+type PartitionContext struct {
+	FullyQualifiedNamespace string `json:"FullyQualifiedNamespace"`
+	EventHubName            string `json:"EventHubName"`
+	ConsumerGroup           string `json:"ConsumerGroup"`
+	PartitionID             string `json:"PartitionId"`
+}
+
+// RetryContext is present when the host's retry policy re-runs an invocation.
+type RetryContext struct {
+	RetryCount    int `json:"RetryCount"`
+	MaxRetryCount int `json:"MaxRetryCount"`
+}
+
+// Batch is the result of reading one unit of input.
+type Batch struct {
+	Partition PartitionContext
+	Retry     *RetryContext
+	Events    []audit.Event
+	Letters   []deadletter.Letter
+	Stats     Stats
+	// Problems describes, one line each, what went wrong (bad records,
+	// missing metadata); it goes to the host's Logs and the log.
+	Problems []string
+}
+
+// maxProblems bounds the Problems lines kept per batch; the counts in Stats
+// stay exact.
+const maxProblems = 20
+
+func (b *Batch) problem(format string, args ...any) {
+	if len(b.Problems) < maxProblems {
+		b.Problems = append(b.Problems, fmt.Sprintf(format, args...))
+	} else if len(b.Problems) == maxProblems {
+		b.Problems = append(b.Problems, "further problems not listed")
+	}
+}
+
+// Decoder reads input into batches. Its zero value is ready to use; a
+// Decoder is not safe for concurrent use (keep one per goroutine or build
+// one per call: it is cheap).
+type Decoder struct {
+	// Binding is the trigger's binding name in function.json; "events" when
+	// empty. If Data lacks it but holds exactly one member, that one is used.
+	Binding string
+	// Now stamps dead letters; time.Now when nil.
+	Now func() time.Time
+
+	rec audit.Record
+}
+
+func (d *Decoder) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+func (d *Decoder) letter(b *Batch, src audit.Source, reason string, raw []byte) {
+	l := deadletter.Letter{
+		At:          d.now().UTC(),
+		Reason:      reason,
+		Partition:   src.Partition,
+		Sequence:    src.Sequence,
+		HasSequence: src.HasSequence,
+		File:        src.File,
+		Line:        src.Line,
+		Event:       src.Event,
+		Record:      src.Record,
+	}
+	l.SetRaw(raw)
+	b.Letters = append(b.Letters, l)
+	b.Stats.DeadLettered++
+}
+
+// where describes a source position for messages.
+func where(src audit.Source) string {
+	var s string
+	switch {
+	case src.File != "" && src.Line > 0:
+		s = fmt.Sprintf("%s:%d", src.File, src.Line)
+	case src.File != "":
+		s = src.File
+	case src.HasSequence:
+		s = fmt.Sprintf("partition %s sequence %d", src.Partition, src.Sequence)
+	default:
+		s = fmt.Sprintf("event %d", src.Event)
+	}
+	if src.Record >= 0 {
+		s += fmt.Sprintf(" record %d", src.Record)
+	}
+	return s
+}
+
+// Body reads one Event Hubs event body: {"records": [...]}, or a single
+// record object, and appends its events to b.
+func (d *Decoder) Body(b *Batch, body []byte, src audit.Source) {
+	b.Stats.Events++
+	src.Record = -1
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || body[0] != '{' {
+		b.problem("%s: event body is not a JSON object", where(src))
+		d.letter(b, src, "event body is not a JSON object", body)
+		return
+	}
+	dec := jsontext.NewDecoder(bytes.NewBuffer(body), audit.DecodeOptions)
+	if err := d.envelope(b, dec, body, src); err != nil {
+		b.problem("%s: %v", where(src), err)
+		d.letter(b, src, err.Error(), body)
+	}
+}
+
+var errNoRecords = errors.New("no records member")
+
+// envelope reads {"records":[...]} from dec. When the object has no records
+// member it is taken as one record. A syntax error is returned (the caller
+// dead-letters the body); bad records are dead-lettered one by one.
+func (d *Decoder) envelope(b *Batch, dec *jsontext.Decoder, body []byte, src audit.Source) error {
+	if _, err := dec.ReadToken(); err != nil { // {
+		return fmt.Errorf("event body: %w", err)
+	}
+	found := false
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return fmt.Errorf("event body: %w", err)
+		}
+		if found || dec.PeekKind() != '[' || !isRecords(name.String()) {
+			if err := dec.SkipValue(); err != nil {
+				return fmt.Errorf("event body: %w", err)
+			}
+			continue
+		}
+		found = true
+		if _, err := dec.ReadToken(); err != nil { // [
+			return fmt.Errorf("event body: %w", err)
+		}
+		for i := 0; dec.PeekKind() != ']'; i++ {
+			v, err := dec.ReadValue()
+			if err != nil {
+				return fmt.Errorf("event body: record %d: %w", i, err)
+			}
+			rs := src
+			rs.Record = i
+			d.record(b, v, rs)
+		}
+		if _, err := dec.ReadToken(); err != nil { // ]
+			return fmt.Errorf("event body: %w", err)
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil { // }
+		return fmt.Errorf("event body: %w", err)
+	}
+	if !found {
+		rs := src
+		rs.Record = 0
+		d.record(b, body, rs)
+	}
+	return nil
+}
+
+func isRecords(name string) bool {
+	return len(name) == 7 && (name == "records" || name == "Records" || name == "RECORDS")
+}
+
+// record decodes and normalizes one record.
+func (d *Decoder) record(b *Batch, raw []byte, src audit.Source) {
+	b.Stats.Records++
+	d.rec = audit.Record{}
+	if err := json.Unmarshal(raw, &d.rec, audit.DecodeOptions); err != nil {
+		msg := "record does not decode: " + shortErr(err)
+		b.problem("%s: %s", where(src), msg)
+		d.letter(b, src, msg, raw)
+		return
+	}
+	ev, skip, err := audit.Normalize(&d.rec, src)
+	switch {
+	case err != nil:
+		b.problem("%s: %v", where(src), err)
+		d.letter(b, src, err.Error(), raw)
+	case skip != audit.SkipNone:
+		b.Stats.Skipped++
+		switch skip {
+		case audit.SkipMetric:
+			b.Stats.Metrics++
+		case audit.SkipCategory:
+			b.Stats.Categories++
+		case audit.SkipResourceType:
+			b.Stats.Resources++
+		}
+	default:
+		b.Stats.Accepted++
+		b.Events = append(b.Events, ev)
+	}
+}
+
+// shortErr keeps a decode error to one readable line.
+func shortErr(err error) string {
+	s := err.Error()
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// ParseSequence reads a sequence number written as a JSON number or string.
+func parseInt(v jsontext.Value) (int64, bool) {
+	s := string(v)
+	if len(s) >= 2 && s[0] == '"' {
+		s = s[1 : len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
