@@ -29,13 +29,64 @@ var ErrInvalid = errors.New("invalid audit record")
 // records that are not Key Vault AuditEvents, and an error wrapping
 // ErrInvalid for ones that are but can't be read.
 func Normalize(r *Record, src Source) (Event, Skip, error) {
+	var n Normalizer
+	return n.Normalize(r, src)
+}
+
+// Normalizer normalizes records like Normalize, keeping small caches of
+// parsed resource ids and lower-cased identifiers so a stream of records
+// from a few vaults and callers allocates less. Its zero value is ready;
+// it is not safe for concurrent use.
+type Normalizer struct {
+	vaults map[string]vaultID
+	lower  map[string]string
+}
+
+type vaultID struct {
+	sub, rg, vault string
+	ok             bool
+}
+
+// cacheMax bounds each cache; when full it is dropped and refilled.
+const cacheMax = 4096
+
+func (n *Normalizer) vaultID(id string) (string, string, string, bool) {
+	if v, ok := n.vaults[id]; ok {
+		return v.sub, v.rg, v.vault, v.ok
+	}
+	sub, rg, vault, ok := ParseVaultID(id)
+	if n.vaults == nil || len(n.vaults) >= cacheMax {
+		n.vaults = make(map[string]vaultID, 16)
+	}
+	n.vaults[id] = vaultID{sub, rg, vault, ok}
+	return sub, rg, vault, ok
+}
+
+// toLower lower-cases identifiers (GUIDs, names) through the cache.
+func (n *Normalizer) toLower(s string) string {
+	if s == "" {
+		return ""
+	}
+	if v, ok := n.lower[s]; ok {
+		return v
+	}
+	v := strings.ToLower(s)
+	if n.lower == nil || len(n.lower) >= cacheMax {
+		n.lower = make(map[string]string, 64)
+	}
+	n.lower[s] = v
+	return v
+}
+
+// Normalize is the function Normalize, with caches.
+func (n *Normalizer) Normalize(r *Record, src Source) (Event, Skip, error) {
 	if r.MetricName != "" {
 		return Event{}, SkipMetric, nil
 	}
 	if r.Category != "" && !strings.EqualFold(r.Category, "AuditEvent") {
 		return Event{}, SkipCategory, nil
 	}
-	sub, rg, vault, ok := ParseVaultID(r.ResourceID)
+	sub, rg, vault, ok := n.vaultID(r.ResourceID)
 	if !ok && r.ResourceID != "" {
 		return Event{}, SkipResourceType, nil
 	}
@@ -79,25 +130,31 @@ func Normalize(r *Record, src Source) (Event, Skip, error) {
 	}
 
 	// The object touched: properties.id, else requestUri.
-	host := ""
+	vaultHost := ""
 	for _, u := range [...]string{r.Properties.ID, r.Properties.RequestURI} {
 		if u == "" {
 			continue
 		}
-		var typ, name, version string
-		host, typ, name, version = parseObjectURI(u)
+		host, typ, name, version := parseObjectURI(u)
+		// Only a data-plane host names the vault (<vault>.vault.azure.net
+		// and the sovereign clouds' vault.* domains): management records
+		// carry the ARM host (control-<region>.vaultcore.azure.net) in
+		// requestUri. The first found, properties.id's, wins.
+		if vaultHost == "" && strings.Contains(strings.ToLower(host), ".vault.") {
+			vaultHost = host
+		}
 		if typ != "" {
 			e.ObjectType, e.ObjectName, e.ObjectVersion = typ, name, version
 			break
 		}
 	}
-	if e.Vault == "" && host != "" {
-		if i := strings.IndexByte(host, '.'); i > 0 {
-			e.Vault = strings.ToLower(host[:i])
+	if e.Vault == "" && vaultHost != "" {
+		if i := strings.IndexByte(vaultHost, '.'); i > 0 {
+			e.Vault = strings.ToLower(vaultHost[:i])
 		}
 	}
 
-	e.Caller = callerOf(&r.Identity, r.CallerIPAddress)
+	e.Caller = n.callerOf(&r.Identity, r.CallerIPAddress)
 
 	if (e.Operation == "VaultPut" || e.Operation == "VaultPatch") && r.Properties.Properties != nil {
 		e.Config = configOf(r.Properties.Properties)
@@ -105,11 +162,11 @@ func Normalize(r *Record, src Source) (Event, Skip, error) {
 	return e, SkipNone, nil
 }
 
-func callerOf(id *Identity, ip string) Caller {
+func (n *Normalizer) callerOf(id *Identity, ip string) Caller {
 	c := Caller{
-		ObjectID: strings.ToLower(id.ObjectID),
-		AppID:    strings.ToLower(id.AppID),
-		TenantID: strings.ToLower(id.TenantID),
+		ObjectID: n.toLower(id.ObjectID),
+		AppID:    n.toLower(id.AppID),
+		TenantID: n.toLower(id.TenantID),
 		UPN:      id.UPN,
 	}
 	if c.UPN == "" {
@@ -124,7 +181,7 @@ func callerOf(id *Identity, ip string) Caller {
 	case c.AppID != "":
 		c.Key, c.KeyFrom = c.AppID, "appid"
 	case c.UPN != "":
-		c.Key, c.KeyFrom = strings.ToLower(c.UPN), "upn"
+		c.Key, c.KeyFrom = n.toLower(c.UPN), "upn"
 	case ip != "":
 		c.Key, c.KeyFrom = strings.ToLower(ip), "ip"
 	case id.IPAddr != "":
@@ -158,6 +215,7 @@ func configOf(v *VaultRecord) *VaultConfig {
 func ParseVaultID(id string) (sub, rg, vault string, ok bool) {
 	// /SUBSCRIPTIONS/<sub>/RESOURCEGROUPS/<rg>/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/<name>
 	rest := strings.TrimPrefix(id, "/")
+	rest = strings.TrimSuffix(rest, "/") // ".../vaults/<name>/" is the same vault
 	var parts [9]string
 	n := 0
 	for n < len(parts) {
@@ -172,7 +230,6 @@ func ParseVaultID(id string) (sub, rg, vault string, ok bool) {
 		n++
 		rest = rest[i+1:]
 	}
-	rest = strings.TrimSuffix(rest, "/")
 	if n != 8 || rest != "" ||
 		!strings.EqualFold(parts[0], "subscriptions") ||
 		!strings.EqualFold(parts[2], "resourcegroups") ||
@@ -203,7 +260,15 @@ func parseObjectURI(u string) (host, typ, name, version string) {
 	if i := strings.IndexByte(host, ':'); i >= 0 {
 		host = host[:i]
 	}
-	seg := strings.SplitN(path, "/", 4)
+	var seg [3]string
+	for i := range seg {
+		j := strings.IndexByte(path, '/')
+		if j < 0 {
+			seg[i], path = path, ""
+			break
+		}
+		seg[i], path = path[:j], path[j+1:]
+	}
 	switch strings.ToLower(seg[0]) {
 	case "secrets", "deletedsecrets":
 		typ = "secret"
@@ -216,11 +281,12 @@ func parseObjectURI(u string) (host, typ, name, version string) {
 	default:
 		return host, "", "", ""
 	}
-	if len(seg) > 1 {
-		name = unescape(seg[1])
-	}
-	if len(seg) > 2 {
-		version = unescape(seg[2])
+	name, version = unescape(seg[1]), unescape(seg[2])
+	// Object versions are hex strings; a word in their place is a
+	// sub-resource or an action (certificates/<name>/pending,
+	// keys/<name>/create, secrets/<name>/backup), not a version.
+	if !isHex(version) && !(typ == "certificate" && (name == "issuers" || name == "contacts")) {
+		version = ""
 	}
 	// certificates/contacts, certificates/issuers/<name>: the sub-resource is the object.
 	if typ == "certificate" && (name == "issuers" || name == "contacts") {
@@ -228,6 +294,20 @@ func parseObjectURI(u string) (host, typ, name, version string) {
 		name = strings.TrimSuffix(name, "/")
 	}
 	return host, typ, name, version
+}
+
+// isHex reports whether s is a non-empty string of hex digits.
+func isHex(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 func unescape(s string) string {
@@ -242,7 +322,8 @@ func unescape(s string) string {
 
 // ParseTime reads a record time leniently: an ISO 8601 date and time with
 // 'T' or a space between them, 0 to 9 fractional digits, and a 'Z', a
-// numeric offset, or no zone at all (then UTC). The result is in UTC.
+// numeric offset, or no zone at all (then UTC). The result is in UTC, after
+// 0001-01-01T00:00:00Z and before year 10000.
 func ParseTime(s string) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if len(s) < 19 {
@@ -331,7 +412,13 @@ func ParseTime(s string) (time.Time, error) {
 	if t.Day() != day { // 31 February and the like
 		return bad()
 	}
-	return t.Add(-time.Duration(offset) * time.Second), nil
+	t = t.Add(-time.Duration(offset) * time.Second)
+	// Keep to instants that can be told from the zero Time and that
+	// time.Time.MarshalJSON and RFC 3339 can write (years 1 to 9999).
+	if !t.After(time.Time{}) || t.Year() > 9999 {
+		return bad()
+	}
+	return t, nil
 }
 
 func clip(s string) string {

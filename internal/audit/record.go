@@ -1,7 +1,10 @@
 package audit
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
@@ -31,14 +34,12 @@ type Record struct {
 
 // Properties is the part of a record's properties object kvwatch uses.
 type Properties struct {
-	ID                  string       `json:"id"`
-	RequestURI          string       `json:"requestUri"`
-	HTTPStatusCode      Number       `json:"httpStatusCode"`
-	ClientInfo          string       `json:"clientInfo"`
-	TLSVersion          string       `json:"tlsVersion"`
-	IsAccessPolicyMatch *bool        `json:"isAccessPolicyMatch"`
-	IsRbacAuthorized    *bool        `json:"isRbacAuthorized"`
-	Properties          *VaultRecord `json:"properties"`
+	ID             string       `json:"id"`
+	RequestURI     string       `json:"requestUri"`
+	HTTPStatusCode Number       `json:"httpStatusCode"`
+	ClientInfo     string       `json:"clientInfo"`
+	TLSVersion     string       `json:"tlsVersion"`
+	Properties     *VaultRecord `json:"properties"`
 }
 
 // VaultRecord is the vault configuration VaultPut and VaultPatch records
@@ -144,6 +145,10 @@ type Identity struct {
 // UnmarshalJSONFrom implements json.UnmarshalerFrom: it reads
 // {"claim": {...}} and ignores everything else.
 func (id *Identity) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	return id.decodeFrom(dec, nil)
+}
+
+func (id *Identity) decodeFrom(dec *jsontext.Decoder, in *Interner) error {
 	if dec.PeekKind() != '{' {
 		return dec.SkipValue()
 	}
@@ -151,17 +156,17 @@ func (id *Identity) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 		return err
 	}
 	for dec.PeekKind() != '}' {
-		name, err := dec.ReadToken()
+		name, err := dec.ReadValue()
 		if err != nil {
 			return err
 		}
-		if !strings.EqualFold(name.String(), "claim") || dec.PeekKind() != '{' {
+		if !nameIs(name, "claim") || dec.PeekKind() != '{' {
 			if err := dec.SkipValue(); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := id.readClaims(dec); err != nil {
+		if err := id.readClaims(dec, in); err != nil {
 			return err
 		}
 	}
@@ -169,23 +174,23 @@ func (id *Identity) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	return err
 }
 
-func (id *Identity) readClaims(dec *jsontext.Decoder) error {
+func (id *Identity) readClaims(dec *jsontext.Decoder, in *Interner) error {
 	if _, err := dec.ReadToken(); err != nil { // {
 		return err
 	}
 	for dec.PeekKind() != '}' {
-		name, err := dec.ReadToken()
+		name, err := dec.ReadValue()
 		if err != nil {
 			return err
 		}
-		dst := id.field(name.String())
+		dst := id.field(name)
 		if dst == nil {
 			if err := dec.SkipValue(); err != nil {
 				return err
 			}
 			continue
 		}
-		v, err := firstString(dec)
+		v, err := firstString(dec, in)
 		if err != nil {
 			return err
 		}
@@ -197,7 +202,7 @@ func (id *Identity) readClaims(dec *jsontext.Decoder) error {
 	return err
 }
 
-// Claim names, short and URI forms.
+// Claim names, short and URI forms (lower-case).
 const (
 	claimOIDURI    = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 	claimTenantURI = "http://schemas.microsoft.com/identity/claims/tenantid"
@@ -206,21 +211,22 @@ const (
 	claimAppIDURI  = "http://schemas.microsoft.com/identity/claims/appid"
 )
 
-func (id *Identity) field(name string) *string {
+// field returns where a claim goes, or nil for claims kvwatch ignores.
+func (id *Identity) field(name jsontext.Value) *string {
 	switch {
-	case strings.EqualFold(name, "oid"), strings.EqualFold(name, claimOIDURI):
+	case nameIs(name, "oid"), nameIs(name, claimOIDURI):
 		return &id.ObjectID
-	case strings.EqualFold(name, "appid"), strings.EqualFold(name, "azp"), strings.EqualFold(name, claimAppIDURI):
+	case nameIs(name, "appid"), nameIs(name, "azp"), nameIs(name, claimAppIDURI):
 		return &id.AppID
-	case strings.EqualFold(name, "upn"), strings.EqualFold(name, claimUPNURI):
+	case nameIs(name, "upn"), nameIs(name, claimUPNURI):
 		return &id.UPN
-	case strings.EqualFold(name, "unique_name"):
+	case nameIs(name, "unique_name"):
 		return &id.UniqueName
-	case strings.EqualFold(name, "name"), strings.EqualFold(name, claimNameURI):
+	case nameIs(name, "name"), nameIs(name, claimNameURI):
 		return &id.Name
-	case strings.EqualFold(name, "ipaddr"):
+	case nameIs(name, "ipaddr"):
 		return &id.IPAddr
-	case strings.EqualFold(name, "tid"), strings.EqualFold(name, claimTenantURI):
+	case nameIs(name, "tid"), nameIs(name, claimTenantURI):
 		return &id.TenantID
 	}
 	return nil
@@ -228,14 +234,14 @@ func (id *Identity) field(name string) *string {
 
 // firstString reads a string, or the first string of an array, or a scalar
 // written as text; objects and nulls give "".
-func firstString(dec *jsontext.Decoder) (string, error) {
+func firstString(dec *jsontext.Decoder, in *Interner) (string, error) {
 	switch dec.PeekKind() {
 	case '"':
-		tok, err := dec.ReadToken()
+		v, err := dec.ReadValue()
 		if err != nil {
 			return "", err
 		}
-		return tok.String(), nil
+		return in.unquote(v), nil
 	case '0':
 		v, err := dec.ReadValue()
 		if err != nil {
@@ -249,11 +255,11 @@ func firstString(dec *jsontext.Decoder) (string, error) {
 		var first string
 		for dec.PeekKind() != ']' {
 			if first == "" && dec.PeekKind() == '"' {
-				tok, err := dec.ReadToken()
+				v, err := dec.ReadValue()
 				if err != nil {
 					return "", err
 				}
-				first = tok.String()
+				first = in.unquote(v)
 				continue
 			}
 			if err := dec.SkipValue(); err != nil {
@@ -270,8 +276,352 @@ func firstString(dec *jsontext.Decoder) (string, error) {
 // DecodeRecord decodes one record from its JSON text.
 func DecodeRecord(data []byte) (Record, error) {
 	var r Record
-	if err := json.Unmarshal(data, &r, DecodeOptions); err != nil {
+	dec := jsontext.NewDecoder(bytes.NewBuffer(data), DecodeOptions)
+	if err := r.DecodeFrom(dec); err != nil {
 		return Record{}, fmt.Errorf("decode record: %w", err)
 	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return Record{}, errors.New("decode record: data after the record")
+	}
 	return r, nil
+}
+
+// FieldError says which member of a record had the wrong type. The whole
+// record was consumed, so a decoder reading a stream of records can go on.
+type FieldError struct {
+	Field string // JSON pointer-like path, e.g. "properties.httpStatusCode"
+	Want  string // what was expected
+	Got   jsontext.Kind
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%s: want %s, got %s", e.Field, e.Want, kindName(e.Got))
+}
+
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case '"':
+		return "a string"
+	case '0':
+		return "a number"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	}
+	return "nothing"
+}
+
+// DecodeFrom reads one record object from dec. It is a hand-written
+// decoder: it materializes only the members kvwatch uses, matches their
+// names ignoring case without allocating, and always consumes the whole
+// value when the JSON is well-formed, so that one record of the wrong shape
+// (reported as a *FieldError) does not stop the records after it. A syntax
+// error is returned as is and leaves dec unusable.
+func (r *Record) DecodeFrom(dec *jsontext.Decoder) error {
+	return r.DecodeInterned(dec, nil)
+}
+
+// DecodeInterned is DecodeFrom sharing the strings that repeat from record
+// to record (resource ids, operation names, callers, client info) through
+// in, which saves most of a record's allocations. in may be nil.
+func (r *Record) DecodeInterned(dec *jsontext.Decoder, in *Interner) error {
+	if k := dec.PeekKind(); k != '{' {
+		if err := dec.SkipValue(); err != nil {
+			return err
+		}
+		return &FieldError{Field: "record", Want: "an object", Got: k}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	var first error
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		var ferr error
+		switch {
+		case nameIs(name, "time"):
+			r.Time, ferr = readString(dec, "time", nil)
+		case nameIs(name, "resourceid"):
+			r.ResourceID, ferr = readString(dec, "resourceId", in)
+		case nameIs(name, "operationname"):
+			r.OperationName, ferr = readString(dec, "operationName", in)
+		case nameIs(name, "operationversion"):
+			r.OperationVersion, ferr = readString(dec, "operationVersion", in)
+		case nameIs(name, "category"):
+			r.Category, ferr = readString(dec, "category", in)
+		case nameIs(name, "resulttype"):
+			r.ResultType, ferr = readString(dec, "resultType", in)
+		case nameIs(name, "resultsignature"):
+			r.ResultSignature, ferr = readString(dec, "resultSignature", in)
+		case nameIs(name, "durationms"):
+			ferr = r.DurationMs.UnmarshalJSONFrom(dec)
+		case nameIs(name, "calleripaddress"):
+			r.CallerIPAddress, ferr = readString(dec, "callerIpAddress", in)
+		case nameIs(name, "correlationid"):
+			r.CorrelationID, ferr = readString(dec, "correlationId", nil)
+		case nameIs(name, "identity"):
+			ferr = r.Identity.decodeFrom(dec, in)
+		case nameIs(name, "properties"):
+			ferr = r.Properties.decodeFrom(dec, in)
+		case nameIs(name, "metricname"):
+			r.MetricName, ferr = readString(dec, "metricName", in)
+		default:
+			ferr = dec.SkipValue()
+		}
+		if ferr != nil {
+			if _, ok := ferr.(*FieldError); !ok {
+				return ferr // syntax or I/O: stop
+			}
+			if first == nil {
+				first = ferr
+			}
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	return first
+}
+
+func (p *Properties) decodeFrom(dec *jsontext.Decoder, in *Interner) error {
+	if k := dec.PeekKind(); k != '{' {
+		if err := dec.SkipValue(); err != nil {
+			return err
+		}
+		if k == 'n' {
+			return nil
+		}
+		return &FieldError{Field: "properties", Want: "an object", Got: k}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	var first error
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		var ferr error
+		switch {
+		case nameIs(name, "id"):
+			p.ID, ferr = readString(dec, "properties.id", nil)
+		case nameIs(name, "requesturi"):
+			p.RequestURI, ferr = readString(dec, "properties.requestUri", nil)
+		case nameIs(name, "httpstatuscode"):
+			ferr = p.HTTPStatusCode.UnmarshalJSONFrom(dec)
+		case nameIs(name, "clientinfo"):
+			p.ClientInfo, ferr = readString(dec, "properties.clientInfo", in)
+		case nameIs(name, "tlsversion"):
+			p.TLSVersion, ferr = readString(dec, "properties.tlsVersion", in)
+		case nameIs(name, "properties") && dec.PeekKind() == '{':
+			v := new(VaultRecord)
+			if ferr = v.decodeFrom(dec); ferr == nil {
+				p.Properties = v
+			}
+		default:
+			ferr = dec.SkipValue()
+		}
+		if ferr != nil {
+			if _, ok := ferr.(*FieldError); !ok {
+				return ferr
+			}
+			if first == nil {
+				first = ferr
+			}
+		}
+	}
+	_, err := dec.ReadToken()
+	if err != nil {
+		return err
+	}
+	return first
+}
+
+func (v *VaultRecord) decodeFrom(dec *jsontext.Decoder) error {
+	if _, err := dec.ReadToken(); err != nil { // {
+		return err
+	}
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		switch {
+		case nameIs(name, "networkacls") && dec.PeekKind() == '{':
+			if _, err := dec.ReadToken(); err != nil {
+				return err
+			}
+			for dec.PeekKind() != '}' {
+				n, err := dec.ReadValue()
+				if err != nil {
+					return err
+				}
+				if nameIs(n, "defaultaction") {
+					v.NetworkAcls.DefaultAction, err = readLenient(dec)
+				} else {
+					err = dec.SkipValue()
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if _, err := dec.ReadToken(); err != nil {
+				return err
+			}
+			continue
+		case nameIs(name, "publicnetworkaccess"):
+			v.PublicNetworkAccess, err = readLenient(dec)
+		case nameIs(name, "enablerbacauthorization"):
+			v.EnableRbacAuthorization, err = readBool(dec)
+		case nameIs(name, "enablepurgeprotection"):
+			v.EnablePurgeProtection, err = readBool(dec)
+		case nameIs(name, "enablesoftdelete"):
+			v.EnableSoftDelete, err = readBool(dec)
+		case nameIs(name, "softdeleteretentionindays"):
+			err = v.SoftDeleteRetentionInDays.UnmarshalJSONFrom(dec)
+		case nameIs(name, "accesspolicies"):
+			err = v.AccessPolicies.UnmarshalJSONFrom(dec)
+		default:
+			err = dec.SkipValue()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	_, err := dec.ReadToken()
+	return err
+}
+
+// nameIs reports whether the raw JSON string name equals lower, ignoring
+// ASCII case, without allocating. Names with escapes are unquoted first.
+func nameIs(raw jsontext.Value, lower string) bool {
+	if len(raw) != len(lower)+2 {
+		if bytes.IndexByte(raw, '\\') < 0 {
+			return false
+		}
+		u, err := jsontext.AppendUnquote(nil, raw)
+		if err != nil {
+			return false
+		}
+		return strings.EqualFold(string(u), lower)
+	}
+	for i := 0; i < len(lower); i++ {
+		c := raw[i+1]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// readString reads a string member; null reads as "". Anything else is
+// skipped and reported as a *FieldError.
+func readString(dec *jsontext.Decoder, field string, in *Interner) (string, error) {
+	switch k := dec.PeekKind(); k {
+	case '"':
+		v, err := dec.ReadValue()
+		if err != nil {
+			return "", err
+		}
+		return in.unquote(v), nil
+	case 'n':
+		_, err := dec.ReadToken()
+		return "", err
+	default:
+		if err := dec.SkipValue(); err != nil {
+			return "", err
+		}
+		return "", &FieldError{Field: field, Want: "a string", Got: k}
+	}
+}
+
+// readLenient reads a string, or a scalar as its text; objects and arrays
+// read as "".
+func readLenient(dec *jsontext.Decoder) (string, error) {
+	switch dec.PeekKind() {
+	case '"':
+		v, err := dec.ReadValue()
+		if err != nil {
+			return "", err
+		}
+		return unquote(v), nil
+	case '0', 't', 'f':
+		v, err := dec.ReadValue()
+		if err != nil {
+			return "", err
+		}
+		return string(v), nil
+	default:
+		return "", dec.SkipValue()
+	}
+}
+
+// readBool reads true or false (also as the strings "true"/"false"); other
+// values leave it nil.
+func readBool(dec *jsontext.Decoder) (*bool, error) {
+	v, err := readLenient(dec)
+	if err != nil {
+		return nil, err
+	}
+	var b bool
+	switch {
+	case strings.EqualFold(v, "true"):
+		b = true
+	case strings.EqualFold(v, "false"):
+	default:
+		return nil, nil
+	}
+	return &b, nil
+}
+
+// Interner shares equal strings. The zero value is ready; a nil *Interner
+// shares nothing. Not safe for concurrent use.
+type Interner struct {
+	m map[string]string
+}
+
+// internMax bounds the strings kept and the length of a string worth keeping.
+const (
+	internMax    = 8192
+	internMaxLen = 512
+)
+
+// unquote is the package's unquote through the interner.
+func (in *Interner) unquote(v jsontext.Value) string {
+	if in == nil || len(v) > internMaxLen+2 || bytes.IndexByte(v, '\\') >= 0 {
+		return unquote(v)
+	}
+	body := v[1 : len(v)-1]
+	if s, ok := in.m[string(body)]; ok {
+		return s
+	}
+	s := string(body)
+	if in.m == nil || len(in.m) >= internMax {
+		in.m = make(map[string]string, 256)
+	}
+	in.m[s] = s
+	return s
+}
+
+// unquote returns the text of a raw JSON string with one allocation when it
+// has no escapes. Invalid UTF-8 is kept as it is in the fast path and
+// replaced in the slow one; later JSON output replaces it anyway.
+func unquote(v jsontext.Value) string {
+	if len(v) >= 2 && bytes.IndexByte(v, '\\') < 0 {
+		return string(v[1 : len(v)-1])
+	}
+	u, _ := jsontext.AppendUnquote(nil, v)
+	return string(u)
 }

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/kvwatch/kvwatch/internal/audit"
@@ -94,7 +93,10 @@ type Decoder struct {
 	// Now stamps dead letters; time.Now when nil.
 	Now func() time.Time
 
-	rec audit.Record
+	rec    audit.Record
+	norm   audit.Normalizer
+	intern audit.Interner
+	buf    []byte // the unquoted Data.<binding>, reused across invocations
 }
 
 func (d *Decoder) now() time.Time {
@@ -169,11 +171,12 @@ func (d *Decoder) envelope(b *Batch, dec *jsontext.Decoder, body []byte, src aud
 	}
 	found := false
 	for dec.PeekKind() != '}' {
-		name, err := dec.ReadToken()
+		name, err := dec.ReadValue()
 		if err != nil {
 			return fmt.Errorf("event body: %w", err)
 		}
-		if found || dec.PeekKind() != '[' || !isRecords(name.String()) {
+		isRec := !found && isRecords(name)
+		if !isRec || dec.PeekKind() != '[' {
 			if err := dec.SkipValue(); err != nil {
 				return fmt.Errorf("event body: %w", err)
 			}
@@ -184,13 +187,26 @@ func (d *Decoder) envelope(b *Batch, dec *jsontext.Decoder, body []byte, src aud
 			return fmt.Errorf("event body: %w", err)
 		}
 		for i := 0; dec.PeekKind() != ']'; i++ {
-			v, err := dec.ReadValue()
-			if err != nil {
-				return fmt.Errorf("event body: record %d: %w", i, err)
-			}
 			rs := src
 			rs.Record = i
-			d.record(b, v, rs)
+			start := dec.InputOffset()
+			d.rec = audit.Record{}
+			err := d.rec.DecodeInterned(dec, &d.intern)
+			var ferr *audit.FieldError
+			if err != nil && !errors.As(err, &ferr) {
+				return fmt.Errorf("event body: record %d: %w", i, err)
+			}
+			b.Stats.Records++
+			if err != nil {
+				raw := bytes.TrimLeft(body[start:dec.InputOffset()], " \t\r\n,")
+				msg := "record does not decode: " + err.Error()
+				b.problem("%s: %s", where(rs), msg)
+				d.letter(b, rs, msg, raw)
+				continue
+			}
+			d.normalize(b, rs, func() []byte {
+				return bytes.TrimLeft(body[start:dec.InputOffset()], " \t\r\n,")
+			})
 		}
 		if _, err := dec.ReadToken(); err != nil { // ]
 			return fmt.Errorf("event body: %w", err)
@@ -207,25 +223,31 @@ func (d *Decoder) envelope(b *Batch, dec *jsontext.Decoder, body []byte, src aud
 	return nil
 }
 
-func isRecords(name string) bool {
-	return len(name) == 7 && (name == "records" || name == "Records" || name == "RECORDS")
+func isRecords(name jsontext.Value) bool {
+	s := string(name) // no allocation: compared, not kept
+	return s == `"records"` || s == `"Records"` || s == `"RECORDS"`
 }
 
-// record decodes and normalizes one record.
+// record decodes and normalizes one record given as a whole.
 func (d *Decoder) record(b *Batch, raw []byte, src audit.Source) {
 	b.Stats.Records++
-	d.rec = audit.Record{}
-	if err := json.Unmarshal(raw, &d.rec, audit.DecodeOptions); err != nil {
+	var err error
+	if d.rec, err = audit.DecodeRecord(raw); err != nil {
 		msg := "record does not decode: " + shortErr(err)
 		b.problem("%s: %s", where(src), msg)
 		d.letter(b, src, msg, raw)
 		return
 	}
-	ev, skip, err := audit.Normalize(&d.rec, src)
+	d.normalize(b, src, func() []byte { return raw })
+}
+
+// normalize normalizes d.rec; raw gives its bytes for a dead letter.
+func (d *Decoder) normalize(b *Batch, src audit.Source, raw func() []byte) {
+	ev, skip, err := d.norm.Normalize(&d.rec, src)
 	switch {
 	case err != nil:
 		b.problem("%s: %v", where(src), err)
-		d.letter(b, src, err.Error(), raw)
+		d.letter(b, src, err.Error(), raw())
 	case skip != audit.SkipNone:
 		b.Stats.Skipped++
 		switch skip {

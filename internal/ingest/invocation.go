@@ -3,7 +3,9 @@ package ingest
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -11,15 +13,12 @@ import (
 	"github.com/kvwatch/kvwatch/internal/audit"
 )
 
-// invocation is the Functions host's request body for a custom handler.
-type invocation struct {
-	Data     map[string]jsontext.Value `json:"Data"`
-	Metadata struct {
-		PartitionContext     jsontext.Value `json:"PartitionContext"`
-		SequenceNumberArray  jsontext.Value `json:"SequenceNumberArray"`
-		EnqueuedTimeUtcArray jsontext.Value `json:"EnqueuedTimeUtcArray"`
-		RetryContext         *RetryContext  `json:"RetryContext"`
-	} `json:"Metadata"`
+// metadata is the part of an invocation's Metadata kvwatch reads.
+type metadata struct {
+	PartitionContext     jsontext.Value `json:"PartitionContext"`
+	SequenceNumberArray  jsontext.Value `json:"SequenceNumberArray"`
+	EnqueuedTimeUtcArray jsontext.Value `json:"EnqueuedTimeUtcArray"`
+	RetryContext         *RetryContext  `json:"RetryContext"`
 }
 
 // Invocation reads a host invocation body for the Event Hubs trigger with
@@ -32,32 +31,26 @@ type invocation struct {
 func (d *Decoder) Invocation(body []byte) *Batch {
 	b := &Batch{}
 	whole := audit.Source{Event: -1, Record: -1}
-	var inv invocation
-	if err := json.Unmarshal(body, &inv, audit.DecodeOptions); err != nil {
+	binding := d.Binding
+	if binding == "" {
+		binding = "events"
+	}
+	events, found, meta, err := d.readInvocation(body, binding)
+	if err != nil {
 		msg := "invocation body is not a host invocation: " + shortErr(err)
 		b.problem("%s", msg)
 		d.letter(b, whole, msg, body)
 		return b
 	}
-	if len(inv.Metadata.PartitionContext) > 0 {
-		if err := unmarshalMaybeString(inv.Metadata.PartitionContext, &b.Partition); err != nil {
+	if len(meta.PartitionContext) > 0 {
+		if err := unmarshalMaybeString(meta.PartitionContext, &b.Partition); err != nil {
 			b.problem("Metadata.PartitionContext: %s", shortErr(err))
 		}
 	}
 	whole.Partition = b.Partition.PartitionID
-	b.Retry = inv.Metadata.RetryContext
+	b.Retry = meta.RetryContext
 
-	binding := d.Binding
-	if binding == "" {
-		binding = "events"
-	}
-	data, ok := inv.Data[binding]
-	if !ok && len(inv.Data) == 1 {
-		for _, v := range inv.Data {
-			data, ok = v, true
-		}
-	}
-	if !ok || len(data) == 0 || data.Kind() == 'n' {
+	if !found {
 		msg := fmt.Sprintf("invocation has no Data.%s", binding)
 		b.problem("%s", msg)
 		d.letter(b, whole, msg, body)
@@ -66,30 +59,20 @@ func (d *Decoder) Invocation(body []byte) *Batch {
 
 	var seqs []jsontext.Value
 	var enq []string
-	if len(inv.Metadata.SequenceNumberArray) > 0 {
-		if err := unmarshalMaybeString(inv.Metadata.SequenceNumberArray, &seqs); err != nil {
+	if len(meta.SequenceNumberArray) > 0 {
+		if err := unmarshalMaybeString(meta.SequenceNumberArray, &seqs); err != nil {
 			b.problem("Metadata.SequenceNumberArray: %s", shortErr(err))
 		}
 	}
-	if len(inv.Metadata.EnqueuedTimeUtcArray) > 0 {
-		if err := unmarshalMaybeString(inv.Metadata.EnqueuedTimeUtcArray, &enq); err != nil {
+	if len(meta.EnqueuedTimeUtcArray) > 0 {
+		if err := unmarshalMaybeString(meta.EnqueuedTimeUtcArray, &enq); err != nil {
 			b.problem("Metadata.EnqueuedTimeUtcArray: %s", shortErr(err))
 		}
 	}
 
-	// Data.events: a string holding JSON (decode twice), or JSON itself.
-	events := []byte(data)
-	if data.Kind() == '"' {
-		var err error
-		events, err = jsontext.AppendUnquote(nil, data)
-		if err != nil && len(events) == 0 {
-			msg := "Data." + binding + ": " + shortErr(err)
-			b.problem("%s", msg)
-			d.letter(b, whole, msg, data)
-			return b
-		}
-	}
 	events = bytes.TrimSpace(events)
+	// Real records run about 1 KiB each: size the event slice once.
+	b.Events = make([]audit.Event, 0, len(events)/1024+1)
 	src := func(i int) audit.Source {
 		s := audit.Source{Partition: b.Partition.PartitionID, Event: i, Record: -1}
 		if i < len(seqs) {
@@ -122,6 +105,96 @@ func (d *Decoder) Invocation(body []byte) *Batch {
 		b.problem("Metadata.SequenceNumberArray is missing: events have no sequence numbers")
 	}
 	return b
+}
+
+// readInvocation streams through {"Data": {...}, "Metadata": {...}}. It
+// returns the binding's value — unquoted when the host sent it as a JSON
+// string — in a buffer the decoder reuses, without copying the rest of the
+// body. When Data lacks the binding but has exactly one member, that one is
+// taken.
+func (d *Decoder) readInvocation(body []byte, binding string) (events []byte, found bool, meta metadata, err error) {
+	dec := jsontext.NewDecoder(bytes.NewBuffer(body), audit.DecodeOptions)
+	if k := dec.PeekKind(); k != '{' {
+		if k == 0 {
+			_, err = dec.ReadToken()
+			if err == io.EOF {
+				err = errors.New("empty body")
+			}
+			return nil, false, meta, err
+		}
+		return nil, false, meta, errors.New("not a JSON object")
+	}
+	if _, err = dec.ReadToken(); err != nil {
+		return nil, false, meta, err
+	}
+	var other []byte // the only member of Data, if it is not the binding
+	otherCount := 0
+	for dec.PeekKind() != '}' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return nil, false, meta, err
+		}
+		name := tok.String()
+		switch {
+		case name == "Data" && dec.PeekKind() == '{':
+			dec.ReadToken()
+			for dec.PeekKind() != '}' {
+				mtok, err := dec.ReadToken()
+				if err != nil {
+					return nil, false, meta, err
+				}
+				member := mtok.String()
+				v, err := dec.ReadValue()
+				if err != nil {
+					return nil, false, meta, err
+				}
+				isBinding := member == binding
+				if !isBinding {
+					otherCount++
+					if otherCount > 1 || found {
+						continue
+					}
+				}
+				if v.Kind() == 'n' {
+					continue
+				}
+				var out []byte
+				if v.Kind() == '"' {
+					var uerr error
+					out, uerr = jsontext.AppendUnquote(d.buf[:0], v)
+					if uerr != nil && len(out) == 0 {
+						return nil, false, meta, fmt.Errorf("Data.%s: %w", member, uerr)
+					}
+				} else {
+					out = append(d.buf[:0], v...)
+				}
+				d.buf = out
+				if isBinding {
+					events, found = out, true
+				} else {
+					other = out
+				}
+			}
+			if _, err := dec.ReadToken(); err != nil {
+				return nil, false, meta, err
+			}
+		case name == "Metadata" && dec.PeekKind() == '{':
+			if err := json.UnmarshalDecode(dec, &meta, audit.DecodeOptions); err != nil {
+				// Unusable metadata costs positions, not the batch: the
+				// caller reports what is missing.
+				meta = metadata{}
+				return events, found, meta, nil
+			}
+		default:
+			if err := dec.SkipValue(); err != nil {
+				return nil, false, meta, err
+			}
+		}
+	}
+	if !found && otherCount == 1 && other != nil {
+		events, found = other, true
+	}
+	return events, found, meta, nil
 }
 
 // eventArray reads an array whose elements are event objects, strings

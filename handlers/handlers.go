@@ -1,0 +1,203 @@
+// Package handlers is the HTTP contract between the Azure Functions host and
+// kvwatch as a custom handler: readiness on GET /, one route per function
+// (POST /<FunctionName>), and the response shape the host expects.
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kvwatch/kvwatch/internal/deadletter"
+	"github.com/kvwatch/kvwatch/internal/ingest"
+	"github.com/kvwatch/kvwatch/internal/pipeline"
+)
+
+// DefaultMaxBody is the default limit on an invocation body.
+const DefaultMaxBody = 64 << 20
+
+// RetryWarnAt is the retry count from which a held batch is logged as an
+// error: the host's retry policy retries forever and holds the partition.
+const RetryWarnAt = 5
+
+// Processor runs a decoded batch through the pipeline. An error means a
+// dependency failed and the host should retry the batch.
+type Processor interface {
+	Process(ctx context.Context, b *ingest.Batch) (pipeline.Summary, error)
+}
+
+// Config configures the handler.
+type Config struct {
+	// MaxBody limits an invocation body in bytes; DefaultMaxBody when 0.
+	MaxBody int64
+	// Binding is the Event Hubs trigger's binding name ("events").
+	Binding string
+	// Letters receives what can't be read before the pipeline does (an
+	// oversized body).
+	Letters deadletter.Sink
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Handler serves the host.
+type Handler struct {
+	cfg  Config
+	proc Processor
+	log  zerolog.Logger
+	mux  *http.ServeMux
+}
+
+// New returns the handler for the function app's routes.
+func New(cfg Config, proc Processor, log zerolog.Logger) *Handler {
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Handler{cfg: cfg, proc: proc, log: log, mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET /{$}", h.ready)
+	h.mux.HandleFunc("HEAD /{$}", h.ready)
+	h.mux.HandleFunc("POST /AuditEvents", h.auditEvents)
+	h.mux.HandleFunc("/AuditEvents", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on /AuditEvents")
+	})
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no function at this route")
+	})
+	return h
+}
+
+// ServeHTTP implements http.Handler. Requests that do not come from the
+// loopback interface are refused: only the local host may call.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !fromLoopback(r.RemoteAddr) {
+		writeError(w, http.StatusForbidden, "only the local Functions host may call this handler")
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+func fromLoopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (h *Handler) ready(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"status":"ready"}`)
+}
+
+// Response is the custom handler response body the host reads.
+type Response struct {
+	Outputs     map[string]any `json:"Outputs"`
+	Logs        []string       `json:"Logs"`
+	ReturnValue any            `json:"ReturnValue"`
+}
+
+func (h *Handler) auditEvents(w http.ResponseWriter, r *http.Request) {
+	start := h.cfg.Now()
+	log := h.log.With().Str("function", "AuditEvents").
+		Str("invocation_id", r.Header.Get("X-Azure-Functions-InvocationId")).Logger()
+	ctx := r.Context()
+
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		// Retrying can't make the body smaller, and failing would hold the
+		// partition forever: keep what we read as a dead letter, say so
+		// loudly, and let the host move on.
+		msg := fmt.Sprintf("invocation body exceeds the limit of %d bytes (KVWATCH_MAX_BODY_BYTES); "+
+			"its events were not processed and its beginning was dead-lettered: raise the limit or lower maxEventBatchSize in host.json", h.cfg.MaxBody)
+		l := deadletter.Letter{At: h.cfg.Now().UTC(), Reason: msg, Event: -1, Record: -1}
+		l.SetRaw(body)
+		l.Size, l.Truncated = len(body), true
+		if h.cfg.Letters != nil {
+			if err := h.cfg.Letters.Put(ctx, []deadletter.Letter{l}); err != nil {
+				log.Error().Err(err).Msg("dead letter for oversized body not stored; asking the host to retry")
+				writeError(w, http.StatusInternalServerError, "dead-letter store failed; retry")
+				return
+			}
+		}
+		log.Error().Int64("limit", h.cfg.MaxBody).Msg(msg)
+		writeResponse(w, []string{"kvwatch: error: " + msg})
+		return
+	case err != nil:
+		// The connection broke while reading: the host will not see our
+		// answer anyway; tell it to retry in case it does.
+		log.Warn().Err(err).Msg("reading invocation body failed")
+		writeError(w, http.StatusInternalServerError, "reading the invocation body failed; retry")
+		return
+	}
+
+	dec := ingest.Decoder{Binding: h.cfg.Binding, Now: h.cfg.Now}
+	batch := dec.Invocation(body)
+	logs := make([]string, 0, 2+len(batch.Problems))
+	if batch.Retry != nil && batch.Retry.RetryCount > 0 {
+		ev := log.Warn()
+		if batch.Retry.RetryCount >= RetryWarnAt {
+			ev = log.Error()
+		}
+		ev.Int("retry_count", batch.Retry.RetryCount).Str("partition", batch.Partition.PartitionID).
+			Msg("batch is being retried; the partition is held until it succeeds")
+		logs = append(logs, fmt.Sprintf("kvwatch: retry %d of this batch (partition %s)",
+			batch.Retry.RetryCount, batch.Partition.PartitionID))
+	}
+
+	sum, err := h.proc.Process(ctx, batch)
+	if err != nil {
+		log.Error().Err(err).Str("partition", batch.Partition.PartitionID).
+			Msg("batch failed on a dependency; answering 500 so the host retries it")
+		writeError(w, http.StatusInternalServerError, "processing failed on a dependency; retry")
+		return
+	}
+	sum.Elapsed = h.cfg.Now().Sub(start)
+	logs = append(logs, sum.String())
+	for _, p := range batch.Problems {
+		logs = append(logs, "kvwatch: problem: "+sanitize(p))
+	}
+	writeResponse(w, logs)
+}
+
+func writeResponse(w http.ResponseWriter, logs []string) {
+	w.Header().Set("Content-Type", "application/json")
+	b, err := json.Marshal(Response{Outputs: map[string]any{}, Logs: logs, ReturnValue: nil})
+	if err != nil { // cannot happen with strings
+		b = []byte(`{"Outputs":{},"Logs":[],"ReturnValue":null}`)
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	b, _ := json.Marshal(map[string]string{"error": msg})
+	_, _ = w.Write(b)
+}
+
+// sanitize keeps a log line on one line and free of control characters:
+// problems quote record content, which is attacker-controlled.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == 0x2028 || r == 0x2029 {
+			return ' '
+		}
+		return r
+	}, s)
+}
+

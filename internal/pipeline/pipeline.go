@@ -1,0 +1,99 @@
+// Package pipeline is the one path every door (serve, replay, consume)
+// sends its input through after ingest: dead letters stored, events handed
+// to the next stage, a summary returned.
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kvwatch/kvwatch/internal/audit"
+	"github.com/kvwatch/kvwatch/internal/deadletter"
+	"github.com/kvwatch/kvwatch/internal/ingest"
+)
+
+// Stage consumes the normalized events of one batch. An error means the
+// batch should be retried (a dependency failed), never that the data was
+// bad: bad data is dead-lettered before it gets here.
+type Stage interface {
+	Consume(ctx context.Context, events []audit.Event) (Result, error)
+}
+
+// Result is what a stage reports about a batch.
+type Result struct {
+	Findings int // findings raised
+}
+
+// StageFunc adapts a function to Stage.
+type StageFunc func(ctx context.Context, events []audit.Event) (Result, error)
+
+// Consume implements Stage.
+func (f StageFunc) Consume(ctx context.Context, events []audit.Event) (Result, error) {
+	return f(ctx, events)
+}
+
+// Pipeline processes ingested batches.
+type Pipeline struct {
+	Letters deadletter.Sink
+	Next    Stage
+	Log     zerolog.Logger
+	Now     func() time.Time
+}
+
+// Summary describes one processed batch.
+type Summary struct {
+	Partition string
+	Stats     ingest.Stats
+	Result    Result
+	Elapsed   time.Duration
+}
+
+// String is the one-line summary the host's Logs and replay print.
+func (s Summary) String() string {
+	p := ""
+	if s.Partition != "" {
+		p = "partition " + s.Partition + ": "
+	}
+	st := s.Stats
+	return fmt.Sprintf("kvwatch: %s%d events, %d records, %d accepted, %d skipped, %d dead-lettered, %d findings in %s",
+		p, st.Events, st.Records, st.Accepted, st.Skipped, st.DeadLettered, s.Result.Findings,
+		s.Elapsed.Round(time.Microsecond))
+}
+
+// Process stores the batch's dead letters, then hands its events on. It
+// returns an error only when a dependency failed and a retry can help.
+func (p *Pipeline) Process(ctx context.Context, b *ingest.Batch) (Summary, error) {
+	now := time.Now
+	if p.Now != nil {
+		now = p.Now
+	}
+	start := now()
+	sum := Summary{Partition: b.Partition.PartitionID, Stats: b.Stats}
+	if len(b.Letters) > 0 && p.Letters != nil {
+		if err := p.Letters.Put(ctx, b.Letters); err != nil {
+			return sum, fmt.Errorf("store %d dead letters: %w", len(b.Letters), err)
+		}
+	}
+	if p.Next != nil && len(b.Events) > 0 {
+		res, err := p.Next.Consume(ctx, b.Events)
+		if err != nil {
+			return sum, fmt.Errorf("process %d events: %w", len(b.Events), err)
+		}
+		sum.Result = res
+	}
+	sum.Elapsed = now().Sub(start)
+	if len(b.Problems) > 0 {
+		p.Log.Warn().Str("partition", sum.Partition).Strs("problems", b.Problems).Msg("batch had problems")
+	}
+	st := b.Stats
+	p.Log.Info().Str("metric", "ingest").Str("partition", sum.Partition).
+		Int("events", st.Events).Int("records", st.Records).Int("accepted", st.Accepted).
+		Int("skipped", st.Skipped).Int("skipped_metrics", st.Metrics).
+		Int("skipped_categories", st.Categories).Int("skipped_resources", st.Resources).
+		Int("dead_lettered", st.DeadLettered).Int("findings", sum.Result.Findings).
+		Dur("elapsed", sum.Elapsed).Msg("batch processed")
+	return sum, nil
+}
