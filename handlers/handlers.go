@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -144,8 +145,24 @@ func (h *Handler) auditEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	dec := ingest.Decoder{Binding: h.cfg.Binding, Now: h.cfg.Now}
-	batch := dec.Invocation(body)
+	batch, sum, err, panicked := h.process(ctx, body)
+	if panicked != nil {
+		// A bug, not bad luck: a retry would panic again and hold the
+		// partition. Keep the body as a dead letter and move on, loudly.
+		msg := fmt.Sprintf("internal error while processing this batch (%v); its body was dead-lettered", panicked)
+		l := deadletter.Letter{At: h.cfg.Now().UTC(), Reason: msg, Event: -1, Record: -1}
+		l.SetRaw(body)
+		if h.cfg.Letters != nil {
+			if err := h.cfg.Letters.Put(ctx, []deadletter.Letter{l}); err != nil {
+				log.Error().Err(err).Msg("dead letter after an internal error not stored; asking the host to retry")
+				writeError(w, http.StatusInternalServerError, "internal error; retry")
+				return
+			}
+		}
+		log.Error().Str("panic", fmt.Sprint(panicked)).Str("stack", string(debug.Stack())).Msg(msg)
+		writeResponse(w, []string{"kvwatch: error: " + msg})
+		return
+	}
 	logs := make([]string, 0, 2+len(batch.Problems))
 	if batch.Retry != nil && batch.Retry.RetryCount > 0 {
 		ev := log.Warn()
@@ -158,7 +175,6 @@ func (h *Handler) auditEvents(w http.ResponseWriter, r *http.Request) {
 			batch.Retry.RetryCount, batch.Partition.PartitionID))
 	}
 
-	sum, err := h.proc.Process(ctx, batch)
 	if err != nil {
 		log.Error().Err(err).Str("partition", batch.Partition.PartitionID).
 			Msg("batch failed on a dependency; answering 500 so the host retries it")
@@ -171,6 +187,20 @@ func (h *Handler) auditEvents(w http.ResponseWriter, r *http.Request) {
 		logs = append(logs, "kvwatch: problem: "+sanitize(p))
 	}
 	writeResponse(w, logs)
+}
+
+// process decodes and processes one invocation body, turning a panic into
+// a value instead of a dropped connection.
+func (h *Handler) process(ctx context.Context, body []byte) (batch *ingest.Batch, sum pipeline.Summary, err error, panicked any) {
+	defer func() {
+		if p := recover(); p != nil {
+			panicked = p
+		}
+	}()
+	dec := ingest.Decoder{Binding: h.cfg.Binding, Now: h.cfg.Now}
+	batch = dec.Invocation(body)
+	sum, err = h.proc.Process(ctx, batch)
+	return batch, sum, err, nil
 }
 
 func writeResponse(w http.ResponseWriter, logs []string) {

@@ -338,3 +338,38 @@ func TestPortFromEnv(t *testing.T) {
 	}
 }
 
+
+type panicker struct{}
+
+func (panicker) Consume(context.Context, []audit.Event) (pipeline.Result, error) {
+	panic("boom")
+}
+
+func TestPanicIsContainedAndDeadLettered(t *testing.T) {
+	letters := &deadletter.Memory{}
+	proc := &pipeline.Pipeline{Letters: letters, Next: panicker{}, Log: zerolog.Nop()}
+	srv := httptest.NewServer(handlers.New(handlers.Config{Letters: letters}, proc, zerolog.Nop()))
+	defer srv.Close()
+	body, err := host.Body(batchOf(envelope(record(1, 200, "OK"))), host.StringOfStrings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := host.Invoke(context.Background(), srv.Client(), srv.URL, "AuditEvents", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertOK(t, r)
+	if !strings.Contains(r.Logs[0], "internal error") {
+		t.Fatalf("Logs %q", r.Logs)
+	}
+	ls := letters.Letters()
+	if len(ls) != 1 || string(ls[0].Bytes()) != string(body) {
+		t.Fatalf("the whole body must be dead-lettered: %d letters", len(ls))
+	}
+	// The server survives.
+	resp, err := srv.Client().Get(srv.URL + "/")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("not serving after a panic: %v", err)
+	}
+	resp.Body.Close()
+}

@@ -31,14 +31,13 @@ func New(opts Options) zerolog.Logger {
 		errw = os.Stderr
 	}
 	var w io.Writer = out
-	console := opts.Console
-	if !console && !opts.JSON {
-		if f, ok := errw.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
-			console = true
-		}
+	tty := false
+	if f, ok := errw.(*os.File); ok {
+		tty = IsTerminal(f)
 	}
+	console := opts.Console || (tty && !opts.JSON)
 	if console {
-		w = zerolog.ConsoleWriter{Out: errw, TimeFormat: time.TimeOnly}
+		w = zerolog.ConsoleWriter{Out: errw, TimeFormat: time.TimeOnly, NoColor: !tty}
 	}
 	lvl, err := zerolog.ParseLevel(opts.Level)
 	if err != nil || opts.Level == "" {

@@ -1,0 +1,54 @@
+# kvwatch — every target a newcomer needs. `make help` lists them.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+GO ?= go
+FUZZTIME ?= 5s
+BENCHTIME ?= 2s
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: help run test unit fuzz-short fuzz bench build vet demo clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+run: ## replay the bundled demo day through the real pipeline (in-memory state)
+	$(GO) run ./cmd/kvwatch replay
+
+test: vet unit fuzz-short ## every test: vet, unit and integration tests, short fuzz runs
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -count=1 ./...
+
+# Each fuzz target for a few seconds; `make fuzz FUZZTIME=10m` runs them longer.
+FUZZ_TARGETS := \
+	./internal/ingest:FuzzInvocation \
+	./internal/ingest:FuzzFile \
+	./internal/audit:FuzzNormalize \
+	./internal/audit:FuzzParseTime
+
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg | tail -n 1; \
+	done
+
+fuzz: ## run every fuzz target longer (FUZZTIME=10m)
+	@$(MAKE) --no-print-directory fuzz-short FUZZTIME=$(if $(filter 5s,$(FUZZTIME)),5m,$(FUZZTIME))
+
+bench: ## benchmarks; ratios are measured within one run
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./internal/ingest/
+
+build: ## build bin/kvwatch
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kvwatch ./cmd/kvwatch
+
+demo: ## write the demo day to testdata/demo as PT1H.json blobs
+	rm -rf testdata/demo
+	$(GO) run ./cmd/kvwatch demo write testdata/demo
+
+clean:
+	rm -rf bin dist

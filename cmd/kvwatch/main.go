@@ -1,0 +1,231 @@
+// Command kvwatch watches Azure Key Vault audit logs: as an Azure Functions
+// custom handler (serve), over archived logs (replay), and more.
+//
+// main is the only place that reads the environment, builds clients and
+// wires the pieces together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kvwatch/kvwatch/handlers"
+	"github.com/kvwatch/kvwatch/internal/deadletter"
+	"github.com/kvwatch/kvwatch/internal/demo"
+	"github.com/kvwatch/kvwatch/internal/logger"
+	"github.com/kvwatch/kvwatch/internal/pipeline"
+	"github.com/kvwatch/kvwatch/internal/printer"
+	"github.com/kvwatch/kvwatch/internal/replay"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `kvwatch watches Azure Key Vault audit logs.
+
+Usage:
+  kvwatch serve [--port N]                 run as the Azure Functions custom handler
+  kvwatch replay [flags] [PATH...]         replay archived logs (no PATH: the bundled demo day)
+  kvwatch demo write DIR                   write the bundled demo day as PT1H.json blobs
+  kvwatch version                          print the version
+
+Environment:
+  FUNCTIONS_CUSTOMHANDLER_PORT, FUNCTIONS_HTTPWORKER_PORT   port to listen on (127.0.0.1 only)
+  KVWATCH_MAX_BODY_BYTES     invocation body limit (default 67108864)
+  KVWATCH_DEADLETTER_FILE    dead-letter JSON Lines file (serve default: $TMPDIR/kvwatch/deadletter.jsonl)
+  KVWATCH_LOG_LEVEL          debug, info, warn, error (default info)
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process: testable.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], getenv, stdout, stderr)
+	case "replay":
+		err = replayCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "demo":
+		err = demoCmd(args[1:], stdout)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "kvwatch", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "kvwatch: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "kvwatch: %v\n", err)
+			return 2
+		}
+		fmt.Fprintf(stderr, "kvwatch: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type usageError struct{ error }
+
+func newLogger(getenv func(string) string, stdout, stderr io.Writer, level string) zerolog.Logger {
+	if v := getenv("KVWATCH_LOG_LEVEL"); v != "" {
+		level = v
+	}
+	return logger.New(logger.Options{Level: level, Out: stdout, Err: stderr})
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	port := fs.Int("port", -1, "port to listen on (default: from the host's environment)")
+	grace := fs.Duration("grace", 30*time.Second, "how long to wait for in-flight invocations on shutdown")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	// Listen first: the host polls GET / and gives up after its
+	// initialization timeout, so anything slow comes after.
+	p := *port
+	if p < 0 {
+		var err error
+		if p, err = handlers.PortFromEnv(getenv); err != nil {
+			return err
+		}
+	}
+	ln, err := handlers.Listen(p)
+	if err != nil {
+		return err
+	}
+	log := newLogger(getenv, stdout, stderr, "info")
+
+	maxBody := int64(handlers.DefaultMaxBody)
+	if v := getenv("KVWATCH_MAX_BODY_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			ln.Close()
+			return fmt.Errorf("KVWATCH_MAX_BODY_BYTES=%q is not a positive number of bytes", v)
+		}
+		maxBody = n
+	}
+	dlPath := getenv("KVWATCH_DEADLETTER_FILE")
+	if dlPath == "" {
+		dlPath = filepath.Join(os.TempDir(), "kvwatch", "deadletter.jsonl")
+	}
+	letters := deadletter.NewFile(dlPath)
+	log.Info().Str("deadletter_file", dlPath).Msg("dead letters go to a local file; they do not survive the instance")
+
+	proc := &pipeline.Pipeline{Letters: letters, Log: log}
+	h := handlers.New(handlers.Config{MaxBody: maxBody, Letters: letters}, proc, log)
+	return handlers.Serve(ctx, ln, h, *grace, log)
+}
+
+func replayCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	output := fs.String("output", "text", "output format: text or json (one object per line)")
+	dlPath := fs.String("deadletter", "", "write dead letters to this JSON Lines file (default: count only)")
+	verbose := fs.Bool("v", false, "log every batch")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	format, err := printer.ParseFormat(*output)
+	if err != nil {
+		return usageError{err}
+	}
+	level := "warn"
+	if *verbose {
+		level = "info"
+	}
+	log := newLogger(getenv, io.Discard, stderr, level)
+	if !*verbose && getenv("KVWATCH_LOG_LEVEL") == "" {
+		log = logger.New(logger.Options{Level: level, Console: true, Err: stderr})
+	}
+
+	var letters deadletter.Sink = &deadletter.Memory{}
+	if *dlPath != "" {
+		letters = deadletter.NewFile(*dlPath)
+	}
+	out := printer.NewEvents(stdout, format)
+	proc := &pipeline.Pipeline{Letters: letters, Next: out, Log: log}
+
+	var progress replay.Progress
+	if f, ok := stderr.(*os.File); ok && logger.IsTerminal(f) {
+		progress = progressBar(stderr)
+	}
+	var sum replay.Summary
+	if fs.NArg() == 0 {
+		blobs := demo.Generate(demo.Options{})
+		inputs := make([]replay.Input, len(blobs))
+		for i, b := range blobs {
+			inputs[i] = replay.Input{Name: b.Path, Data: b.Data}
+		}
+		sum, err = replay.RunInputs(ctx, inputs, proc, progress)
+	} else {
+		sum, err = replay.Run(ctx, fs.Args(), proc, progress)
+	}
+	if ferr := out.Flush(); ferr != nil && err == nil {
+		err = ferr
+	}
+	if progress != nil {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	fmt.Fprintln(stderr, sum.String())
+	return err
+}
+
+// progressBar draws a one-line progress indicator on a terminal, for
+// inputs large enough to take a while.
+func progressBar(w io.Writer) replay.Progress {
+	last := time.Time{}
+	return func(done, total int, bytesDone, bytesTotal int64) {
+		if bytesTotal < 32<<20 || (time.Since(last) < 100*time.Millisecond && done < total) {
+			return
+		}
+		last = time.Now()
+		pct := float64(bytesDone) * 100 / float64(bytesTotal)
+		const width = 30
+		n := int(pct / 100 * width)
+		bar := make([]byte, width)
+		for i := range bar {
+			bar[i] = ' '
+			if i < n {
+				bar[i] = '='
+			}
+		}
+		fmt.Fprintf(w, "\r[%s] %5.1f%%  %d/%d files  %d MiB", bar, pct, done, total, bytesDone>>20)
+	}
+}
+
+func demoCmd(args []string, stdout io.Writer) error {
+	if len(args) != 2 || args[0] != "write" {
+		return usageError{errors.New("usage: kvwatch demo write DIR")}
+	}
+	blobs := demo.Generate(demo.Options{})
+	if err := demo.Write(args[1], blobs); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %d blobs under %s\n", len(blobs), args[1])
+	return nil
+}

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kvwatch/kvwatch/internal/host"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kvwatch-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "kvwatch")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startServe starts `kvwatch serve` the way the Functions host does and
+// waits for GET / to answer, as the host's readiness probe does.
+func startServe(t *testing.T, extraEnv ...string) (*exec.Cmd, string, *bytes.Buffer) {
+	t.Helper()
+	port := freePort(t)
+	cmd := exec.Command(binary, "serve")
+	cmd.Env = append(os.Environ(),
+		fmt.Sprintf("FUNCTIONS_CUSTOMHANDLER_PORT=%d", port),
+		fmt.Sprintf("FUNCTIONS_HTTPWORKER_PORT=%d", port),
+		"FUNCTIONS_CUSTOMHANDLER_WORKER_ID=worker-1",
+		"KVWATCH_DEADLETTER_FILE="+filepath.Join(t.TempDir(), "dl.jsonl"),
+	)
+	cmd.Env = append(cmd.Env, extraEnv...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	for {
+		resp, err := http.Get(base + "/")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Since(start) > 30*time.Second { // the host's own limit
+			t.Fatalf("not ready within the host's 30 s: %v\n%s", err, out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return cmd, base, &out
+}
+
+const sampleRecord = `{"time":"2026-11-23T09:00:00.1234567Z","resourceId":"/SUBSCRIPTIONS/0B1F6471-1BF0-4DDA-AEC3-CB9272F09590/RESOURCEGROUPS/RG-PROD/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/KV-PAYMENTS-PROD","operationName":"SecretGet","category":"AuditEvent","resultType":"Success","resultSignature":"Forbidden","durationMs":"7","callerIpAddress":"20.50.1.7","identity":{"claim":{"oid":"11111111-2222-3333-4444-555555555555"}},"properties":{"id":"https://kv-payments-prod.vault.azure.net/secrets/db/1","httpStatusCode":403}}`
+
+func TestServeAnswersTheHost(t *testing.T) {
+	_, base, out := startServe(t)
+	body, err := host.Body(host.Batch{Partition: "0", Events: []host.Event{
+		{Body: []byte(`{"records":[` + sampleRecord + `]}`), Sequence: 5, Enqueued: time.Now()},
+		{Body: []byte(`not json at all`), Sequence: 6, Enqueued: time.Now()},
+	}}, host.StringOfStrings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := host.Invoke(context.Background(), http.DefaultClient, base, "AuditEvents", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != 200 || !strings.Contains(r.Logs[0], "2 events, 1 records, 1 accepted, 0 skipped, 1 dead-lettered") {
+		t.Fatalf("answer %d %s\n%s", r.Status, r.Raw, out)
+	}
+}
+
+func TestServeNeedsAPort(t *testing.T) {
+	cmd := exec.Command(binary, "serve")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "FUNCTIONS_CUSTOMHANDLER_PORT") {
+		t.Fatalf("want a clear error naming the variable, got %v: %s", err, out)
+	}
+}
+
+// TestGracefulShutdownFinishesInFlight sends half a request, signals
+// SIGTERM, then sends the rest: the invocation must still be answered and
+// the process must exit cleanly.
+func TestGracefulShutdownFinishesInFlight(t *testing.T) {
+	cmd, base, out := startServe(t)
+	body, err := host.Body(host.Batch{Partition: "1", Events: []host.Event{
+		{Body: []byte(`{"records":[` + sampleRecord + `]}`), Sequence: 9, Enqueued: time.Now()},
+	}}, host.StringOfStrings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	half := len(body) / 2
+	fmt.Fprintf(conn, "POST /AuditEvents HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: %d\r\n\r\n", len(body))
+	if _, err := conn.Write(body[:half]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the server is now reading the body
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if _, err := conn.Write(body[half:]); err != nil {
+		t.Fatalf("connection closed before the request finished: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to the in-flight invocation: %v\n%s", err, out)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "1 accepted") {
+		t.Fatalf("in-flight answer %d %s", resp.StatusCode, b)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, out)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("did not exit after SIGTERM\n%s", out)
+	}
+	if _, err := http.Get(base + "/"); err == nil {
+		t.Fatal("still listening after shutdown")
+	}
+}
+
+func TestReplayFilesWithABadLine(t *testing.T) {
+	dir := t.TempDir()
+	blob := filepath.Join(dir, "sub", "PT1H.json")
+	if err := os.MkdirAll(filepath.Dir(blob), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	content := sampleRecord + "\n" + `{"time":"2026-11-23T09:00:01Z","operationName":` + "\n" + sampleRecord + "\n"
+	if err := os.WriteFile(blob, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dl := filepath.Join(t.TempDir(), "dl.jsonl")
+	for _, format := range []string{"text", "json"} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"replay", "--output", format, "--deadletter", dl, dir},
+			func(string) string { return "" }, &stdout, &stderr)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+		if len(lines) != 2 {
+			t.Fatalf("%s: %d events printed, want 2:\n%s", format, len(lines), stdout.String())
+		}
+		if format == "json" && !strings.HasPrefix(lines[0], `{"time":"2026-11-23T09:00:00.1234567Z"`) {
+			t.Fatalf("json line %s", lines[0])
+		}
+		if format == "text" && !strings.Contains(lines[0], "kv-payments-prod SecretGet secret/db denied(403)") {
+			t.Fatalf("text line %s", lines[0])
+		}
+		if !strings.Contains(stderr.String(), "replay: 1 files, 3 events, 2 records, 2 accepted, 0 skipped, 1 dead-lettered") {
+			t.Fatalf("summary: %s", stderr.String())
+		}
+	}
+	b, err := os.ReadFile(dl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "\n"); n != 2 || !strings.Contains(string(b), `"line":2`) {
+		t.Fatalf("dead letters (one per run, line 2):\n%s", b)
+	}
+}
+
+func TestReplayDemoByDefault(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"replay"}, func(string) string { return "" }, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "0 dead-lettered") || strings.Count(stdout.String(), "\n") < 1000 {
+		t.Fatalf("demo replay: %s", stderr.String())
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"replay", "--output", "yaml"}, {"demo"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), args, func(string) string { return "" }, &stdout, &stderr); code != 2 {
+			t.Errorf("%q: exit %d, want 2 (%s)", args, code, stderr.String())
+		}
+	}
+}
