@@ -1117,12 +1117,12 @@ func (g *gen) people() {
 		certs           bool
 	}
 	plans := []plan{
-		{who: "alice", client: "portal", ip: ipOffice1, vaults: []string{"kv-web-prod", "kv-shared-infra"}, sessions: 4, list: true, portalARM: true, certs: true},
-		{who: "bob", client: "cli", ip: ipOffice2, vaults: []string{"kv-data-dev"}, sessions: 4, list: true},
-		{who: "ravi", client: "python", ip: ipVPN, vaults: []string{"kv-data-dev"}, sessions: 5},
-		{who: "carol", client: "portal", ip: ipOffice1, vaults: []string{"kv-payments-prod"}, sessions: 2, list: true, portalARM: true, readFrom: 8, certs: true},
+		{who: "alice", client: "portal", ip: ipOffice1, vaults: []string{"kv-web-prod", "kv-shared-infra"}, sessions: 5, list: true, portalARM: true, certs: true},
+		{who: "bob", client: "cli", ip: ipOffice2, vaults: []string{"kv-data-dev"}, sessions: 6, list: true},
+		{who: "ravi", client: "python", ip: ipVPN, vaults: []string{"kv-data-dev"}, sessions: 6},
+		{who: "carol", client: "portal", ip: ipOffice1, vaults: []string{"kv-payments-prod"}, sessions: 3, list: true, portalARM: true, readFrom: 8, certs: true},
 		{who: "dave", client: "cli", ip: ipOffice2, vaults: []string{"kv-web-prod"}, sessions: 1, list: true},
-		{who: "jordan", client: "cli", ip: ipOffice1, vaults: []string{"kv-shared-infra"}, sessions: 2, list: true, certs: true},
+		{who: "jordan", client: "cli", ip: ipOffice1, vaults: []string{"kv-shared-infra"}, sessions: 3, list: true, certs: true},
 	}
 	for _, pl := range plans {
 		r := g.rng("person/" + pl.who)
@@ -1153,7 +1153,7 @@ func (g *gen) people() {
 			if r.IntN(6) == 0 { // a typo
 				step("SecretGet", pool[r.IntN(len(pool))]+"s", 404)
 			}
-			if r.IntN(4) == 0 {
+			if r.IntN(3) == 0 {
 				step("SecretSet", pool[r.IntN(len(pool))], 200)
 			}
 			if pl.certs && len(v.certs) > 0 && r.IntN(2) == 0 {
