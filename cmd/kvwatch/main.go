@@ -21,12 +21,19 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvwatch/kvwatch/handlers"
+	"github.com/kvwatch/kvwatch/internal/config"
 	"github.com/kvwatch/kvwatch/internal/deadletter"
 	"github.com/kvwatch/kvwatch/internal/demo"
+	"github.com/kvwatch/kvwatch/internal/detect"
+	"github.com/kvwatch/kvwatch/internal/finding"
 	"github.com/kvwatch/kvwatch/internal/logger"
+	"github.com/kvwatch/kvwatch/internal/pack"
 	"github.com/kvwatch/kvwatch/internal/pipeline"
 	"github.com/kvwatch/kvwatch/internal/printer"
 	"github.com/kvwatch/kvwatch/internal/replay"
+	"github.com/kvwatch/kvwatch/internal/rules"
+	"github.com/kvwatch/kvwatch/internal/ruletest"
+	"github.com/kvwatch/kvwatch/internal/state"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -37,14 +44,20 @@ const usage = `kvwatch watches Azure Key Vault audit logs.
 Usage:
   kvwatch serve [--port N]                 run as the Azure Functions custom handler
   kvwatch replay [flags] [PATH...]         replay archived logs (no PATH: the bundled demo day)
+  kvwatch rules check                      validate the configuration, listing every error
+  kvwatch rules test [DIR]                 run rule tests (no DIR: the default pack's own)
   kvwatch demo write DIR                   write the bundled demo day as PT1H.json blobs
   kvwatch version                          print the version
+
+Every command but demo and version takes --config FILE (default: $KVWATCH_CONFIG,
+else the embedded default configuration and rule pack).
 
 Environment:
   FUNCTIONS_CUSTOMHANDLER_PORT, FUNCTIONS_HTTPWORKER_PORT   port to listen on (127.0.0.1 only)
   KVWATCH_MAX_BODY_BYTES     invocation body limit (default 67108864)
   KVWATCH_DEADLETTER_FILE    dead-letter JSON Lines file (serve default: $TMPDIR/kvwatch/deadletter.jsonl)
   KVWATCH_LOG_LEVEL          debug, info, warn, error (default info)
+  KVWATCH_CONFIG             path of kvwatch.yaml (default: the embedded pack)
 `
 
 func main() {
@@ -66,6 +79,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = serve(ctx, args[1:], getenv, stdout, stderr)
 	case "replay":
 		err = replayCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "rules":
+		err = rulesCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "demo":
 		err = demoCmd(args[1:], stdout)
 	case "version", "--version":
@@ -101,6 +116,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	port := fs.Int("port", -1, "port to listen on (default: from the host's environment)")
+	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
 	grace := fs.Duration("grace", 30*time.Second, "how long to wait for in-flight invocations on shutdown")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
@@ -136,7 +152,21 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	letters := deadletter.NewFile(dlPath)
 	log.Info().Str("deadletter_file", dlPath).Msg("dead letters go to a local file; they do not survive the instance")
 
-	proc := &pipeline.Pipeline{Letters: letters, Log: log}
+	rs, settings, err := loadRules(*cfgPath, getenv)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	log.Warn().Msg("detection state is in memory: it does not survive a restart and is not shared between instances")
+	sink := detect.SinkFunc(func(_ context.Context, fs []finding.Finding) error {
+		for i := range fs {
+			log.Warn().Str("finding", fs[i].ID).Str("rule", fs[i].Rule).Str("severity", fs[i].Severity.String()).
+				Str("vault", fs[i].Vault).Str("summary", fs[i].Summary).Msg("finding raised")
+		}
+		return nil
+	})
+	en := detect.New(rs, settings, detect.Options{Store: state.NewMemory(), Sink: sink, Log: log})
+	proc := &pipeline.Pipeline{Letters: letters, Next: en, Log: log}
 	h := handlers.New(handlers.Config{MaxBody: maxBody, Letters: letters}, proc, log)
 	return handlers.Serve(ctx, ln, h, *grace, log)
 }
@@ -145,6 +175,8 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	output := fs.String("output", "text", "output format: text or json (one object per line)")
+	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
+	events := fs.Bool("events", false, "print the normalized events instead of findings")
 	dlPath := fs.String("deadletter", "", "write dead letters to this JSON Lines file (default: count only)")
 	verbose := fs.Bool("v", false, "log every batch")
 	if err := fs.Parse(args); err != nil {
@@ -167,8 +199,21 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 	if *dlPath != "" {
 		letters = deadletter.NewFile(*dlPath)
 	}
-	out := printer.NewEvents(stdout, format)
-	proc := &pipeline.Pipeline{Letters: letters, Next: out, Log: log}
+	rs, settings, err := loadRules(*cfgPath, getenv)
+	if err != nil {
+		return err
+	}
+	var flush func() error
+	var next pipeline.Stage
+	if *events {
+		out := printer.NewEvents(stdout, format)
+		next, flush = out, out.Flush
+	} else {
+		out := printer.NewFindings(stdout, format)
+		next = detect.New(rs, settings, detect.Options{Store: state.NewMemory(), Sink: out, Log: log})
+		flush = out.Flush
+	}
+	proc := &pipeline.Pipeline{Letters: letters, Next: next, Log: log}
 
 	var progress replay.Progress
 	if f, ok := stderr.(*os.File); ok && logger.IsTerminal(f) {
@@ -185,7 +230,7 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 	} else {
 		sum, err = replay.Run(ctx, fs.Args(), proc, progress)
 	}
-	if ferr := out.Flush(); ferr != nil && err == nil {
+	if ferr := flush(); ferr != nil && err == nil {
 		err = ferr
 	}
 	if progress != nil {
@@ -216,6 +261,89 @@ func progressBar(w io.Writer) replay.Progress {
 		}
 		fmt.Fprintf(w, "\r[%s] %5.1f%%  %d/%d files  %d MiB", bar, pct, done, total, bytesDone>>20)
 	}
+}
+
+// loadRules loads the configuration (the path given, else $KVWATCH_CONFIG,
+// else the embedded pack) and compiles its rules.
+func loadRules(path string, getenv func(string) string) ([]*rules.Rule, *rules.Settings, error) {
+	f, err := loadConfig(path, getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	rs, s, err := rules.Compile(f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("compile rules: %w", err)
+	}
+	return rs, s, nil
+}
+
+func loadConfig(path string, getenv func(string) string) (*config.File, error) {
+	if path == "" {
+		path = getenv("KVWATCH_CONFIG")
+	}
+	if path == "" {
+		return config.Parse("kvwatch.yaml (embedded)", pack.Config, config.Options{Getenv: getenv})
+	}
+	return config.Load(path, getenv)
+}
+
+func rulesCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "check" && args[0] != "test") {
+		return usageError{errors.New("usage: kvwatch rules check|test [--config FILE] [DIR]")}
+	}
+	fs := flag.NewFlagSet("rules "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err}
+	}
+	f, err := loadConfig(*cfgPath, getenv)
+	if err != nil {
+		return err
+	}
+	rs, s, err := rules.Compile(f)
+	if err != nil {
+		return fmt.Errorf("compile rules: %w", err)
+	}
+	if args[0] == "check" {
+		on := 0
+		for _, r := range rs {
+			if r.Off == "" {
+				on++
+			} else {
+				fmt.Fprintf(stdout, "rule %s is off: %s\n", r.ID, r.Off)
+			}
+		}
+		fmt.Fprintf(stdout, "configuration is valid: %d rules, %d on\n", len(rs), on)
+		return nil
+	}
+	var suites map[string]*ruletest.File
+	if fs.NArg() == 0 {
+		suites, err = ruletest.Load(pack.Tests, "tests")
+	} else {
+		suites, err = ruletest.Load(os.DirFS(fs.Arg(0)), ".")
+	}
+	if err != nil {
+		return err
+	}
+	results := ruletest.Run(ctx, rs, s, suites)
+	failed := 0
+	for _, r := range results {
+		if r.Err != nil {
+			failed++
+			fmt.Fprintf(stdout, "FAIL %s: %s: %v\n", r.File, r.Name, r.Err)
+		} else {
+			fmt.Fprintf(stdout, "ok   %s: %s\n", r.File, r.Name)
+		}
+	}
+	fmt.Fprintf(stdout, "rules: %d passed, %d failed\n", len(results)-failed, failed)
+	if failed > 0 {
+		return fmt.Errorf("%d rule tests failed", failed)
+	}
+	if len(results) == 0 {
+		return errors.New("no rule tests found")
+	}
+	return nil
 }
 
 func demoCmd(args []string, stdout io.Writer) error {

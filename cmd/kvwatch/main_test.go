@@ -177,7 +177,7 @@ func TestReplayFilesWithABadLine(t *testing.T) {
 	dl := filepath.Join(t.TempDir(), "dl.jsonl")
 	for _, format := range []string{"text", "json"} {
 		var stdout, stderr bytes.Buffer
-		code := run(context.Background(), []string{"replay", "--output", format, "--deadletter", dl, dir},
+		code := run(context.Background(), []string{"replay", "--events", "--output", format, "--deadletter", dl, dir},
 			func(string) string { return "" }, &stdout, &stderr)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr.String())
@@ -211,8 +211,14 @@ func TestReplayDemoByDefault(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "0 dead-lettered") || strings.Count(stdout.String(), "\n") < 1000 {
+	if !strings.Contains(stderr.String(), "0 dead-lettered") || !strings.Contains(stderr.String(), " 17 alerts") {
 		t.Fatalf("demo replay: %s", stderr.String())
+	}
+	for _, rule := range []string{"mass-secret-retrieval", "object-destroyed", "vault-protection-weakened",
+		"object-exfiltration-prone", "denied-burst-caller", "denied-across-vaults"} {
+		if !strings.Contains(stdout.String(), " "+rule+" ") {
+			t.Errorf("demo replay did not find %s:\n%s", rule, stdout.String())
+		}
 	}
 }
 

@@ -156,3 +156,32 @@ func Safe(s string) string { return string(appendSafe(nil, s)) }
 
 // Duration formats a duration for summaries.
 func Duration(d time.Duration) string { return d.Round(time.Millisecond).String() }
+
+// Clean keeps s readable as one line of text: spaces and quotes stay,
+// while control, format and invalid characters are written as Go escapes
+// (\n, \x1b, \u202e), so log content cannot forge lines or drive the
+// terminal.
+func Clean(s string) string {
+	ok := true
+	for _, r := range s {
+		if r == utf8.RuneError || (!unicode.IsPrint(r) && r != ' ') {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	b := make([]byte, 0, len(s)+8)
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && n == 1) || (!unicode.IsPrint(r) && r != ' ') {
+			q := strconv.QuoteToASCII(s[i : i+n])
+			b = append(b, q[1:len(q)-1]...)
+		} else {
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return string(b)
+}

@@ -1,0 +1,122 @@
+// Package config loads kvwatch.yaml: strict decoding (unknown keys are
+// errors), every error reported at once with file, line and column, ${NAME}
+// expansion from the environment, rule files included by glob, and
+// validation of everything that can be checked without running.
+package config
+
+import "time"
+
+// File is kvwatch.yaml.
+type File struct {
+	Settings Settings `yaml:"settings"`
+	// Include names rule files (globs, relative to the including file);
+	// each holds a `rules:` list.
+	Include []string   `yaml:"include"`
+	Rules   []RuleSpec `yaml:"rules"`
+}
+
+// RulesFile is an included rules file.
+type RulesFile struct {
+	Rules []RuleSpec `yaml:"rules"`
+}
+
+// Settings apply to every rule.
+type Settings struct {
+	// Lateness is how late (in event time) a record may arrive and still
+	// count with certainty; state is kept that long past the longest window.
+	Lateness Duration `yaml:"lateness"` // default 15m
+	// Bucket is the width of the counting buckets windows are made of.
+	Bucket Duration `yaml:"bucket"` // default 1m
+	// BusinessHours define "outside business hours" for matches.
+	BusinessHours BusinessHours `yaml:"business_hours"`
+	// TrustedNetworks are CIDRs that ip_in / ip_not_in may name as
+	// "trusted_networks"; rules that use it are off while the list is empty.
+	TrustedNetworks []string `yaml:"trusted_networks"`
+}
+
+// BusinessHours is a weekly schedule in a time zone.
+type BusinessHours struct {
+	Zone  string   `yaml:"zone"`  // IANA zone, default UTC
+	Days  []string `yaml:"days"`  // mon..sun, default mon-fri
+	Start string   `yaml:"start"` // "08:00", default 08:00
+	End   string   `yaml:"end"`   // "18:00", default 18:00
+}
+
+// RuleSpec is one rule as written in YAML.
+type RuleSpec struct {
+	ID          string      `yaml:"id"`
+	Title       string      `yaml:"title"`
+	Description string      `yaml:"description"`
+	Severity    string      `yaml:"severity"` // info, low, medium, high, critical
+	Tags        []string    `yaml:"tags"`     // MITRE ATT&CK ids and free tags
+	Enabled     *bool       `yaml:"enabled"`  // default true
+	Match       MatchSpec   `yaml:"match"`
+	Except      []MatchSpec `yaml:"except"`
+	GroupBy     []string    `yaml:"group_by"` // event field names (audit.FieldNames)
+	Kind        string      `yaml:"kind"`     // each, threshold, distinct, spike, new_value, sequence
+	Window      Duration    `yaml:"window"`   // threshold, distinct, spike, sequence
+	Count       int         `yaml:"count"`    // threshold: N; distinct: N distinct; sequence: N events of `then`
+	Field       string      `yaml:"field"`    // distinct: the field counted
+	Fields      []string    `yaml:"fields"`   // new_value: the value (tuple) remembered
+	Horizon     Duration    `yaml:"horizon"`  // new_value: how long a value stays known (L)
+	Learning    Duration    `yaml:"learning"` // new_value, spike: silence after the first event seen
+	Baseline    *Baseline   `yaml:"baseline"` // spike
+	Then        *MatchSpec  `yaml:"then"`     // sequence: event B (event A is `match`)
+	Cooldown    Duration    `yaml:"cooldown"` // default: the window, or 1h for each/new_value
+	Runbook     string      `yaml:"runbook"`
+	// Tests are the rule's own test cases (kvwatch rules test).
+}
+
+// Baseline configures a spike rule.
+type Baseline struct {
+	Days     int     `yaml:"days"`      // history length, default 7
+	K        float64 `yaml:"k"`         // deviations above the mean, default 3
+	Ratio    float64 `yaml:"ratio"`     // and at least this many times the mean, default 3
+	MinCount int     `yaml:"min_count"` // and at least this many, default 20
+}
+
+// MatchSpec selects events. Every key given must match (AND); within a key
+// any listed value may match (OR). Strings match case-insensitively; those
+// marked glob accept * and ?.
+type MatchSpec struct {
+	Operations  []string `yaml:"operations"`   // glob
+	Families    []string `yaml:"families"`     // audit.Family
+	Kinds       []string `yaml:"kinds"`        // audit.Kind
+	Outcomes    []string `yaml:"outcomes"`     // audit.Outcome
+	Status      []int    `yaml:"status"`       // HTTP status codes
+	Vaults      []string `yaml:"vaults"`       // glob
+	Callers     []string `yaml:"callers"`      // glob, against caller key, UPN, object id and app id
+	AppIDs      []string `yaml:"app_ids"`      // exact
+	Objects     []string `yaml:"objects"`      // glob against object name
+	ObjectTypes []string `yaml:"object_types"` // secret, key, certificate, storage
+	ClientInfo  []string `yaml:"client_info"`  // glob
+	// IPIn / IPNotIn are CIDRs or plain addresses; the word
+	// "trusted_networks" stands for settings.trusted_networks.
+	IPIn                 []string `yaml:"ip_in"`
+	IPNotIn              []string `yaml:"ip_not_in"`
+	OutsideBusinessHours *bool    `yaml:"outside_business_hours"`
+	// Anonymous matches requests that carried no identity at all (the SDKs'
+	// first, unauthenticated request gets a 401 challenge by design).
+	Anonymous *bool        `yaml:"anonymous"`
+	Config    *ConfigMatch `yaml:"config"`
+}
+
+// ConfigMatch looks at the configuration a VaultPut/VaultPatch left.
+type ConfigMatch struct {
+	// Weakened matches when any protection is off: network default Allow,
+	// public network access Enabled, purge protection, RBAC or soft delete
+	// false, soft-delete retention below 90 days.
+	Weakened             *bool    `yaml:"weakened"`
+	NetworkDefaultAction []string `yaml:"network_default_action"`
+	PublicNetworkAccess  []string `yaml:"public_network_access"`
+	PurgeProtection      *bool    `yaml:"purge_protection"`
+	RBAC                 *bool    `yaml:"rbac"`
+	SoftDelete           *bool    `yaml:"soft_delete"`
+	RetentionBelow       int      `yaml:"retention_below_days"`
+}
+
+// Duration is a time.Duration written as "90s", "5m", "1h30m" or "7d".
+type Duration struct {
+	time.Duration
+	Set bool
+}

@@ -1,0 +1,297 @@
+// Package detect evaluates rules over batches of events against state: it
+// folds a batch into per-entity contributions, applies them to the store
+// once per entity (exactly once per input position), evaluates each
+// touched group's condition in event time, and raises findings whose IDs
+// make them unique across attempts and instances.
+package detect
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kvwatch/kvwatch/internal/audit"
+	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/pipeline"
+	"github.com/kvwatch/kvwatch/internal/rules"
+	"github.com/kvwatch/kvwatch/internal/state"
+)
+
+// Sink receives newly raised findings: the delivery stage, or a printer.
+type Sink interface {
+	Found(ctx context.Context, findings []finding.Finding) error
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(ctx context.Context, findings []finding.Finding) error
+
+// Found implements Sink.
+func (f SinkFunc) Found(ctx context.Context, fs []finding.Finding) error { return f(ctx, fs) }
+
+// blockDur is the time span of one window entity.
+const blockDur = time.Hour
+
+// Engine evaluates rules. It is safe for concurrent use by batches of
+// different partitions: state consistency is the store's job.
+type Engine struct {
+	rules    []*rules.Rule
+	settings *rules.Settings
+	store    state.Store
+	sink     Sink
+	now      func() time.Time
+	log      zerolog.Logger
+	horizon  map[string]time.Duration
+
+	prune chan struct{} // a one-slot lock: one prune at a time
+	mark  struct {
+		ch        chan struct{}
+		watermark int64 // newest event time seen (unix seconds)
+		pruned    int64 // watermark at the last prune
+	}
+}
+
+// Options configure an engine.
+type Options struct {
+	Store state.Store
+	Sink  Sink
+	Now   func() time.Time
+	Log   zerolog.Logger
+}
+
+// New returns an engine for the rules that are on.
+func New(rs []*rules.Rule, s *rules.Settings, o Options) *Engine {
+	en := &Engine{settings: s, store: o.Store, sink: o.Sink, now: o.Now, log: o.Log,
+		horizon: map[string]time.Duration{}, prune: make(chan struct{}, 1)}
+	en.mark.ch = make(chan struct{}, 1)
+	en.mark.ch <- struct{}{}
+	if en.now == nil {
+		en.now = time.Now
+	}
+	for _, r := range rs {
+		if r.Off != "" {
+			continue
+		}
+		en.rules = append(en.rules, r)
+		en.horizon[r.ID] = r.StateHorizon(s)
+	}
+	return en
+}
+
+// Rules returns the rules the engine runs.
+func (en *Engine) Rules() []*rules.Rule { return en.rules }
+
+// contrib is one event's contribution to one rule's group.
+type contrib struct {
+	ev     int32 // index in the batch
+	second bool  // sequence: a `then` event
+	t      int64 // event time, unix seconds
+	stream string
+	pos    int64
+	value  string // distinct / new_value
+}
+
+type groupWork struct {
+	rule     *rules.Rule
+	ri       int
+	group    string
+	contribs []contrib
+}
+
+type gkey struct {
+	ri    int
+	group string
+}
+
+// Position returns the input stream and position an event's source gives,
+// used to apply input exactly once: an Event Hubs partition and sequence
+// number, or a file and line (or event index). Records of one event share
+// a position: an event is always applied whole.
+func Position(s audit.Source) (string, int64) {
+	switch {
+	case s.HasSequence:
+		return "p:" + s.Partition, s.Sequence
+	case s.File != "" && s.Line > 0:
+		return "f:" + s.File, int64(s.Line)
+	case s.File != "":
+		return "f:" + s.File, int64(s.Event)
+	}
+	return "", 0
+}
+
+// Consume implements pipeline.Stage.
+func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.Result, error) {
+	work := map[gkey]*groupWork{}
+	var order []*groupWork
+	var newest int64
+	for i := range events {
+		e := &events[i]
+		t := e.Time.Unix()
+		if t > newest {
+			newest = t
+		}
+		var stream string
+		var pos int64
+		posDone := false
+		for ri, r := range en.rules {
+			a := r.Matches(e)
+			b := false
+			if r.Kind == rules.Sequence && !a && r.Then.Match(e) {
+				b = true
+				for _, x := range r.Except {
+					if x.Match(e) {
+						b = false
+						break
+					}
+				}
+			}
+			if !a && !b {
+				continue
+			}
+			if !posDone {
+				stream, pos = Position(e.Source)
+				posDone = true
+			}
+			g := r.GroupKey(e)
+			k := gkey{ri, g}
+			w := work[k]
+			if w == nil {
+				w = &groupWork{rule: r, ri: ri, group: g}
+				work[k] = w
+				order = append(order, w)
+			}
+			c := contrib{ev: int32(i), second: b, t: t, stream: stream, pos: pos}
+			switch r.Kind {
+			case rules.Distinct:
+				c.value = e.Field(r.Field)
+				if c.value == "" {
+					continue
+				}
+			case rules.NewValue:
+				c.value = tuple(e, r.Fields)
+				if c.value == "" {
+					continue
+				}
+			}
+			w.contribs = append(w.contribs, c)
+		}
+	}
+	slices.SortFunc(order, func(a, b *groupWork) int {
+		return cmp.Or(cmp.Compare(a.ri, b.ri), cmp.Compare(a.group, b.group))
+	})
+
+	var found []finding.Finding
+	keys, apply := en.plan(order)
+	if len(keys) > 0 {
+		ents, err := en.store.Update(ctx, keys, apply)
+		if err != nil {
+			return pipeline.Result{}, fmt.Errorf("update state: %w", err)
+		}
+		found, err = en.evaluate(ctx, order, ents, events)
+		if err != nil {
+			return pipeline.Result{}, err
+		}
+	} else {
+		var err error
+		if found, err = en.evaluate(ctx, order, nil, events); err != nil {
+			return pipeline.Result{}, err
+		}
+	}
+
+	raised := found[:0]
+	for i := range found {
+		body, err := json.Marshal(&found[i])
+		if err != nil {
+			return pipeline.Result{}, fmt.Errorf("encode finding: %w", err)
+		}
+		added, err := en.store.AddFinding(ctx, found[i].ID, body)
+		if err != nil {
+			return pipeline.Result{}, fmt.Errorf("record finding: %w", err)
+		}
+		if added {
+			raised = append(raised, found[i])
+		}
+	}
+	if len(raised) > 0 && en.sink != nil {
+		if err := en.sink.Found(ctx, raised); err != nil {
+			return pipeline.Result{}, fmt.Errorf("hand on findings: %w", err)
+		}
+	}
+	if err := en.maybePrune(ctx, newest); err != nil {
+		return pipeline.Result{}, err
+	}
+	return pipeline.Result{Findings: len(raised)}, nil
+}
+
+func tuple(e *audit.Event, fields []string) string {
+	if len(fields) == 1 {
+		return e.Field(fields[0])
+	}
+	var b []byte
+	empty := true
+	for i, f := range fields {
+		if i > 0 {
+			b = append(b, 0x1f)
+		}
+		v := e.Field(f)
+		if v != "" {
+			empty = false
+		}
+		b = append(b, v...)
+	}
+	if empty {
+		return ""
+	}
+	return string(b)
+}
+
+// maybePrune drops state older than each rule's horizon behind the newest
+// event seen, at most once per bucket of event-time progress.
+func (en *Engine) maybePrune(ctx context.Context, newest int64) error {
+	<-en.mark.ch
+	if newest > en.mark.watermark {
+		en.mark.watermark = newest
+	}
+	wm := en.mark.watermark
+	due := wm-en.mark.pruned >= int64(blockDur/time.Second)
+	if due {
+		en.mark.pruned = wm
+	}
+	en.mark.ch <- struct{}{}
+	if !due {
+		return nil
+	}
+	_, err := en.store.Prune(ctx, func(k state.Key) bool {
+		h, ok := en.horizon[k.Rule]
+		if !ok || k.Block < 0 {
+			return false
+		}
+		end := blockEnd(en.ruleKind(k.Rule), k.Block)
+		return end < wm-int64(h/time.Second)
+	})
+	if err != nil {
+		return fmt.Errorf("prune state: %w", err)
+	}
+	return nil
+}
+
+func (en *Engine) ruleKind(id string) rules.Kind {
+	for _, r := range en.rules {
+		if r.ID == id {
+			return r.Kind
+		}
+	}
+	return ""
+}
+
+// blockEnd is the end (unix seconds) of a block of a rule kind.
+func blockEnd(k rules.Kind, block int64) int64 {
+	if k == rules.Spike {
+		return (block + 1) * 86400
+	}
+	return (block + 1) * int64(blockDur/time.Second)
+}

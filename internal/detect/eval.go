@@ -1,0 +1,568 @@
+package detect
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/kvwatch/kvwatch/internal/audit"
+	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/rules"
+	"github.com/kvwatch/kvwatch/internal/state"
+)
+
+// BlockRule holds a rule-wide entity (the rule's first event time).
+const BlockRule int64 = -2
+
+const blockSec = int64(blockDur / time.Second)
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
+
+// plan lists the entities a batch changes and the function that applies
+// the batch's contributions to each, exactly once per input position.
+func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
+	bucketSec := int64(en.settings.Bucket / time.Second)
+	type part struct {
+		w  *groupWork
+		cs []int // indices into w.contribs
+	}
+	parts := map[state.Key][]part{}
+	var keys []state.Key
+	add := func(k state.Key, w *groupWork, i int) {
+		ps := parts[k]
+		if n := len(ps); n > 0 && ps[n-1].w == w {
+			ps[n-1].cs = append(ps[n-1].cs, i)
+		} else {
+			if n == 0 {
+				keys = append(keys, k)
+			}
+			ps = append(ps, part{w: w, cs: []int{i}})
+		}
+		parts[k] = ps
+	}
+	for _, w := range order {
+		r := w.rule
+		for i, c := range w.contribs {
+			switch r.Kind {
+			case rules.Threshold, rules.Distinct, rules.Sequence:
+				add(state.Key{Rule: r.ID, Group: w.group, Block: floorDiv(c.t, blockSec)}, w, i)
+			case rules.Spike:
+				add(state.Key{Rule: r.ID, Group: w.group, Block: floorDiv(c.t, 86400)}, w, i)
+				add(state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta}, w, i)
+			case rules.NewValue:
+				add(state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta}, w, i)
+				add(state.Key{Rule: r.ID, Block: BlockRule}, w, i)
+			}
+		}
+	}
+	apply := func(k state.Key, e *state.Entity) bool {
+		ps := parts[k]
+		if len(ps) == 0 {
+			return false
+		}
+		// Positions as they were before this batch: records of one event
+		// share a position, so marks are raised only at the end.
+		orig := map[string]int64{}
+		for s, p := range e.Applied {
+			orig[s] = p
+		}
+		absorbed := func(c *contrib) bool {
+			if c.stream == "" {
+				return false
+			}
+			p, ok := orig[c.stream]
+			return ok && c.pos <= p
+		}
+		changed := false
+		for _, p := range ps {
+			r := p.w.rule
+			for _, i := range p.cs {
+				c := &p.w.contribs[i]
+				if absorbed(c) {
+					continue
+				}
+				changed = true
+				e.MarkApplied(c.stream, c.pos)
+				switch {
+				case k.Block == BlockRule, r.Kind == rules.Spike && k.Block == state.BlockMeta:
+					if e.First == 0 || c.t < e.First {
+						e.First = c.t
+					}
+				case r.Kind == rules.Threshold:
+					inc(&e.Counts, floorDiv(c.t, bucketSec))
+				case r.Kind == rules.Sequence && c.second:
+					inc(&e.Counts2, floorDiv(c.t, bucketSec))
+				case r.Kind == rules.Sequence:
+					inc(&e.Counts, floorDiv(c.t, bucketSec))
+				case r.Kind == rules.Distinct:
+					addValue(e, floorDiv(c.t, bucketSec), c.value, max(2*r.Count, 16))
+				case r.Kind == rules.Spike:
+					inc(&e.Counts, floorDiv(c.t, int64(r.Window/time.Second)))
+				case r.Kind == rules.NewValue:
+					seen(e, c.value, c.t, int64(r.Horizon/time.Second))
+				}
+			}
+		}
+		if changed && k.Block == state.BlockMeta && ps[0].w.rule.Kind == rules.NewValue {
+			pruneSeen(e, int64(ps[0].w.rule.Horizon/time.Second))
+		}
+		return changed
+	}
+	return keys, apply
+}
+
+
+func inc(m *map[int64]int64, k int64) {
+	if *m == nil {
+		*m = map[int64]int64{}
+	}
+	(*m)[k]++
+}
+
+func addValue(e *state.Entity, bucket int64, v string, capN int) {
+	if e.Values == nil {
+		e.Values = map[int64][]string{}
+	}
+	vs := e.Values[bucket]
+	i, found := slices.BinarySearch(vs, v)
+	if found || len(vs) >= capN {
+		return
+	}
+	e.Values[bucket] = slices.Insert(vs, i, v)
+}
+
+// seen records an appearance of v at t: a run of appearances continues
+// while gaps stay within the horizon.
+func seen(e *state.Entity, v string, t, horizon int64) {
+	if e.Seen == nil {
+		e.Seen = map[string]state.Span{}
+	}
+	s, ok := e.Seen[v]
+	switch {
+	case !ok, t-s.Last > horizon:
+		e.Seen[v] = state.Span{First: t, Last: t}
+	case t > s.Last:
+		s.Last = t
+		e.Seen[v] = s
+	case t < s.First && s.First-t <= horizon:
+		s.First = t
+		e.Seen[v] = s
+	}
+}
+
+// maxSeen bounds a new_value group's remembered values.
+const maxSeen = 20000
+
+func pruneSeen(e *state.Entity, horizon int64) {
+	var newest int64
+	for _, s := range e.Seen {
+		newest = max(newest, s.Last)
+	}
+	for v, s := range e.Seen {
+		if newest-s.Last > horizon {
+			delete(e.Seen, v)
+		}
+	}
+	if len(e.Seen) > maxSeen {
+		type vs struct {
+			v    string
+			last int64
+		}
+		all := make([]vs, 0, len(e.Seen))
+		for v, s := range e.Seen {
+			all = append(all, vs{v, s.Last})
+		}
+		sort.Slice(all, func(i, j int) bool { return all[i].last < all[j].last })
+		for _, x := range all[:len(all)-maxSeen] {
+			delete(e.Seen, x.v)
+		}
+	}
+}
+
+// evaluate checks every touched group's condition and returns candidate
+// findings (the store decides which are new).
+func (en *Engine) evaluate(ctx context.Context, order []*groupWork, ents map[state.Key]*state.Entity, events []audit.Event) ([]finding.Finding, error) {
+	if ents == nil {
+		ents = map[state.Key]*state.Entity{}
+	}
+	// Read the neighbouring entities windows need that the batch did not write.
+	var missing []state.Key
+	want := map[state.Key]bool{}
+	for _, w := range order {
+		for _, k := range en.needs(w) {
+			if _, ok := ents[k]; !ok && !want[k] {
+				want[k] = true
+				missing = append(missing, k)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		got, err := en.store.Get(ctx, missing)
+		if err != nil {
+			return nil, fmt.Errorf("read state: %w", err)
+		}
+		for k, e := range got {
+			ents[k] = e
+		}
+	}
+	var out []finding.Finding
+	for _, w := range order {
+		var fs []finding.Finding
+		switch w.rule.Kind {
+		case rules.Each:
+			fs = en.evalEach(w, events)
+		case rules.Threshold, rules.Distinct:
+			fs = en.evalWindow(w, ents, events)
+		case rules.Sequence:
+			fs = en.evalSequence(w, ents, events)
+		case rules.Spike:
+			fs = en.evalSpike(w, ents, events)
+		case rules.NewValue:
+			fs = en.evalNewValue(w, ents, events)
+		}
+		out = append(out, fs...)
+	}
+	now := en.now().UTC()
+	for i := range out {
+		out[i].Raised = now
+	}
+	slices.SortStableFunc(out, func(a, b finding.Finding) int {
+		return cmp.Or(a.WindowEnd.Compare(b.WindowEnd), cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// needs lists the entities a group's evaluation reads.
+func (en *Engine) needs(w *groupWork) []state.Key {
+	r := w.rule
+	var keys []state.Key
+	seen := map[int64]bool{}
+	addRange := func(from, to, per int64) {
+		for b := floorDiv(from, per); b <= floorDiv(to, per); b++ {
+			if !seen[b] {
+				seen[b] = true
+				keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: b})
+			}
+		}
+	}
+	win := int64(r.Window / time.Second)
+	switch r.Kind {
+	case rules.Threshold, rules.Distinct, rules.Sequence:
+		for _, c := range w.contribs {
+			addRange(c.t-2*win-int64(en.settings.Bucket/time.Second), c.t+win, blockSec)
+		}
+	case rules.Spike:
+		days := int64(r.Baseline.Days)
+		for _, c := range w.contribs {
+			addRange(c.t-days*86400, c.t, 86400)
+		}
+		keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta})
+	case rules.NewValue:
+		keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta},
+			state.Key{Rule: r.ID, Block: BlockRule})
+	}
+	return keys
+}
+
+func period(t, cooldown int64) int64 { return floorDiv(t, cooldown) * cooldown }
+
+// evalEach raises one finding per cooldown period with the batch's events.
+func (en *Engine) evalEach(w *groupWork, events []audit.Event) []finding.Finding {
+	r := w.rule
+	cd := int64(r.Cooldown / time.Second)
+	byPeriod := map[int64][]int{}
+	var periods []int64
+	for i, c := range w.contribs {
+		p := period(c.t, cd)
+		if _, ok := byPeriod[p]; !ok {
+			periods = append(periods, p)
+		}
+		byPeriod[p] = append(byPeriod[p], i)
+	}
+	slices.Sort(periods)
+	var out []finding.Finding
+	for _, p := range periods {
+		idx := byPeriod[p]
+		f := en.newFinding(w, p, "")
+		ev := evidence(w, events, idx)
+		ev.fill(&f)
+		f.Count = int64(len(idx))
+		f.WindowStart, f.WindowEnd = f.FirstEvent, f.LastEvent
+		f.Summary = summary(&f, r)
+		out = append(out, f)
+	}
+	return out
+}
+
+// evalWindow evaluates threshold and distinct rules over sliding windows
+// ending in or after every touched bucket.
+func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event) []finding.Finding {
+	r := w.rule
+	bs := int64(en.settings.Bucket / time.Second)
+	n := int64(r.Window / time.Second / time.Duration(bs))
+	cd := int64(r.Cooldown / time.Second)
+	count := func(b int64) (int64, []string) {
+		e := ents[state.Key{Rule: r.ID, Group: w.group, Block: floorDiv(b*bs, blockSec)}]
+		if e == nil {
+			return 0, nil
+		}
+		if r.Kind == rules.Distinct {
+			return int64(len(e.Values[b])), e.Values[b]
+		}
+		return e.Counts[b], nil
+	}
+	// value of the window ending at bucket end
+	windowValue := func(end int64) int64 {
+		if r.Kind == rules.Threshold {
+			var sum int64
+			for b := end - n + 1; b <= end; b++ {
+				c, _ := count(b)
+				sum += c
+			}
+			return sum
+		}
+		set := map[string]struct{}{}
+		for b := end - n + 1; b <= end; b++ {
+			_, vs := count(b)
+			for _, v := range vs {
+				set[v] = struct{}{}
+			}
+		}
+		return int64(len(set))
+	}
+	cond := func(end int64) (int64, bool) {
+		v := windowValue(end)
+		return v, v >= int64(r.Count)
+	}
+	// Candidate window ends: every end whose window holds a touched bucket.
+	touched := map[int64]bool{}
+	for _, c := range w.contribs {
+		touched[floorDiv(c.t, bs)] = true
+	}
+	ends := map[int64]bool{}
+	for b := range touched {
+		for e := b; e < b+n; e++ {
+			ends[e] = true
+		}
+	}
+	sorted := make([]int64, 0, len(ends))
+	for e := range ends {
+		sorted = append(sorted, e)
+	}
+	slices.Sort(sorted)
+	// The earliest satisfied end per cooldown period raises that period's finding.
+	done := map[int64]bool{}
+	var out []finding.Finding
+	for _, end := range sorted {
+		p := period(end*bs, cd)
+		if done[p] {
+			continue
+		}
+		v, ok := cond(end)
+		if !ok {
+			continue
+		}
+		done[p] = true
+		// A burst that began in the previous period was found there.
+		if start := end - n + 1; start*bs < p {
+			if _, prev := cond(p/bs - 1); prev {
+				continue
+			}
+		}
+		f := en.newFinding(w, p, "")
+		f.WindowStart = time.Unix((end-n+1)*bs, 0).UTC()
+		f.WindowEnd = time.Unix((end+1)*bs, 0).UTC()
+		f.Window = r.Window
+		f.Count, f.Threshold = v, int64(r.Count)
+		ev := evidence(w, events, inWindow(w, f.WindowStart.Unix(), f.WindowEnd.Unix(), false))
+		ev.fill(&f)
+		f.Summary = summary(&f, r)
+		out = append(out, f)
+	}
+	return out
+}
+
+func inWindow(w *groupWork, from, to int64, second bool) []int {
+	var idx []int
+	for i, c := range w.contribs {
+		if c.t >= from && c.t < to && c.second == second {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+// evalSequence looks, for every bucket holding an A event, for Count B
+// events in the window that follows it.
+func (en *Engine) evalSequence(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event) []finding.Finding {
+	r := w.rule
+	bs := int64(en.settings.Bucket / time.Second)
+	n := int64(r.Window / time.Second / time.Duration(bs))
+	cd := int64(r.Cooldown / time.Second)
+	get := func(b int64, second bool) int64 {
+		e := ents[state.Key{Rule: r.ID, Group: w.group, Block: floorDiv(b*bs, blockSec)}]
+		if e == nil {
+			return 0
+		}
+		if second {
+			return e.Counts2[b]
+		}
+		return e.Counts[b]
+	}
+	cands := map[int64]bool{}
+	for _, c := range w.contribs {
+		b := floorDiv(c.t, bs)
+		if c.second {
+			for a := b - n; a <= b; a++ {
+				cands[a] = true
+			}
+		} else {
+			cands[b] = true
+		}
+	}
+	sorted := make([]int64, 0, len(cands))
+	for a := range cands {
+		sorted = append(sorted, a)
+	}
+	slices.Sort(sorted)
+	done := map[int64]bool{}
+	var out []finding.Finding
+	for _, a := range sorted {
+		p := period(a*bs, cd)
+		if done[p] || get(a, false) == 0 {
+			continue
+		}
+		var sum int64
+		for b := a; b <= a+n; b++ {
+			sum += get(b, true)
+		}
+		if sum < int64(r.Count) {
+			continue
+		}
+		done[p] = true
+		f := en.newFinding(w, p, "")
+		f.WindowStart = time.Unix(a*bs, 0).UTC()
+		f.WindowEnd = time.Unix((a+n+1)*bs, 0).UTC()
+		f.Window = r.Window
+		f.Count, f.Threshold = sum, int64(r.Count)
+		idx := inWindow(w, f.WindowStart.Unix(), f.WindowEnd.Unix(), true)
+		idx = append(inWindow(w, f.WindowStart.Unix(), f.WindowStart.Unix()+bs, false), idx...)
+		ev := evidence(w, events, idx)
+		ev.fill(&f)
+		f.Summary = summary(&f, r)
+		out = append(out, f)
+	}
+	return out
+}
+
+// evalSpike compares each touched slot's count with the mean and deviation
+// of the group's previous slots over the baseline days.
+func (en *Engine) evalSpike(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event) []finding.Finding {
+	r := w.rule
+	ws := int64(r.Window / time.Second)
+	cd := int64(r.Cooldown / time.Second)
+	meta := ents[state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta}]
+	if meta == nil || meta.First == 0 {
+		return nil
+	}
+	get := func(slot int64) int64 {
+		e := ents[state.Key{Rule: r.ID, Group: w.group, Block: floorDiv(slot*ws, 86400)}]
+		if e == nil {
+			return 0
+		}
+		return e.Counts[slot]
+	}
+	touched := map[int64]bool{}
+	for _, c := range w.contribs {
+		touched[floorDiv(c.t, ws)] = true
+	}
+	slots := make([]int64, 0, len(touched))
+	for s := range touched {
+		slots = append(slots, s)
+	}
+	slices.Sort(slots)
+	var out []finding.Finding
+	for _, s := range slots {
+		start := s * ws
+		if start-meta.First < int64(r.Learning/time.Second) {
+			continue // not enough history yet
+		}
+		from := max(floorDiv(meta.First, ws), s-int64(r.Baseline.Days)*86400/ws)
+		var sum, sq float64
+		k := 0
+		for h := from; h < s; h++ {
+			v := float64(get(h))
+			sum += v
+			sq += v * v
+			k++
+		}
+		if k == 0 {
+			continue
+		}
+		mean := sum / float64(k)
+		std := math.Sqrt(max(0, sq/float64(k)-mean*mean))
+		c := get(s)
+		need := max(float64(r.Baseline.MinCount), mean+r.Baseline.K*std, r.Baseline.Ratio*mean)
+		if float64(c) < need || c == 0 {
+			continue
+		}
+		f := en.newFinding(w, period(start, cd), "")
+		f.WindowStart, f.WindowEnd, f.Window = time.Unix(start, 0).UTC(), time.Unix(start+ws, 0).UTC(), r.Window
+		f.Count, f.Threshold = c, int64(math.Ceil(need))
+		f.Baseline = &finding.Baseline{Mean: round2(mean), StdDev: round2(std), Slots: k}
+		ev := evidence(w, events, inWindow(w, start, start+ws, false))
+		ev.fill(&f)
+		f.Summary = summary(&f, r)
+		out = append(out, f)
+	}
+	return out
+}
+
+func round2(f float64) float64 { return math.Round(f*100) / 100 }
+
+// evalNewValue raises a finding for every value whose current run of
+// appearances began with an event of this batch, once learning is over.
+func (en *Engine) evalNewValue(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event) []finding.Finding {
+	r := w.rule
+	meta := ents[state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta}]
+	ruleMeta := ents[state.Key{Rule: r.ID, Block: BlockRule}]
+	if meta == nil || ruleMeta == nil || ruleMeta.First == 0 {
+		return nil
+	}
+	learnedAt := ruleMeta.First + int64(r.Learning/time.Second)
+	hz := int64(r.Horizon / time.Second)
+	done := map[string]bool{}
+	var out []finding.Finding
+	for i, c := range w.contribs {
+		s, ok := meta.Seen[c.value]
+		if !ok || s.First != c.t || c.t < learnedAt || done[c.value] {
+			continue
+		}
+		done[c.value] = true
+		f := en.newFinding(w, period(s.First, hz), c.value)
+		f.Value = c.value
+		f.WindowStart, f.WindowEnd = time.Unix(c.t, 0).UTC(), time.Unix(c.t, 0).UTC()
+		f.Count = 1
+		var idx []int
+		for j := i; j < len(w.contribs); j++ {
+			if w.contribs[j].value == c.value {
+				idx = append(idx, j)
+			}
+		}
+		ev := evidence(w, events, idx)
+		ev.fill(&f)
+		f.Summary = summary(&f, r)
+		out = append(out, f)
+	}
+	return out
+}

@@ -1,0 +1,321 @@
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kvwatch/kvwatch/internal/audit"
+	"github.com/kvwatch/kvwatch/internal/config"
+)
+
+// Matcher is a compiled match: every condition set must hold.
+type Matcher struct {
+	ops          []glob
+	families     []audit.Family
+	kinds        []audit.Kind
+	outcomes     []audit.Outcome
+	status       []int
+	vaults       []glob
+	callers      []glob
+	appIDs       []string
+	objects      []glob
+	objectTypes  []string
+	clientInfo   []glob
+	ipIn         []netip.Prefix
+	ipNotIn      []netip.Prefix
+	hasIPIn      bool
+	hasIPNotIn   bool
+	outsideHours *bool
+	hours        *Hours
+	anonymous    *bool
+	cfg          *config.ConfigMatch
+}
+
+// Match reports whether e satisfies every condition.
+func (m *Matcher) Match(e *audit.Event) bool {
+	if len(m.ops) > 0 && !anyGlob(m.ops, e.Operation) {
+		return false
+	}
+	if len(m.families) > 0 && !contains(m.families, e.Family) {
+		return false
+	}
+	if len(m.kinds) > 0 && !contains(m.kinds, e.Kind) {
+		return false
+	}
+	if len(m.outcomes) > 0 && !contains(m.outcomes, e.Outcome) {
+		return false
+	}
+	if len(m.status) > 0 && !contains(m.status, e.HTTPStatus) {
+		return false
+	}
+	if len(m.vaults) > 0 && !anyGlob(m.vaults, e.Vault) {
+		return false
+	}
+	if len(m.callers) > 0 && !anyGlob(m.callers, e.Caller.Key) && !anyGlob(m.callers, e.Caller.UPN) &&
+		!anyGlob(m.callers, e.Caller.ObjectID) && !anyGlob(m.callers, e.Caller.AppID) {
+		return false
+	}
+	if len(m.appIDs) > 0 && !containsFold(m.appIDs, e.Caller.AppID) {
+		return false
+	}
+	if len(m.objects) > 0 && !anyGlob(m.objects, e.ObjectName) {
+		return false
+	}
+	if len(m.objectTypes) > 0 && !containsFold(m.objectTypes, e.ObjectType) {
+		return false
+	}
+	if len(m.clientInfo) > 0 && !anyGlob(m.clientInfo, e.ClientInfo) {
+		return false
+	}
+	if m.hasIPIn || m.hasIPNotIn {
+		ip, err := netip.ParseAddr(e.CallerIP)
+		if err != nil {
+			if ap, err2 := netip.ParseAddrPort(e.CallerIP); err2 == nil {
+				ip, err = ap.Addr(), nil
+			}
+		}
+		if err != nil { // no usable address: neither inside nor outside
+			return false
+		}
+		ip = ip.Unmap()
+		if m.hasIPIn && !inAny(m.ipIn, ip) {
+			return false
+		}
+		if m.hasIPNotIn && inAny(m.ipNotIn, ip) {
+			return false
+		}
+	}
+	if m.outsideHours != nil && m.hours.Outside(e.Time) != *m.outsideHours {
+		return false
+	}
+	if m.anonymous != nil && (e.Caller.KeyFrom == "ip" || e.Caller.KeyFrom == "") != *m.anonymous {
+		return false
+	}
+	if m.cfg != nil && !matchConfig(m.cfg, e.Config) {
+		return false
+	}
+	return true
+}
+
+func contains[T comparable](list []T, v T) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func containsFold(list []string, v string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, v) {
+			return true
+		}
+	}
+	return false
+}
+
+func inAny(ps []netip.Prefix, ip netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchConfig(m *config.ConfigMatch, c *audit.VaultConfig) bool {
+	if c == nil {
+		return false
+	}
+	if m.Weakened != nil && Weakened(c) != *m.Weakened {
+		return false
+	}
+	if len(m.NetworkDefaultAction) > 0 && !containsFold(m.NetworkDefaultAction, c.NetworkDefaultAction) {
+		return false
+	}
+	if len(m.PublicNetworkAccess) > 0 && !containsFold(m.PublicNetworkAccess, c.PublicNetworkAccess) {
+		return false
+	}
+	if m.PurgeProtection != nil && (c.PurgeProtection == nil || *c.PurgeProtection != *m.PurgeProtection) {
+		// An unset purge protection means off: ARM reports null until it is enabled.
+		if !(c.PurgeProtection == nil && !*m.PurgeProtection) {
+			return false
+		}
+	}
+	if m.RBAC != nil && (c.RBACAuthorization == nil || *c.RBACAuthorization != *m.RBAC) {
+		return false
+	}
+	if m.SoftDelete != nil && (c.SoftDelete == nil || *c.SoftDelete != *m.SoftDelete) {
+		return false
+	}
+	if m.RetentionBelow > 0 && (c.SoftDeleteRetentionDays == nil || *c.SoftDeleteRetentionDays >= m.RetentionBelow) {
+		return false
+	}
+	return true
+}
+
+// Weakened reports whether a vault configuration leaves a protection off:
+// network default action Allow, public network access Enabled, soft delete
+// off, soft-delete retention below 90 days, or purge protection explicitly
+// false. An unset purge protection (ARM reports null until it is enabled)
+// and access policies instead of RBAC are not counted: they are how many
+// vaults were created, not a change, and belong in the compliance review.
+func Weakened(c *audit.VaultConfig) bool {
+	switch {
+	case strings.EqualFold(c.NetworkDefaultAction, "Allow"):
+		return true
+	case strings.EqualFold(c.PublicNetworkAccess, "Enabled"):
+		return true
+	case c.PurgeProtection != nil && !*c.PurgeProtection:
+		return true
+	case c.SoftDelete != nil && !*c.SoftDelete:
+		return true
+	case c.SoftDeleteRetentionDays != nil && *c.SoftDeleteRetentionDays < 90:
+		return true
+	}
+	return false
+}
+
+// glob is a case-insensitive pattern with * (any run) and ? (one byte).
+type glob struct {
+	pat  string // lower-case
+	kind int    // 0 exact, 1 prefix*, 2 *suffix, 3 general
+	lit  string
+}
+
+func newGlob(p string) glob {
+	p = strings.ToLower(p)
+	g := glob{pat: p, kind: 3}
+	switch {
+	case !strings.ContainsAny(p, "*?"):
+		g.kind, g.lit = 0, p
+	case strings.Count(p, "*") == 1 && !strings.Contains(p, "?") && strings.HasSuffix(p, "*"):
+		g.kind, g.lit = 1, p[:len(p)-1]
+	case strings.Count(p, "*") == 1 && !strings.Contains(p, "?") && strings.HasPrefix(p, "*"):
+		g.kind, g.lit = 2, p[1:]
+	}
+	return g
+}
+
+func (g glob) match(s string) bool {
+	switch g.kind {
+	case 0:
+		return strings.EqualFold(s, g.lit)
+	case 1:
+		return len(s) >= len(g.lit) && strings.EqualFold(s[:len(g.lit)], g.lit)
+	case 2:
+		return len(s) >= len(g.lit) && strings.EqualFold(s[len(s)-len(g.lit):], g.lit)
+	}
+	return wildcard(g.pat, s)
+}
+
+// wildcard matches lower-case pattern p against s, folding ASCII case.
+func wildcard(p, s string) bool {
+	star, mark := -1, 0
+	i, j := 0, 0
+	for j < len(s) {
+		c := s[j]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		switch {
+		case i < len(p) && (p[i] == '?' || p[i] == c):
+			i++
+			j++
+		case i < len(p) && p[i] == '*':
+			star, mark = i, j
+			i++
+		case star >= 0:
+			i = star + 1
+			mark++
+			j = mark
+		default:
+			return false
+		}
+	}
+	for i < len(p) && p[i] == '*' {
+		i++
+	}
+	return i == len(p)
+}
+
+func anyGlob(gs []glob, s string) bool {
+	for _, g := range gs {
+		if g.match(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Hours is a weekly business-hours schedule in a time zone.
+type Hours struct {
+	loc        *time.Location
+	days       [7]bool // by time.Weekday
+	start, end int     // minutes after midnight
+}
+
+// NewHours compiles business hours; empty values take the defaults
+// (UTC, Monday to Friday, 08:00 to 18:00).
+func NewHours(b config.BusinessHours) (*Hours, error) {
+	h := &Hours{loc: time.UTC, start: 8 * 60, end: 18 * 60}
+	if b.Zone != "" {
+		loc, err := time.LoadLocation(b.Zone)
+		if err != nil {
+			return nil, fmt.Errorf("business_hours.zone: %w", err)
+		}
+		h.loc = loc
+	}
+	days := b.Days
+	if len(days) == 0 {
+		days = []string{"mon", "tue", "wed", "thu", "fri"}
+	}
+	names := map[string]time.Weekday{"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday,
+		"wed": time.Wednesday, "thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday}
+	for _, d := range days {
+		wd, ok := names[strings.ToLower(d)]
+		if !ok {
+			return nil, fmt.Errorf("business_hours.days: unknown day %q", d)
+		}
+		h.days[wd] = true
+	}
+	var err error
+	if b.Start != "" {
+		if h.start, err = clock(b.Start); err != nil {
+			return nil, fmt.Errorf("business_hours.start: %w", err)
+		}
+	}
+	if b.End != "" {
+		if h.end, err = clock(b.End); err != nil {
+			return nil, fmt.Errorf("business_hours.end: %w", err)
+		}
+	}
+	if h.start >= h.end {
+		return nil, fmt.Errorf("business_hours: start %s is not before end %s", b.Start, b.End)
+	}
+	return h, nil
+}
+
+func clock(s string) (int, error) {
+	hh, mm, ok := strings.Cut(s, ":")
+	h, err1 := strconv.Atoi(hh)
+	m, err2 := strconv.Atoi(mm)
+	if !ok || err1 != nil || err2 != nil || h < 0 || h > 24 || m < 0 || m > 59 || h*60+m > 24*60 {
+		return 0, fmt.Errorf("%q is not a time of day (HH:MM)", s)
+	}
+	return h*60 + m, nil
+}
+
+// Outside reports whether t falls outside business hours.
+func (h *Hours) Outside(t time.Time) bool {
+	lt := t.In(h.loc)
+	if !h.days[lt.Weekday()] {
+		return true
+	}
+	m := lt.Hour()*60 + lt.Minute()
+	return m < h.start || m >= h.end
+}

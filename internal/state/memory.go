@@ -1,0 +1,112 @@
+package state
+
+import (
+	"context"
+	"sync"
+)
+
+// Memory is an in-memory Store: for replay, tests and as the fallback when
+// no durable store is configured. It copies entities in and out, as a
+// durable store would, so callers cannot depend on shared pointers.
+type Memory struct {
+	mu       sync.Mutex
+	entities map[Key]*Entity
+	findings map[string][]byte
+	order    []string
+
+	// Counters, for benchmarks and tests.
+	Reads, Writes int64
+}
+
+// NewMemory returns an empty store.
+func NewMemory() *Memory {
+	return &Memory{entities: map[Key]*Entity{}, findings: map[string][]byte{}}
+}
+
+// Update implements Store.
+func (m *Memory) Update(_ context.Context, keys []Key, fn ApplyFunc) (map[Key]*Entity, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[Key]*Entity, len(keys))
+	for _, k := range keys {
+		if _, done := out[k]; done {
+			continue
+		}
+		m.Reads++
+		cur := m.entities[k]
+		e := cur.Clone()
+		if e == nil {
+			e = &Entity{}
+		}
+		if fn(k, e) {
+			m.Writes++
+			m.entities[k] = e
+			out[k] = e.Clone()
+			continue
+		}
+		if cur != nil {
+			out[k] = cur.Clone()
+		} else {
+			out[k] = e
+		}
+	}
+	return out, nil
+}
+
+// Get implements Store.
+func (m *Memory) Get(_ context.Context, keys []Key) (map[Key]*Entity, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[Key]*Entity, len(keys))
+	for _, k := range keys {
+		m.Reads++
+		if e, ok := m.entities[k]; ok {
+			out[k] = e.Clone()
+		}
+	}
+	return out, nil
+}
+
+// AddFinding implements Store.
+func (m *Memory) AddFinding(_ context.Context, id string, body []byte) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.findings[id]; ok {
+		return false, nil
+	}
+	m.findings[id] = append([]byte(nil), body...)
+	m.order = append(m.order, id)
+	return true, nil
+}
+
+// Prune implements Store.
+func (m *Memory) Prune(_ context.Context, drop func(Key) bool) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for k := range m.entities {
+		if drop(k) {
+			delete(m.entities, k)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Len returns the number of entities held.
+func (m *Memory) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.entities)
+}
+
+// Findings returns the recorded finding bodies in the order they were added.
+func (m *Memory) Findings() [][]byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([][]byte, len(m.order))
+	for i, id := range m.order {
+		out[i] = m.findings[id]
+	}
+	return out
+}

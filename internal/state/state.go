@@ -1,0 +1,117 @@
+// Package state holds detection state behind a small interface: entities
+// keyed by (rule, group, block), each recording which input it has already
+// absorbed, so that a store — in memory here, Table Storage later — can
+// apply a batch exactly once however often the batch is delivered.
+package state
+
+import (
+	"context"
+	"maps"
+	"slices"
+)
+
+// Key names one entity: a rule, a group of that rule, and a block (a time
+// block index, or one of the special blocks below).
+type Key struct {
+	Rule  string
+	Group string
+	Block int64
+}
+
+// Special blocks.
+const (
+	// BlockMeta holds a group's first event time and its seen values.
+	BlockMeta int64 = -1
+)
+
+// Entity is the state of one key. Its fields are used as each rule kind
+// needs; all are optional.
+type Entity struct {
+	// Applied records, per input stream (an Event Hubs partition, a file),
+	// the highest position whose events this entity has absorbed. Applying
+	// input at or below it again changes nothing.
+	Applied map[string]int64 `json:"a,omitempty"`
+	// Counts and Counts2 count events per bucket (a unix-time bucket index).
+	Counts  map[int64]int64 `json:"c,omitempty"`
+	Counts2 map[int64]int64 `json:"c2,omitempty"`
+	// Values holds distinct values per bucket, sorted, capped.
+	Values map[int64][]string `json:"v,omitempty"`
+	// Seen maps a value to the first (unix seconds) of its current run of
+	// appearances and the last time it was seen.
+	Seen map[string]Span `json:"s,omitempty"`
+	// First is the earliest event time (unix seconds) absorbed; 0 if none.
+	First int64 `json:"f,omitempty"`
+}
+
+// Span is a run of appearances of a value.
+type Span struct {
+	First int64 `json:"f"`
+	Last  int64 `json:"l"`
+}
+
+// Clone returns a deep copy.
+func (e *Entity) Clone() *Entity {
+	if e == nil {
+		return nil
+	}
+	c := &Entity{
+		Applied: maps.Clone(e.Applied),
+		Counts:  maps.Clone(e.Counts),
+		Counts2: maps.Clone(e.Counts2),
+		Seen:    maps.Clone(e.Seen),
+		First:   e.First,
+	}
+	if e.Values != nil {
+		c.Values = make(map[int64][]string, len(e.Values))
+		for k, v := range e.Values {
+			c.Values[k] = slices.Clone(v)
+		}
+	}
+	return c
+}
+
+// Absorbed reports whether input at position pos of stream was already
+// applied. Input without a stream ("") is never considered applied.
+func (e *Entity) Absorbed(stream string, pos int64) bool {
+	if stream == "" {
+		return false
+	}
+	p, ok := e.Applied[stream]
+	return ok && pos <= p
+}
+
+// MarkApplied raises the stream's applied position to pos.
+func (e *Entity) MarkApplied(stream string, pos int64) {
+	if stream == "" {
+		return
+	}
+	if e.Applied == nil {
+		e.Applied = make(map[string]int64, 1)
+	}
+	if p, ok := e.Applied[stream]; !ok || pos > p {
+		e.Applied[stream] = pos
+	}
+}
+
+// ApplyFunc changes one entity (never nil: a missing entity starts empty)
+// and reports whether it changed anything. A store may call it more than
+// once for the same key (after a concurrent write) with fresh state, so it
+// must depend only on its arguments.
+type ApplyFunc func(k Key, e *Entity) (changed bool)
+
+// Store is where detection state lives.
+type Store interface {
+	// Update applies fn to the entity of every key, atomically per entity,
+	// and returns the entities as written (or as read, where fn changed
+	// nothing). The caller must not modify what is returned.
+	Update(ctx context.Context, keys []Key, fn ApplyFunc) (map[Key]*Entity, error)
+	// Get returns the entities that exist among keys.
+	Get(ctx context.Context, keys []Key) (map[Key]*Entity, error)
+	// AddFinding records a finding ID and its encoded body if the ID is
+	// new; added is false if it was recorded before (by another attempt
+	// or another instance).
+	AddFinding(ctx context.Context, id string, body []byte) (added bool, err error)
+	// Prune deletes the entities for which drop returns true and reports
+	// how many it deleted.
+	Prune(ctx context.Context, drop func(Key) bool) (int, error)
+}
