@@ -18,7 +18,7 @@ type metadata struct {
 	PartitionContext     jsontext.Value `json:"PartitionContext"`
 	SequenceNumberArray  jsontext.Value `json:"SequenceNumberArray"`
 	EnqueuedTimeUtcArray jsontext.Value `json:"EnqueuedTimeUtcArray"`
-	RetryContext         *RetryContext  `json:"RetryContext"`
+	RetryContext         jsontext.Value `json:"RetryContext"`
 }
 
 // Invocation reads a host invocation body for the Event Hubs trigger with
@@ -48,7 +48,14 @@ func (d *Decoder) Invocation(body []byte) *Batch {
 		}
 	}
 	whole.Partition = b.Partition.PartitionID
-	b.Retry = meta.RetryContext
+	if len(meta.RetryContext) > 0 && meta.RetryContext.Kind() != 'n' {
+		var rc RetryContext
+		if err := unmarshalMaybeString(meta.RetryContext, &rc); err != nil {
+			b.problem("Metadata.RetryContext: %s", shortErr(err))
+		} else {
+			b.Retry = &rc
+		}
+	}
 
 	if !found {
 		msg := fmt.Sprintf("invocation has no Data.%s", binding)
@@ -179,11 +186,11 @@ func (d *Decoder) readInvocation(body []byte, binding string) (events []byte, fo
 				return nil, false, meta, err
 			}
 		case name == "Metadata" && dec.PeekKind() == '{':
+			// Every member is kept raw (jsontext.Value) and read by the
+			// caller, so one odd member costs that member only; an error
+			// here is a syntax error, which the body cannot survive.
 			if err := json.UnmarshalDecode(dec, &meta, audit.DecodeOptions); err != nil {
-				// Unusable metadata costs positions, not the batch: the
-				// caller reports what is missing.
-				meta = metadata{}
-				return events, found, meta, nil
+				return nil, false, meta, err
 			}
 		default:
 			if err := dec.SkipValue(); err != nil {
