@@ -209,3 +209,27 @@ var reasons = map[string]int{
 	"internalservererror": 500, "notimplemented": 501, "badgateway": 502,
 	"serviceunavailable": 503, "gatewaytimeout": 504,
 }
+
+// Operations lists the 82 documented Key Vault AuditEvent operation names.
+var Operations = []string{
+	"Authentication", "VaultGet", "VaultPut", "VaultDelete", "VaultPatch", "VaultList", "VaultPurge",
+	"VaultRecover", "VaultGetDeleted", "VaultListDeleted",
+	"VaultAccessPolicyChangedEventGridNotification", "KeyCreate", "KeyGet", "KeyImport", "KeyDelete",
+	"KeySign", "KeyVerify", "KeyWrap", "KeyUnwrap", "KeyEncrypt", "KeyDecrypt", "KeyUpdate",
+	"KeyList", "KeyListVersions", "KeyPurge", "KeyBackup", "KeyRestore", "KeyRecover",
+	"KeyGetDeleted", "KeyListDeleted", "KeyNearExpiryEventGridNotification",
+	"KeyExpiredEventGridNotification", "KeyRotate", "KeyRotateIfDue", "KeyRotationPolicyGet",
+	"KeyRotationPolicySet", "SecretSet", "SecretGet", "SecretUpdate", "SecretDelete", "SecretList",
+	"SecretListVersions", "SecretPurge", "SecretBackup", "SecretRestore", "SecretRecover",
+	"SecretGetDeleted", "SecretListDeleted", "SecretNearExpiryEventGridNotification",
+	"SecretExpiredEventGridNotification", "CertificateGet", "CertificateCreate", "CertificateImport",
+	"CertificateUpdate", "CertificateList", "CertificateListVersions", "CertificateDelete",
+	"CertificatePurge", "CertificateBackup", "CertificateRestore", "CertificateRecover",
+	"CertificateGetDeleted", "CertificateListDeleted", "CertificatePolicyGet",
+	"CertificatePolicyUpdate", "CertificatePolicySet", "CertificateContactsGet",
+	"CertificateContactsSet", "CertificateContactsDelete", "CertificateIssuerGet",
+	"CertificateIssuerSet", "CertificateIssuerUpdate", "CertificateIssuerDelete",
+	"CertificateIssuersList", "CertificateEnroll", "CertificateRenew", "CertificatePendingGet",
+	"CertificatePendingMerge", "CertificatePendingUpdate", "CertificatePendingDelete",
+	"CertificateNearExpiryEventGridNotification", "CertificateExpiredEventGridNotification",
+}

@@ -261,7 +261,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, at pos, f *f
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			msg := "expected a list, got " + describe(n)
-			if n.Kind == yaml.ScalarNode && !strings.Contains(n.Value, "$") {
+			if n.Kind == yaml.ScalarNode && !strings.ContainsAny(n.Value, "$\n[]{},:#") && len(n.Value) <= 40 {
 				msg += fmt.Sprintf(" (write [%s] for a list of one)", n.Value)
 			}
 			d.failBad(f, at, path, msg)
@@ -278,11 +278,32 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, at pos, f *f
 			d.value(item, s.Index(i), ip, iat, d.meta.set(d.file, ip, iat))
 		}
 		v.Set(s)
-	case reflect.String, reflect.Int, reflect.Int64, reflect.Float64, reflect.Bool:
-		d.scalar(n, v, path, at, f)
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode || t.Key().Kind() != reflect.String {
+			d.failBad(f, at, path, "expected a mapping, got "+describe(n))
+			return
+		}
+		d.stringMap(n, v, path)
 	default:
-		panic("config: cannot decode into " + t.String())
+		if !scalarKind(t.Kind()) {
+			// Only a schema field of a type this decoder does not know
+			// gets here; TestSchemaDecodable catches that.
+			d.failBad(f, at, path, "cannot be decoded into a "+t.String())
+			return
+		}
+		d.scalar(n, v, path, at, f)
 	}
+}
+
+func scalarKind(k reflect.Kind) bool {
+	switch k {
+	case reflect.String, reflect.Bool,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return true
+	}
+	return false
 }
 
 // entry is one key: value of a mapping, or of one merged into it with <<.
@@ -363,6 +384,33 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
+// stringMap decodes a mapping with free-form keys into a map[string]T.
+func (d *decoder) stringMap(n *yaml.Node, v reflect.Value, path string) {
+	t := v.Type()
+	m := reflect.MakeMap(t)
+	seen := map[string]pos{}
+	for _, e := range d.entries(n, path, false, map[*yaml.Node]bool{}, nil) {
+		at := pos{e.key.Line, e.key.Column}
+		k := deref(e.key)
+		if k.Kind != yaml.ScalarNode {
+			d.fail(at, path, "a key must be a string, got "+describe(k))
+			continue
+		}
+		child := joinPath(path, k.Value)
+		if first, dup := seen[k.Value]; dup {
+			if !e.merged {
+				d.fail(at, child, fmt.Sprintf("duplicate key (first at line %d column %d)", first.line, first.col))
+			}
+			continue
+		}
+		seen[k.Value] = at
+		elem := reflect.New(t.Elem()).Elem()
+		d.value(e.val, elem, child, at, d.meta.set(d.file, child, at))
+		m.SetMapIndex(reflect.ValueOf(k.Value).Convert(t.Key()), elem)
+	}
+	v.Set(m)
+}
+
 func unknownKey(t reflect.Type, name string, keys []string) string {
 	if t == rulesFileType && (name == "include" || name == "settings") {
 		return fmt.Sprintf("unknown key %q: %s belongs in the main config file; an included file holds only rules", name, name)
@@ -441,19 +489,22 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string, at pos, f *
 	switch v.Kind() {
 	case reflect.String:
 		v.SetString(s)
-	case reflect.Int, reflect.Int64:
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		i, err := strconv.ParseInt(strings.TrimPrefix(s, "+"), 10, v.Type().Bits())
 		if err != nil {
-			msg := "expected an integer, got " + got(s, f)
-			if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
-				msg = "integer " + got(s, f) + " is out of range"
-			}
-			d.failBad(f, at, path, msg)
+			d.failBad(f, at, path, intError(s, f, err, "an integer"))
 			return
 		}
 		v.SetInt(i)
-	case reflect.Float64:
-		x, err := strconv.ParseFloat(s, 64)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		i, err := strconv.ParseUint(strings.TrimPrefix(s, "+"), 10, v.Type().Bits())
+		if err != nil {
+			d.failBad(f, at, path, intError(s, f, err, "a whole number (0 or more)"))
+			return
+		}
+		v.SetUint(i)
+	case reflect.Float32, reflect.Float64:
+		x, err := strconv.ParseFloat(s, v.Type().Bits())
 		if err != nil || math.IsInf(x, 0) || math.IsNaN(x) || strings.ContainsAny(s, "xXpP_") {
 			d.failBad(f, at, path, "expected a number, got "+got(s, f))
 			return
@@ -469,6 +520,13 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string, at pos, f *
 			d.failBad(f, at, path, "expected true or false, got "+got(s, f))
 		}
 	}
+}
+
+func intError(s string, f *field, err error, what string) string {
+	if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
+		return "integer " + got(s, f) + " is out of range"
+	}
+	return "expected " + what + ", got " + got(s, f)
 }
 
 func (d *decoder) duration(n *yaml.Node, v reflect.Value, path string, at pos, f *field) {

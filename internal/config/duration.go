@@ -48,7 +48,7 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, errDurationSyntax
 	}
 	if s[0] == '-' {
-		if _, err := ParseDuration(s[1:]); err == nil {
+		if d, err := ParseDuration(s[1:]); err == nil && d != 0 {
 			return 0, errDurationNegative
 		}
 		return 0, errDurationSyntax

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -56,7 +57,7 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 	if opts.Glob == nil {
 		opts.Glob = filepath.Glob
 	}
-	p := &loader{opts: opts, errs: newCollector(), meta: newMeta(), budget: maxDecodeSteps}
+	p := &loader{opts: opts, errs: newCollector(), meta: newMeta()}
 	f := &File{}
 	p.decodeFile(name, data, reflect.ValueOf(f).Elem())
 	for i := range f.Rules {
@@ -73,21 +74,32 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 	return f, nil
 }
 
-// maxDecodeSteps bounds the work aliases can multiply: a few kilobytes of
-// nested aliases otherwise stand for billions of nodes.
-const maxDecodeSteps = 1_000_000
+// A file may take baseDecodeSteps plus aliasFactor steps per node written
+// in it to decode: aliases can make a few kilobytes stand for billions of
+// nodes, which no real config needs.
+const (
+	baseDecodeSteps = 100_000
+	aliasFactor     = 10
+)
+
+// countNodes counts the nodes of a tree as written, not following aliases.
+func countNodes(n *yaml.Node) int {
+	c := 1
+	for _, k := range n.Content {
+		c += countNodes(k)
+	}
+	return c
+}
 
 type loader struct {
-	opts   Options
-	errs   *collector
-	meta   *meta
-	budget int
+	opts Options
+	errs *collector
+	meta *meta
 }
 
 var (
-	fileType      = reflect.TypeFor[File]()
 	rulesFileType = reflect.TypeFor[RulesFile]()
-	yamlLineRE    = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	yamlLineRE    = regexp.MustCompile(`(?s)^yaml: line (\d+): (.*)$`)
 )
 
 // decodeFile parses data as one YAML document and decodes it into v (a
@@ -102,7 +114,8 @@ func (p *loader) decodeFile(name string, data []byte, v reflect.Value) bool {
 	if root == nil {
 		return true // an empty document: nothing configured
 	}
-	d := &decoder{file: name, getenv: p.opts.Getenv, errs: p.errs, meta: p.meta, budget: &p.budget}
+	budget := baseDecodeSteps + aliasFactor*countNodes(root)
+	d := &decoder{file: name, getenv: p.opts.Getenv, errs: p.errs, meta: p.meta, budget: &budget}
 	d.root(root, v)
 	return true
 }
@@ -145,14 +158,39 @@ func (p *loader) parseYAML(name string, data []byte) (root *yaml.Node, ok bool) 
 	return &doc, true
 }
 
+// parserProblems are the messages of yaml's parser (as opposed to its
+// scanner). For these yaml reports a 0-based line: that of the problem or of
+// the block around it.
+var parserProblems = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected <document start>": true,
+	"did not find expected <stream-start>":   true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"found duplicate %TAG directive":         true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
+}
+
 func (p *loader) yamlError(name string, err error) {
-	msg := err.Error()
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		p.errs.add(name, pos{line: line}, "", "invalid YAML: "+m[2])
-		return
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
 	}
-	p.errs.add(name, pos{}, "", "invalid YAML: "+strings.TrimPrefix(msg, "yaml: "))
+	switch {
+	case strings.HasPrefix(msg, "unknown anchor"):
+		line = 0 // yaml does not say where
+	case parserProblems[msg]:
+		line++
+	case line == 0:
+		line = 1 // yaml leaves out "line 0" of the scanner's problems
+	}
+	p.errs.add(name, pos{line: line}, "", "invalid YAML: "+msg)
 }
 
 // includes reads the rule files f.Include names and appends their rules.
@@ -163,6 +201,9 @@ func (p *loader) includes(name string, f *File) {
 	for i, pattern := range f.Include {
 		path := fmt.Sprintf("include[%d]", i)
 		at := p.meta.pos(name, path)
+		if p.meta.bad(name, path) {
+			continue // already reported: an unset variable, say
+		}
 		if pattern == "" {
 			p.errs.add(name, at, path, "empty include pattern")
 			continue
@@ -189,7 +230,7 @@ func (p *loader) includes(name string, f *File) {
 			done[filepath.Clean(m)] = true
 			data, err := p.opts.ReadFile(m)
 			if err != nil {
-				p.errs.add(name, at, path, "cannot read included file: "+ioMessage(err))
+				p.errs.add(name, at, path, fmt.Sprintf("included file %s: %s", m, ioMessage(err)))
 				continue
 			}
 			var rf RulesFile
@@ -207,10 +248,14 @@ func (p *loader) includes(name string, f *File) {
 	}
 }
 
-// ioMessage is the text of a file system error: it names a file, never a
-// value, so it is fine to show.
+// ioMessage is the text of a file system error without the file's name,
+// which the message already gives.
 func ioMessage(err error) string {
-	return err.Error()
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return "cannot read: " + pe.Err.Error()
+	}
+	return "cannot read: " + err.Error()
 }
 
 // Error is one problem in a config file.

@@ -16,7 +16,7 @@ import (
 // The values kvwatch.yaml accepts, in the order messages list them.
 var (
 	Severities  = []string{"info", "low", "medium", "high", "critical"}
-	Kinds       = []string{"each", "threshold", "distinct", "spike", "new_value", "sequence"}
+	RuleKinds   = []string{"each", "threshold", "distinct", "spike", "new_value", "sequence"}
 	ObjectTypes = []string{"secret", "key", "certificate", "storage"}
 	Weekdays    = []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 )
@@ -252,9 +252,9 @@ func (v *validator) rule(r *RuleSpec, p string) {
 	kp := p + ".kind"
 	switch {
 	case r.Kind == "":
-		v.errf(kp, "kind is required: one of %s", strings.Join(Kinds, ", "))
-	case !slices.Contains(Kinds, r.Kind):
-		v.enum(kp, "kind", r.Kind, Kinds)
+		v.errf(kp, "kind is required: one of %s", strings.Join(RuleKinds, ", "))
+	case !slices.Contains(RuleKinds, r.Kind):
+		v.enum(kp, "kind", r.Kind, RuleKinds)
 	default:
 		v.kind(r, p)
 	}

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -47,6 +48,15 @@ type Engine struct {
 	log      zerolog.Logger
 	horizon  map[string]time.Duration
 
+	// byClass lists, for each (family, kind) an event can have, the rules
+	// whose match or `then` could accept it: most rules never look at most
+	// events.
+	byClass map[classKey][]int
+	// sig[ri] numbers rule ri's group_by list, so rules grouping by the
+	// same fields share one computed key per event.
+	sig  []int
+	sigs int
+
 	prune chan struct{} // a one-slot lock: one prune at a time
 	mark  struct {
 		ch        chan struct{}
@@ -79,7 +89,48 @@ func New(rs []*rules.Rule, s *rules.Settings, o Options) *Engine {
 		en.rules = append(en.rules, r)
 		en.horizon[r.ID] = r.StateHorizon(s)
 	}
+	sigIndex := map[string]int{}
+	for _, r := range en.rules {
+		k := strings.Join(r.GroupBy, ",")
+		if _, ok := sigIndex[k]; !ok {
+			sigIndex[k] = len(sigIndex)
+		}
+		en.sig = append(en.sig, sigIndex[k])
+	}
+	en.sigs = len(sigIndex)
+	en.byClass = map[classKey][]int{}
+	for _, f := range audit.Families {
+		for _, k := range audit.Kinds {
+			ck := classKey{f, k}
+			for ri, r := range en.rules {
+				if r.Match.MayMatch(f, k) || (r.Then != nil && r.Then.MayMatch(f, k)) {
+					en.byClass[ck] = append(en.byClass[ck], ri)
+				}
+			}
+		}
+	}
 	return en
+}
+
+type classKey struct {
+	f audit.Family
+	k audit.Kind
+}
+
+// candidates returns the indices of the rules that may match e.
+func (en *Engine) candidates(e *audit.Event) []int {
+	if c, ok := en.byClass[classKey{e.Family, e.Kind}]; ok {
+		return c
+	}
+	return en.all()
+}
+
+func (en *Engine) all() []int {
+	idx := make([]int, len(en.rules))
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
 }
 
 // Rules returns the rules the engine runs.
@@ -128,8 +179,11 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 	work := map[gkey]*groupWork{}
 	var order []*groupWork
 	var newest int64
+	gkeys := make([]string, en.sigs)
+	have := make([]bool, en.sigs)
 	for i := range events {
 		e := &events[i]
+		clear(have)
 		t := e.Time.Unix()
 		if t > newest {
 			newest = t
@@ -137,7 +191,8 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 		var stream string
 		var pos int64
 		posDone := false
-		for ri, r := range en.rules {
+		for _, ri := range en.candidates(e) {
+			r := en.rules[ri]
 			a := r.Matches(e)
 			b := false
 			if r.Kind == rules.Sequence && !a && r.Then.Match(e) {
@@ -156,7 +211,11 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 				stream, pos = Position(e.Source)
 				posDone = true
 			}
-			g := r.GroupKey(e)
+			sg := en.sig[ri]
+			if !have[sg] {
+				gkeys[sg], have[sg] = r.GroupKey(e), true
+			}
+			g := gkeys[sg]
 			k := gkey{ri, g}
 			w := work[k]
 			if w == nil {

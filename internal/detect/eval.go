@@ -38,31 +38,39 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 	}
 	parts := map[state.Key][]part{}
 	var keys []state.Key
-	add := func(k state.Key, w *groupWork, i int) {
-		ps := parts[k]
-		if n := len(ps); n > 0 && ps[n-1].w == w {
-			ps[n-1].cs = append(ps[n-1].cs, i)
-		} else {
-			if n == 0 {
-				keys = append(keys, k)
-			}
-			ps = append(ps, part{w: w, cs: []int{i}})
-		}
-		parts[k] = ps
-	}
+	byBlock := map[int64][]int{}
+	var blocks []int64
 	for _, w := range order {
 		r := w.rule
+		clear(byBlock)
+		blocks = blocks[:0]
+		put := func(b int64, i int) {
+			if _, ok := byBlock[b]; !ok {
+				blocks = append(blocks, b)
+			}
+			byBlock[b] = append(byBlock[b], i)
+		}
 		for i, c := range w.contribs {
 			switch r.Kind {
 			case rules.Threshold, rules.Distinct, rules.Sequence:
-				add(state.Key{Rule: r.ID, Group: w.group, Block: floorDiv(c.t, blockSec)}, w, i)
+				put(floorDiv(c.t, blockSec), i)
 			case rules.Spike:
-				add(state.Key{Rule: r.ID, Group: w.group, Block: floorDiv(c.t, 86400)}, w, i)
-				add(state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta}, w, i)
+				put(floorDiv(c.t, 86400), i)
+				put(state.BlockMeta, i)
 			case rules.NewValue:
-				add(state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta}, w, i)
-				add(state.Key{Rule: r.ID, Block: BlockRule}, w, i)
+				put(state.BlockMeta, i)
+				put(BlockRule, i)
 			}
+		}
+		for _, b := range blocks {
+			k := state.Key{Rule: r.ID, Group: w.group, Block: b}
+			if b == BlockRule {
+				k.Group = ""
+			}
+			if _, ok := parts[k]; !ok {
+				keys = append(keys, k)
+			}
+			parts[k] = append(parts[k], part{w: w, cs: byBlock[b]})
 		}
 	}
 	apply := func(k state.Key, e *state.Entity) bool {
@@ -120,7 +128,6 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 	}
 	return keys, apply
 }
-
 
 func inc(m *map[int64]int64, k int64) {
 	if *m == nil {
@@ -256,16 +263,15 @@ func (en *Engine) needs(w *groupWork) []state.Key {
 		}
 	}
 	win := int64(r.Window / time.Second)
+	tmin, tmax := w.contribs[0].t, w.contribs[0].t
+	for _, c := range w.contribs[1:] {
+		tmin, tmax = min(tmin, c.t), max(tmax, c.t)
+	}
 	switch r.Kind {
 	case rules.Threshold, rules.Distinct, rules.Sequence:
-		for _, c := range w.contribs {
-			addRange(c.t-2*win-int64(en.settings.Bucket/time.Second), c.t+win, blockSec)
-		}
+		addRange(tmin-2*win-int64(en.settings.Bucket/time.Second), tmax+win, blockSec)
 	case rules.Spike:
-		days := int64(r.Baseline.Days)
-		for _, c := range w.contribs {
-			addRange(c.t-days*86400, c.t, 86400)
-		}
+		addRange(tmin-int64(r.Baseline.Days)*86400, tmax, 86400)
 		keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta})
 	case rules.NewValue:
 		keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta},
@@ -304,6 +310,62 @@ func (en *Engine) evalEach(w *groupWork, events []audit.Event) []finding.Finding
 	return out
 }
 
+// series is a group's per-bucket state over a range of buckets, copied out
+// of the entities once so windows can be summed without map lookups.
+type series struct {
+	lo     int64
+	counts []int64
+	second []int64
+	values [][]string
+}
+
+func (en *Engine) series(w *groupWork, ents map[state.Key]*state.Entity, lo, hi int64, distinct bool) *series {
+	bs := int64(en.settings.Bucket / time.Second)
+	sr := &series{lo: lo, counts: make([]int64, hi-lo+1), second: make([]int64, hi-lo+1)}
+	if distinct {
+		sr.values = make([][]string, hi-lo+1)
+	}
+	for blk := floorDiv(lo*bs, blockSec); blk <= floorDiv(hi*bs, blockSec); blk++ {
+		e := ents[state.Key{Rule: w.rule.ID, Group: w.group, Block: blk}]
+		if e == nil {
+			continue
+		}
+		for b, v := range e.Counts {
+			if b >= lo && b <= hi {
+				sr.counts[b-lo] = v
+			}
+		}
+		for b, v := range e.Counts2 {
+			if b >= lo && b <= hi {
+				sr.second[b-lo] = v
+			}
+		}
+		if distinct {
+			for b, v := range e.Values {
+				if b >= lo && b <= hi {
+					sr.values[b-lo] = v
+				}
+			}
+		}
+	}
+	return sr
+}
+
+// touchedRange returns the buckets the group's contributions fall in.
+func (en *Engine) touched(w *groupWork) (buckets []int64, lo, hi int64) {
+	bs := int64(en.settings.Bucket / time.Second)
+	seen := map[int64]bool{}
+	for _, c := range w.contribs {
+		b := floorDiv(c.t, bs)
+		if !seen[b] {
+			seen[b] = true
+			buckets = append(buckets, b)
+		}
+	}
+	slices.Sort(buckets)
+	return buckets, buckets[0], buckets[len(buckets)-1]
+}
+
 // evalWindow evaluates threshold and distinct rules over sliding windows
 // ending in or after every touched bucket.
 func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event) []finding.Finding {
@@ -311,30 +373,23 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 	bs := int64(en.settings.Bucket / time.Second)
 	n := int64(r.Window / time.Second / time.Duration(bs))
 	cd := int64(r.Cooldown / time.Second)
-	count := func(b int64) (int64, []string) {
-		e := ents[state.Key{Rule: r.ID, Group: w.group, Block: floorDiv(b*bs, blockSec)}]
-		if e == nil {
-			return 0, nil
-		}
-		if r.Kind == rules.Distinct {
-			return int64(len(e.Values[b])), e.Values[b]
-		}
-		return e.Counts[b], nil
+	buckets, tlo, thi := en.touched(w)
+	lo, hi := tlo-2*n, thi+n
+	distinct := r.Kind == rules.Distinct
+	sr := en.series(w, ents, lo, hi, distinct)
+	prefix := make([]int64, len(sr.counts)+1)
+	for i, c := range sr.counts {
+		prefix[i+1] = prefix[i] + c
 	}
-	// value of the window ending at bucket end
+	set := map[string]struct{}{}
 	windowValue := func(end int64) int64 {
-		if r.Kind == rules.Threshold {
-			var sum int64
-			for b := end - n + 1; b <= end; b++ {
-				c, _ := count(b)
-				sum += c
-			}
-			return sum
+		from, to := max(end-n+1, lo), end // inclusive
+		if !distinct {
+			return prefix[to-lo+1] - prefix[from-lo]
 		}
-		set := map[string]struct{}{}
-		for b := end - n + 1; b <= end; b++ {
-			_, vs := count(b)
-			for _, v := range vs {
+		clear(set)
+		for b := from; b <= to; b++ {
+			for _, v := range sr.values[b-lo] {
 				set[v] = struct{}{}
 			}
 		}
@@ -345,25 +400,18 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 		return v, v >= int64(r.Count)
 	}
 	// Candidate window ends: every end whose window holds a touched bucket.
-	touched := map[int64]bool{}
-	for _, c := range w.contribs {
-		touched[floorDiv(c.t, bs)] = true
-	}
-	ends := map[int64]bool{}
-	for b := range touched {
-		for e := b; e < b+n; e++ {
-			ends[e] = true
+	var ends []int64
+	next := int64(math.MinInt64)
+	for _, b := range buckets {
+		for e := max(b, next); e < b+n; e++ {
+			ends = append(ends, e)
 		}
+		next = b + n
 	}
-	sorted := make([]int64, 0, len(ends))
-	for e := range ends {
-		sorted = append(sorted, e)
-	}
-	slices.Sort(sorted)
 	// The earliest satisfied end per cooldown period raises that period's finding.
 	done := map[int64]bool{}
 	var out []finding.Finding
-	for _, end := range sorted {
+	for _, end := range ends {
 		p := period(end*bs, cd)
 		if done[p] {
 			continue
@@ -374,7 +422,7 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 		}
 		done[p] = true
 		// A burst that began in the previous period was found there.
-		if start := end - n + 1; start*bs < p {
+		if start := end - n + 1; start*bs < p && p/bs-1 >= lo+n {
 			if _, prev := cond(p/bs - 1); prev {
 				continue
 			}
@@ -409,43 +457,41 @@ func (en *Engine) evalSequence(w *groupWork, ents map[state.Key]*state.Entity, e
 	bs := int64(en.settings.Bucket / time.Second)
 	n := int64(r.Window / time.Second / time.Duration(bs))
 	cd := int64(r.Cooldown / time.Second)
-	get := func(b int64, second bool) int64 {
-		e := ents[state.Key{Rule: r.ID, Group: w.group, Block: floorDiv(b*bs, blockSec)}]
-		if e == nil {
-			return 0
-		}
-		if second {
-			return e.Counts2[b]
-		}
-		return e.Counts[b]
+	_, tlo, thi := en.touched(w)
+	lo, hi := tlo-n, thi+n
+	sr := en.series(w, ents, lo, hi, false)
+	prefix := make([]int64, len(sr.second)+1)
+	for i, c := range sr.second {
+		prefix[i+1] = prefix[i] + c
 	}
-	cands := map[int64]bool{}
+	// Candidate A buckets: touched A buckets, and A buckets up to a window
+	// before touched B buckets.
+	cands := make([]bool, hi-lo+1)
 	for _, c := range w.contribs {
 		b := floorDiv(c.t, bs)
 		if c.second {
-			for a := b - n; a <= b; a++ {
-				cands[a] = true
+			for a := max(b-n, lo); a <= b; a++ {
+				cands[a-lo] = true
 			}
 		} else {
-			cands[b] = true
+			cands[b-lo] = true
 		}
 	}
-	sorted := make([]int64, 0, len(cands))
-	for a := range cands {
-		sorted = append(sorted, a)
+	var sorted []int64
+	for i, ok := range cands {
+		if ok && sr.counts[i] > 0 {
+			sorted = append(sorted, lo+int64(i))
+		}
 	}
-	slices.Sort(sorted)
 	done := map[int64]bool{}
 	var out []finding.Finding
 	for _, a := range sorted {
 		p := period(a*bs, cd)
-		if done[p] || get(a, false) == 0 {
+		if done[p] {
 			continue
 		}
-		var sum int64
-		for b := a; b <= a+n; b++ {
-			sum += get(b, true)
-		}
+		to := min(a+n, hi)
+		sum := prefix[to-lo+1] - prefix[a-lo]
 		if sum < int64(r.Count) {
 			continue
 		}

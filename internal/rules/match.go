@@ -34,6 +34,41 @@ type Matcher struct {
 	cfg          *config.ConfigMatch
 }
 
+// MayMatch reports whether an event of family f and kind k could satisfy
+// the matcher, judging by its families and kinds alone.
+func (m *Matcher) MayMatch(f audit.Family, k audit.Kind) bool {
+	if len(m.families) > 0 && !contains(m.families, f) || len(m.kinds) > 0 && !contains(m.kinds, k) {
+		return false
+	}
+	if len(m.ops) == 0 {
+		return true
+	}
+	if f == audit.FamilyOther {
+		return true
+	}
+	for _, g := range m.ops {
+		if g.kind != 0 {
+			// A pattern: any documented name it matches tells the classes.
+			for _, op := range audit.Operations {
+				if g.match(op) {
+					if of, ok := audit.Classify(op); of == f && ok == k {
+						return true
+					}
+				}
+			}
+			continue
+		}
+		// Operation names are matched ignoring case, but classified as
+		// written: a name in the wrong case may classify differently, so
+		// an unknown classification keeps the rule everywhere.
+		of, ok := audit.Classify(g.orig)
+		if of == audit.FamilyOther || (of == f && ok == k) {
+			return true
+		}
+	}
+	return false
+}
+
 // Match reports whether e satisfies every condition.
 func (m *Matcher) Match(e *audit.Event) bool {
 	if len(m.ops) > 0 && !anyGlob(m.ops, e.Operation) {
@@ -49,6 +84,9 @@ func (m *Matcher) Match(e *audit.Event) bool {
 		return false
 	}
 	if len(m.status) > 0 && !contains(m.status, e.HTTPStatus) {
+		return false
+	}
+	if m.outsideHours != nil && m.hours.Outside(e.Time) != *m.outsideHours {
 		return false
 	}
 	if len(m.vaults) > 0 && !anyGlob(m.vaults, e.Vault) {
@@ -87,9 +125,6 @@ func (m *Matcher) Match(e *audit.Event) bool {
 		if m.hasIPNotIn && inAny(m.ipNotIn, ip) {
 			return false
 		}
-	}
-	if m.outsideHours != nil && m.hours.Outside(e.Time) != *m.outsideHours {
-		return false
 	}
 	if m.anonymous != nil && (e.Caller.KeyFrom == "ip" || e.Caller.KeyFrom == "") != *m.anonymous {
 		return false
@@ -182,14 +217,16 @@ func Weakened(c *audit.VaultConfig) bool {
 
 // glob is a case-insensitive pattern with * (any run) and ? (one byte).
 type glob struct {
+	orig string // as written
 	pat  string // lower-case
 	kind int    // 0 exact, 1 prefix*, 2 *suffix, 3 general
 	lit  string
 }
 
 func newGlob(p string) glob {
+	orig := p
 	p = strings.ToLower(p)
-	g := glob{pat: p, kind: 3}
+	g := glob{orig: orig, pat: p, kind: 3}
 	switch {
 	case !strings.ContainsAny(p, "*?"):
 		g.kind, g.lit = 0, p
@@ -197,6 +234,8 @@ func newGlob(p string) glob {
 		g.kind, g.lit = 1, p[:len(p)-1]
 	case strings.Count(p, "*") == 1 && !strings.Contains(p, "?") && strings.HasPrefix(p, "*"):
 		g.kind, g.lit = 2, p[1:]
+	case len(p) > 2 && strings.Count(p, "*") == 2 && !strings.Contains(p, "?") && p[0] == '*' && p[len(p)-1] == '*':
+		g.kind, g.lit = 4, p[1:len(p)-1]
 	}
 	return g
 }
@@ -209,6 +248,13 @@ func (g glob) match(s string) bool {
 		return len(s) >= len(g.lit) && strings.EqualFold(s[:len(g.lit)], g.lit)
 	case 2:
 		return len(s) >= len(g.lit) && strings.EqualFold(s[len(s)-len(g.lit):], g.lit)
+	case 4:
+		for i := 0; i+len(g.lit) <= len(s); i++ {
+			if strings.EqualFold(s[i:i+len(g.lit)], g.lit) {
+				return true
+			}
+		}
+		return false
 	}
 	return wildcard(g.pat, s)
 }

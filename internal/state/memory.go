@@ -38,14 +38,17 @@ func (m *Memory) Update(_ context.Context, keys []Key, fn ApplyFunc) (map[Key]*E
 		if e == nil {
 			e = &Entity{}
 		}
+		// What is returned is shared with the store: the interface forbids
+		// callers to modify it, and the store never modifies an entity in
+		// place (an update replaces it), so no second copy is needed.
 		if fn(k, e) {
 			m.Writes++
 			m.entities[k] = e
-			out[k] = e.Clone()
+			out[k] = e
 			continue
 		}
 		if cur != nil {
-			out[k] = cur.Clone()
+			out[k] = cur
 		} else {
 			out[k] = e
 		}
@@ -61,7 +64,7 @@ func (m *Memory) Get(_ context.Context, keys []Key) (map[Key]*Entity, error) {
 	for _, k := range keys {
 		m.Reads++
 		if e, ok := m.entities[k]; ok {
-			out[k] = e.Clone()
+			out[k] = e // shared, read-only: see Update
 		}
 	}
 	return out, nil

@@ -1,0 +1,133 @@
+package detect_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kvwatch/kvwatch/internal/config"
+	"github.com/kvwatch/kvwatch/internal/demo"
+	"github.com/kvwatch/kvwatch/internal/detect"
+	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/host"
+	"github.com/kvwatch/kvwatch/internal/ingest"
+	"github.com/kvwatch/kvwatch/internal/pack"
+	"github.com/kvwatch/kvwatch/internal/rules"
+	"github.com/kvwatch/kvwatch/internal/state"
+)
+
+// demoBodies turns days of demo traffic into host invocation bodies of
+// 100 events × 10 records in the host's default shape.
+func demoBodies(tb testing.TB, days int) (bodies [][]byte, records int) {
+	tb.Helper()
+	var lines [][]byte
+	for d := 0; d < days; d++ {
+		for _, blob := range demo.Generate(demo.Options{Day: time.Date(2026, 11, 1+d, 0, 0, 0, 0, time.UTC)}) {
+			if bytes.Contains([]byte(blob.Path), []byte("/mixed/")) {
+				continue
+			}
+			for _, l := range bytes.Split(bytes.TrimSpace(blob.Data), []byte("\n")) {
+				lines = append(lines, l)
+			}
+		}
+	}
+	seq := int64(0)
+	for i := 0; i < len(lines); i += 1000 {
+		chunk := lines[i:min(i+1000, len(lines))]
+		batch := host.Batch{Partition: "0"}
+		for j := 0; j < len(chunk); j += 10 {
+			rs := chunk[j:min(j+10, len(chunk))]
+			body := append([]byte(`{"records":[`), bytes.Join(rs, []byte(","))...)
+			body = append(body, "]}"...)
+			batch.Events = append(batch.Events, host.Event{Body: body, Sequence: seq, Enqueued: time.Unix(0, 0)})
+			seq++
+		}
+		b, err := host.Body(batch, host.StringOfObjects)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		bodies = append(bodies, b)
+	}
+	return bodies, len(lines)
+}
+
+func defaultPack(tb testing.TB) ([]*rules.Rule, *rules.Settings) {
+	f, err := config.Parse("kvwatch.yaml", pack.Config, config.Options{Getenv: func(string) string { return "" }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rs, s, err := rules.Compile(f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rs, s
+}
+
+// BenchmarkDefaultPack runs the whole default pack over at least a million
+// records of demo traffic (7 demo days repeated, shifted a week each time,
+// so the engine sees 9+ weeks of new traffic) through ingest and detection
+// with in-memory state, and in the same run, body by body, the same bodies
+// through ingest alone. It reports both throughputs and their ratio (goal ≥ 0.75: rules
+// cost no more than a quarter of ingest throughput).
+func BenchmarkDefaultPack(b *testing.B) {
+	bodies, n := demoBodies(b, 7)
+	reps := (1_000_000 + n - 1) / n
+	rs, s := defaultPack(b)
+	ctx := context.Background()
+	var tIngest, tFull time.Duration
+	var findings int
+	var entities int
+	total := 0
+	for b.Loop() {
+		total = 0
+		var d ingest.Decoder
+		store := state.NewMemory()
+		count := 0
+		en := detect.New(rs, s, detect.Options{Store: store, Log: zerolog.Nop(),
+			Sink: detect.SinkFunc(func(_ context.Context, fs []finding.Finding) error { count += len(fs); return nil })})
+		// Interleaved body by body, so the machine's noise falls on both alike.
+		for rep := 0; rep < reps; rep++ {
+			for _, body := range bodies {
+				t0 := time.Now()
+				batch := d.Invocation(body)
+				move(batch, rep)
+				t1 := time.Now()
+				batch = d.Invocation(body)
+				move(batch, rep)
+				if _, err := en.Consume(ctx, batch.Events); err != nil {
+					b.Fatal(err)
+				}
+				t2 := time.Now()
+				tIngest += t1.Sub(t0)
+				tFull += t2.Sub(t1)
+				total += len(batch.Events)
+			}
+		}
+		findings, entities = count, store.Len()
+	}
+	ingestRate := float64(total*b.N) / tIngest.Seconds()
+	fullRate := float64(total*b.N) / tFull.Seconds()
+	b.ReportMetric(float64(total), "records")
+	b.ReportMetric(ingestRate, "ingest-records/s")
+	b.ReportMetric(fullRate, "ingest+rules-records/s")
+	b.ReportMetric(fullRate/ingestRate, "ratio")
+	b.ReportMetric(float64(findings), "findings")
+	b.ReportMetric(float64(entities), "entities-at-end")
+	b.ReportMetric(0, "ns/op")
+}
+
+// move shifts a batch by rep weeks and gives it fresh sequence numbers, so
+// repetitions are new traffic, not redeliveries.
+func move(b *ingest.Batch, rep int) {
+	if rep == 0 {
+		return
+	}
+	d := time.Duration(rep) * 7 * 24 * time.Hour
+	for i := range b.Events {
+		b.Events[i].Time = b.Events[i].Time.Add(d)
+		b.Events[i].Source.Sequence += int64(rep) << 32
+	}
+}
