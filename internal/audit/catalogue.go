@@ -126,7 +126,8 @@ func guessKind(rest string) Kind {
 		strings.HasSuffix(rest, "Import"), strings.HasSuffix(rest, "Put"), strings.HasSuffix(rest, "Patch"):
 		return KindWrite
 	case strings.HasSuffix(rest, "Sign"), strings.HasSuffix(rest, "Verify"), strings.HasSuffix(rest, "Wrap"),
-		strings.HasSuffix(rest, "Encrypt"), strings.HasSuffix(rest, "Decrypt"):
+		strings.HasSuffix(rest, "Unwrap"), strings.HasSuffix(rest, "Encrypt"), strings.HasSuffix(rest, "Decrypt"),
+		strings.HasSuffix(rest, "Release"):
 		return KindCrypto
 	}
 	return KindOther

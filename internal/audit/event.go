@@ -38,6 +38,9 @@ type Event struct {
 	Outcome    Outcome `json:"outcome"`
 	HTTPStatus int     `json:"httpStatus,omitempty"`
 	ResultType string  `json:"resultType,omitempty"` // as logged, for display only
+	// ResultDescription is Azure's text about the result; on a 403 it
+	// names the action and the reason for the denial.
+	ResultDescription string `json:"resultDescription,omitempty"`
 
 	DurationMs int64 `json:"durationMs"`
 
@@ -62,15 +65,16 @@ type Event struct {
 type Caller struct {
 	ObjectID string `json:"objectId,omitempty"`
 	AppID    string `json:"appId,omitempty"`
-	UPN      string `json:"upn,omitempty"` // UPN, else unique_name or name
+	UPN      string `json:"upn,omitempty"`  // upn, else unique_name
+	Name     string `json:"name,omitempty"` // the name claim: a display name on the data plane, often the UPN through ARM
 	TenantID string `json:"tenantId,omitempty"`
 
 	// Key is one stable identifier for the principal: object id, else app
-	// id, else UPN, else the caller IP; lower-case. The same principal gets
+	// id, else UPN, else name, else the caller IP; lower-case. The same principal gets
 	// the same key from data-plane and management records.
 	Key string `json:"key"`
 	// KeyFrom says which claim Key was taken from: "oid", "appid", "upn",
-	// "ip", or "" when the record named no caller at all.
+	// "name", "ip", or "" when the record named no caller at all.
 	KeyFrom string `json:"keyFrom,omitempty"`
 }
 
@@ -102,4 +106,16 @@ type Source struct {
 	// Record the index of the record within its event body.
 	Event  int `json:"event"`
 	Record int `json:"record"`
+}
+
+// Display returns the most readable name of the caller: UPN, else name,
+// else the key.
+func (c *Caller) Display() string {
+	switch {
+	case c.UPN != "":
+		return c.UPN
+	case c.Name != "":
+		return c.Name
+	}
+	return c.Key
 }

@@ -99,20 +99,21 @@ func (n *Normalizer) Normalize(r *Record, src Source) (Event, Skip, error) {
 	}
 
 	e := Event{
-		Time:             t,
-		ResourceID:       r.ResourceID,
-		SubscriptionID:   sub,
-		ResourceGroup:    rg,
-		Vault:            vault,
-		Operation:        r.OperationName,
-		OperationVersion: r.OperationVersion,
-		RequestURI:       r.Properties.RequestURI,
-		ResultType:       r.ResultType,
-		CallerIP:         r.CallerIPAddress,
-		ClientInfo:       r.Properties.ClientInfo,
-		TLSVersion:       r.Properties.TLSVersion,
-		CorrelationID:    r.CorrelationID,
-		Source:           src,
+		Time:              t,
+		ResourceID:        r.ResourceID,
+		SubscriptionID:    sub,
+		ResourceGroup:     rg,
+		Vault:             vault,
+		Operation:         r.OperationName,
+		OperationVersion:  r.OperationVersion,
+		RequestURI:        r.Properties.RequestURI,
+		ResultType:        r.ResultType,
+		ResultDescription: r.ResultDescription,
+		CallerIP:          r.CallerIPAddress,
+		ClientInfo:        r.Properties.ClientInfo,
+		TLSVersion:        r.Properties.TLSVersion,
+		CorrelationID:     r.CorrelationID,
+		Source:            src,
 	}
 	e.Family, e.Kind = Classify(r.OperationName)
 
@@ -168,12 +169,10 @@ func (n *Normalizer) callerOf(id *Identity, ip string) Caller {
 		AppID:    n.toLower(id.AppID),
 		TenantID: n.toLower(id.TenantID),
 		UPN:      id.UPN,
+		Name:     id.Name,
 	}
 	if c.UPN == "" {
 		c.UPN = id.UniqueName
-	}
-	if c.UPN == "" {
-		c.UPN = id.Name
 	}
 	switch {
 	case c.ObjectID != "":
@@ -182,6 +181,8 @@ func (n *Normalizer) callerOf(id *Identity, ip string) Caller {
 		c.Key, c.KeyFrom = c.AppID, "appid"
 	case c.UPN != "":
 		c.Key, c.KeyFrom = n.toLower(c.UPN), "upn"
+	case c.Name != "":
+		c.Key, c.KeyFrom = n.toLower(c.Name), "name"
 	case ip != "":
 		c.Key, c.KeyFrom = strings.ToLower(ip), "ip"
 	case id.IPAddr != "":

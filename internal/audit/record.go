@@ -29,7 +29,7 @@ type Record struct {
 	Identity          Identity   `json:"identity"`
 	Properties        Properties `json:"properties"`
 	MetricName        string     `json:"metricName"`
-	ResultDescription string     `json:"-"` // not used; kept out of the hot path
+	ResultDescription string     `json:"resultDescription"`
 }
 
 // Properties is the part of a record's properties object kvwatch uses.
@@ -359,6 +359,8 @@ func (r *Record) DecodeInterned(dec *jsontext.Decoder, in *Interner) error {
 			r.Category, ferr = readString(dec, "category", in)
 		case nameIs(name, "resulttype"):
 			r.ResultType, ferr = readString(dec, "resultType", in)
+		case nameIs(name, "resultdescription"):
+			r.ResultDescription, ferr = readString(dec, "resultDescription", in)
 		case nameIs(name, "resultsignature"):
 			r.ResultSignature, ferr = readString(dec, "resultSignature", in)
 		case nameIs(name, "durationms"):

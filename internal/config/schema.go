@@ -64,7 +64,6 @@ type RuleSpec struct {
 	Then        *MatchSpec  `yaml:"then"`     // sequence: event B (event A is `match`)
 	Cooldown    Duration    `yaml:"cooldown"` // default: the window, or 1h for each/new_value
 	Runbook     string      `yaml:"runbook"`
-	// Tests are the rule's own test cases (kvwatch rules test).
 }
 
 // Baseline configures a spike rule.

@@ -269,7 +269,9 @@ func (en *Engine) needs(w *groupWork) []state.Key {
 	}
 	switch r.Kind {
 	case rules.Threshold, rules.Distinct, rules.Sequence:
-		addRange(tmin-2*win-int64(en.settings.Bucket/time.Second), tmax+win, blockSec)
+		cd := int64(r.Cooldown / time.Second)
+		from := min(tmin-2*win, floorDiv(tmin, cd)*cd-win) - 2*int64(en.settings.Bucket/time.Second)
+		addRange(from, tmax+win, blockSec)
 	case rules.Spike:
 		addRange(tmin-int64(r.Baseline.Days)*86400, tmax, 86400)
 		keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta})
@@ -374,7 +376,8 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 	n := int64(r.Window / time.Second / time.Duration(bs))
 	cd := int64(r.Cooldown / time.Second)
 	buckets, tlo, thi := en.touched(w)
-	lo, hi := tlo-2*n, thi+n
+	cdb := cd / bs // cooldown in buckets
+	lo, hi := min(tlo-2*n, floorDiv(tlo*bs, cd)*cdb-n-1), thi+n
 	distinct := r.Kind == rules.Distinct
 	sr := en.series(w, ents, lo, hi, distinct)
 	prefix := make([]int64, len(sr.counts)+1)
@@ -399,43 +402,50 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 		v := windowValue(end)
 		return v, v >= int64(r.Count)
 	}
-	// Candidate window ends: every end whose window holds a touched bucket.
-	var ends []int64
-	next := int64(math.MinInt64)
+	// The periods whose windows the batch touched, and the last window end
+	// of each that holds a touched bucket.
+	last := map[int64]int64{}
+	var periods []int64
 	for _, b := range buckets {
-		for e := max(b, next); e < b+n; e++ {
-			ends = append(ends, e)
-		}
-		next = b + n
-	}
-	// The earliest satisfied end per cooldown period raises that period's finding.
-	done := map[int64]bool{}
-	var out []finding.Finding
-	for _, end := range ends {
-		p := period(end*bs, cd)
-		if done[p] {
-			continue
-		}
-		v, ok := cond(end)
-		if !ok {
-			continue
-		}
-		done[p] = true
-		// A burst that began in the previous period was found there.
-		if start := end - n + 1; start*bs < p && p/bs-1 >= lo+n {
-			if _, prev := cond(p/bs - 1); prev {
-				continue
+		for _, e := range []int64{b, b + n - 1} {
+			p := period(e*bs, cd)
+			if cur, ok := last[p]; !ok {
+				periods = append(periods, p)
+				last[p] = e
+			} else if e > cur {
+				last[p] = e
 			}
 		}
-		f := en.newFinding(w, p, "")
-		f.WindowStart = time.Unix((end-n+1)*bs, 0).UTC()
-		f.WindowEnd = time.Unix((end+1)*bs, 0).UTC()
-		f.Window = r.Window
-		f.Count, f.Threshold = v, int64(r.Count)
-		ev := evidence(w, events, inWindow(w, f.WindowStart.Unix(), f.WindowEnd.Unix(), false))
-		ev.fill(&f)
-		f.Summary = summary(&f, r)
-		out = append(out, f)
+	}
+	slices.Sort(periods)
+	// In each period, the first satisfied window that does not continue a
+	// run of satisfied windows from the previous period raises the
+	// period's finding: a burst straddling the boundary is found once, and
+	// a later, separate burst in the same period is still found.
+	var out []finding.Finding
+	for _, p := range periods {
+		start := p / bs
+		_, inRun := cond(start - 1)
+		for end := start; end <= last[p]; end++ {
+			v, ok := cond(end)
+			if !ok {
+				inRun = false
+				continue
+			}
+			if inRun {
+				continue
+			}
+			f := en.newFinding(w, p, "")
+			f.WindowStart = time.Unix((end-n+1)*bs, 0).UTC()
+			f.WindowEnd = time.Unix((end+1)*bs, 0).UTC()
+			f.Window = r.Window
+			f.Count, f.Threshold = v, int64(r.Count)
+			ev := evidence(w, events, inWindow(w, f.WindowStart.Unix(), f.WindowEnd.Unix(), false))
+			ev.fill(&f)
+			f.Summary = summary(&f, r)
+			out = append(out, f)
+			break
+		}
 	}
 	return out
 }

@@ -120,8 +120,8 @@ func summary(f *finding.Finding, r *rules.Rule) string {
 			}
 		}
 	}
-	if f.Example != nil && who != "" && f.Example.Caller.Key == who && f.Example.Caller.UPN != "" {
-		who = f.Example.Caller.UPN
+	if f.Example != nil && who != "" && f.Example.Caller.Key == who {
+		who = f.Example.Caller.Display()
 	}
 	if who == "" {
 		who = "someone"

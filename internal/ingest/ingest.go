@@ -154,7 +154,19 @@ func (d *Decoder) Body(b *Batch, body []byte, src audit.Source) {
 		return
 	}
 	dec := jsontext.NewDecoder(bytes.NewBuffer(body), audit.DecodeOptions)
+	d.guarded(b, dec, body, src)
+}
+
+// guarded reads an envelope; if the body turns out to be broken part way,
+// whatever it had yielded is taken back and the whole body dead-lettered,
+// so that replaying the letter later cannot count its records twice.
+func (d *Decoder) guarded(b *Batch, dec *jsontext.Decoder, body []byte, src audit.Source) {
+	n, letters, stats := len(b.Events), len(b.Letters), b.Stats
 	if err := d.envelope(b, dec, body, src); err != nil {
+		b.Events, b.Letters = b.Events[:n], b.Letters[:letters]
+		events := b.Stats.Events
+		b.Stats = stats
+		b.Stats.Events = events
 		b.problem("%s: %v", where(src), err)
 		d.letter(b, src, err.Error(), body)
 	}

@@ -222,10 +222,7 @@ func (d *Decoder) eventArray(b *Batch, events []byte, src func(int) audit.Source
 			if err != nil {
 				return fmt.Errorf("event %d: %w", i, err)
 			}
-			if err := d.envelope(b, jsontext.NewDecoder(bytes.NewBuffer(v), audit.DecodeOptions), v, s); err != nil {
-				b.problem("%s: %v", where(s), err)
-				d.letter(b, s, err.Error(), v)
-			}
+			d.guarded(b, jsontext.NewDecoder(bytes.NewBuffer(v), audit.DecodeOptions), v, s)
 		case '"':
 			v, err := dec.ReadValue()
 			if err != nil {

@@ -102,10 +102,7 @@ func EventLine(e *audit.Event) string {
 		b = append(b, ')')
 	}
 	b = append(b, " caller="...)
-	name := e.Caller.UPN
-	if name == "" {
-		name = e.Caller.Key
-	}
+	name := e.Caller.Display()
 	b = appendSafe(b, name)
 	if e.CallerIP != "" {
 		b = append(b, " ip="...)

@@ -1,0 +1,126 @@
+package pack_test
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/kvwatch/kvwatch/internal/config"
+	"github.com/kvwatch/kvwatch/internal/pack"
+	"github.com/kvwatch/kvwatch/internal/rules"
+	"github.com/kvwatch/kvwatch/internal/ruletest"
+)
+
+// packRules is the number of rules the default pack ships.
+const packRules = 19
+
+func parseDefault(t *testing.T) *config.File {
+	t.Helper()
+	f, err := config.Parse("kvwatch.yaml", pack.Config, config.Options{Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatalf("the embedded kvwatch.yaml does not parse: %v", err)
+	}
+	return f
+}
+
+func TestDefaultConfigIsValid(t *testing.T) {
+	f := parseDefault(t)
+	if len(f.Rules) != packRules {
+		t.Errorf("the default pack has %d rules, want %d", len(f.Rules), packRules)
+	}
+	seen := map[string]int{}
+	for i, r := range f.Rules {
+		if r.ID == "" {
+			t.Errorf("rule %d has no id", i)
+			continue
+		}
+		if j, dup := seen[r.ID]; dup {
+			t.Errorf("rule id %q is used by rules %d and %d", r.ID, j, i)
+		}
+		seen[r.ID] = i
+	}
+	if _, _, err := rules.Compile(f); err != nil {
+		t.Errorf("the default pack does not compile: %v", err)
+	}
+}
+
+// TestDefaultPackRuleTests runs tests/*.yaml against the embedded pack and
+// checks that every rule has its own tests file with a positive and a
+// negative test.
+func TestDefaultPackRuleTests(t *testing.T) {
+	f := parseDefault(t)
+	rs, s, err := rules.Compile(f)
+	if err != nil {
+		t.Fatalf("the default pack does not compile: %v", err)
+	}
+	files, err := ruletest.Load(pack.Tests, "tests")
+	if err != nil {
+		t.Fatalf("load rule tests: %v", err)
+	}
+
+	results := ruletest.Run(context.Background(), rs, s, files)
+	if len(results) == 0 {
+		t.Fatal("no rule tests found under tests/")
+	}
+	var failed []string
+	for _, r := range results {
+		if r.Err != nil {
+			failed = append(failed, fmt.Sprintf("  %s: %s:\n      %v", r.File, r.Name, r.Err))
+		}
+	}
+	if len(failed) > 0 {
+		t.Errorf("%d of %d rule tests failed:\n%s", len(failed), len(results), strings.Join(failed, "\n"))
+	} else {
+		t.Logf("%d rule tests in %d files passed", len(results), len(files))
+	}
+
+	// Every rule has tests/<id>.yaml holding a test that expects a finding
+	// from it and a test that names it in rules: and says expect: [].
+	var missing []string
+	for _, r := range rs {
+		name := path.Join("tests", r.ID+".yaml")
+		file, ok := files[name]
+		if !ok {
+			missing = append(missing, fmt.Sprintf("  rule %s: no %s", r.ID, name))
+			continue
+		}
+		positive, negative := false, false
+		for _, tc := range file.Tests {
+			for _, e := range tc.Expect {
+				if e.Rule == r.ID {
+					positive = true
+				}
+			}
+			// expect: [] decodes to an empty, non-nil list; a test that
+			// leaves expect out does not count as a negative test.
+			if tc.Expect != nil && len(tc.Expect) == 0 && slices.Contains(tc.Rules, r.ID) {
+				negative = true
+			}
+		}
+		if !positive {
+			missing = append(missing, fmt.Sprintf("  rule %s: %s has no test expecting a finding from it", r.ID, name))
+		}
+		if !negative {
+			missing = append(missing, fmt.Sprintf("  rule %s: %s has no test with `expect: []` naming it in rules:", r.ID, name))
+		}
+	}
+	// And every tests file is named after a rule of the pack.
+	ids := map[string]bool{}
+	for _, r := range rs {
+		ids[r.ID] = true
+	}
+	for name := range files {
+		id := strings.TrimSuffix(strings.TrimSuffix(path.Base(name), ".yaml"), ".yml")
+		if !ids[id] {
+			missing = append(missing, fmt.Sprintf("  %s: not named after a rule of the pack", name))
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		t.Errorf("rule test coverage:\n%s", strings.Join(missing, "\n"))
+	}
+}
