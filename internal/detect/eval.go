@@ -376,8 +376,7 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 	n := int64(r.Window / time.Second / time.Duration(bs))
 	cd := int64(r.Cooldown / time.Second)
 	buckets, tlo, thi := en.touched(w)
-	cdb := cd / bs // cooldown in buckets
-	lo, hi := min(tlo-2*n, floorDiv(tlo*bs, cd)*cdb-n-1), thi+n
+	lo, hi := tlo-n, thi+n
 	distinct := r.Kind == rules.Distinct
 	sr := en.series(w, ents, lo, hi, distinct)
 	prefix := make([]int64, len(sr.counts)+1)
@@ -402,50 +401,49 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 		v := windowValue(end)
 		return v, v >= int64(r.Count)
 	}
-	// The periods whose windows the batch touched, and the last window end
-	// of each that holds a touched bucket.
-	last := map[int64]int64{}
-	var periods []int64
-	for _, b := range buckets {
-		for _, e := range []int64{b, b + n - 1} {
-			p := period(e*bs, cd)
-			if cur, ok := last[p]; !ok {
-				periods = append(periods, p)
-				last[p] = e
-			} else if e > cur {
-				last[p] = e
-			}
+	// A window is anchored at its first bucket, which must hold a matching
+	// event, and belongs to the cooldown period that bucket falls in; the
+	// first satisfied anchored window of a period raises the period's
+	// finding. Both conditions only grow with the data, so the findings do
+	// not depend on the order records arrive in; and a burst is found in
+	// the period it began, not again in the next one unless it goes on
+	// long enough to satisfy the condition there on its own.
+	anchored := func(st int64) bool {
+		if distinct {
+			return len(sr.values[st-lo]) > 0
 		}
+		return sr.counts[st-lo] > 0
 	}
-	slices.Sort(periods)
-	// In each period, the first satisfied window that does not continue a
-	// run of satisfied windows from the previous period raises the
-	// period's finding: a burst straddling the boundary is found once, and
-	// a later, separate burst in the same period is still found.
-	var out []finding.Finding
-	for _, p := range periods {
-		start := p / bs
-		_, inRun := cond(start - 1)
-		for end := start; end <= last[p]; end++ {
-			v, ok := cond(end)
-			if !ok {
-				inRun = false
-				continue
-			}
-			if inRun {
-				continue
-			}
-			f := en.newFinding(w, p, "")
-			f.WindowStart = time.Unix((end-n+1)*bs, 0).UTC()
-			f.WindowEnd = time.Unix((end+1)*bs, 0).UTC()
-			f.Window = r.Window
-			f.Count, f.Threshold = v, int64(r.Count)
-			ev := evidence(w, events, inWindow(w, f.WindowStart.Unix(), f.WindowEnd.Unix(), false))
-			ev.fill(&f)
-			f.Summary = summary(&f, r)
-			out = append(out, f)
-			break
+	var starts []int64
+	next := int64(math.MinInt64)
+	for _, b := range buckets {
+		for st := max(b-n+1, next); st <= b; st++ {
+			starts = append(starts, st)
 		}
+		next = b + 1
+	}
+	done := map[int64]bool{}
+	var out []finding.Finding
+	for _, st := range starts {
+		p := period(st*bs, cd)
+		if done[p] || !anchored(st) {
+			continue
+		}
+		end := st + n - 1
+		v, ok := cond(end)
+		if !ok {
+			continue
+		}
+		done[p] = true
+		f := en.newFinding(w, p, "")
+		f.WindowStart = time.Unix(st*bs, 0).UTC()
+		f.WindowEnd = time.Unix((end+1)*bs, 0).UTC()
+		f.Window = r.Window
+		f.Count, f.Threshold = v, int64(r.Count)
+		ev := evidence(w, events, inWindow(w, f.WindowStart.Unix(), f.WindowEnd.Unix(), false))
+		ev.fill(&f)
+		f.Summary = summary(&f, r)
+		out = append(out, f)
 	}
 	return out
 }
