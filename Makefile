@@ -28,7 +28,8 @@ FUZZ_TARGETS := \
 	./internal/ingest:FuzzInvocation \
 	./internal/ingest:FuzzFile \
 	./internal/audit:FuzzNormalize \
-	./internal/audit:FuzzParseTime
+	./internal/audit:FuzzParseTime \
+	./internal/config:FuzzParse
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do \
@@ -40,8 +41,9 @@ fuzz-short:
 fuzz: ## run every fuzz target longer (FUZZTIME=10m)
 	@$(MAKE) --no-print-directory fuzz-short FUZZTIME=$(if $(filter 5s,$(FUZZTIME)),5m,$(FUZZTIME))
 
-bench: ## benchmarks; ratios are measured within one run
+bench: ## benchmarks; every ratio is measured within one run
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./internal/ingest/
+	$(GO) test -run '^$$' -bench BenchmarkDefaultPack -benchtime 1x -timeout 30m ./internal/detect/
 
 build: ## build bin/kvwatch
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kvwatch ./cmd/kvwatch

@@ -2,10 +2,12 @@ package printer
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -13,12 +15,15 @@ import (
 	"github.com/kvwatch/kvwatch/internal/finding"
 )
 
-// Findings prints findings; it is a detect.Sink.
+// Findings prints findings; it is a detect.Sink. Text output is held
+// until Flush and printed in event-time order (replay reads files in path
+// order, not time order); JSON is written as it comes.
 type Findings struct {
 	mu     sync.Mutex
 	w      *bufio.Writer
 	format Format
 	n      int
+	held   []finding.Finding
 }
 
 // NewFindings returns a printer of findings to w.
@@ -42,9 +47,7 @@ func (p *Findings) Found(_ context.Context, fs []finding.Finding) error {
 			}
 			continue
 		}
-		if _, err := io.WriteString(p.w, FindingText(&fs[i])); err != nil {
-			return err
-		}
+		p.held = append(p.held, fs[i])
 	}
 	return nil
 }
@@ -60,6 +63,15 @@ func (p *Findings) Count() int {
 func (p *Findings) Flush() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	slices.SortStableFunc(p.held, func(a, b finding.Finding) int {
+		return cmp.Or(a.FirstEvent.Compare(b.FirstEvent), cmp.Compare(a.Rule, b.Rule))
+	})
+	for i := range p.held {
+		if _, err := io.WriteString(p.w, FindingText(&p.held[i])); err != nil {
+			return err
+		}
+	}
+	p.held = p.held[:0]
 	return p.w.Flush()
 }
 
@@ -67,7 +79,11 @@ func (p *Findings) Flush() error {
 // detail lines, every log-derived value escaped.
 func FindingText(f *finding.Finding) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %-8s %s  %s\n", f.WindowEnd.UTC().Format("2006-01-02T15:04Z"),
+	at := f.FirstEvent
+	if at.IsZero() {
+		at = f.WindowStart
+	}
+	fmt.Fprintf(&b, "%s %-8s %s  %s\n", at.UTC().Format("2006-01-02T15:04Z"),
 		strings.ToUpper(f.Severity.String()), f.Rule, f.Title)
 	fmt.Fprintf(&b, "    %s\n", Clean(f.Summary))
 	var g []string
