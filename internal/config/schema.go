@@ -4,7 +4,12 @@
 // validation of everything that can be checked without running.
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/kvwatch/kvwatch/internal/notify/stdout"
+	"github.com/kvwatch/kvwatch/internal/notify/webhook"
+)
 
 // File is kvwatch.yaml.
 type File struct {
@@ -13,6 +18,65 @@ type File struct {
 	// each holds a `rules:` list.
 	Include []string   `yaml:"include"`
 	Rules   []RuleSpec `yaml:"rules"`
+
+	// Delivery settings, receivers, routes and silences: where findings go.
+	Delivery      DeliverySettings   `yaml:"delivery"`
+	Receivers     []ReceiverSpec     `yaml:"receivers"`
+	Routes        []RouteSpec        `yaml:"routes"`
+	Silences      []SilenceSpec      `yaml:"silences"`
+	MuteIntervals []MuteIntervalSpec `yaml:"mute_intervals"`
+}
+
+// DeliverySettings tune the alert lifecycle.
+type DeliverySettings struct {
+	// GiveUp is how long an alert a receiver does not accept is retried
+	// before it is recorded as undelivered; default 24h.
+	GiveUp Duration `yaml:"give_up"`
+	// MaxBackoff caps the wait between two attempts; default 10m.
+	MaxBackoff Duration `yaml:"max_backoff"`
+	// MaxReminder caps the exponential re-alerting interval for a
+	// condition that persists (cooldown, 2×, 4×, …); default 24h.
+	MaxReminder Duration `yaml:"max_reminder"`
+}
+
+// ReceiverSpec is one receiver: a name and exactly one of the kinds.
+type ReceiverSpec struct {
+	Name string `yaml:"name"`
+	// TODO(lead): teams and email receivers join when their packages land.
+	Webhook *webhook.Config `yaml:"webhook"`
+	Stdout  *stdout.Config  `yaml:"stdout"`
+}
+
+// RouteSpec sends matching alerts to receivers. Routes are tried in
+// order; the first that matches wins unless it says continue.
+type RouteSpec struct {
+	Receivers   []string `yaml:"receivers"`
+	MinSeverity string   `yaml:"min_severity"` // info..critical
+	Rules       []string `yaml:"rules"`        // globs
+	Tags        []string `yaml:"tags"`
+	Vaults      []string `yaml:"vaults"` // globs
+	Continue    bool     `yaml:"continue"`
+}
+
+// SilenceSpec mutes matching alerts between two instants (event time).
+type SilenceSpec struct {
+	Comment string   `yaml:"comment"`
+	Rules   []string `yaml:"rules"`   // globs
+	Vaults  []string `yaml:"vaults"`  // globs
+	Callers []string `yaml:"callers"` // globs over the group's caller and the example's UPN
+	IPs     []string `yaml:"ips"`     // CIDRs or addresses
+	Starts  string   `yaml:"starts"`  // RFC 3339
+	Ends    string   `yaml:"ends"`    // RFC 3339
+}
+
+// MuteIntervalSpec is a recurring maintenance window: alerts whose events
+// fall in it are recorded as muted.
+type MuteIntervalSpec struct {
+	Name  string   `yaml:"name"`
+	Zone  string   `yaml:"zone"`
+	Days  []string `yaml:"days"`
+	Start string   `yaml:"start"` // "HH:MM"
+	End   string   `yaml:"end"`   // "HH:MM"
 }
 
 // RulesFile is an included rules file.

@@ -498,7 +498,9 @@ func (en *Engine) evalSequence(w *groupWork, ents map[state.Key]*state.Entity, e
 		if done[p] {
 			continue
 		}
-		to := min(a+n, hi)
+		// The window is the n buckets starting with A's own bucket (the same
+		// width as threshold windows; order within a bucket is not known).
+		to := min(a+n-1, hi)
 		sum := prefix[to-lo+1] - prefix[a-lo]
 		if sum < int64(r.Count) {
 			continue
@@ -506,7 +508,7 @@ func (en *Engine) evalSequence(w *groupWork, ents map[state.Key]*state.Entity, e
 		done[p] = true
 		f := en.newFinding(w, p, "")
 		f.WindowStart = time.Unix(a*bs, 0).UTC()
-		f.WindowEnd = time.Unix((a+n+1)*bs, 0).UTC()
+		f.WindowEnd = time.Unix((a+n)*bs, 0).UTC()
 		f.Window = r.Window
 		f.Count, f.Threshold = sum, int64(r.Count)
 		idx := inWindow(w, f.WindowStart.Unix(), f.WindowEnd.Unix(), true)
