@@ -105,6 +105,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 type usageError struct{ error }
 
+// dedupSize is how many recent records each process remembers to drop
+// records Azure Monitor delivered twice (about 20 MB).
+const dedupSize = 200_000
+
 func newLogger(getenv func(string) string, stdout, stderr io.Writer, level string) zerolog.Logger {
 	if v := getenv("KVWATCH_LOG_LEVEL"); v != "" {
 		level = v
@@ -166,7 +170,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return nil
 	})
 	en := detect.New(rs, settings, detect.Options{Store: state.NewMemory(), Sink: sink, Log: log})
-	proc := &pipeline.Pipeline{Letters: letters, Next: en, Log: log}
+	proc := &pipeline.Pipeline{Letters: letters, Dedup: pipeline.NewDedup(dedupSize), Next: en, Log: log}
 	h := handlers.New(handlers.Config{MaxBody: maxBody, Letters: letters}, proc, log)
 	return handlers.Serve(ctx, ln, h, *grace, log)
 }
@@ -213,7 +217,7 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 		next = detect.New(rs, settings, detect.Options{Store: state.NewMemory(), Sink: out, Log: log})
 		flush = out.Flush
 	}
-	proc := &pipeline.Pipeline{Letters: letters, Next: next, Log: log}
+	proc := &pipeline.Pipeline{Letters: letters, Dedup: pipeline.NewDedup(dedupSize), Next: next, Log: log}
 
 	var progress replay.Progress
 	if f, ok := stderr.(*os.File); ok && logger.IsTerminal(f) {

@@ -38,17 +38,20 @@ func (f StageFunc) Consume(ctx context.Context, events []audit.Event) (Result, e
 // Pipeline processes ingested batches.
 type Pipeline struct {
 	Letters deadletter.Sink
-	Next    Stage
-	Log     zerolog.Logger
-	Now     func() time.Time
+	// Dedup, when set, drops records delivered twice at different positions.
+	Dedup *Dedup
+	Next  Stage
+	Log   zerolog.Logger
+	Now   func() time.Time
 }
 
 // Summary describes one processed batch.
 type Summary struct {
-	Partition string
-	Stats     ingest.Stats
-	Result    Result
-	Elapsed   time.Duration
+	Partition  string
+	Stats      ingest.Stats
+	Duplicates int // records dropped as delivered twice
+	Result     Result
+	Elapsed    time.Duration
 }
 
 // String is the one-line summary the host's Logs and replay print.
@@ -58,8 +61,12 @@ func (s Summary) String() string {
 		p = "partition " + s.Partition + ": "
 	}
 	st := s.Stats
-	return fmt.Sprintf("kvwatch: %s%d events, %d records, %d accepted, %d skipped, %d dead-lettered, %d findings in %s",
-		p, st.Events, st.Records, st.Accepted, st.Skipped, st.DeadLettered, s.Result.Findings,
+	dup := ""
+	if s.Duplicates > 0 {
+		dup = fmt.Sprintf(" (%d duplicates dropped)", s.Duplicates)
+	}
+	return fmt.Sprintf("kvwatch: %s%d events, %d records, %d accepted%s, %d skipped, %d dead-lettered, %d findings in %s",
+		p, st.Events, st.Records, st.Accepted, dup, st.Skipped, st.DeadLettered, s.Result.Findings,
 		s.Elapsed.Round(time.Microsecond))
 }
 
@@ -77,6 +84,7 @@ func (p *Pipeline) Process(ctx context.Context, b *ingest.Batch) (Summary, error
 			return sum, fmt.Errorf("store %d dead letters: %w", len(b.Letters), err)
 		}
 	}
+	b.Events, sum.Duplicates = p.Dedup.Filter(b.Events)
 	if p.Next != nil && len(b.Events) > 0 {
 		res, err := p.Next.Consume(ctx, b.Events)
 		if err != nil {
@@ -93,7 +101,7 @@ func (p *Pipeline) Process(ctx context.Context, b *ingest.Batch) (Summary, error
 		Int("events", st.Events).Int("records", st.Records).Int("accepted", st.Accepted).
 		Int("skipped", st.Skipped).Int("skipped_metrics", st.Metrics).
 		Int("skipped_categories", st.Categories).Int("skipped_resources", st.Resources).
-		Int("dead_lettered", st.DeadLettered).Int("findings", sum.Result.Findings).
+		Int("dead_lettered", st.DeadLettered).Int("duplicates", sum.Duplicates).Int("findings", sum.Result.Findings).
 		Dur("elapsed", sum.Elapsed).Msg("batch processed")
 	return sum, nil
 }

@@ -30,17 +30,18 @@ type Processor interface {
 
 // Summary totals a replay.
 type Summary struct {
-	Files    int
-	Bytes    int64
-	Stats    ingest.Stats
-	Findings int
-	Elapsed  time.Duration
+	Files      int
+	Bytes      int64
+	Stats      ingest.Stats
+	Duplicates int
+	Findings   int
+	Elapsed    time.Duration
 }
 
 // String is the summary line replay prints on stderr.
 func (s Summary) String() string {
-	return fmt.Sprintf("replay: %d files, %d events, %d records, %d accepted, %d skipped, %d dead-lettered, %d alerts in %s",
-		s.Files, s.Stats.Events, s.Stats.Records, s.Stats.Accepted, s.Stats.Skipped,
+	return fmt.Sprintf("replay: %d files, %d events, %d records, %d accepted, %d duplicates, %d skipped, %d dead-lettered, %d findings in %s",
+		s.Files, s.Stats.Events, s.Stats.Records, s.Stats.Accepted, s.Duplicates, s.Stats.Skipped,
 		s.Stats.DeadLettered, s.Findings, s.Elapsed.Round(time.Millisecond))
 }
 
@@ -155,6 +156,7 @@ func run(ctx context.Context, next func() (Input, error), n int, total int64, pr
 		sum.Bytes += int64(len(in.Data))
 		sum.Stats.Add(b.Stats)
 		sum.Findings += res.Result.Findings
+		sum.Duplicates += res.Duplicates
 		if progress != nil {
 			progress(sum.Files, n, sum.Bytes, total)
 		}
