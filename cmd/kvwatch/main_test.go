@@ -170,7 +170,8 @@ func TestReplayFilesWithABadLine(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(blob), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	content := sampleRecord + "\n" + `{"time":"2026-11-23T09:00:01Z","operationName":` + "\n" + sampleRecord + "\n"
+	second := strings.Replace(sampleRecord, "09:00:00.1234567Z", "09:00:02.5Z", 1)
+	content := sampleRecord + "\n" + `{"time":"2026-11-23T09:00:01Z","operationName":` + "\n" + second + "\n" + sampleRecord + "\n"
 	if err := os.WriteFile(blob, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +193,7 @@ func TestReplayFilesWithABadLine(t *testing.T) {
 		if format == "text" && !strings.Contains(lines[0], "kv-payments-prod SecretGet secret/db denied(403)") {
 			t.Fatalf("text line %s", lines[0])
 		}
-		if !strings.Contains(stderr.String(), "replay: 1 files, 3 events, 2 records, 2 accepted, 0 skipped, 1 dead-lettered") {
+		if !strings.Contains(stderr.String(), "replay: 1 files, 4 events, 3 records, 3 accepted, 1 duplicates, 0 skipped, 1 dead-lettered") {
 			t.Fatalf("summary: %s", stderr.String())
 		}
 	}
