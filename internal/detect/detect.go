@@ -23,7 +23,10 @@ import (
 	"github.com/kvwatch/kvwatch/internal/state"
 )
 
-// Sink receives newly raised findings: the delivery stage, or a printer.
+// Sink receives the findings a batch raised: the delivery stage, or a
+// printer. A finding may be handed on more than once (a retried batch, a
+// condition that still holds in the next batch of the same period): a
+// sink must be idempotent by Finding.ID.
 type Sink interface {
 	Found(ctx context.Context, findings []finding.Finding) error
 }
@@ -261,29 +264,32 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 		}
 	}
 
-	raised := found[:0]
+	// Every candidate is recorded insert-if-absent; all of them go to the
+	// sink, new or not, because a batch retried after the sink failed must
+	// hand its findings on again: the sink is idempotent by finding ID.
+	added := 0
 	for i := range found {
 		body, err := json.Marshal(&found[i])
 		if err != nil {
 			return pipeline.Result{}, fmt.Errorf("encode finding: %w", err)
 		}
-		added, err := en.store.AddFinding(ctx, found[i].ID, body)
+		ok, err := en.store.AddFinding(ctx, found[i].ID, body)
 		if err != nil {
 			return pipeline.Result{}, fmt.Errorf("record finding: %w", err)
 		}
-		if added {
-			raised = append(raised, found[i])
+		if ok {
+			added++
 		}
 	}
-	if len(raised) > 0 && en.sink != nil {
-		if err := en.sink.Found(ctx, raised); err != nil {
+	if len(found) > 0 && en.sink != nil {
+		if err := en.sink.Found(ctx, found); err != nil {
 			return pipeline.Result{}, fmt.Errorf("hand on findings: %w", err)
 		}
 	}
 	if err := en.maybePrune(ctx, newest); err != nil {
 		return pipeline.Result{}, err
 	}
-	return pipeline.Result{Findings: len(raised)}, nil
+	return pipeline.Result{Findings: added}, nil
 }
 
 func tuple(e *audit.Event, fields []string) string {

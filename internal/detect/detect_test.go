@@ -37,14 +37,26 @@ type harness struct {
 	en    *detect.Engine
 	store *state.Memory
 	found []finding.Finding
+	seen  map[string]bool
+	// handed counts every finding handed to the sink, repeats included.
+	handed int
 }
 
 func newHarness(t testing.TB, yaml string) *harness {
 	rs, s := compile(t, yaml)
-	h := &harness{store: state.NewMemory()}
+	h := &harness{store: state.NewMemory(), seen: map[string]bool{}}
 	h.en = detect.New(rs, s, detect.Options{Store: h.store, Log: zerolog.Nop(),
-		Now:  func() time.Time { return t0 },
-		Sink: detect.SinkFunc(func(_ context.Context, fs []finding.Finding) error { h.found = append(h.found, fs...); return nil })})
+		Now: func() time.Time { return t0 },
+		Sink: detect.SinkFunc(func(_ context.Context, fs []finding.Finding) error {
+			for _, f := range fs {
+				h.handed++
+				if !h.seen[f.ID] {
+					h.seen[f.ID] = true
+					h.found = append(h.found, f)
+				}
+			}
+			return nil
+		})})
 	return h
 }
 
@@ -436,5 +448,34 @@ func TestFindingExplainsItself(t *testing.T) {
 	}
 	if want := "Burst"; f.Title == "" {
 		t.Errorf("title %q, want %s", f.Title, want)
+	}
+}
+
+// A batch whose findings could not be handed on (delivery down) is retried
+// by the host; the retry must hand them on, although state already
+// absorbed the batch and the finding is already recorded.
+func TestFindingsAreHandedOnAgainAfterASinkFailure(t *testing.T) {
+	rs, s := compile(t, thresholdRule)
+	fail := true
+	var got []finding.Finding
+	en := detect.New(rs, s, detect.Options{Store: state.NewMemory(), Log: zerolog.Nop(),
+		Sink: detect.SinkFunc(func(_ context.Context, fs []finding.Finding) error {
+			if fail {
+				return fmt.Errorf("receiver store unavailable")
+			}
+			got = append(got, fs...)
+			return nil
+		})})
+	evs := series("a", t0, 12, time.Second, 0)
+	if _, err := en.Consume(context.Background(), slices.Clone(evs)); err == nil {
+		t.Fatal("a sink failure must fail the batch, so the host retries it")
+	}
+	fail = false
+	res, err := en.Consume(context.Background(), slices.Clone(evs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || res.Findings != 0 {
+		t.Fatalf("retry handed on %d findings (want 1) and counted %d new (want 0: recorded the first time)", len(got), res.Findings)
 	}
 }

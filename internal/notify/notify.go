@@ -35,7 +35,9 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // Temporary wraps err as worth retrying, after at least after.
-func Temporary(err error, after time.Duration) error { return &Error{Retry: true, After: after, Err: err} }
+func Temporary(err error, after time.Duration) error {
+	return &Error{Retry: true, After: after, Err: err}
+}
 
 // Permanent wraps err as not worth retrying.
 func Permanent(err error) error { return &Error{Err: err} }

@@ -24,6 +24,7 @@ type Findings struct {
 	format Format
 	n      int
 	held   []finding.Finding
+	seen   map[string]bool
 }
 
 // NewFindings returns a printer of findings to w.
@@ -35,7 +36,14 @@ func NewFindings(w io.Writer, f Format) *Findings {
 func (p *Findings) Found(_ context.Context, fs []finding.Finding) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.seen == nil {
+		p.seen = map[string]bool{}
+	}
 	for i := range fs {
+		if p.seen[fs[i].ID] {
+			continue // handed on again: printed already
+		}
+		p.seen[fs[i].ID] = true
 		p.n++
 		if p.format == JSON {
 			b, err := json.Marshal(&fs[i])

@@ -132,8 +132,14 @@ func runOne(ctx context.Context, all []*rules.Rule, s *rules.Settings, f *File, 
 		shuffle(lines, t.Shuffle)
 	}
 	var got []finding.Finding
+	seen := map[string]bool{}
 	sink := detect.SinkFunc(func(_ context.Context, fs []finding.Finding) error {
-		got = append(got, fs...)
+		for _, f := range fs {
+			if !seen[f.ID] { // a sink is idempotent by finding ID
+				seen[f.ID] = true
+				got = append(got, f)
+			}
+		}
 		return nil
 	})
 	// Rules under test run even when switched off in the config.
