@@ -69,7 +69,10 @@ type Cooldown struct {
 	Last       time.Time `json:"last"` // event time of the last alert sent for the key
 	Repeat     int       `json:"repeat"`
 	Suppressed int       `json:"suppressed"` // held back since the last alert
-	Version    string    `json:"-"`
+	// LastFinding is the finding that made the last alert: an attempt that
+	// stopped after writing the cooldown recognises its own decision.
+	LastFinding string `json:"lastFinding,omitempty"`
+	Version     string `json:"-"`
 }
 
 // Outbox is where alerts wait for their receivers, and where the decisions

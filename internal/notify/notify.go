@@ -121,7 +121,12 @@ func Wrap(name string, err error) error {
 		return nil
 	}
 	retry, after := Retryable(err)
-	msg := Redact(err.Error())
+	inner := err
+	var e0 *Error
+	if errors.As(err, &e0) {
+		inner = e0.Err
+	}
+	msg := Redact(inner.Error())
 	e := &Error{Retry: retry, After: after, Err: fmt.Errorf("%s: %s", name, msg)}
 	return e
 }

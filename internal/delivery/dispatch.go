@@ -1,0 +1,374 @@
+// Package delivery turns findings into alerts people act on, and makes
+// sure each is delivered once: per-group cooldowns with exponential
+// re-alerting, grouping, routing, silences, and an outbox in the state
+// store from which every receiver is served until it accepts the alert or
+// the give-up age passes.
+package delivery
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kvwatch/kvwatch/internal/alert"
+	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/notify"
+)
+
+// Notifier sends one alert to one receiver. Its error says, through
+// notify.Retryable, whether trying again later can help.
+type Notifier interface {
+	Notify(ctx context.Context, a *alert.Alert) error
+}
+
+// Options configure a Dispatcher.
+type Options struct {
+	Outbox    Outbox
+	Receivers map[string]Notifier
+	Routes    []Route
+	Silences  []Silence
+	Mutes     []MuteInterval
+	// Cooldowns per rule id; rules not listed use DefaultCooldown.
+	Cooldowns   map[string]time.Duration
+	GiveUp      time.Duration // default 24h
+	MaxBackoff  time.Duration // default 10m
+	MaxReminder time.Duration // default 24h
+	Lease       time.Duration // how long a sender holds an alert; default 1m
+	Instance    string        // names this process in leases
+	Now         func() time.Time
+	Log         zerolog.Logger
+}
+
+// DefaultCooldown applies to findings of rules with no known cooldown.
+const DefaultCooldown = time.Hour
+
+// Dispatcher is the delivery stage: a detect.Sink.
+type Dispatcher struct {
+	o   Options
+	seq atomic.Int64 // numbers this process's send attempts, for leases
+}
+
+// New returns a dispatcher.
+func New(o Options) *Dispatcher {
+	if o.GiveUp <= 0 {
+		o.GiveUp = 24 * time.Hour
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 10 * time.Minute
+	}
+	if o.MaxReminder <= 0 {
+		o.MaxReminder = 24 * time.Hour
+	}
+	if o.Lease <= 0 {
+		o.Lease = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Instance == "" {
+		o.Instance = "kvwatch"
+	}
+	return &Dispatcher{o: o}
+}
+
+// Found implements detect.Sink: it decides, for every finding not decided
+// before, whether the cooldown holds it back or it makes an alert; writes
+// the alerts to the outbox; and delivers what is due. It is idempotent by
+// finding ID, so a retried batch changes nothing.
+func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
+	byKey := map[string][]finding.Finding{}
+	var keys []string
+	for _, f := range fs {
+		dec, ok, err := d.o.Outbox.Decision(ctx, f.ID)
+		if err != nil {
+			return fmt.Errorf("delivery: %w", err)
+		}
+		if ok && (dec.Suppressed || dec.Alert != "") {
+			continue
+		}
+		k := alert.CooldownKey(&f)
+		if _, seen := byKey[k]; !seen {
+			keys = append(keys, k)
+		}
+		byKey[k] = append(byKey[k], f)
+	}
+	slices.Sort(keys)
+	var alerting []finding.Finding
+	repeat := map[string]int{}
+	suppressed := map[string]int{}
+	decisions := map[string]Decision{}
+	for _, k := range keys {
+		group := byKey[k]
+		slices.SortFunc(group, func(a, b finding.Finding) int {
+			return cmp.Or(a.FirstEvent.Compare(b.FirstEvent), cmp.Compare(a.ID, b.ID))
+		})
+		send, rep, sup, err := d.cooldown(ctx, k, group)
+		if err != nil {
+			return err
+		}
+		for _, f := range group {
+			if send[f.ID] {
+				alerting = append(alerting, f)
+				repeat[f.ID], suppressed[f.ID] = rep, sup
+			} else {
+				decisions[f.ID] = Decision{Suppressed: true}
+			}
+		}
+	}
+	for _, a := range d.group(alerting, repeat, suppressed) {
+		e := d.entry(a)
+		if _, err := d.o.Outbox.Add(ctx, e); err != nil {
+			return fmt.Errorf("delivery: outbox: %w", err)
+		}
+		for _, f := range a.Findings {
+			decisions[f.ID] = Decision{Alert: a.ID}
+		}
+		if e.MutedBy != "" {
+			d.o.Log.Info().Str("alert", a.ID).Str("rule", a.Rule).Str("muted_by", e.MutedBy).Msg("alert muted")
+		} else if len(e.Receivers) == 0 {
+			d.o.Log.Warn().Str("alert", a.ID).Str("rule", a.Rule).Msg("alert matches no route: recorded, sent nowhere")
+		}
+	}
+	if len(decisions) > 0 {
+		if err := d.o.Outbox.Decide(ctx, decisions); err != nil {
+			return fmt.Errorf("delivery: %w", err)
+		}
+	}
+	_, err := d.Flush(ctx)
+	return err
+}
+
+// cooldown decides, for one key's new findings (in event-time order),
+// which make an alert. A finding within the current interval of the last
+// alert is held back; the interval doubles (up to MaxReminder) while the
+// condition keeps coming back, and resets when it stays away. The state
+// is written with optimistic concurrency; on a conflict it is read again.
+func (d *Dispatcher) cooldown(ctx context.Context, key string, group []finding.Finding) (send map[string]bool, repeat, suppressed int, err error) {
+	base := d.o.Cooldowns[group[0].Rule]
+	if base <= 0 {
+		base = DefaultCooldown
+	}
+	for attempt := 0; attempt < 8; attempt++ {
+		c, err := d.o.Outbox.Cooldown(ctx, key)
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("delivery: cooldown: %w", err)
+		}
+		send = map[string]bool{}
+		for _, f := range group {
+			at := f.FirstEvent
+			if at.IsZero() {
+				at = f.WindowStart
+			}
+			if c.LastFinding == f.ID { // decided by an attempt that stopped half way
+				send[f.ID], repeat, suppressed = true, c.Repeat, 0
+				continue
+			}
+			interval := min(base<<min(c.Repeat, 20), max(d.o.MaxReminder, base))
+			if !c.Last.IsZero() && at.Sub(c.Last) < interval && c.Last.Sub(at) < interval {
+				c.Suppressed++
+				continue
+			}
+			if !c.Last.IsZero() && at.Sub(c.Last) < 2*interval {
+				c.Repeat++ // the condition keeps coming back: remind, less often
+			} else {
+				c.Repeat = 0
+			}
+			send[f.ID], repeat, suppressed = true, c.Repeat, c.Suppressed
+			c.Last, c.LastFinding, c.Suppressed = at, f.ID, 0
+		}
+		switch err := d.o.Outbox.SetCooldown(ctx, key, c); {
+		case err == nil:
+			return send, repeat, suppressed, nil
+		case errors.Is(err, ErrConflict):
+			continue
+		default:
+			return nil, 0, 0, fmt.Errorf("delivery: cooldown: %w", err)
+		}
+	}
+	return nil, 0, 0, fmt.Errorf("delivery: cooldown %s: too many concurrent writers", key)
+}
+
+// group makes one alert per rule and vault of the findings that alert.
+func (d *Dispatcher) group(fs []finding.Finding, repeat, suppressed map[string]int) []*alert.Alert {
+	type gk struct{ rule, vault string }
+	by := map[gk][]finding.Finding{}
+	var order []gk
+	for _, f := range fs {
+		k := gk{f.Rule, f.Vault}
+		if _, ok := by[k]; !ok {
+			order = append(order, k)
+		}
+		by[k] = append(by[k], f)
+	}
+	var out []*alert.Alert
+	for _, k := range order {
+		g := by[k]
+		slices.SortFunc(g, func(a, b finding.Finding) int {
+			return cmp.Or(a.FirstEvent.Compare(b.FirstEvent), cmp.Compare(a.ID, b.ID))
+		})
+		a := alert.New(g, d.o.Now())
+		for _, f := range g {
+			a.Repeat = max(a.Repeat, repeat[f.ID])
+			a.Suppressed += suppressed[f.ID]
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// entry routes an alert and applies silences.
+func (d *Dispatcher) entry(a *alert.Alert) *Entry {
+	e := &Entry{Alert: a, Receivers: map[string]*Attempt{}}
+	state := Pending
+	for _, s := range d.o.Silences {
+		if s.Matches(a) {
+			e.MutedBy, state = s.Name(), Muted
+			break
+		}
+	}
+	if e.MutedBy == "" {
+		for _, m := range d.o.Mutes {
+			if m.Contains(a.FirstEvent) {
+				e.MutedBy, state = "mute interval "+m.Name, Muted
+				break
+			}
+		}
+	}
+	for _, r := range Routes(d.o.Routes, a, d.receiverNames()) {
+		e.Receivers[r] = &Attempt{State: state, Next: a.Created}
+	}
+	return e
+}
+
+func (d *Dispatcher) receiverNames() []string {
+	names := make([]string, 0, len(d.o.Receivers))
+	for n := range d.o.Receivers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Report says what a Flush did.
+type Report struct {
+	Delivered, Retrying, Undelivered int
+}
+
+// Flush delivers every alert that is due, to every receiver still waiting
+// for it. Housekeeping and every invocation call it, so an alert a
+// receiver refused now is delivered later.
+func (d *Dispatcher) Flush(ctx context.Context) (Report, error) {
+	var rep Report
+	now := d.o.Now()
+	due, err := d.o.Outbox.Due(ctx, now, 200)
+	if err != nil {
+		return rep, fmt.Errorf("delivery: outbox: %w", err)
+	}
+	for _, e := range due {
+		for _, name := range receiverNames(e) {
+			r, err := d.send(ctx, e.Alert.ID, name)
+			if err != nil {
+				return rep, err
+			}
+			switch r {
+			case Delivered:
+				rep.Delivered++
+			case Pending:
+				rep.Retrying++
+			case Undelivered:
+				rep.Undelivered++
+			}
+		}
+	}
+	return rep, nil
+}
+
+// send tries one receiver of one alert, if it is due and nobody else holds
+// it: claim (a lease written with the entry's version), notify, record.
+func (d *Dispatcher) send(ctx context.Context, id, name string) (State, error) {
+	now := d.o.Now()
+	e, err := d.o.Outbox.Get(ctx, id)
+	if err != nil || e == nil {
+		return "", err
+	}
+	a := e.Receivers[name]
+	if a == nil || a.State != Pending || a.Next.After(now) || a.Lease.After(now) {
+		return "", nil // not due, or someone (maybe another invocation of this process) is sending it
+	}
+	log := d.o.Log.With().Str("alert", id).Str("rule", e.Alert.Rule).Str("receiver", name).Logger()
+	if age := now.Sub(e.Alert.Created); age > d.o.GiveUp {
+		a.State, a.Done = Undelivered, now
+		a.LastError = fmt.Sprintf("gave up after %s: %s", d.o.GiveUp, a.LastError)
+		log.Error().Int("attempts", a.Attempts).Str("last_error", a.LastError).Msg("alert undelivered")
+		return Undelivered, d.put(ctx, e)
+	}
+	n := d.o.Receivers[name]
+	if n == nil {
+		a.State, a.Done, a.LastError = Undelivered, now, "receiver "+name+" is not configured"
+		log.Error().Msg(a.LastError)
+		return Undelivered, d.put(ctx, e)
+	}
+	a.Lease, a.LeaseBy = now.Add(d.o.Lease), fmt.Sprintf("%s/%d", d.o.Instance, d.seq.Add(1))
+	if err := d.o.Outbox.Put(ctx, e); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return "", nil // another sender claimed it
+		}
+		return "", fmt.Errorf("delivery: outbox: %w", err)
+	}
+	err = n.Notify(ctx, e.Alert)
+	now = d.o.Now()
+	a.Attempts++
+	a.Lease, a.LeaseBy = time.Time{}, ""
+	state := Delivered
+	switch retry, after := notify.Retryable(err); {
+	case err == nil:
+		a.State, a.Done, a.LastError = Delivered, now, ""
+		log.Info().Int("attempts", a.Attempts).Msg("alert delivered")
+	case retry:
+		a.LastError = notify.Redact(err.Error())
+		a.Next = now.Add(max(after, d.backoff(a.Attempts)))
+		state = Pending
+		log.Warn().Int("attempts", a.Attempts).Time("next", a.Next).Str("error", a.LastError).Msg("alert not delivered yet; will retry")
+	default:
+		a.State, a.Done, a.LastError = Undelivered, now, notify.Redact(err.Error())
+		state = Undelivered
+		log.Error().Int("attempts", a.Attempts).Str("error", a.LastError).Msg("alert undelivered: the receiver refused it")
+	}
+	return state, d.put(ctx, e)
+}
+
+// put writes an entry, re-applying one receiver's change on a conflict
+// (another receiver of the same alert was updated meanwhile).
+func (d *Dispatcher) put(ctx context.Context, e *Entry) error {
+	for i := 0; i < 8; i++ {
+		err := d.o.Outbox.Put(ctx, e)
+		if !errors.Is(err, ErrConflict) {
+			if err != nil {
+				return fmt.Errorf("delivery: outbox: %w", err)
+			}
+			return nil
+		}
+		cur, gerr := d.o.Outbox.Get(ctx, e.Alert.ID)
+		if gerr != nil || cur == nil {
+			return fmt.Errorf("delivery: outbox: %w", cmp.Or(gerr, err))
+		}
+		for name, a := range e.Receivers {
+			if c := cur.Receivers[name]; c == nil || c.Lease.Equal(a.Lease) || a.State != Pending || a.Attempts > c.Attempts {
+				cur.Receivers[name] = a
+			}
+		}
+		e = cur
+	}
+	return fmt.Errorf("delivery: outbox %s: too many concurrent writers", e.Alert.ID)
+}
+
+// backoff is 5 s doubling per attempt, capped at MaxBackoff.
+func (d *Dispatcher) backoff(attempts int) time.Duration {
+	return min(5*time.Second<<min(attempts-1, 16), d.o.MaxBackoff)
+}

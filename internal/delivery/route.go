@@ -1,0 +1,295 @@
+package delivery
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kvwatch/kvwatch/internal/alert"
+	"github.com/kvwatch/kvwatch/internal/config"
+	"github.com/kvwatch/kvwatch/internal/finding"
+)
+
+// Route sends matching alerts to receivers.
+type Route struct {
+	Receivers   []string
+	MinSeverity finding.Severity
+	Rules       []string // globs
+	Tags        []string
+	Vaults      []string // globs
+	Continue    bool
+}
+
+func globAny(patterns []string, s string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, p := range patterns {
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(s)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Matches reports whether the route takes the alert.
+func (r *Route) Matches(a *alert.Alert) bool {
+	if a.Severity < r.MinSeverity || !globAny(r.Rules, a.Rule) || !globAny(r.Vaults, a.Vault) {
+		return false
+	}
+	if len(r.Tags) > 0 && !slices.ContainsFunc(r.Tags, func(t string) bool {
+		return slices.ContainsFunc(a.Tags, func(at string) bool { return strings.EqualFold(at, t) })
+	}) {
+		return false
+	}
+	return true
+}
+
+// Routes returns the receivers an alert goes to: routes are tried in order,
+// the first match wins unless it says continue. With no routes at all,
+// every receiver gets every alert.
+func Routes(routes []Route, a *alert.Alert, all []string) []string {
+	if len(routes) == 0 {
+		return all
+	}
+	var out []string
+	for i := range routes {
+		r := &routes[i]
+		if !r.Matches(a) {
+			continue
+		}
+		for _, n := range r.Receivers {
+			if !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+		if !r.Continue {
+			break
+		}
+	}
+	return out
+}
+
+// Silence mutes matching alerts whose events fall between Starts and Ends.
+type Silence struct {
+	Comment       string
+	Rules, Vaults []string
+	Callers       []string
+	IPs           []netip.Prefix
+	Starts, Ends  time.Time
+}
+
+// Name describes the silence in logs and records.
+func (s *Silence) Name() string {
+	if s.Comment != "" {
+		return "silence: " + s.Comment
+	}
+	return "silence until " + s.Ends.Format(time.RFC3339)
+}
+
+// Matches reports whether the silence mutes the alert.
+func (s *Silence) Matches(a *alert.Alert) bool {
+	at := a.FirstEvent
+	if at.Before(s.Starts) || !at.Before(s.Ends) || !globAny(s.Rules, a.Rule) || !globAny(s.Vaults, a.Vault) {
+		return false
+	}
+	if len(s.Callers) > 0 {
+		var who []string
+		for _, p := range a.Group {
+			if p.Field == "caller" || p.Field == "caller_upn" {
+				who = append(who, p.Value)
+			}
+		}
+		if ex := a.Lead().Example; ex != nil {
+			who = append(who, ex.Caller.Key, ex.Caller.UPN)
+		}
+		if !slices.ContainsFunc(who, func(w string) bool { return w != "" && globAny(s.Callers, w) }) {
+			return false
+		}
+	}
+	if len(s.IPs) > 0 {
+		var ips []string
+		for _, p := range a.Group {
+			if p.Field == "ip" {
+				ips = append(ips, p.Value)
+			}
+		}
+		if ex := a.Lead().Example; ex != nil {
+			ips = append(ips, ex.CallerIP)
+		}
+		hit := false
+		for _, ip := range ips {
+			if addr, err := netip.ParseAddr(ip); err == nil {
+				for _, p := range s.IPs {
+					hit = hit || p.Contains(addr.Unmap())
+				}
+			}
+		}
+		if !hit {
+			return false
+		}
+	}
+	return true
+}
+
+// MuteInterval is a weekly maintenance window.
+type MuteInterval struct {
+	Name       string
+	loc        *time.Location
+	days       [7]bool
+	start, end int // minutes
+}
+
+// Contains reports whether t falls in the window.
+func (m *MuteInterval) Contains(t time.Time) bool {
+	lt := t.In(m.loc)
+	mins := lt.Hour()*60 + lt.Minute()
+	return m.days[lt.Weekday()] && mins >= m.start && mins < m.end
+}
+
+// Compiled is delivery's part of the configuration.
+type Compiled struct {
+	Routes   []Route
+	Silences []Silence
+	Mutes    []MuteInterval
+	Settings config.DeliverySettings
+}
+
+// Compile reads routes, silences and mute intervals, checking that every
+// receiver a route names exists. Every problem is reported.
+func Compile(f *config.File) (*Compiled, error) {
+	c := &Compiled{Settings: f.Delivery}
+	var errs []error
+	names := map[string]bool{}
+	for i, r := range f.Receivers {
+		if r.Name == "" {
+			errs = append(errs, fmt.Errorf("receivers[%d]: name is required", i))
+		}
+		if names[r.Name] {
+			errs = append(errs, fmt.Errorf("receivers[%d]: name %q is used twice", i, r.Name))
+		}
+		names[r.Name] = true
+	}
+	for i, r := range f.Routes {
+		rt := Route{Receivers: r.Receivers, Rules: r.Rules, Tags: r.Tags, Vaults: r.Vaults, Continue: r.Continue}
+		if r.MinSeverity != "" {
+			s, err := finding.ParseSeverity(r.MinSeverity)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("routes[%d].min_severity: %w", i, err))
+			}
+			rt.MinSeverity = s
+		}
+		if len(r.Receivers) == 0 {
+			errs = append(errs, fmt.Errorf("routes[%d]: receivers is required", i))
+		}
+		for _, n := range r.Receivers {
+			if !names[n] {
+				errs = append(errs, fmt.Errorf("routes[%d]: no receiver named %q", i, n))
+			}
+		}
+		for _, p := range append(append([]string{}, r.Rules...), r.Vaults...) {
+			if _, err := path.Match(p, ""); err != nil {
+				errs = append(errs, fmt.Errorf("routes[%d]: bad pattern %q", i, p))
+			}
+		}
+		c.Routes = append(c.Routes, rt)
+	}
+	for i, s := range f.Silences {
+		sl := Silence{Comment: s.Comment, Rules: s.Rules, Vaults: s.Vaults, Callers: s.Callers}
+		var err error
+		if sl.Starts, err = time.Parse(time.RFC3339, s.Starts); err != nil {
+			errs = append(errs, fmt.Errorf("silences[%d].starts: %q is not an RFC 3339 time", i, s.Starts))
+		}
+		if sl.Ends, err = time.Parse(time.RFC3339, s.Ends); err != nil {
+			errs = append(errs, fmt.Errorf("silences[%d].ends: %q is not an RFC 3339 time", i, s.Ends))
+		} else if !sl.Ends.After(sl.Starts) {
+			errs = append(errs, fmt.Errorf("silences[%d]: ends is not after starts", i))
+		}
+		for _, ip := range s.IPs {
+			p, err := parsePrefix(ip)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("silences[%d].ips: %w", i, err))
+				continue
+			}
+			sl.IPs = append(sl.IPs, p)
+		}
+		if len(s.Rules)+len(s.Vaults)+len(s.Callers)+len(s.IPs) == 0 {
+			errs = append(errs, fmt.Errorf("silences[%d]: name at least one of rules, vaults, callers, ips", i))
+		}
+		c.Silences = append(c.Silences, sl)
+	}
+	for i, m := range f.MuteIntervals {
+		mi, err := muteInterval(m)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("mute_intervals[%d]: %w", i, err))
+			continue
+		}
+		c.Mutes = append(c.Mutes, mi)
+	}
+	return c, errors.Join(errs...)
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return p, fmt.Errorf("%q is not a CIDR", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+func muteInterval(m config.MuteIntervalSpec) (MuteInterval, error) {
+	mi := MuteInterval{Name: m.Name, loc: time.UTC}
+	if m.Zone != "" {
+		loc, err := time.LoadLocation(m.Zone)
+		if err != nil {
+			return mi, fmt.Errorf("zone: %w", err)
+		}
+		mi.loc = loc
+	}
+	days := map[string]time.Weekday{"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
+	if len(m.Days) == 0 {
+		for i := range mi.days {
+			mi.days[i] = true
+		}
+	}
+	for _, d := range m.Days {
+		wd, ok := days[strings.ToLower(d)]
+		if !ok {
+			return mi, fmt.Errorf("days: unknown day %q", d)
+		}
+		mi.days[wd] = true
+	}
+	var err error
+	if mi.start, err = hhmm(m.Start); err != nil {
+		return mi, fmt.Errorf("start: %w", err)
+	}
+	if mi.end, err = hhmm(m.End); err != nil {
+		return mi, fmt.Errorf("end: %w", err)
+	}
+	if mi.start >= mi.end {
+		return mi, errors.New("start is not before end")
+	}
+	return mi, nil
+}
+
+func hhmm(s string) (int, error) {
+	h, m, ok := strings.Cut(s, ":")
+	hi, e1 := strconv.Atoi(h)
+	mi, e2 := strconv.Atoi(m)
+	if !ok || e1 != nil || e2 != nil || hi < 0 || hi > 24 || mi < 0 || mi > 59 || hi*60+mi > 1440 {
+		return 0, fmt.Errorf("%q is not HH:MM", s)
+	}
+	return hi*60 + mi, nil
+}
