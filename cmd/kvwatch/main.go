@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,12 +22,16 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvwatch/kvwatch/handlers"
+	"github.com/kvwatch/kvwatch/internal/alert"
 	"github.com/kvwatch/kvwatch/internal/config"
 	"github.com/kvwatch/kvwatch/internal/deadletter"
+	"github.com/kvwatch/kvwatch/internal/delivery"
 	"github.com/kvwatch/kvwatch/internal/demo"
 	"github.com/kvwatch/kvwatch/internal/detect"
 	"github.com/kvwatch/kvwatch/internal/finding"
 	"github.com/kvwatch/kvwatch/internal/logger"
+	stdoutnotify "github.com/kvwatch/kvwatch/internal/notify/stdout"
+	"github.com/kvwatch/kvwatch/internal/notify/webhook"
 	"github.com/kvwatch/kvwatch/internal/pack"
 	"github.com/kvwatch/kvwatch/internal/pipeline"
 	"github.com/kvwatch/kvwatch/internal/printer"
@@ -156,20 +161,29 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	letters := deadletter.NewFile(dlPath)
 	log.Info().Str("deadletter_file", dlPath).Msg("dead letters go to a local file; they do not survive the instance")
 
-	rs, settings, err := loadRules(*cfgPath, getenv)
+	cfg, err := loadConfig(*cfgPath, getenv)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	log.Warn().Msg("detection state is in memory: it does not survive a restart and is not shared between instances")
-	sink := detect.SinkFunc(func(_ context.Context, fs []finding.Finding) error {
-		for i := range fs {
-			log.Warn().Str("finding", fs[i].ID).Str("rule", fs[i].Rule).Str("severity", fs[i].Severity.String()).
-				Str("vault", fs[i].Vault).Str("summary", fs[i].Summary).Msg("finding raised")
-		}
-		return nil
-	})
-	en := detect.New(rs, settings, detect.Options{Store: state.NewMemory(), Sink: sink, Log: log})
+	rs, settings, err := rules.Compile(cfg)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("compile rules: %w", err)
+	}
+	log.Warn().Msg("detection state and the outbox are in memory: they do not survive a restart and are not shared between instances")
+	httpClient := &http.Client{Timeout: 30 * time.Second}
+	receivers, err := buildReceivers(cfg, httpClient, stdout, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	disp, err := buildDispatcher(cfg, rs, delivery.NewMemory(), receivers, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	en := detect.New(rs, settings, detect.Options{Store: state.NewMemory(), Sink: disp, Log: log})
 	proc := &pipeline.Pipeline{Letters: letters, Dedup: pipeline.NewDedup(dedupSize), Next: en, Log: log}
 	h := handlers.New(handlers.Config{MaxBody: maxBody, Letters: letters}, proc, log)
 	return handlers.Serve(ctx, ln, h, *grace, log)
@@ -181,6 +195,7 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 	output := fs.String("output", "text", "output format: text or json (one object per line)")
 	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
 	events := fs.Bool("events", false, "print the normalized events instead of findings")
+	send := fs.Bool("send", false, "deliver alerts through the configured receivers and routes (default: print findings)")
 	dlPath := fs.String("deadletter", "", "write dead letters to this JSON Lines file (default: count only)")
 	verbose := fs.Bool("v", false, "log every batch")
 	if err := fs.Parse(args); err != nil {
@@ -203,16 +218,46 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 	if *dlPath != "" {
 		letters = deadletter.NewFile(*dlPath)
 	}
-	rs, settings, err := loadRules(*cfgPath, getenv)
+	cfg, err := loadConfig(*cfgPath, getenv)
 	if err != nil {
 		return err
 	}
+	rs, settings, err := rules.Compile(cfg)
+	if err != nil {
+		return fmt.Errorf("compile rules: %w", err)
+	}
 	var flush func() error
 	var next pipeline.Stage
-	if *events {
+	switch {
+	case *events:
 		out := printer.NewEvents(stdout, format)
 		next, flush = out, out.Flush
-	} else {
+	case *send:
+		receivers, err := buildReceivers(cfg, &http.Client{Timeout: 30 * time.Second}, stdout, log)
+		if err != nil {
+			return err
+		}
+		if len(receivers) == 0 {
+			receivers["stdout"] = stdoutnotify.New(stdoutnotify.Config{Format: string(format)}, stdout)
+		}
+		// Replay runs on event time: cooldowns, silences and give-up
+		// follow the records, not the wall clock.
+		var latest time.Time
+		disp, err := buildDispatcher(cfg, rs, delivery.NewMemory(), receivers, log, func() time.Time { return latest })
+		if err != nil {
+			return err
+		}
+		sink := detect.SinkFunc(func(ctx context.Context, fs []finding.Finding) error {
+			for _, f := range fs {
+				if f.LastEvent.After(latest) {
+					latest = f.LastEvent
+				}
+			}
+			return disp.Found(ctx, fs)
+		})
+		next = detect.New(rs, settings, detect.Options{Store: state.NewMemory(), Sink: sink, Log: log})
+		flush = func() error { return nil }
+	default:
 		out := printer.NewFindings(stdout, format)
 		next = detect.New(rs, settings, detect.Options{Store: state.NewMemory(), Sink: out, Log: log})
 		flush = out.Flush
@@ -265,6 +310,58 @@ func progressBar(w io.Writer) replay.Progress {
 		}
 		fmt.Fprintf(w, "\r[%s] %5.1f%%  %d/%d files  %d MiB", bar, pct, done, total, bytesDone>>20)
 	}
+}
+
+// buildReceivers builds a notifier for every configured receiver.
+func buildReceivers(cfg *config.File, client *http.Client, stdout io.Writer, log zerolog.Logger) (map[string]delivery.Notifier, error) {
+	out := map[string]delivery.Notifier{}
+	var errs []error
+	for _, r := range cfg.Receivers {
+		switch {
+		case r.Webhook != nil:
+			n, err := webhook.New(r.Name, *r.Webhook, client, nil)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out[r.Name] = n
+		case r.Stdout != nil:
+			out[r.Name] = stdoutnotify.New(*r.Stdout, stdout)
+		default:
+			errs = append(errs, fmt.Errorf("receiver %s: no kind configured (teams, email, webhook or stdout)", r.Name))
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// buildDispatcher wires delivery: routes, silences, the rules' cooldowns.
+// With no receivers configured, alerts are written to the log.
+func buildDispatcher(cfg *config.File, rs []*rules.Rule, out delivery.Outbox, receivers map[string]delivery.Notifier,
+	log zerolog.Logger, now ...func() time.Time) (*delivery.Dispatcher, error) {
+	c, err := delivery.Compile(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("delivery configuration: %w", err)
+	}
+	if len(receivers) == 0 {
+		log.Warn().Msg("no receivers configured: alerts are written to the log only")
+		receivers = map[string]delivery.Notifier{"log": delivery.NotifierFunc(func(_ context.Context, a *alert.Alert) error {
+			log.Warn().Str("alert", a.ID).Str("rule", a.Rule).Str("severity", a.Severity.String()).
+				Str("vault", a.Vault).Int("findings", len(a.Findings)).Str("summary", a.Summary).Msg("alert")
+			return nil
+		})}
+	}
+	cooldowns := map[string]time.Duration{}
+	for _, r := range rs {
+		cooldowns[r.ID] = r.Cooldown
+	}
+	host, _ := os.Hostname()
+	o := delivery.Options{Outbox: out, Receivers: receivers, Routes: c.Routes, Silences: c.Silences, Mutes: c.Mutes,
+		Cooldowns: cooldowns, GiveUp: c.Settings.GiveUp.Duration, MaxBackoff: c.Settings.MaxBackoff.Duration,
+		MaxReminder: c.Settings.MaxReminder.Duration, Instance: fmt.Sprintf("%s/%d", host, os.Getpid()), Log: log}
+	if len(now) > 0 {
+		o.Now = now[0]
+	}
+	return delivery.New(o), nil
 }
 
 // loadRules loads the configuration (the path given, else $KVWATCH_CONFIG,

@@ -27,6 +27,12 @@ type Notifier interface {
 	Notify(ctx context.Context, a *alert.Alert) error
 }
 
+// NotifierFunc adapts a function to Notifier.
+type NotifierFunc func(ctx context.Context, a *alert.Alert) error
+
+// Notify implements Notifier.
+func (f NotifierFunc) Notify(ctx context.Context, a *alert.Alert) error { return f(ctx, a) }
+
 // Options configure a Dispatcher.
 type Options struct {
 	Outbox    Outbox
