@@ -7,7 +7,7 @@ BENCHTIME ?= 2s
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: help run test unit fuzz-short fuzz bench build vet demo clean
+.PHONY: help run test unit fuzz-short fuzz bench build vet demo clean azurite-install
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,8 +20,11 @@ test: vet unit fuzz-short ## every test: vet, unit and integration tests, short 
 vet:
 	$(GO) vet ./...
 
-unit:
+unit: azurite-install
 	$(GO) test -count=1 ./...
+
+azurite-install: ## install the pinned Azurite (tools/azurite) the Table Storage tests run against
+	bash tools/azurite/run.sh --install-only
 
 # Each fuzz target for a few seconds; `make fuzz FUZZTIME=10m` runs them longer.
 FUZZ_TARGETS := \
@@ -44,6 +47,7 @@ fuzz: ## run every fuzz target longer (FUZZTIME=10m)
 bench: ## benchmarks; every ratio is measured within one run
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./internal/ingest/
 	$(GO) test -run '^$$' -bench BenchmarkDefaultPack -benchtime 1x -timeout 30m ./internal/detect/
+	$(GO) test -run '^$$' -bench BenchmarkAlertLatency -benchtime 500x ./handlers/
 
 build: ## build bin/kvwatch
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kvwatch ./cmd/kvwatch
