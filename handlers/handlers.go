@@ -46,6 +46,9 @@ type Config struct {
 	Letters deadletter.Sink
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Timers are the timer functions by function name (LoggingSilence,
+	// Digest, Housekeeping), each served at POST /<name>.
+	Timers map[string]TimerFunc
 }
 
 // Handler serves the host.
@@ -72,6 +75,9 @@ func New(cfg Config, proc Processor, log zerolog.Logger) *Handler {
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on /AuditEvents")
 	})
+	for name, fn := range cfg.Timers {
+		h.mux.HandleFunc("POST /"+name, h.timer(name, fn))
+	}
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no function at this route")
 	})

@@ -373,3 +373,38 @@ func TestPanicIsContainedAndDeadLettered(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+func TestTimerContract(t *testing.T) {
+	var got []handlers.TimerInfo
+	proc := &pipeline.Pipeline{Log: zerolog.Nop()}
+	h := handlers.New(handlers.Config{Timers: map[string]handlers.TimerFunc{
+		"Housekeeping": func(_ context.Context, info handlers.TimerInfo) ([]string, error) {
+			got = append(got, info)
+			return []string{"kvwatch: housekeeping: 3 alerts retried"}, nil
+		},
+		"Digest": func(context.Context, handlers.TimerInfo) ([]string, error) {
+			return nil, errors.New("state unavailable")
+		},
+	}}, proc, zerolog.Nop())
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for _, body := range []string{
+		`{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":"2026-11-24T08:00:00.0013+00:00","Next":"2026-11-24T08:10:00+00:00","LastUpdated":"2026-11-24T08:00:00.0013+00:00"},"IsPastDue":false}},"Metadata":{"sys":{"MethodName":"Housekeeping"}}}`,
+		`{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":null,"IsPastDue":true}},"Metadata":{}}`,
+	} {
+		r, err := host.Invoke(context.Background(), srv.Client(), srv.URL, "Housekeeping", []byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != 200 || len(r.Logs) < 2 || r.Logs[0] != "kvwatch: housekeeping: 3 alerts retried" {
+			t.Fatalf("answer %d %s", r.Status, r.Raw)
+		}
+	}
+	if len(got) != 2 || got[0].ScheduleStatus == nil || got[0].ScheduleStatus.Next.Hour() != 8 || got[1].ScheduleStatus != nil || !got[1].IsPastDue {
+		t.Fatalf("timer info %+v", got)
+	}
+	r, err := host.Invoke(context.Background(), srv.Client(), srv.URL, "Digest", []byte(`{"Data":{"timer":{}}}`))
+	if err != nil || r.Status != 500 || strings.Contains(string(r.Raw), "state unavailable") {
+		t.Fatalf("a failing timer answers 500 without details: %v %d %s", err, r.Status, r.Raw)
+	}
+}

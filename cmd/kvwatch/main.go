@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/kvwatch/kvwatch/internal/demo"
 	"github.com/kvwatch/kvwatch/internal/detect"
 	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/heartbeat"
 	"github.com/kvwatch/kvwatch/internal/logger"
 	stdoutnotify "github.com/kvwatch/kvwatch/internal/notify/stdout"
 	"github.com/kvwatch/kvwatch/internal/notify/webhook"
@@ -183,9 +185,31 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ln.Close()
 		return err
 	}
-	en := detect.New(rs, settings, detect.Options{Store: state.NewMemory(), Sink: disp, Log: log})
-	proc := &pipeline.Pipeline{Letters: letters, Dedup: pipeline.NewDedup(dedupSize), Next: en, Log: log}
-	h := handlers.New(handlers.Config{MaxBody: maxBody, Letters: letters}, proc, log)
+	store := state.NewMemory()
+	en := detect.New(rs, settings, detect.Options{Store: store, Sink: disp, Log: log})
+	hb := heartbeat.New(heartbeatOptions(cfg, store, nil))
+	proc := &pipeline.Pipeline{Letters: letters, Dedup: pipeline.NewDedup(dedupSize), Next: hb.Stage(en), Log: log}
+	timers := map[string]handlers.TimerFunc{
+		"Housekeeping": func(ctx context.Context, _ handlers.TimerInfo) ([]string, error) {
+			rep, err := disp.Flush(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return []string{fmt.Sprintf("kvwatch: housekeeping: %d alerts delivered, %d still retrying, %d given up",
+				rep.Delivered, rep.Retrying, rep.Undelivered)}, nil
+		},
+		"LoggingSilence": func(ctx context.Context, _ handlers.TimerInfo) ([]string, error) {
+			fs, err := hb.Check(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if err := disp.Found(ctx, fs); err != nil {
+				return nil, err
+			}
+			return []string{fmt.Sprintf("kvwatch: logging silence: %d changes", len(fs))}, nil
+		},
+	}
+	h := handlers.New(handlers.Config{MaxBody: maxBody, Letters: letters, Timers: timers}, proc, log)
 	return handlers.Serve(ctx, ln, h, *grace, log)
 }
 
@@ -362,6 +386,17 @@ func buildDispatcher(cfg *config.File, rs []*rules.Rule, out delivery.Outbox, re
 		o.Now = now[0]
 	}
 	return delivery.New(o), nil
+}
+
+// heartbeatOptions reads settings.logging_silence.
+func heartbeatOptions(cfg *config.File, store state.Store, now func() time.Time) heartbeat.Options {
+	ls := cfg.Settings.LoggingSilence
+	o := heartbeat.Options{Store: store, After: ls.After.Duration, Watch: ls.Vaults, Now: now,
+		Overrides: map[string]time.Duration{}}
+	for _, ov := range ls.Overrides {
+		o.Overrides[strings.ToLower(ov.Vault)] = ov.After.Duration
+	}
+	return o
 }
 
 // loadRules loads the configuration (the path given, else $KVWATCH_CONFIG,

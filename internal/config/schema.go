@@ -96,6 +96,25 @@ type Settings struct {
 	// TrustedNetworks are CIDRs that ip_in / ip_not_in may name as
 	// "trusted_networks"; rules that use it are off while the list is empty.
 	TrustedNetworks []string `yaml:"trusted_networks"`
+	// LoggingSilence: when a vault's records stop arriving.
+	LoggingSilence LoggingSilence `yaml:"logging_silence"`
+}
+
+// LoggingSilence configures the LoggingSilence timer.
+type LoggingSilence struct {
+	// After is how long without a record makes a vault silent; default 60m.
+	After Duration `yaml:"after"`
+	// Vaults are watched even before kvwatch has seen a record from them
+	// (vault names, lower-case).
+	Vaults []string `yaml:"vaults"`
+	// Overrides give quiet vaults their own After.
+	Overrides []SilenceOverride `yaml:"overrides"`
+}
+
+// SilenceOverride is one vault's own LoggingSilence.After.
+type SilenceOverride struct {
+	Vault string   `yaml:"vault"`
+	After Duration `yaml:"after"`
 }
 
 // BusinessHours is a weekly schedule in a time zone.
