@@ -41,6 +41,9 @@ type Entity struct {
 	Seen map[string]Span `json:"s,omitempty"`
 	// First is the earliest event time (unix seconds) absorbed; 0 if none.
 	First int64 `json:"f,omitempty"`
+	// Tally counts occurrences per string (statistics: top callers, IPs,
+	// secrets); its users bound its size.
+	Tally map[string]int64 `json:"t,omitempty"`
 }
 
 // Span is a run of appearances of a value.
@@ -60,6 +63,7 @@ func (e *Entity) Clone() *Entity {
 		Counts2: maps.Clone(e.Counts2),
 		Seen:    maps.Clone(e.Seen),
 		First:   e.First,
+		Tally:   maps.Clone(e.Tally),
 	}
 	if e.Values != nil {
 		c.Values = make(map[int64][]string, len(e.Values))
