@@ -53,6 +53,7 @@ Usage:
   kvwatch replay [flags] [PATH...]         replay archived logs (no PATH: the bundled demo day)
   kvwatch rules check                      validate the configuration, listing every error
   kvwatch rules test [DIR]                 run rule tests (no DIR: the default pack's own)
+  kvwatch alerts test                      send a test alert through the configured receivers and routes
   kvwatch demo write DIR                   write the bundled demo day as PT1H.json blobs
   kvwatch version                          print the version
 
@@ -88,6 +89,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = replayCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "rules":
 		err = rulesCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "alerts":
+		err = alertsCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "demo":
 		err = demoCmd(args[1:], stdout)
 	case "version", "--version":

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -229,5 +230,44 @@ func TestUsageErrors(t *testing.T) {
 		if code := run(context.Background(), args, func(string) string { return "" }, &stdout, &stderr); code != 2 {
 			t.Errorf("%q: exit %d, want 2 (%s)", args, code, stderr.String())
 		}
+	}
+}
+
+func TestAlertsTestSendsThroughRoutes(t *testing.T) {
+	var got []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got = append(got, string(b))
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer hook.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }))
+	defer down.Close()
+	cfg := filepath.Join(t.TempDir(), "kvwatch.yaml")
+	os.WriteFile(cfg, []byte(`
+receivers:
+  - name: ops
+    webhook: {url: "${HOOK}/x?token=SECRETTOKEN"}
+  - name: broken
+    webhook: {url: "${DOWN}/y?token=SECRETTOKEN"}
+  - name: lowonly
+    stdout: {}
+routes:
+  - receivers: [ops, broken]
+    min_severity: high
+`), 0o644)
+	env := map[string]string{"HOOK": hook.URL, "DOWN": down.URL}
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"alerts", "test", "--config", cfg}, func(k string) string { return env[k] }, &stdout, &stderr)
+	out := stdout.String()
+	if code != 1 || !strings.Contains(out, "ops                  accepted") || !strings.Contains(out, "broken               FAILED") ||
+		!strings.Contains(out, "lowonly              not routed") {
+		t.Fatalf("exit %d:\n%s%s", code, out, stderr.String())
+	}
+	if strings.Contains(out+stderr.String(), "SECRETTOKEN") {
+		t.Fatalf("a secret leaked:\n%s%s", out, stderr.String())
+	}
+	if len(got) != 1 || !strings.Contains(got[0], `"test":true`) {
+		t.Fatalf("webhook got %q", got)
 	}
 }
