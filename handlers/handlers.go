@@ -121,7 +121,7 @@ func (h *Handler) auditEvents(w http.ResponseWriter, r *http.Request) {
 		Str("invocation_id", r.Header.Get("X-Azure-Functions-InvocationId")).Logger()
 	ctx := r.Context()
 
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
+	body, err := readBody(w, r, h.cfg.MaxBody)
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
@@ -132,7 +132,7 @@ func (h *Handler) auditEvents(w http.ResponseWriter, r *http.Request) {
 			"its events were not processed and its beginning was dead-lettered: raise the limit or lower maxEventBatchSize in host.json", h.cfg.MaxBody)
 		l := deadletter.Letter{At: h.cfg.Now().UTC(), Reason: msg, Event: -1, Record: -1}
 		l.SetRaw(body)
-		l.Size, l.Truncated = len(body), true
+		l.Size, l.Truncated = max(len(body), int(r.ContentLength)), true
 		if h.cfg.Letters != nil {
 			if err := h.cfg.Letters.Put(ctx, []deadletter.Letter{l}); err != nil {
 				log.Error().Err(err).Msg("dead letter for oversized body not stored; asking the host to retry")
@@ -193,6 +193,23 @@ func (h *Handler) auditEvents(w http.ResponseWriter, r *http.Request) {
 		logs = append(logs, "kvwatch: problem: "+sanitize(p))
 	}
 	writeResponse(w, logs)
+}
+
+// readBody reads the body in one allocation when its length is announced.
+// A body announced larger than the limit is not read beyond what a dead
+// letter keeps; the connection is closed after the answer.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		head, _ := io.ReadAll(io.LimitReader(r.Body, deadletter.MaxRaw))
+		w.Header().Set("Connection", "close")
+		return head, &http.MaxBytesError{Limit: limit}
+	}
+	if r.ContentLength > 0 {
+		buf := make([]byte, r.ContentLength)
+		n, err := io.ReadFull(r.Body, buf)
+		return buf[:n], err
+	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }
 
 // process decodes and processes one invocation body, turning a panic into
