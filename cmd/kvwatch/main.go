@@ -32,6 +32,7 @@ import (
 	"github.com/kvwatch/kvwatch/internal/finding"
 	"github.com/kvwatch/kvwatch/internal/heartbeat"
 	"github.com/kvwatch/kvwatch/internal/logger"
+	"github.com/kvwatch/kvwatch/internal/notify/email"
 	stdoutnotify "github.com/kvwatch/kvwatch/internal/notify/stdout"
 	"github.com/kvwatch/kvwatch/internal/notify/webhook"
 	"github.com/kvwatch/kvwatch/internal/pack"
@@ -347,6 +348,13 @@ func buildReceivers(cfg *config.File, client *http.Client, stdout io.Writer, log
 		switch {
 		case r.Webhook != nil:
 			n, err := webhook.New(r.Name, *r.Webhook, client, nil)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out[r.Name] = n
+		case r.Email != nil:
+			n, err := email.New(r.Name, *r.Email, email.Deps{HTTPClient: client})
 			if err != nil {
 				errs = append(errs, err)
 				continue

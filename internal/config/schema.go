@@ -7,6 +7,7 @@ package config
 import (
 	"time"
 
+	"github.com/kvwatch/kvwatch/internal/notify/email"
 	"github.com/kvwatch/kvwatch/internal/notify/stdout"
 	"github.com/kvwatch/kvwatch/internal/notify/webhook"
 )
@@ -42,7 +43,8 @@ type DeliverySettings struct {
 // ReceiverSpec is one receiver: a name and exactly one of the kinds.
 type ReceiverSpec struct {
 	Name string `yaml:"name"`
-	// TODO(lead): teams and email receivers join when their packages land.
+	// TODO(lead): the teams receiver joins when its package lands.
+	Email   *email.Config   `yaml:"email"`
 	Webhook *webhook.Config `yaml:"webhook"`
 	Stdout  *stdout.Config  `yaml:"stdout"`
 }
