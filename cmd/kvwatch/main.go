@@ -431,7 +431,28 @@ func loadConfig(path string, getenv func(string) string) (*config.File, error) {
 	if path == "" {
 		return config.Parse("kvwatch.yaml (embedded)", pack.Config, config.Options{Getenv: getenv})
 	}
-	return config.Load(path, getenv)
+	f, err := config.Load(path, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if f.DefaultPack == nil || *f.DefaultPack {
+		p, err := config.Parse("kvwatch.yaml (embedded)", pack.Config, config.Options{Getenv: getenv})
+		if err != nil {
+			return nil, err
+		}
+		own := map[string]bool{}
+		for _, r := range f.Rules {
+			own[r.ID] = true
+		}
+		var rules []config.RuleSpec
+		for _, r := range p.Rules {
+			if !own[r.ID] {
+				rules = append(rules, r)
+			}
+		}
+		f.Rules = append(rules, f.Rules...)
+	}
+	return f, nil
 }
 
 func rulesCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -326,7 +326,7 @@ func TestUnknownKey(t *testing.T) {
 	// Every level is strict, and a key too far from any is suggested nothing.
 	_, err = parseString("version: 2\nrules: [{id: a, kind: spike, window: 1h, baseline: {days: 7, mean: 3}, match: {config: {weakend: true}}}]\n")
 	expectErrors(t, err,
-		`kvwatch.yaml:1:1: version: |unknown key "version"; allowed keys: settings, include, rules, delivery, receivers, routes, silences, mute_intervals`,
+		`kvwatch.yaml:1:1: version: |unknown key "version"; allowed keys: settings, include, rules, default_pack, delivery, receivers, routes, silences, mute_intervals`,
 		`kvwatch.yaml:2:62: rules[0].baseline.mean: |unknown key "mean"; allowed keys: days, k, ratio, min_count`,
 		`kvwatch.yaml:2:89: rules[0].match.config.weakend: |unknown key "weakend" (did you mean "weakened"?)`,
 	)
@@ -799,7 +799,7 @@ func TestValidate(t *testing.T) {
 			`14:50: rules[1].baseline.min_count: |integer "99999999999999999999" is out of range`,
 			`16:16: rules[1].match.status[0]: |expected an integer, got "abc"`,
 			`17:7: rules[1].match.outside_business_hours: |expected true or false, got "1"`}},
-		{"root", "- a\n- b\n", []string{"1:1: |expected a mapping (keys: settings, include, rules, delivery, receivers, routes, silences, mute_intervals), got a list"}},
+		{"root", "- a\n- b\n", []string{"1:1: |expected a mapping (keys: settings, include, rules, default_pack, delivery, receivers, routes, silences, mute_intervals), got a list"}},
 		{"scalar root", "hello\n", []string{"1:1: |expected a mapping"}},
 		{"rules not a list", "rules: {id: a}\n", []string{"1:1: rules: |expected a list, got a mapping"}},
 		{"duplicate keys", "settings: {}\nrules: []\nsettings: {bucket: 2m}\n", []string{

@@ -19,6 +19,9 @@ type File struct {
 	// each holds a `rules:` list.
 	Include []string   `yaml:"include"`
 	Rules   []RuleSpec `yaml:"rules"`
+	// DefaultPack, true unless set false, runs the embedded default rule
+	// pack too; a rule here with the id of a pack rule replaces it.
+	DefaultPack *bool `yaml:"default_pack"`
 
 	// Delivery settings, receivers, routes and silences: where findings go.
 	Delivery      DeliverySettings   `yaml:"delivery"`
