@@ -58,3 +58,21 @@ demo: ## write the demo day to testdata/demo as PT1H.json blobs
 
 clean:
 	rm -rf bin dist
+
+# The deployable Function app: dist/app (what `func azure functionapp publish`
+# and azd deploy) and dist/kvwatch.zip. The binary is a static linux/amd64
+# build named as host.json's customHandler.description.defaultExecutablePath.
+PACKAGE_EXE = $(shell sed -n 's/.*"defaultExecutablePath"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' host.json)
+
+.PHONY: package
+package: ## build dist/app (host.json, functions, binary, kvwatch.yaml) and dist/kvwatch.zip
+	@test -n "$(PACKAGE_EXE)" || { echo "host.json names no customHandler.description.defaultExecutablePath" >&2; exit 1; }
+	rm -rf dist/app dist/kvwatch.zip
+	mkdir -p dist/app
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/app/$(PACKAGE_EXE) ./cmd/kvwatch
+	chmod 0755 dist/app/$(PACKAGE_EXE)
+	cp host.json dist/app/host.json
+	for f in function-app/*/function.json; do d=$$(dirname "$$f"); mkdir -p "dist/app/$${d#function-app/}"; cp "$$f" "dist/app/$${d#function-app/}/"; done
+	cp internal/pack/kvwatch.yaml dist/app/kvwatch.yaml
+	$(GO) run ./internal/contract/cmd/zip -o dist/kvwatch.zip dist/app
+	@echo "dist/app and dist/kvwatch.zip ready: func azure functionapp publish <app> (from dist/app), or azd deploy"

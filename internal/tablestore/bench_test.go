@@ -1,0 +1,148 @@
+package tablestore
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kvwatch/kvwatch/internal/config"
+	"github.com/kvwatch/kvwatch/internal/demo"
+	"github.com/kvwatch/kvwatch/internal/detect"
+	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/host"
+	"github.com/kvwatch/kvwatch/internal/ingest"
+	"github.com/kvwatch/kvwatch/internal/pack"
+	"github.com/kvwatch/kvwatch/internal/rules"
+	"github.com/kvwatch/kvwatch/internal/state"
+)
+
+// demoBodies turns days of demo traffic into host invocation bodies of
+// 100 events × 10 records, as the host sends them (as in detect's
+// benchmark).
+func demoBodies(tb testing.TB, days int) (bodies [][]byte, records int) {
+	tb.Helper()
+	var lines [][]byte
+	for d := 0; d < days; d++ {
+		for _, blob := range demo.Generate(demo.Options{Day: time.Date(2026, 11, 1+d, 0, 0, 0, 0, time.UTC)}) {
+			if bytes.Contains([]byte(blob.Path), []byte("/mixed/")) {
+				continue
+			}
+			lines = append(lines, bytes.Split(bytes.TrimSpace(blob.Data), []byte("\n"))...)
+		}
+	}
+	seq := int64(0)
+	for i := 0; i < len(lines); i += 1000 {
+		chunk := lines[i:min(i+1000, len(lines))]
+		batch := host.Batch{Partition: "0"}
+		for j := 0; j < len(chunk); j += 10 {
+			rs := chunk[j:min(j+10, len(chunk))]
+			body := append([]byte(`{"records":[`), bytes.Join(rs, []byte(","))...)
+			body = append(body, "]}"...)
+			batch.Events = append(batch.Events, host.Event{Body: body, Sequence: seq, Enqueued: time.Unix(0, 0)})
+			seq++
+		}
+		b, err := host.Body(batch, host.StringOfObjects)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		bodies = append(bodies, b)
+	}
+	return bodies, len(lines)
+}
+
+func defaultPack(tb testing.TB) ([]*rules.Rule, *rules.Settings) {
+	f, err := config.Parse("kvwatch.yaml", pack.Config, config.Options{Getenv: func(string) string { return "" }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rs, s, err := rules.Compile(f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rs, s
+}
+
+// BenchmarkTableRoundTrips runs demo traffic (KVWATCH_BENCH_DAYS days,
+// default 1) through the default pack with state in Table Storage
+// (Azurite here) and, body by body in the same run, with state in memory.
+// It reports the Table store's round trips per 1,000 records beside the
+// naive figure (one read and one write per record per rule it matches)
+// and their ratio (goal ≥ 50), and both throughputs.
+func BenchmarkTableRoundTrips(b *testing.B) {
+	days := 1
+	if v, err := strconv.Atoi(os.Getenv("KVWATCH_BENCH_DAYS")); err == nil && v > 0 {
+		days = v
+	}
+	bodies, records := demoBodies(b, days)
+	rs, settings := defaultPack(b)
+	ctx := context.Background()
+	nop := detect.SinkFunc(func(context.Context, []finding.Finding) error { return nil })
+
+	// Matches: what a naive store would read and write, one entity per
+	// record per matching rule.
+	var matches int64
+	{
+		en := detect.New(rs, settings, detect.Options{Store: state.NewMemory(), Log: zerolog.Nop()})
+		var d ingest.Decoder
+		for _, body := range bodies {
+			for _, e := range d.Invocation(body).Events {
+				for _, r := range en.Rules() {
+					if r.Matches(&e) || (r.Kind == rules.Sequence && r.Then != nil && r.Then.Match(&e)) {
+						matches++
+					}
+				}
+			}
+		}
+	}
+
+	var tTable, tMem time.Duration
+	var st Stats
+	var entities, memEntities int
+	for b.Loop() {
+		store := newStore(b, testPrefix(), Options{})
+		mem := state.NewMemory()
+		enT := detect.New(rs, settings, detect.Options{Store: store, Sink: nop, Log: zerolog.Nop()})
+		enM := detect.New(rs, settings, detect.Options{Store: mem, Sink: nop, Log: zerolog.Nop()})
+		var d ingest.Decoder
+		for _, body := range bodies {
+			batch := d.Invocation(body)
+			t0 := time.Now()
+			if _, err := enM.Consume(ctx, batch.Events); err != nil {
+				b.Fatal(err)
+			}
+			t1 := time.Now()
+			batch = d.Invocation(body)
+			t2 := time.Now()
+			if _, err := enT.Consume(ctx, batch.Events); err != nil {
+				b.Fatal(err)
+			}
+			tMem += t1.Sub(t0)
+			tTable += time.Since(t2)
+		}
+		st = store.Stats()
+		entities, memEntities = len(allState(b, store)), mem.Len()
+	}
+	if entities != memEntities {
+		b.Errorf("the Table store ends with %d entities, the memory store with %d", entities, memEntities)
+	}
+	perK := func(n int64) float64 { return float64(n) * 1000 / float64(records) }
+	rt := st.RoundTrips()
+	naive := 2 * matches
+	b.ReportMetric(float64(records), "records")
+	b.ReportMetric(perK(rt), "roundtrips/1000rec")
+	b.ReportMetric(perK(naive), "naive-roundtrips/1000rec")
+	b.ReportMetric(float64(naive)/float64(max(rt, 1)), "ratio")
+	b.ReportMetric(perK(st.Reads+st.Queries), "reads/1000rec")
+	b.ReportMetric(perK(st.Transactions), "transactions/1000rec")
+	b.ReportMetric(perK(st.Writes), "entity-writes/1000rec")
+	b.ReportMetric(perK(st.Inserts), "single-writes/1000rec")
+	b.ReportMetric(float64(st.Conflicts), "conflicts")
+	b.ReportMetric(float64(records*b.N)/tTable.Seconds(), "table-records/s")
+	b.ReportMetric(float64(records*b.N)/tMem.Seconds(), "memory-records/s")
+	b.ReportMetric(0, "ns/op")
+}
