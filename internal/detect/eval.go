@@ -78,8 +78,33 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 		if len(ps) == 0 {
 			return false
 		}
-		// Positions as they were before this batch: records of one event
-		// share a position, so marks are raised only at the end.
+		// Special blocks hold idempotent state (an earliest time, first and
+		// last sightings): applying the same event twice changes nothing,
+		// so they keep no input positions (which would grow for ever on
+		// long-lived entities) and are written only when they change.
+		if k.Block < 0 {
+			changed := false
+			for _, p := range ps {
+				r := p.w.rule
+				for _, i := range p.cs {
+					c := &p.w.contribs[i]
+					switch {
+					case k.Block == BlockRule, r.Kind == rules.Spike:
+						if e.First == 0 || c.t < e.First {
+							e.First, changed = c.t, true
+						}
+					case r.Kind == rules.NewValue:
+						changed = seen(e, c.value, c.t, int64(r.Horizon/time.Second)) || changed
+					}
+				}
+			}
+			if changed && ps[0].w.rule.Kind == rules.NewValue && k.Block == state.BlockMeta {
+				pruneSeen(e, int64(ps[0].w.rule.Horizon/time.Second))
+			}
+			return changed
+		}
+		// Window blocks count: they apply each input position once. Records
+		// of one event share a position, so marks are raised only at the end.
 		orig := map[string]int64{}
 		for s, p := range e.Applied {
 			orig[s] = p
@@ -102,10 +127,6 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 				changed = true
 				e.MarkApplied(c.stream, c.pos)
 				switch {
-				case k.Block == BlockRule, r.Kind == rules.Spike && k.Block == state.BlockMeta:
-					if e.First == 0 || c.t < e.First {
-						e.First = c.t
-					}
 				case r.Kind == rules.Threshold:
 					inc(&e.Counts, floorDiv(c.t, bucketSec))
 				case r.Kind == rules.Sequence && c.second:
@@ -116,13 +137,8 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 					addValue(e, floorDiv(c.t, bucketSec), c.value, max(2*r.Count, 16))
 				case r.Kind == rules.Spike:
 					inc(&e.Counts, floorDiv(c.t, int64(r.Window/time.Second)))
-				case r.Kind == rules.NewValue:
-					seen(e, c.value, c.t, int64(r.Horizon/time.Second))
 				}
 			}
-		}
-		if changed && k.Block == state.BlockMeta && ps[0].w.rule.Kind == rules.NewValue {
-			pruneSeen(e, int64(ps[0].w.rule.Horizon/time.Second))
 		}
 		return changed
 	}
@@ -149,8 +165,8 @@ func addValue(e *state.Entity, bucket int64, v string, capN int) {
 }
 
 // seen records an appearance of v at t: a run of appearances continues
-// while gaps stay within the horizon.
-func seen(e *state.Entity, v string, t, horizon int64) {
+// while gaps stay within the horizon. It reports whether anything changed.
+func seen(e *state.Entity, v string, t, horizon int64) bool {
 	if e.Seen == nil {
 		e.Seen = map[string]state.Span{}
 	}
@@ -164,7 +180,10 @@ func seen(e *state.Entity, v string, t, horizon int64) {
 	case t < s.First && s.First-t <= horizon:
 		s.First = t
 		e.Seen[v] = s
+	default:
+		return false
 	}
+	return true
 }
 
 // maxSeen bounds a new_value group's remembered values.

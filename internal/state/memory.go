@@ -88,7 +88,7 @@ func (m *Memory) Prune(_ context.Context, drop func(Key) bool) (int, error) {
 	defer m.mu.Unlock()
 	n := 0
 	for k := range m.entities {
-		if drop(k) {
+		if k.Block >= 0 && drop(k) {
 			delete(m.entities, k)
 			n++
 		}

@@ -115,7 +115,8 @@ type Store interface {
 	// new; added is false if it was recorded before (by another attempt
 	// or another instance).
 	AddFinding(ctx context.Context, id string, body []byte) (added bool, err error)
-	// Prune deletes the entities for which drop returns true and reports
-	// how many it deleted.
+	// Prune deletes the entities with a time block (Block >= 0) for which
+	// drop returns true, and reports how many it deleted. Special blocks
+	// (negative) are never offered to drop.
 	Prune(ctx context.Context, drop func(Key) bool) (int, error)
 }
