@@ -76,3 +76,19 @@ package: ## build dist/app (host.json, functions, binary, kvwatch.yaml) and dist
 	cp internal/pack/kvwatch.yaml dist/app/kvwatch.yaml
 	$(GO) run ./internal/contract/cmd/zip -o dist/kvwatch.zip dist/app
 	@echo "dist/app and dist/kvwatch.zip ready: func azure functionapp publish <app> (from dist/app), or azd deploy"
+
+# Teams cards as a person sees them: the card JSON kvwatch posts, for the demo's
+# mass secret retrieval and for a 500-finding digest, rendered by the Adaptive
+# Cards JS renderer (tools/cards, pinned by its package-lock.json) with a
+# Teams-like host config in Debian's headless Chromium.
+CARDS_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: render-cards
+render-cards: ## render the Teams cards to docs/teams-alert.png and docs/teams-digest.png
+	@command -v chromium >/dev/null || { $(CARDS_SUDO) apt-get update && $(CARDS_SUDO) apt-get install -y chromium fonts-liberation fonts-dejavu-core; }
+	cd tools/cards && npm ci --no-audit --no-fund
+	mkdir -p docs
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(GO) run ./internal/notify/teams/cmd/cardjson -out "$$tmp/alert.json" && \
+	$(GO) run ./internal/notify/teams/cmd/cardjson -digest 500 -out "$$tmp/digest.json" && \
+	node tools/cards/render.mjs "$$tmp/alert.json" docs/teams-alert.png "$$tmp/digest.json" docs/teams-digest.png

@@ -34,6 +34,7 @@ import (
 	"github.com/kvwatch/kvwatch/internal/logger"
 	"github.com/kvwatch/kvwatch/internal/notify/email"
 	stdoutnotify "github.com/kvwatch/kvwatch/internal/notify/stdout"
+	"github.com/kvwatch/kvwatch/internal/notify/teams"
 	"github.com/kvwatch/kvwatch/internal/notify/webhook"
 	"github.com/kvwatch/kvwatch/internal/pack"
 	"github.com/kvwatch/kvwatch/internal/pipeline"
@@ -348,6 +349,13 @@ func buildReceivers(cfg *config.File, client *http.Client, stdout io.Writer, log
 		switch {
 		case r.Webhook != nil:
 			n, err := webhook.New(r.Name, *r.Webhook, client, nil)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out[r.Name] = n
+		case r.Teams != nil:
+			n, err := teams.New(r.Name, *r.Teams, client, nil)
 			if err != nil {
 				errs = append(errs, err)
 				continue

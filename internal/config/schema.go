@@ -9,6 +9,7 @@ import (
 
 	"github.com/kvwatch/kvwatch/internal/notify/email"
 	"github.com/kvwatch/kvwatch/internal/notify/stdout"
+	"github.com/kvwatch/kvwatch/internal/notify/teams"
 	"github.com/kvwatch/kvwatch/internal/notify/webhook"
 )
 
@@ -45,8 +46,8 @@ type DeliverySettings struct {
 
 // ReceiverSpec is one receiver: a name and exactly one of the kinds.
 type ReceiverSpec struct {
-	Name string `yaml:"name"`
-	// TODO(lead): the teams receiver joins when its package lands.
+	Name    string          `yaml:"name"`
+	Teams   *teams.Config   `yaml:"teams"`
 	Email   *email.Config   `yaml:"email"`
 	Webhook *webhook.Config `yaml:"webhook"`
 	Stdout  *stdout.Config  `yaml:"stdout"`
