@@ -44,10 +44,11 @@ fuzz-short:
 fuzz: ## run every fuzz target longer (FUZZTIME=10m)
 	@$(MAKE) --no-print-directory fuzz-short FUZZTIME=$(if $(filter 5s,$(FUZZTIME)),5m,$(FUZZTIME))
 
-bench: ## benchmarks; every ratio is measured within one run
+bench: azurite-install ## benchmarks; every ratio is measured within one run
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./internal/ingest/
 	$(GO) test -run '^$$' -bench BenchmarkDefaultPack -benchtime 1x -timeout 30m ./internal/detect/
 	$(GO) test -run '^$$' -bench BenchmarkAlertLatency -benchtime 500x ./handlers/
+	KVWATCH_BENCH_DAYS=7 $(GO) test -run '^$$' -bench BenchmarkTableRoundTrips -benchtime 1x -timeout 30m ./internal/tablestore/
 
 build: ## build bin/kvwatch
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kvwatch ./cmd/kvwatch
