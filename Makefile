@@ -63,6 +63,9 @@ clean:
 # The deployable Function app: dist/app (what `func azure functionapp publish`
 # and azd deploy) and dist/kvwatch.zip. The binary is a static linux/amd64
 # build named as host.json's customHandler.description.defaultExecutablePath.
+# The kvwatch.yaml shipped in the package: the default pack, or your own
+# (make package PACKAGE_CONFIG=path/to/kvwatch.yaml).
+PACKAGE_CONFIG ?= internal/pack/kvwatch.yaml
 PACKAGE_EXE = $(shell sed -n 's/.*"defaultExecutablePath"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' host.json)
 
 .PHONY: package
@@ -74,7 +77,7 @@ package: ## build dist/app (host.json, functions, binary, kvwatch.yaml) and dist
 	chmod 0755 dist/app/$(PACKAGE_EXE)
 	cp host.json dist/app/host.json
 	for f in function-app/*/function.json; do d=$$(dirname "$$f"); mkdir -p "dist/app/$${d#function-app/}"; cp "$$f" "dist/app/$${d#function-app/}/"; done
-	cp internal/pack/kvwatch.yaml dist/app/kvwatch.yaml
+	cp $(PACKAGE_CONFIG) dist/app/kvwatch.yaml
 	$(GO) run ./internal/contract/cmd/zip -o dist/kvwatch.zip dist/app
 	@echo "dist/app and dist/kvwatch.zip ready: func azure functionapp publish <app> (from dist/app), or azd deploy"
 
