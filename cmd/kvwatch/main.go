@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,7 +64,10 @@ else the embedded default configuration and rule pack).
 Environment:
   FUNCTIONS_CUSTOMHANDLER_PORT, FUNCTIONS_HTTPWORKER_PORT   port to listen on (127.0.0.1 only)
   KVWATCH_MAX_BODY_BYTES     invocation body limit (default 67108864)
-  KVWATCH_DEADLETTER_FILE    dead-letter JSON Lines file (serve default: $TMPDIR/kvwatch/deadletter.jsonl)
+  KVWATCH_DEADLETTER_FILE    dead-letter JSON Lines file without Table Storage (default $TMPDIR/kvwatch/deadletter.jsonl)
+  KVWATCH_TABLE_CONNECTION_STRING, KVWATCH_TABLE_ENDPOINT, AzureWebJobsStorage[__tableServiceUri]
+                             Table Storage for state, outbox and dead letters (else memory, with a warning)
+  KVWATCH_TABLE_PREFIX       table name prefix, so deployments can share an account
   KVWATCH_LOG_LEVEL          debug, info, warn, error (default info)
   KVWATCH_CONFIG             path of kvwatch.yaml (default: the embedded pack)
 `
@@ -161,13 +163,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		maxBody = n
 	}
-	dlPath := getenv("KVWATCH_DEADLETTER_FILE")
-	if dlPath == "" {
-		dlPath = filepath.Join(os.TempDir(), "kvwatch", "deadletter.jsonl")
+	st, err := openStores(ctx, getenv, log)
+	if err != nil {
+		ln.Close()
+		return err
 	}
-	letters := deadletter.NewFile(dlPath)
-	log.Info().Str("deadletter_file", dlPath).Msg("dead letters go to a local file; they do not survive the instance")
-
+	letters := st.Letters
 	cfg, err := loadConfig(*cfgPath, getenv)
 	if err != nil {
 		ln.Close()
@@ -178,19 +179,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ln.Close()
 		return fmt.Errorf("compile rules: %w", err)
 	}
-	log.Warn().Msg("detection state and the outbox are in memory: they do not survive a restart and are not shared between instances")
 	httpClient := &http.Client{Timeout: 30 * time.Second}
 	receivers, err := buildReceivers(cfg, httpClient, stdout, log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	disp, err := buildDispatcher(cfg, rs, delivery.NewMemory(), receivers, log)
+	disp, err := buildDispatcher(cfg, rs, st.Outbox, receivers, log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	store := state.NewMemory()
+	store := st.State
 	en := detect.New(rs, settings, detect.Options{Store: store, Sink: disp, Log: log})
 	hb := heartbeat.New(heartbeatOptions(cfg, store, nil))
 	proc := &pipeline.Pipeline{Letters: letters, Dedup: pipeline.NewDedup(dedupSize), Next: hb.Stage(en), Log: log}
@@ -225,6 +225,7 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
 	events := fs.Bool("events", false, "print the normalized events instead of findings")
 	send := fs.Bool("send", false, "deliver alerts through the configured receivers and routes (default: print findings)")
+	stateKind := fs.String("state", "memory", "where detection state lives: memory, or table (Table Storage as configured by the environment)")
 	dlPath := fs.String("deadletter", "", "write dead letters to this JSON Lines file (default: count only)")
 	verbose := fs.Bool("v", false, "log every batch")
 	if err := fs.Parse(args); err != nil {
@@ -255,6 +256,22 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return fmt.Errorf("compile rules: %w", err)
 	}
+	var store state.Store = state.NewMemory()
+	var outbox delivery.Outbox = delivery.NewMemory()
+	switch *stateKind {
+	case "memory":
+	case "table":
+		st, err := openStores(ctx, getenv, log)
+		if err != nil {
+			return err
+		}
+		if !st.Durable {
+			return errors.New("--state table: no Table Storage configured (KVWATCH_TABLE_CONNECTION_STRING, KVWATCH_TABLE_ENDPOINT or AzureWebJobsStorage)")
+		}
+		store, outbox = st.State, st.Outbox
+	default:
+		return usageError{fmt.Errorf("--state %q: want memory or table", *stateKind)}
+	}
 	var flush func() error
 	var next pipeline.Stage
 	switch {
@@ -272,7 +289,7 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 		// Replay runs on event time: cooldowns, silences and give-up
 		// follow the records, not the wall clock.
 		var latest time.Time
-		disp, err := buildDispatcher(cfg, rs, delivery.NewMemory(), receivers, log, func() time.Time { return latest })
+		disp, err := buildDispatcher(cfg, rs, outbox, receivers, log, func() time.Time { return latest })
 		if err != nil {
 			return err
 		}
@@ -284,11 +301,11 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 			}
 			return disp.Found(ctx, fs)
 		})
-		next = detect.New(rs, settings, detect.Options{Store: state.NewMemory(), Sink: sink, Log: log})
+		next = detect.New(rs, settings, detect.Options{Store: store, Sink: sink, Log: log})
 		flush = func() error { return nil }
 	default:
 		out := printer.NewFindings(stdout, format)
-		next = detect.New(rs, settings, detect.Options{Store: state.NewMemory(), Sink: out, Log: log})
+		next = detect.New(rs, settings, detect.Options{Store: store, Sink: out, Log: log})
 		flush = out.Flush
 	}
 	proc := &pipeline.Pipeline{Letters: letters, Dedup: pipeline.NewDedup(dedupSize), Next: next, Log: log}

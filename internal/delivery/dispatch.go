@@ -127,7 +127,11 @@ func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
 			}
 		}
 	}
-	for _, a := range d.group(alerting, repeat, suppressed) {
+	alerts, err := d.unclaimed(ctx, d.group(alerting, repeat, suppressed), repeat, suppressed)
+	if err != nil {
+		return err
+	}
+	for _, a := range alerts {
 		e := d.entry(a)
 		if _, err := d.o.Outbox.Add(ctx, e); err != nil {
 			return fmt.Errorf("delivery: outbox: %w", err)
@@ -146,8 +150,40 @@ func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
 			return fmt.Errorf("delivery: %w", err)
 		}
 	}
-	_, err := d.Flush(ctx)
+	_, err = d.Flush(ctx)
 	return err
+}
+
+// unclaimed drops from alerts the findings that another attempt or
+// instance alerted since they were read as undecided (it writes their
+// decisions, together, after its alerts), regrouping the rest: otherwise
+// a finding read undecided here while its batch-mate was read decided
+// there would go out twice, in two alerts grouped differently. A decided
+// finding of this very alert (the same grouping) stays: the outbox
+// refuses the alert a second time.
+func (d *Dispatcher) unclaimed(ctx context.Context, alerts []*alert.Alert, repeat, suppressed map[string]int) ([]*alert.Alert, error) {
+	for round := 0; round < 4; round++ {
+		var keep []finding.Finding
+		dropped := false
+		for _, a := range alerts {
+			for _, f := range a.Findings {
+				dec, ok, err := d.o.Outbox.Decision(ctx, f.ID)
+				if err != nil {
+					return nil, fmt.Errorf("delivery: %w", err)
+				}
+				if ok && (dec.Suppressed || (dec.Alert != "" && dec.Alert != a.ID)) {
+					dropped = true
+					continue
+				}
+				keep = append(keep, f)
+			}
+		}
+		if !dropped {
+			return alerts, nil
+		}
+		alerts = d.group(keep, repeat, suppressed)
+	}
+	return alerts, nil
 }
 
 // cooldown decides, for one key's new findings (in event-time order),

@@ -1,7 +1,12 @@
 package tablestore
 
 import (
+	"context"
+	"errors"
+	"net"
+	"net/url"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -120,6 +125,25 @@ func TestRedact(t *testing.T) {
 	} {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestTransient(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, true},
+		{&url.Error{Op: "Post", URL: "https://x", Err: &net.DNSError{Err: "no such host", Name: "x", IsNotFound: true}}, false},
+		{&url.Error{Op: "Post", URL: "https://x", Err: &net.DNSError{Err: "timeout", Name: "x", IsTimeout: true}}, true},
+		{&txFailure{status: 503}, true},
+		{&txFailure{status: 412}, false},
+		{errors.New("other"), false},
+	} {
+		if got := transient(ctx, tc.err); got != tc.want {
+			t.Errorf("transient(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }

@@ -82,6 +82,10 @@ func transient(ctx context.Context, err error) bool {
 		}
 		return false
 	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) && dns.IsNotFound {
+		return false // no such host: a wrong endpoint, not a passing failure
+	}
 	var ne net.Error
 	return errors.As(err, &ne) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||

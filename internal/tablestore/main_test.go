@@ -49,7 +49,7 @@ func newStore(t testing.TB, prefix string, opts Options) *Store {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		st, fi, dl, _ := TableNames(prefix)
-		for _, n := range []string{st, fi, dl} {
+		for _, n := range []string{st, fi, dl, prefix + OutboxTable} {
 			c.DeleteTable(ctx, n, nil)
 		}
 	})

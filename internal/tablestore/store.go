@@ -1,6 +1,6 @@
-// Package tablestore keeps kvwatch's detection state, findings and dead
-// letters in Azure Table Storage. It is the only package that imports the
-// aztables SDK.
+// Package tablestore keeps kvwatch's detection state, findings, dead
+// letters and delivery outbox (Outbox) in Azure Table Storage. It is the
+// only package that imports the aztables SDK.
 //
 // State entities: one per (rule, group, block). PartitionKey is a hash of
 // the rule and the group, so a group's blocks share a partition (a batch
@@ -36,7 +36,8 @@ import (
 
 // Options configure a Store. Zero values take the defaults shown.
 type Options struct {
-	// Prefix is put before the table names (state, findings, deadletters),
+	// Prefix is put before the table names (state, findings, deadletters,
+	// outbox),
 	// so deployments can share a storage account. Letters and digits,
 	// starting with a letter.
 	Prefix string
@@ -94,6 +95,7 @@ const (
 	StateTable       = "state"
 	FindingsTable    = "findings"
 	DeadLettersTable = "deadletters"
+	OutboxTable      = "outbox"
 )
 
 // Store is a state.Store on Table Storage. It is safe for concurrent use;
@@ -103,6 +105,7 @@ type Store struct {
 	state       *aztables.Client
 	findings    *aztables.Client
 	deadletters *aztables.Client
+	outbox      *aztables.Client
 	cache       *cache
 	stats       counters
 
@@ -130,8 +133,8 @@ func TableNames(prefix string) (stateT, findingsT, deadLettersT string, err erro
 	return names[0], names[1], names[2], nil
 }
 
-// New returns a store on the tables named by opts.Prefix, creating those
-// that are missing.
+// New returns a store on the tables named by opts.Prefix (TableNames,
+// and the outbox's, prefix+"outbox"), creating those that are missing.
 func New(ctx context.Context, client *aztables.ServiceClient, opts Options) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("tablestore: no client")
@@ -141,11 +144,12 @@ func New(ctx context.Context, client *aztables.ServiceClient, opts Options) (*St
 	if err != nil {
 		return nil, err
 	}
+	ob := opts.Prefix + OutboxTable // valid when the others are: shorter than deadletters
 	s := &Store{opts: opts, cache: newCache(opts.CacheEntries, opts.CacheBytes)}
 	for _, t := range []struct {
 		name string
 		c    **aztables.Client
-	}{{st, &s.state}, {fi, &s.findings}, {dl, &s.deadletters}} {
+	}{{st, &s.state}, {fi, &s.findings}, {dl, &s.deadletters}, {ob, &s.outbox}} {
 		err := s.call(ctx, "create table "+t.name, func(ctx context.Context) error {
 			_, err := client.CreateTable(ctx, t.name, nil)
 			return err
@@ -179,7 +183,8 @@ type Stats struct {
 	// Reads are point reads; Queries are query pages (range reads and
 	// prune scans); Transactions are entity-group transactions, carrying
 	// Writes entity writes; Inserts are single-entity requests (finding
-	// and dead-letter inserts, one-by-one prune deletes); Deletes count
+	// and dead-letter inserts, one-by-one prune deletes, the outbox's
+	// cooldown and entry writes and one-by-one decisions); Deletes count
 	// the entities prune deleted.
 	Reads, Queries, Transactions, Writes, Inserts, Deletes int64
 	// Conflicts are transactions that failed because another writer got
