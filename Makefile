@@ -12,8 +12,11 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-run: ## replay the bundled demo day through the real pipeline (in-memory state)
-	$(GO) run ./cmd/kvwatch replay
+run: ## replay the bundled demo day through the real pipeline (in-memory state), then its daily digest
+	$(GO) build -o bin/kvwatch ./cmd/kvwatch
+	bin/kvwatch replay
+	@echo
+	bin/kvwatch digest --period daily
 
 test: vet unit fuzz-short ## every test: vet, unit and integration tests, short fuzz runs
 

@@ -42,6 +42,7 @@ import (
 	"github.com/kvwatch/kvwatch/internal/rules"
 	"github.com/kvwatch/kvwatch/internal/ruletest"
 	"github.com/kvwatch/kvwatch/internal/state"
+	"github.com/kvwatch/kvwatch/internal/stats"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -55,6 +56,8 @@ Usage:
   kvwatch rules check                      validate the configuration, listing every error
   kvwatch rules test [DIR]                 run rule tests (no DIR: the default pack's own)
   kvwatch alerts test                      send a test alert through the configured receivers and routes
+  kvwatch digest --period daily|weekly|monthly [--at TIME] [--zone Z] [--html FILE] [--chart FILE] [PATH...]
+                                           preview a digest (no PATH: the bundled demo day)
   kvwatch demo write DIR                   write the bundled demo day as PT1H.json blobs
   kvwatch version                          print the version
 
@@ -95,6 +98,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = rulesCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "alerts":
 		err = alertsCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "digest":
+		err = digestCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "demo":
 		err = demoCmd(args[1:], stdout)
 	case "version", "--version":
@@ -193,11 +198,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	store := st.State
 	en := detect.New(rs, settings, detect.Options{Store: store, Sink: disp, Log: log})
 	hb := heartbeat.New(heartbeatOptions(cfg, store, nil))
-	proc := &pipeline.Pipeline{Letters: letters, Dedup: pipeline.NewDedup(dedupSize), Next: hb.Stage(en), Log: log}
+	// Statistics for the digests are kept on the ingest path, before detection.
+	proc := &pipeline.Pipeline{Letters: letters, Dedup: pipeline.NewDedup(dedupSize),
+		Next: hb.Stage(stats.New(store).Stage(en)), Log: log}
 	timers := map[string]handlers.TimerFunc{
 		"Housekeeping": func(ctx context.Context, _ handlers.TimerInfo) ([]string, error) {
 			rep, err := disp.Flush(ctx)
 			if err != nil {
+				return nil, err
+			}
+			// The monthly trend needs the previous month's day statistics.
+			if _, err := stats.Prune(ctx, store, time.Now().AddDate(0, 0, -100)); err != nil {
 				return nil, err
 			}
 			return []string{fmt.Sprintf("kvwatch: housekeeping: %d alerts delivered, %d still retrying, %d given up",

@@ -1,0 +1,93 @@
+package digest_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kvwatch/kvwatch/internal/alert"
+	"github.com/kvwatch/kvwatch/internal/config"
+	"github.com/kvwatch/kvwatch/internal/delivery"
+	"github.com/kvwatch/kvwatch/internal/demo"
+	"github.com/kvwatch/kvwatch/internal/detect"
+	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/ingest"
+	"github.com/kvwatch/kvwatch/internal/notify"
+	"github.com/kvwatch/kvwatch/internal/pack"
+	"github.com/kvwatch/kvwatch/internal/pipeline"
+	"github.com/kvwatch/kvwatch/internal/rules"
+	"github.com/kvwatch/kvwatch/internal/state"
+	"github.com/kvwatch/kvwatch/internal/stats"
+)
+
+// world is the demo replayed through ingest → stats → detection →
+// delivery, in memory, on event time.
+type world struct {
+	store  *state.Memory
+	outbox *delivery.Memory
+	raw    [][]byte
+}
+
+// build replays the demo days given (the zero time: the standard day).
+// Two receivers: "console" takes every alert; "secops" takes high and
+// critical ones and answers the critical one with a temporary failure, so
+// the digest shows a delivery still pending.
+func build(tb testing.TB, days ...time.Time) *world {
+	tb.Helper()
+	ctx := context.Background()
+	f, err := config.Parse("kvwatch.yaml", pack.Config, config.Options{Getenv: func(string) string { return "" }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rs, settings, err := rules.Compile(f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := &world{store: state.NewMemory(), outbox: delivery.NewMemory()}
+	var latest time.Time
+	cooldowns := map[string]time.Duration{}
+	for _, r := range rs {
+		cooldowns[r.ID] = r.Cooldown
+	}
+	disp := delivery.New(delivery.Options{
+		Outbox: w.outbox,
+		Receivers: map[string]delivery.Notifier{
+			"console": delivery.NotifierFunc(func(context.Context, *alert.Alert) error { return nil }),
+			"secops": delivery.NotifierFunc(func(_ context.Context, a *alert.Alert) error {
+				if a.Severity == finding.Critical {
+					return notify.Temporary(errors.New("HTTP 503: service unavailable"), 0)
+				}
+				return nil
+			}),
+		},
+		Routes: []delivery.Route{
+			{Receivers: []string{"secops"}, MinSeverity: finding.High, Continue: true},
+			{Receivers: []string{"console"}},
+		},
+		Cooldowns: cooldowns, Instance: "test", Log: zerolog.Nop(),
+		Now: func() time.Time { return latest },
+	})
+	sink := detect.SinkFunc(func(ctx context.Context, fs []finding.Finding) error {
+		for _, f := range fs {
+			if f.LastEvent.After(latest) {
+				latest = f.LastEvent
+			}
+		}
+		return disp.Found(ctx, fs)
+	})
+	en := detect.New(rs, settings, detect.Options{Store: w.store, Sink: sink, Log: zerolog.Nop()})
+	proc := &pipeline.Pipeline{Dedup: pipeline.NewDedup(200_000), Next: stats.New(w.store).Stage(en), Log: zerolog.Nop()}
+	var dec ingest.Decoder
+	for _, d := range days {
+		for _, b := range demo.Generate(demo.Options{Day: d}) {
+			w.raw = append(w.raw, b.Data)
+			if _, err := proc.Process(ctx, dec.File(b.Path, b.Data)); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	return w
+}
