@@ -53,6 +53,7 @@ const usage = `kvwatch watches Azure Key Vault audit logs.
 Usage:
   kvwatch serve [--port N]                 run as the Azure Functions custom handler
   kvwatch replay [flags] [PATH...]         replay archived logs (no PATH: the bundled demo day)
+  kvwatch consume [flags]                  read the Event Hub directly, outside Azure Functions
   kvwatch rules check                      validate the configuration, listing every error
   kvwatch rules test [DIR]                 run rule tests (no DIR: the default pack's own)
   kvwatch alerts test                      send a test alert through the configured receivers and routes
@@ -94,6 +95,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = serve(ctx, args[1:], getenv, stdout, stderr)
 	case "replay":
 		err = replayCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "consume":
+		err = consumeCmd(ctx, args[1:], getenv, stdout, stderr, wireConsume)
 	case "rules":
 		err = rulesCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "alerts":
@@ -168,63 +171,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		maxBody = n
 	}
-	st, err := openStores(ctx, getenv, log)
+	rt, err := wireRuntime(ctx, *cfgPath, getenv, stdout, log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	letters := st.Letters
-	cfg, err := loadConfig(*cfgPath, getenv)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	rs, settings, err := rules.Compile(cfg)
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("compile rules: %w", err)
-	}
-	httpClient := &http.Client{Timeout: 30 * time.Second}
-	receivers, err := buildReceivers(cfg, httpClient, stdout, log)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	disp, err := buildDispatcher(cfg, rs, st.Outbox, receivers, log)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	store := st.State
-	en := detect.New(rs, settings, detect.Options{Store: store, Sink: disp, Log: log})
-	hb := heartbeat.New(heartbeatOptions(cfg, store, nil))
-	// Statistics for the digests are kept on the ingest path, before detection.
-	proc := &pipeline.Pipeline{Letters: letters, Dedup: pipeline.NewDedup(dedupSize),
-		Next: hb.Stage(stats.New(store).Stage(en)), Log: log}
-	timers := map[string]handlers.TimerFunc{
-		"Housekeeping": func(ctx context.Context, _ handlers.TimerInfo) ([]string, error) {
-			rep, err := disp.Flush(ctx)
-			if err != nil {
-				return nil, err
-			}
-			// The monthly trend needs the previous month's day statistics.
-			if _, err := stats.Prune(ctx, store, time.Now().AddDate(0, 0, -100)); err != nil {
-				return nil, err
-			}
-			return []string{fmt.Sprintf("kvwatch: housekeeping: %d alerts delivered, %d still retrying, %d given up",
-				rep.Delivered, rep.Retrying, rep.Undelivered)}, nil
-		},
-		"LoggingSilence": func(ctx context.Context, _ handlers.TimerInfo) ([]string, error) {
-			fs, err := hb.Check(ctx)
-			if err != nil {
-				return nil, err
-			}
-			if err := disp.Found(ctx, fs); err != nil {
-				return nil, err
-			}
-			return []string{fmt.Sprintf("kvwatch: logging silence: %d changes", len(fs))}, nil
-		},
-	}
+	proc, letters, timers := rt.Proc, rt.Letters, rt.Timers
 	h := handlers.New(handlers.Config{MaxBody: maxBody, Letters: letters, Timers: timers}, proc, log)
 	return handlers.Serve(ctx, ln, h, *grace, log)
 }
@@ -433,6 +385,79 @@ func buildDispatcher(cfg *config.File, rs []*rules.Rule, out delivery.Outbox, re
 		o.Now = now[0]
 	}
 	return delivery.New(o), nil
+}
+
+// runtime is what serve and consume run: the pipeline, where its dead
+// letters go, and the timer functions.
+type runtime struct {
+	Proc    *pipeline.Pipeline
+	Letters deadletter.Sink
+	Timers  map[string]handlers.TimerFunc
+}
+
+// wireRuntime builds everything once: stores, rules, receivers, delivery,
+// the pipeline (dedup → heartbeat → statistics → detection → delivery) and
+// the timers. It is the only place the pipeline is assembled.
+func wireRuntime(ctx context.Context, cfgPath string, getenv func(string) string, stdout io.Writer, log zerolog.Logger) (runtime, error) {
+	st, err := openStores(ctx, getenv, log)
+	if err != nil {
+		return runtime{}, err
+	}
+	cfg, err := loadConfig(cfgPath, getenv)
+	if err != nil {
+		return runtime{}, err
+	}
+	rs, settings, err := rules.Compile(cfg)
+	if err != nil {
+		return runtime{}, fmt.Errorf("compile rules: %w", err)
+	}
+	receivers, err := buildReceivers(cfg, &http.Client{Timeout: 30 * time.Second}, stdout, log)
+	if err != nil {
+		return runtime{}, err
+	}
+	disp, err := buildDispatcher(cfg, rs, st.Outbox, receivers, log)
+	if err != nil {
+		return runtime{}, err
+	}
+	store := st.State
+	en := detect.New(rs, settings, detect.Options{Store: store, Sink: disp, Log: log})
+	hb := heartbeat.New(heartbeatOptions(cfg, store, nil))
+	proc := &pipeline.Pipeline{Letters: st.Letters, Dedup: pipeline.NewDedup(dedupSize),
+		Next: hb.Stage(stats.New(store).Stage(en)), Log: log}
+	timers := map[string]handlers.TimerFunc{
+		"Housekeeping": func(ctx context.Context, _ handlers.TimerInfo) ([]string, error) {
+			rep, err := disp.Flush(ctx)
+			if err != nil {
+				return nil, err
+			}
+			// The monthly trend needs the previous month's day statistics.
+			if _, err := stats.Prune(ctx, store, time.Now().AddDate(0, 0, -100)); err != nil {
+				return nil, err
+			}
+			return []string{fmt.Sprintf("kvwatch: housekeeping: %d alerts delivered, %d still retrying, %d given up",
+				rep.Delivered, rep.Retrying, rep.Undelivered)}, nil
+		},
+		"LoggingSilence": func(ctx context.Context, _ handlers.TimerInfo) ([]string, error) {
+			fs, err := hb.Check(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if err := disp.Found(ctx, fs); err != nil {
+				return nil, err
+			}
+			return []string{fmt.Sprintf("kvwatch: logging silence: %d changes", len(fs))}, nil
+		},
+	}
+	return runtime{Proc: proc, Letters: st.Letters, Timers: timers}, nil
+}
+
+// wireConsume adapts wireRuntime for kvwatch consume.
+func wireConsume(ctx context.Context, d consumeDeps) (consumeWiring, error) {
+	rt, err := wireRuntime(ctx, d.ConfigPath, d.Getenv, d.Stdout, d.Log)
+	if err != nil {
+		return consumeWiring{}, err
+	}
+	return consumeWiring{Proc: rt.Proc, Letters: rt.Letters, Timers: rt.Timers}, nil
 }
 
 // heartbeatOptions reads settings.logging_silence.

@@ -222,6 +222,7 @@ var requiredSettings = map[string]string{
 // Settings that must never be set: they contradict Flex Consumption or the
 // identity-only design.
 var forbiddenSettings = map[string]string{
+	"KVWATCH_EVENTHUB_CONNECTION_STRING":       "a SAS connection string, for kvwatch consume only: the app receives with its identity",
 	"FUNCTIONS_WORKER_RUNTIME":                 "Flex declares the runtime in functionAppConfig.runtime",
 	"FUNCTIONS_EXTENSION_VERSION":              "set by the platform on Flex",
 	"WEBSITE_RUN_FROM_PACKAGE":                 "Flex deploys from its blob container",
@@ -238,6 +239,8 @@ var forbiddenSettings = map[string]string{
 // name the code reads that is not listed here fails TestCodeSettingsAreSet:
 // decide whether the Bicep must set it, and list it.
 var codeSettings = map[string]string{
+	"KVWATCH_EVENTHUB_NAMESPACE":           "alt",      // kvwatch consume, outside Functions (the app uses EventHubConnection__fullyQualifiedNamespace)
+	"KVWATCH_EVENTHUB_CONNECTION_STRING":   "never",    // kvwatch consume only: a SAS connection string
 	"FUNCTIONS_CUSTOMHANDLER_PORT":         "host",     // set by the Functions host
 	"FUNCTIONS_HTTPWORKER_PORT":            "host",     // set by the Functions host
 	"KVWATCH_LOG_LEVEL":                    "bicep",    // appsettings.bicep
