@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -20,6 +21,8 @@ import (
 	"github.com/kvwatch/kvwatch/internal/digest"
 	"github.com/kvwatch/kvwatch/internal/finding"
 	"github.com/kvwatch/kvwatch/internal/logger"
+	"github.com/kvwatch/kvwatch/internal/notify"
+	stdoutnotify "github.com/kvwatch/kvwatch/internal/notify/stdout"
 	"github.com/kvwatch/kvwatch/internal/pipeline"
 	"github.com/kvwatch/kvwatch/internal/replay"
 	"github.com/kvwatch/kvwatch/internal/rules"
@@ -36,7 +39,9 @@ const previewReceiver = "preview"
 // [--zone ZONE] [--html FILE] [--chart FILE] [--send] [PATH...]` replays
 // PATHs (no PATH: the bundled demo day) into memory through ingest,
 // statistics, detection and delivery (to a preview receiver that sends
-// nothing), computes the digest and prints it as text.
+// nothing), computes the digest and prints it as text; with --send it
+// sends it instead to the receivers the routes pick for digests (see
+// digestTargets), saying on stderr what each answered.
 func digestCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("digest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -45,7 +50,7 @@ func digestCmd(ctx context.Context, args []string, getenv func(string) string, s
 	zoneName := fs.String("zone", "", "IANA time zone of the periods (default: settings.business_hours.zone, else UTC)")
 	htmlPath := fs.String("html", "", "also write the HTML digest to FILE, the chart embedded as a data: URL")
 	chartPath := fs.String("chart", "", "also write the chart to FILE (PNG)")
-	send := fs.Bool("send", false, "send the digest through the configured receivers")
+	send := fs.Bool("send", false, "send the digest to the receivers the routes pick for digests (rules: [digest] or tags: [digest]; with no routes, every receiver) instead of printing it")
 	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
@@ -53,9 +58,6 @@ func digestCmd(ctx context.Context, args []string, getenv func(string) string, s
 	period, err := digest.ParsePeriod(*periodName)
 	if err != nil {
 		return usageError{err}
-	}
-	if *send {
-		return usageError{errors.New("digest --send: sending digests through receivers is not wired yet; run without --send to preview")}
 	}
 	cfg, err := loadConfig(*cfgPath, getenv)
 	if err != nil {
@@ -152,7 +154,18 @@ func digestCmd(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	if _, err := io.WriteString(stdout, digest.Text(r)); err != nil {
+	if *send {
+		receivers, err := buildReceivers(cfg, &http.Client{Timeout: 30 * time.Second}, stdout, log)
+		if err != nil {
+			return err
+		}
+		if len(receivers) == 0 {
+			receivers["stdout"] = stdoutnotify.New(stdoutnotify.Config{}, stdout)
+		}
+		if err := sendDigestNow(ctx, r, dc.Routes, receivers, stderr); err != nil {
+			return err
+		}
+	} else if _, err := io.WriteString(stdout, digest.Text(r)); err != nil {
 		return err
 	}
 	if *htmlPath != "" {
@@ -187,4 +200,32 @@ func parseAt(s string, zone *time.Location) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("--at %q: not RFC 3339 nor YYYY-MM-DD[THH:MM[:SS]]", s)
+}
+
+// sendDigestNow sends a digest to the receivers routes pick for digests,
+// once each, and says on w what each answered. Receivers that cannot take
+// digests are skipped; no receiver at all, or a failed send, is an error.
+func sendDigestNow(ctx context.Context, r *digest.Report, routes []delivery.Route, receivers map[string]delivery.Notifier, w io.Writer) error {
+	id := digestID(r)
+	targets, skipped := digestTargets(routes, receivers)
+	for _, name := range skipped {
+		fmt.Fprintf(w, "digest %s: receiver %s does not take digests, skipped\n", id, name)
+	}
+	if len(targets) == 0 {
+		return fmt.Errorf("digest %s: no receiver takes digests (route them with rules: [digest] or tags: [digest])", id)
+	}
+	var errs []error
+	for _, t := range targets {
+		if err := t.Sender.SendDigest(ctx, r); err != nil {
+			msg := notify.Redact(err.Error())
+			fmt.Fprintf(w, "digest %s: sending to %s failed: %s\n", id, t.Name, msg)
+			errs = append(errs, fmt.Errorf("%s: %s", t.Name, msg))
+			continue
+		}
+		fmt.Fprintf(w, "digest %s: sent to %s\n", id, t.Name)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("digest %s not sent everywhere: %w", id, errors.Join(errs...))
+	}
+	return nil
 }

@@ -420,11 +420,22 @@ func wireRuntime(ctx context.Context, cfgPath string, getenv func(string) string
 		return runtime{}, err
 	}
 	store := st.State
+	dc, err := delivery.Compile(cfg)
+	if err != nil {
+		return runtime{}, fmt.Errorf("delivery configuration: %w", err)
+	}
+	zone := time.UTC
+	if z := cfg.Settings.BusinessHours.Zone; z != "" {
+		if zone, err = time.LoadLocation(z); err != nil {
+			return runtime{}, fmt.Errorf("settings.business_hours.zone: %w", err)
+		}
+	}
 	en := detect.New(rs, settings, detect.Options{Store: store, Sink: disp, Log: log})
 	hb := heartbeat.New(heartbeatOptions(cfg, store, nil))
 	proc := &pipeline.Pipeline{Letters: st.Letters, Dedup: pipeline.NewDedup(dedupSize),
 		Next: hb.Stage(stats.New(store).Stage(en)), Log: log}
 	timers := map[string]handlers.TimerFunc{
+		"Digest": digestTimer(store, st.Outbox, receivers, dc.Routes, zone, time.Now, log),
 		"Housekeeping": func(ctx context.Context, _ handlers.TimerInfo) ([]string, error) {
 			rep, err := disp.Flush(ctx)
 			if err != nil {

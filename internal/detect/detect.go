@@ -64,6 +64,10 @@ type Engine struct {
 	mark  struct {
 		ch        chan struct{}
 		watermark int64 // newest event time seen (unix seconds)
+		// partitions holds, per Event Hubs partition this process served
+		// lately, its newest event time and when it was last heard from:
+		// pruning waits for the slowest of them.
+		partitions map[string][2]int64
 		pruned    int64 // watermark at the last prune
 	}
 }
@@ -182,12 +186,16 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 	work := map[gkey]*groupWork{}
 	var order []*groupWork
 	var newest int64
+	partition := ""
 	gkeys := make([]string, en.sigs)
 	have := make([]bool, en.sigs)
 	for i := range events {
 		e := &events[i]
 		clear(have)
 		t := e.Time.Unix()
+		if e.Source.HasSequence {
+			partition = e.Source.Partition
+		}
 		if t > newest {
 			newest = t
 		}
@@ -286,7 +294,7 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 			return pipeline.Result{}, fmt.Errorf("hand on findings: %w", err)
 		}
 	}
-	if err := en.maybePrune(ctx, newest); err != nil {
+	if err := en.maybePrune(ctx, newest, partition); err != nil {
 		return pipeline.Result{}, err
 	}
 	return pipeline.Result{Findings: added}, nil
@@ -316,12 +324,31 @@ func tuple(e *audit.Event, fields []string) string {
 
 // maybePrune drops state older than each rule's horizon behind the newest
 // event seen, at most once per bucket of event-time progress.
-func (en *Engine) maybePrune(ctx context.Context, newest int64) error {
+func (en *Engine) maybePrune(ctx context.Context, newest int64, partition string) error {
 	<-en.mark.ch
 	if newest > en.mark.watermark {
 		en.mark.watermark = newest
 	}
 	wm := en.mark.watermark
+	// A partition behind the others (a slow one, one retrying a batch)
+	// holds pruning back, as long as it was heard from in the last
+	// ten minutes: state its late records need is kept for it.
+	if partition != "" {
+		if en.mark.partitions == nil {
+			en.mark.partitions = map[string][2]int64{}
+		}
+		p := en.mark.partitions[partition]
+		en.mark.partitions[partition] = [2]int64{max(p[0], newest), en.now().Unix()}
+	}
+	now := en.now().Unix()
+	for id, p := range en.mark.partitions {
+		switch {
+		case now-p[1] > 600:
+			delete(en.mark.partitions, id)
+		case p[0] < wm:
+			wm = p[0]
+		}
+	}
 	due := wm-en.mark.pruned >= int64(blockDur/time.Second)
 	if due {
 		en.mark.pruned = wm
