@@ -59,6 +59,7 @@ Usage:
   kvwatch alerts test                      send a test alert through the configured receivers and routes
   kvwatch digest --period daily|weekly|monthly [--at TIME] [--zone Z] [--html FILE] [--chart FILE] [PATH...]
                                            preview a digest (no PATH: the bundled demo day)
+  kvwatch state prune [--at TIME]          delete detection state no rule needs any more (Table Storage)
   kvwatch demo write DIR                   write the bundled demo day as PT1H.json blobs
   kvwatch version                          print the version
 
@@ -103,6 +104,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = alertsCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "digest":
 		err = digestCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "state":
+		err = stateCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "demo":
 		err = demoCmd(args[1:], stdout)
 	case "version", "--version":
@@ -583,6 +586,54 @@ func rulesCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if len(results) == 0 {
 		return errors.New("no rule tests found")
 	}
+	return nil
+}
+
+// stateCmd: `kvwatch state prune` deletes window state older than every
+// rule's horizon before --at (default now), and day statistics older than
+// 100 days. The Housekeeping timer does the same for statistics; detection
+// prunes its windows as event time advances.
+func stateCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "prune" {
+		return usageError{errors.New("usage: kvwatch state prune [--config FILE] [--at RFC3339]")}
+	}
+	fs := flag.NewFlagSet("state prune", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
+	at := fs.String("at", "", "prune as if the newest event were at this time (RFC 3339; default now)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err}
+	}
+	when := time.Now().UTC()
+	if *at != "" {
+		t, err := time.Parse(time.RFC3339, *at)
+		if err != nil {
+			return usageError{fmt.Errorf("--at: %w", err)}
+		}
+		when = t
+	}
+	log := logger.New(logger.Options{Level: "warn", Console: true, Err: stderr})
+	st, err := openStores(ctx, getenv, log)
+	if err != nil {
+		return err
+	}
+	if !st.Durable {
+		return errors.New("no Table Storage configured: in-memory state has nothing to prune")
+	}
+	rs, settings, err := loadRules(*cfgPath, getenv)
+	if err != nil {
+		return err
+	}
+	en := detect.New(rs, settings, detect.Options{Store: st.State, Log: log})
+	n, err := en.PruneBefore(ctx, when)
+	if err != nil {
+		return err
+	}
+	days, err := stats.Prune(ctx, st.State, when.AddDate(0, 0, -100))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "pruned %d window entities and %d days of statistics\n", n, days)
 	return nil
 }
 

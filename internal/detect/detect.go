@@ -68,7 +68,7 @@ type Engine struct {
 		// lately, its newest event time and when it was last heard from:
 		// pruning waits for the slowest of them.
 		partitions map[string][2]int64
-		pruned    int64 // watermark at the last prune
+		pruned     int64 // watermark at the last prune
 	}
 }
 
@@ -357,18 +357,27 @@ func (en *Engine) maybePrune(ctx context.Context, newest int64, partition string
 	if !due {
 		return nil
 	}
-	_, err := en.store.Prune(ctx, func(k state.Key) bool {
+	_, err := en.PruneBefore(ctx, time.Unix(wm, 0))
+	return err
+}
+
+// PruneBefore deletes the window state no rule needs any more when the
+// newest event is at wm: blocks that ended more than the rule's horizon
+// (window plus lateness, or its history) before wm. It returns how many
+// entities it deleted.
+func (en *Engine) PruneBefore(ctx context.Context, wm time.Time) (int, error) {
+	n, err := en.store.Prune(ctx, func(k state.Key) bool {
 		h, ok := en.horizon[k.Rule]
 		if !ok || k.Block < 0 {
 			return false
 		}
 		end := blockEnd(en.ruleKind(k.Rule), k.Block)
-		return end < wm-int64(h/time.Second)
+		return end < wm.Unix()-int64(h/time.Second)
 	})
 	if err != nil {
-		return fmt.Errorf("prune state: %w", err)
+		return n, fmt.Errorf("prune state: %w", err)
 	}
-	return nil
+	return n, nil
 }
 
 func (en *Engine) ruleKind(id string) rules.Kind {
