@@ -2,26 +2,32 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kvwatch/kvwatch/internal/alert"
 	"github.com/kvwatch/kvwatch/internal/delivery"
 	"github.com/kvwatch/kvwatch/internal/finding"
 	"github.com/kvwatch/kvwatch/internal/logger"
+	"github.com/kvwatch/kvwatch/internal/printer"
 )
 
 // alertsCmd: `kvwatch alerts test` sends one test alert to every receiver
 // the routes would choose for a high-severity alert, and says what each
 // answered.
 func alertsCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "list" || args[0] == "show" || args[0] == "resend") {
+		return alertsOutbox(ctx, args, getenv, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "test" {
-		return usageError{errors.New("usage: kvwatch alerts test [--config FILE]")}
+		return usageError{errors.New("usage: kvwatch alerts list [-n N] | show ID | resend ID | test [--config FILE]")}
 	}
 	fs := flag.NewFlagSet("alerts test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -78,4 +84,97 @@ func alertsCmd(ctx context.Context, args []string, getenv func(string) string, s
 		return fmt.Errorf("%d of %d receivers failed", failed, len(routed))
 	}
 	return nil
+}
+
+// alertsOutbox lists, shows and resends alerts from the outbox in Table
+// Storage: what was sent, to whom, and what each receiver answered.
+func alertsOutbox(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("alerts "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	n := fs.Int("n", 20, "how many recent alerts to list")
+	cfgPath := fs.String("config", "", "kvwatch.yaml (for resend: receivers and routes)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err}
+	}
+	log := logger.New(logger.Options{Level: "warn", Console: true, Err: stderr})
+	st, err := openStores(ctx, getenv, log)
+	if err != nil {
+		return err
+	}
+	if !st.Durable {
+		return errors.New("no Table Storage configured: the outbox of a running kvwatch lives there (KVWATCH_TABLE_CONNECTION_STRING or KVWATCH_TABLE_ENDPOINT)")
+	}
+	switch args[0] {
+	case "list":
+		es, err := st.Outbox.Recent(ctx, *n)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			a := e.Alert
+			var states []string
+			for _, name := range sortedKeys(e.Receivers) {
+				r := e.Receivers[name]
+				states = append(states, name+":"+string(r.State))
+			}
+			fmt.Fprintf(stdout, "%s  %s  %-8s %-32s %-20s %s\n", a.ID, a.Created.Format(time.RFC3339),
+				a.Severity, a.Rule, printer.Safe(a.Vault), strings.Join(states, " "))
+		}
+		return nil
+	case "show", "resend":
+		if fs.NArg() != 1 {
+			return usageError{fmt.Errorf("usage: kvwatch alerts %s ID", args[0])}
+		}
+		e, err := st.Outbox.Get(ctx, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if e == nil {
+			return fmt.Errorf("no alert %s in the outbox", fs.Arg(0))
+		}
+		if args[0] == "show" {
+			b, err := json.MarshalIndent(e, "", "  ")
+			if err != nil {
+				return err
+			}
+			_, err = stdout.Write(append(b, '\n'))
+			return err
+		}
+		cfg, err := loadConfig(*cfgPath, getenv)
+		if err != nil {
+			return err
+		}
+		receivers, err := buildReceivers(cfg, &http.Client{Timeout: 30 * time.Second}, stdout, log)
+		if err != nil {
+			return err
+		}
+		failed := 0
+		for _, name := range sortedKeys(e.Receivers) {
+			r, ok := receivers[name]
+			if !ok {
+				fmt.Fprintf(stdout, "%-20s not configured any more\n", name)
+				continue
+			}
+			if err := r.Notify(ctx, e.Alert); err != nil {
+				failed++
+				fmt.Fprintf(stdout, "%-20s FAILED: %v\n", name, err)
+				continue
+			}
+			fmt.Fprintf(stdout, "%-20s accepted\n", name)
+		}
+		if failed > 0 {
+			return fmt.Errorf("%d receivers failed", failed)
+		}
+		return nil
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
 }

@@ -56,6 +56,7 @@ Usage:
   kvwatch consume [flags]                  read the Event Hub directly, outside Azure Functions
   kvwatch rules check                      validate the configuration, listing every error
   kvwatch rules test [DIR]                 run rule tests (no DIR: the default pack's own)
+  kvwatch alerts list|show ID|resend ID    alerts in the outbox (Table Storage) and their delivery
   kvwatch alerts test                      send a test alert through the configured receivers and routes
   kvwatch digest --period daily|weekly|monthly [--at TIME] [--zone Z] [--html FILE] [--chart FILE] [PATH...]
                                            preview a digest (no PATH: the bundled demo day)

@@ -315,3 +315,44 @@ func TestReplayTableMatchesMemoryAndIsIdempotent(t *testing.T) {
 		t.Fatalf("state prune: %s %s", stdout.String(), stderr.String())
 	}
 }
+
+func TestAlertsListShowResend(t *testing.T) {
+	conn := azurite.Start(t)
+	var got []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got = append(got, string(b))
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer hook.Close()
+	cfg := filepath.Join(t.TempDir(), "kvwatch.yaml")
+	os.WriteFile(cfg, []byte("receivers:\n  - name: hook\n    webhook: {url: \"${HOOK}\"}\n"), 0o644)
+	env := map[string]string{"KVWATCH_TABLE_CONNECTION_STRING": conn, "KVWATCH_TABLE_PREFIX": fmt.Sprintf("a%d", time.Now().UnixNano()%1e9),
+		"HOOK": hook.URL, "KVWATCH_CONFIG": cfg}
+	getenv := func(k string) string { return env[k] }
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"replay", "--state", "table", "--send"}, getenv, &out, &out); code != 0 {
+		t.Fatal(out.String())
+	}
+	sent := len(got)
+	if sent == 0 {
+		t.Fatal("replay --send sent nothing")
+	}
+	var list bytes.Buffer
+	if code := run(context.Background(), []string{"alerts", "list", "-n", "100"}, getenv, &list, &out); code != 0 {
+		t.Fatal(out.String())
+	}
+	lines := strings.Split(strings.TrimSpace(list.String()), "\n")
+	if len(lines) != sent || !strings.Contains(lines[0], "hook:delivered") {
+		t.Fatalf("%d alerts listed, %d sent:\n%s", len(lines), sent, list.String())
+	}
+	id := strings.Fields(lines[0])[0]
+	var show bytes.Buffer
+	if code := run(context.Background(), []string{"alerts", "show", id}, getenv, &show, &out); code != 0 || !strings.Contains(show.String(), `"id": "`+id+`"`) {
+		t.Fatalf("show: %s %s", show.String(), out.String())
+	}
+	var resend bytes.Buffer
+	if code := run(context.Background(), []string{"alerts", "resend", id}, getenv, &resend, &out); code != 0 || len(got) != sent+1 {
+		t.Fatalf("resend: %s %s (%d sent)", resend.String(), out.String(), len(got))
+	}
+}
