@@ -74,8 +74,9 @@ func (n *Notifier) SendDigest(ctx context.Context, d Digest) error {
 	return notify.Wrap(n.name, n.postBody(ctx, body))
 }
 
-// postBody sends one rendered body through the pace, as send does for
-// alerts.
+// postBody sends one rendered body (an alert's or a digest's message)
+// through the pace: 2xx is accepted; timeouts, 429 and 5xx are temporary;
+// no error quotes the webhook's query.
 func (n *Notifier) postBody(ctx context.Context, body []byte) error {
 	if err := n.pace.wait(ctx); err != nil {
 		return notify.Temporary(fmt.Errorf("waiting for the webhook's pace: %w", err), 0)

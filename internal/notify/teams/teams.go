@@ -12,13 +12,9 @@
 package teams
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -82,33 +78,7 @@ func (n *Notifier) send(ctx context.Context, a *alert.Alert) error {
 	if err != nil {
 		return notify.Permanent(err)
 	}
-	if err := n.pace.wait(ctx); err != nil {
-		return notify.Temporary(fmt.Errorf("waiting for the webhook's pace: %w", err), 0)
-	}
-	rctx, cancel := context.WithTimeout(ctx, n.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, n.url, bytes.NewReader(body))
-	if err != nil {
-		return notify.Permanent(fmt.Errorf("request to %s: %s", notify.RedactURL(n.url), notify.Redact(err.Error())))
-	}
-	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	req.Header.Set("User-Agent", "kvwatch")
-	resp, err := n.client.Do(req)
-	if err != nil {
-		// net/http quotes the whole URL, signature included.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			ue.URL = notify.RedactURL(n.url)
-		}
-		if ctx.Err() == nil && errors.Is(rctx.Err(), context.DeadlineExceeded) {
-			return notify.Temporary(fmt.Errorf("no answer from %s within %s", notify.RedactURL(n.url), n.timeout), 0)
-		}
-		return notify.Temporary(err, 0)
-	}
-	defer resp.Body.Close()
-	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
-	return notify.FromStatus(resp, string(excerpt), n.now())
+	return n.postBody(ctx, body)
 }
 
 // limiter is a token bucket holding one token, refilled at rate per second:
