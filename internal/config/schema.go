@@ -42,6 +42,9 @@ type DeliverySettings struct {
 	// MaxReminder caps the exponential re-alerting interval for a
 	// condition that persists (cooldown, 2×, 4×, …); default 24h.
 	MaxReminder Duration `yaml:"max_reminder"`
+	// GroupWait holds a new alert this long, adding the findings of the
+	// same rule and vault that arrive meanwhile; default 0 (send at once).
+	GroupWait Duration `yaml:"group_wait"`
 }
 
 // ReceiverSpec is one receiver: a name and exactly one of the kinds.

@@ -39,9 +39,9 @@ func (c *clock) Add(d time.Duration) {
 
 func fnd(rule, caller string, at time.Time) finding.Finding {
 	f := finding.Finding{Rule: rule, Title: rule, Severity: finding.High, Kind: "threshold",
-		Group:      []finding.Pair{{Field: "vault", Value: "kv1"}, {Field: "caller", Value: caller}},
-		Vault:      "kv1", FirstEvent: at, LastEvent: at.Add(time.Minute), WindowStart: at, Count: 30,
-		Summary:    rule + " by " + caller, Period: at.Truncate(time.Hour)}
+		Group: []finding.Pair{{Field: "vault", Value: "kv1"}, {Field: "caller", Value: caller}},
+		Vault: "kv1", FirstEvent: at, LastEvent: at.Add(time.Minute), WindowStart: at, Count: 30,
+		Summary: rule + " by " + caller, Period: at.Truncate(time.Hour)}
 	f.ID = finding.NewID(rule, "kv1|"+caller, at, "")
 	return f
 }
@@ -310,5 +310,40 @@ mute_intervals:
 	if _, err := delivery.Compile(bad); err == nil || !strings.Contains(err.Error(), `no receiver named "b"`) ||
 		!strings.Contains(err.Error(), "silences[0].starts") || !strings.Contains(err.Error(), "name at least one") {
 		t.Errorf("compile errors: %v", err)
+	}
+}
+
+// With a group wait, findings of one rule and vault arriving within it
+// make one alert, sent when the wait is over.
+func TestGroupWait(t *testing.T) {
+	r := newReceiver(t)
+	clk := &clock{t: t0}
+	d := newDispatcher(t, delivery.NewMemory(), clk, map[string]string{"hook": r.srv.URL},
+		func(o *delivery.Options) { o.GroupWait = 30 * time.Second })
+	found := func(caller string) {
+		t.Helper()
+		if err := d.Found(context.Background(), []finding.Finding{fnd("burst", caller, clk.Now())}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	found("alice")
+	clk.Add(10 * time.Second)
+	found("bob")
+	found("bob") // handed on again: no change
+	if len(r.got()) != 0 {
+		t.Fatal("sent before the group wait was over")
+	}
+	clk.Add(25 * time.Second)
+	d.Flush(context.Background())
+	got := r.got()
+	if len(got) != 1 || len(got[0].Findings) != 2 {
+		t.Fatalf("want one alert with both findings, got %d alerts: %+v", len(got), got)
+	}
+	clk.Add(10 * time.Second)
+	found("carol") // the group was sent: a new alert
+	clk.Add(31 * time.Second)
+	d.Flush(context.Background())
+	if got := r.got(); len(got) != 2 || len(got[1].Findings) != 1 {
+		t.Fatalf("want a second alert for the late finding, got %d", len(got))
 	}
 }

@@ -46,9 +46,13 @@ type Options struct {
 	MaxBackoff  time.Duration // default 10m
 	MaxReminder time.Duration // default 24h
 	Lease       time.Duration // how long a sender holds an alert; default 1m
-	Instance    string        // names this process in leases
-	Now         func() time.Time
-	Log         zerolog.Logger
+	// GroupWait holds a new alert this long before sending it, and adds
+	// to it the findings of the same rule and vault that arrive meanwhile;
+	// 0 (the default) sends at once.
+	GroupWait time.Duration
+	Instance  string // names this process in leases
+	Now       func() time.Time
+	Log       zerolog.Logger
 }
 
 // DefaultCooldown applies to findings of rules with no known cooldown.
@@ -132,9 +136,31 @@ func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
 		return err
 	}
 	for _, a := range alerts {
+		if d.o.GroupWait > 0 {
+			into, err := d.joinOpen(ctx, a)
+			if err != nil {
+				return err
+			}
+			if into != "" {
+				for _, f := range a.Findings {
+					decisions[f.ID] = Decision{Alert: into}
+				}
+				continue
+			}
+		}
 		e := d.entry(a)
+		if d.o.GroupWait > 0 {
+			for _, r := range e.Receivers {
+				r.Next = a.Created.Add(d.o.GroupWait)
+			}
+		}
 		if _, err := d.o.Outbox.Add(ctx, e); err != nil {
 			return fmt.Errorf("delivery: outbox: %w", err)
+		}
+		if d.o.GroupWait > 0 {
+			if err := d.openGroup(ctx, a); err != nil {
+				return err
+			}
 		}
 		for _, f := range a.Findings {
 			decisions[f.ID] = Decision{Alert: a.ID}
@@ -152,6 +178,76 @@ func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
 	}
 	_, err = d.Flush(ctx)
 	return err
+}
+
+// groupKey names the open group of a rule and vault (group wait).
+func groupKey(a *alert.Alert) string { return "group|" + a.Rule + "|" + a.Vault }
+
+// openGroup records a as the open alert of its rule and vault.
+func (d *Dispatcher) openGroup(ctx context.Context, a *alert.Alert) error {
+	for i := 0; i < 8; i++ {
+		c, err := d.o.Outbox.Cooldown(ctx, groupKey(a))
+		if err != nil {
+			return fmt.Errorf("delivery: group: %w", err)
+		}
+		c.Last, c.LastFinding = a.Created, a.ID
+		if err := d.o.Outbox.SetCooldown(ctx, groupKey(a), c); !errors.Is(err, ErrConflict) {
+			if err != nil {
+				return fmt.Errorf("delivery: group: %w", err)
+			}
+			return nil
+		}
+	}
+	return nil // another writer opened a group meanwhile: theirs wins
+}
+
+// joinOpen adds a's findings to the open alert of the same rule and vault
+// if one was created within the group wait and nothing was sent from it
+// yet, and returns that alert's ID ("" when a must stand alone). The
+// group's alert keeps its ID; findings already in it are not added again.
+func (d *Dispatcher) joinOpen(ctx context.Context, a *alert.Alert) (string, error) {
+	c, err := d.o.Outbox.Cooldown(ctx, groupKey(a))
+	if err != nil {
+		return "", fmt.Errorf("delivery: group: %w", err)
+	}
+	if c.LastFinding == "" || a.Created.Sub(c.Last) >= d.o.GroupWait || c.LastFinding == a.ID {
+		return "", nil
+	}
+	for i := 0; i < 8; i++ {
+		e, err := d.o.Outbox.Get(ctx, c.LastFinding)
+		if err != nil {
+			return "", fmt.Errorf("delivery: outbox: %w", err)
+		}
+		if e == nil {
+			return "", nil
+		}
+		for _, r := range e.Receivers {
+			if r.State != Pending || r.Attempts > 0 || !r.Lease.IsZero() {
+				return "", nil // already on its way: a new alert
+			}
+		}
+		have := map[string]bool{}
+		for _, f := range e.Alert.Findings {
+			have[f.ID] = true
+		}
+		fs := append([]finding.Finding(nil), e.Alert.Findings...)
+		for _, f := range a.Findings {
+			if !have[f.ID] {
+				fs = append(fs, f)
+			}
+		}
+		merged := alert.New(fs, e.Alert.Created)
+		merged.ID, merged.Repeat = e.Alert.ID, max(e.Alert.Repeat, a.Repeat)
+		merged.Suppressed = e.Alert.Suppressed + a.Suppressed
+		e.Alert = merged
+		switch err := d.o.Outbox.Put(ctx, e); {
+		case err == nil:
+			return e.Alert.ID, nil
+		case !errors.Is(err, ErrConflict):
+			return "", fmt.Errorf("delivery: outbox: %w", err)
+		}
+	}
+	return "", nil
 }
 
 // unclaimed drops from alerts the findings that another attempt or
