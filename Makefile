@@ -91,11 +91,12 @@ package: ## build dist/app (host.json, functions, binary, kvwatch.yaml) and dist
 CARDS_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: render-cards
-render-cards: ## render the Teams cards to docs/teams-alert.png and docs/teams-digest.png
+render-cards: ## render the Teams cards to docs/teams-alert.png, docs/teams-digest.png, docs/teams-daily-digest.png
 	@command -v chromium >/dev/null || { $(CARDS_SUDO) apt-get update && $(CARDS_SUDO) apt-get install -y chromium fonts-liberation fonts-dejavu-core; }
 	cd tools/cards && npm ci --no-audit --no-fund
 	mkdir -p docs
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(GO) run ./internal/notify/teams/cmd/cardjson -out "$$tmp/alert.json" && \
 	$(GO) run ./internal/notify/teams/cmd/cardjson -digest 500 -out "$$tmp/digest.json" && \
-	node tools/cards/render.mjs "$$tmp/alert.json" docs/teams-alert.png "$$tmp/digest.json" docs/teams-digest.png
+	$(GO) run ./cmd/kvwatch digest --period daily --card "$$tmp/daily.json" >/dev/null && \
+	node tools/cards/render.mjs "$$tmp/alert.json" docs/teams-alert.png "$$tmp/digest.json" docs/teams-digest.png "$$tmp/daily.json" docs/teams-daily-digest.png

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -50,6 +51,7 @@ func digestCmd(ctx context.Context, args []string, getenv func(string) string, s
 	zoneName := fs.String("zone", "", "IANA time zone of the periods (default: settings.business_hours.zone, else UTC)")
 	htmlPath := fs.String("html", "", "also write the HTML digest to FILE, the chart embedded as a data: URL")
 	chartPath := fs.String("chart", "", "also write the chart to FILE (PNG)")
+	cardPath := fs.String("card", "", "also write the Teams Adaptive Card to FILE (JSON)")
 	send := fs.Bool("send", false, "send the digest to the receivers the routes pick for digests (rules: [digest] or tags: [digest]; with no routes, every receiver) instead of printing it")
 	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
 	if err := fs.Parse(args); err != nil {
@@ -174,6 +176,15 @@ func digestCmd(ctx context.Context, args []string, getenv func(string) string, s
 			return err
 		}
 		if err := os.WriteFile(*htmlPath, []byte(h), 0o644); err != nil {
+			return err
+		}
+	}
+	if *cardPath != "" {
+		b, err := json.MarshalIndent(digest.Card(r), "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*cardPath, b, 0o644); err != nil {
 			return err
 		}
 	}
