@@ -253,4 +253,3 @@ func sanitize(s string) string {
 		return r
 	}, s)
 }
-

@@ -338,7 +338,6 @@ func TestPortFromEnv(t *testing.T) {
 	}
 }
 
-
 type panicker struct{}
 
 func (panicker) Consume(context.Context, []audit.Event) (pipeline.Result, error) {

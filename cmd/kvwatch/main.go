@@ -61,6 +61,8 @@ Usage:
   kvwatch digest --period daily|weekly|monthly [--at TIME] [--zone Z] [--html FILE] [--chart FILE] [PATH...]
                                            preview a digest (no PATH: the bundled demo day)
   kvwatch state prune [--at TIME]          delete detection state no rule needs any more (Table Storage)
+  kvwatch dev                              the demo day through a local Functions host double, Azurite and
+                                           local receivers: see alerts arrive (needs make azurite-install)
   kvwatch demo write DIR                   write the bundled demo day as PT1H.json blobs
   kvwatch version                          print the version
 
@@ -107,6 +109,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = digestCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "state":
 		err = stateCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "dev":
+		err = devCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "demo":
 		err = demoCmd(args[1:], stdout)
 	case "version", "--version":
@@ -175,14 +179,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		maxBody = n
 	}
+	// Serve at once: the host's readiness probe is answered while the
+	// runtime is wired (config, rules, Table Storage), and invocations
+	// wait for it.
+	start := handlers.NewStarting()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- handlers.Serve(sctx, ln, start, *grace, log) }()
 	rt, err := wireRuntime(ctx, *cfgPath, getenv, stdout, log)
 	if err != nil {
-		ln.Close()
+		start.Fail()
+		stop()
+		<-served
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
-	proc, letters, timers := rt.Proc, rt.Letters, rt.Timers
-	h := handlers.New(handlers.Config{MaxBody: maxBody, Letters: letters, Timers: timers}, proc, log)
-	return handlers.Serve(ctx, ln, h, *grace, log)
+	start.Ready(handlers.New(handlers.Config{MaxBody: maxBody, Letters: rt.Letters, Timers: rt.Timers}, rt.Proc, log))
+	return <-served
 }
 
 func replayCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -146,21 +147,35 @@ func New(ctx context.Context, client *aztables.ServiceClient, opts Options) (*St
 	}
 	ob := opts.Prefix + OutboxTable // valid when the others are: shorter than deadletters
 	s := &Store{opts: opts, cache: newCache(opts.CacheEntries, opts.CacheBytes)}
-	for _, t := range []struct {
+	// The tables are created in parallel: a cold start waits for one round
+	// trip, not four.
+	tables := []struct {
 		name string
 		c    **aztables.Client
-	}{{st, &s.state}, {fi, &s.findings}, {dl, &s.deadletters}, {ob, &s.outbox}} {
-		err := s.call(ctx, "create table "+t.name, func(ctx context.Context) error {
-			_, err := client.CreateTable(ctx, t.name, nil)
-			return err
-		})
-		if code, ok := errorCode(err); ok && code == string(aztables.TableAlreadyExists) {
-			err = nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("tablestore: create table %s: %w", t.name, err)
-		}
-		*t.c = client.NewClient(t.name)
+	}{{st, &s.state}, {fi, &s.findings}, {dl, &s.deadletters}, {ob, &s.outbox}}
+	errs := make([]error, len(tables))
+	var wg sync.WaitGroup
+	for i, t := range tables {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.call(ctx, "create table "+t.name, func(ctx context.Context) error {
+				_, err := client.CreateTable(ctx, t.name, nil)
+				return err
+			})
+			if code, ok := errorCode(err); ok && code == string(aztables.TableAlreadyExists) {
+				err = nil
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("tablestore: create table %s: %w", t.name, err)
+				return
+			}
+			*t.c = client.NewClient(t.name)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
