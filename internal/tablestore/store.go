@@ -43,7 +43,7 @@ type Options struct {
 	// starting with a letter.
 	Prefix string
 	// CacheEntries and CacheBytes bound the per-instance cache of entities
-	// and their ETags (default 20000 entities and about 128 MiB of memory,
+	// and their ETags (default 20000 entities and about 64 MiB of memory,
 	// estimated from the entities' size). A negative CacheEntries turns the
 	// cache off.
 	CacheEntries int
@@ -69,7 +69,7 @@ func (o *Options) defaults() {
 		o.CacheEntries = 20000
 	}
 	if o.CacheBytes == 0 {
-		o.CacheBytes = 128 << 20
+		o.CacheBytes = 64 << 20
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 16
