@@ -226,6 +226,16 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 			if !have[sg] {
 				gkeys[sg], have[sg] = r.GroupKey(e), true
 			}
+			c := contrib{ev: int32(i), second: b, t: t, stream: stream, pos: pos}
+			switch r.Kind {
+			case rules.Distinct:
+				c.value = e.Field(r.Field)
+			case rules.NewValue:
+				c.value = tuple(e, r.Fields)
+			}
+			if c.value == "" && (r.Kind == rules.Distinct || r.Kind == rules.NewValue) {
+				continue // nothing to count: no work for the group either
+			}
 			g := gkeys[sg]
 			k := gkey{ri, g}
 			w := work[k]
@@ -233,19 +243,6 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 				w = &groupWork{rule: r, ri: ri, group: g}
 				work[k] = w
 				order = append(order, w)
-			}
-			c := contrib{ev: int32(i), second: b, t: t, stream: stream, pos: pos}
-			switch r.Kind {
-			case rules.Distinct:
-				c.value = e.Field(r.Field)
-				if c.value == "" {
-					continue
-				}
-			case rules.NewValue:
-				c.value = tuple(e, r.Fields)
-				if c.value == "" {
-					continue
-				}
 			}
 			w.contribs = append(w.contribs, c)
 		}

@@ -1,6 +1,7 @@
 package detect_test
 
 import (
+	"strings"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -477,5 +478,39 @@ func TestFindingsAreHandedOnAgainAfterASinkFailure(t *testing.T) {
 	}
 	if len(got) != 1 || res.Findings != 0 {
 		t.Fatalf("retry handed on %d findings (want 1) and counted %d new (want 0: recorded the first time)", len(got), res.Findings)
+	}
+}
+
+// A batch whose events all lack the field a distinct or new-value rule
+// reads gives that rule's group nothing to count: no finding, and no
+// panic (the load run found one: a group with no contributions).
+func TestEventsWithoutTheFieldCountNothing(t *testing.T) {
+	h := newHarness(t, `
+rules:
+  - id: many-secrets
+    kind: distinct
+    match: {families: [secret], kinds: [read]}
+    group_by: [caller]
+    field: object_name
+    window: 10m
+    count: 2
+    cooldown: 30m
+  - id: new-ip
+    kind: new_value
+    match: {families: [secret]}
+    group_by: [vault]
+    fields: [ip]
+    learning: 0s
+    horizon: 30d
+`)
+	noName := func(e *audit.Event) { e.ObjectName, e.CallerIP = "", "" }
+	h.feed(t, []audit.Event{ev("a", t0, 1, noName), ev("a", t0.Add(time.Second), 2, noName)})
+	if len(h.found) != 0 {
+		t.Fatalf("findings from events without the field: %v", h.ids())
+	}
+	// The same groups still count once events carry the field.
+	h.feed(t, []audit.Event{ev("a", t0.Add(2*time.Second), 3), ev("a", t0.Add(3*time.Second), 4)})
+	if ids := h.ids(); len(ids) != 1 || !strings.HasPrefix(ids[0], "many-secrets|") {
+		t.Fatalf("findings %v, want one many-secrets", ids)
 	}
 }
