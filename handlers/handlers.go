@@ -151,7 +151,7 @@ func (h *Handler) auditEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	batch, sum, err, panicked := h.process(ctx, body)
+	batch, sum, err, panicked, stack := h.process(ctx, body)
 	if panicked != nil {
 		// A bug, not bad luck: a retry would panic again and hold the
 		// partition. Keep the body as a dead letter and move on, loudly.
@@ -165,7 +165,7 @@ func (h *Handler) auditEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		log.Error().Str("panic", fmt.Sprint(panicked)).Str("stack", string(debug.Stack())).Msg(msg)
+		log.Error().Str("panic", fmt.Sprint(panicked)).Str("stack", string(stack)).Msg(msg)
 		writeResponse(w, []string{"kvwatch: error: " + msg})
 		return
 	}
@@ -213,17 +213,18 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 }
 
 // process decodes and processes one invocation body, turning a panic into
-// a value instead of a dropped connection.
-func (h *Handler) process(ctx context.Context, body []byte) (batch *ingest.Batch, sum pipeline.Summary, err error, panicked any) {
+// a value instead of a dropped connection, with the stack where it
+// happened (taken before the stack unwinds).
+func (h *Handler) process(ctx context.Context, body []byte) (batch *ingest.Batch, sum pipeline.Summary, err error, panicked any, stack []byte) {
 	defer func() {
 		if p := recover(); p != nil {
-			panicked = p
+			panicked, stack = p, debug.Stack()
 		}
 	}()
 	dec := ingest.Decoder{Binding: h.cfg.Binding, Now: h.cfg.Now}
 	batch = dec.Invocation(body)
 	sum, err = h.proc.Process(ctx, batch)
-	return batch, sum, err, nil
+	return batch, sum, err, nil, nil
 }
 
 func writeResponse(w http.ResponseWriter, logs []string) {

@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -346,8 +347,9 @@ func (panicker) Consume(context.Context, []audit.Event) (pipeline.Result, error)
 
 func TestPanicIsContainedAndDeadLettered(t *testing.T) {
 	letters := &deadletter.Memory{}
+	var logged bytes.Buffer
 	proc := &pipeline.Pipeline{Letters: letters, Next: panicker{}, Log: zerolog.Nop()}
-	srv := httptest.NewServer(handlers.New(handlers.Config{Letters: letters}, proc, zerolog.Nop()))
+	srv := httptest.NewServer(handlers.New(handlers.Config{Letters: letters}, proc, zerolog.New(&logged)))
 	defer srv.Close()
 	body, err := host.Body(batchOf(envelope(record(1, 200, "OK"))), host.StringOfStrings)
 	if err != nil {
@@ -364,6 +366,11 @@ func TestPanicIsContainedAndDeadLettered(t *testing.T) {
 	ls := letters.Letters()
 	if len(ls) != 1 || string(ls[0].Bytes()) != string(body) {
 		t.Fatalf("the whole body must be dead-lettered: %d letters", len(ls))
+	}
+	// The log carries the stack where the panic happened, not where it
+	// was reported: that is what finds the bug.
+	if !strings.Contains(logged.String(), "panicker.Consume") {
+		t.Errorf("the logged stack does not show the panicking function:\n%s", logged.String())
 	}
 	// The server survives.
 	resp, err := srv.Client().Get(srv.URL + "/")
