@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -146,6 +147,9 @@ func newLogger(getenv func(string) string, stdout, stderr io.Writer, level strin
 	return logger.New(logger.Options{Level: level, Out: stdout, Err: stderr})
 }
 
+// defaultMemoryLimit is serve's soft memory limit unless GOMEMLIMIT is set.
+const defaultMemoryLimit = 200 << 20
+
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -169,6 +173,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	log := newLogger(getenv, stdout, stderr, "info")
+	if getenv("GOMEMLIMIT") == "" {
+		// A soft limit: the collector works harder near it rather than
+		// let a 1,000-event batch on top of a full entity cache take the
+		// process past 256 MiB. GOMEMLIMIT overrides it.
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 
 	maxBody := int64(handlers.DefaultMaxBody)
 	if v := getenv("KVWATCH_MAX_BODY_BYTES"); v != "" {
