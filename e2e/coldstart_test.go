@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvwatch/kvwatch/internal/azurite"
+	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
 	"github.com/kvwatch/kvwatch/internal/demo"
 	"github.com/kvwatch/kvwatch/internal/host"
 )
@@ -32,7 +31,7 @@ func BenchmarkColdStart(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			var env []string
 			if c.table {
-				env = []string{"KVWATCH_TABLE_CONNECTION_STRING=" + azurite.Start(b)}
+				env = []string{"KVWATCH_TABLE_CONNECTION_STRING=" + azuritetest.Start(b)}
 			}
 			var ready, first, warm []time.Duration
 			for i := 0; i < b.N; i++ {
@@ -79,19 +78,15 @@ func BenchmarkColdStart(b *testing.B) {
 // coldStartBodies are two invocations of 100 events × 10 records of the
 // demo day, one after the other, as the host sends them.
 func coldStartBodies(b *testing.B) (first, second []byte) {
-	var lines [][]byte
-	for _, blob := range demo.Generate(demo.Options{Day: time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)}) {
-		lines = append(lines, bytes.Split(bytes.TrimSpace(blob.Data), []byte("\n"))...)
-	}
-	if len(lines) < 2000 {
-		b.Fatalf("the demo day has %d records", len(lines))
+	recs := demo.Stream(demo.Options{Day: time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)})
+	if len(recs) < 2000 {
+		b.Fatalf("the demo day has %d records", len(recs))
 	}
 	var bodies [2][]byte
 	for k := range bodies {
 		batch := host.Batch{Namespace: "double.servicebus.windows.net", Hub: "insights-logs-auditevent", ConsumerGroup: "kvwatch", Partition: "0"}
 		for i := k * 1000; i < k*1000+1000; i += 10 {
-			ev := append([]byte(`{"records":[`), bytes.Join(lines[i:i+10], []byte(","))...)
-			batch.Events = append(batch.Events, host.Event{Body: append(ev, "]}"...), Sequence: int64(i / 10), Enqueued: time.Now()})
+			batch.Events = append(batch.Events, host.Event{Body: demo.EventBody(recs[i : i+10]), Sequence: int64(i / 10), Enqueued: time.Now()})
 		}
 		body, err := host.Body(batch, host.StringOfStrings)
 		if err != nil {

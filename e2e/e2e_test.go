@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/kvwatch/kvwatch/internal/alert"
-	"github.com/kvwatch/kvwatch/internal/azurite"
+	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
 	"github.com/kvwatch/kvwatch/internal/demo"
 	"github.com/kvwatch/kvwatch/internal/host"
 )
@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	defer os.RemoveAll(dir)
-	azurite.Main(m)
+	azuritetest.Main(m)
 }
 
 // catcher is the webhook receiver: it can be told to fail for a while.
@@ -124,7 +124,7 @@ type env struct {
 }
 
 func newEnv(t *testing.T) *env {
-	e := &env{t: t, conn: azurite.Start(t), hook: newCatcher(t)}
+	e := &env{t: t, conn: azuritetest.Start(t), hook: newCatcher(t)}
 	e.prefix = fmt.Sprintf("e%d", time.Now().UnixNano()%1_000_000_000)
 	e.cfg = filepath.Join(t.TempDir(), "kvwatch.yaml")
 	os.WriteFile(e.cfg, []byte(fmt.Sprintf(`
@@ -178,30 +178,10 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 // every vault's records in one time order, 10 records per event, events
 // dealt to the partitions round robin.
 func demoHub(partitions int) *host.Hub {
-	type rec struct {
-		at   string
-		line []byte
-	}
-	var recs []rec
-	for _, b := range demo.Generate(demo.Options{}) {
-		for _, l := range bytes.Split(bytes.TrimSpace(b.Data), []byte("\n")) {
-			var r struct {
-				Time string `json:"time"`
-			}
-			_ = json.Unmarshal(l, &r)
-			recs = append(recs, rec{r.Time, l})
-		}
-	}
-	slices.SortStableFunc(recs, func(a, b rec) int { return strings.Compare(a.at, b.at) })
+	recs := demo.Stream(demo.Options{})
 	h := host.NewHub()
 	for i := 0; i*10 < len(recs); i++ {
-		var lines [][]byte
-		for _, r := range recs[i*10 : min(i*10+10, len(recs))] {
-			lines = append(lines, r.line)
-		}
-		body := append([]byte(`{"records":[`), bytes.Join(lines, []byte(","))...)
-		body = append(body, "]}"...)
-		h.Append(fmt.Sprint(i%partitions), body)
+		h.Append(fmt.Sprint(i%partitions), demo.EventBody(recs[i*10:min(i*10+10, len(recs))]))
 	}
 	return h
 }
@@ -346,11 +326,11 @@ func TestStorageOutage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	azurite.Stop()
+	azuritetest.Stop()
 	restarted := make(chan struct{})
 	go func() {
 		time.Sleep(8 * time.Second)
-		azurite.Start(t)
+		azuritetest.Start(t)
 		close(restarted)
 	}()
 	n, attempts, err := h.Deliver(ctx, http.DefaultClient, p.BaseURL, "0", 100, host.StringOfStrings, retry)

@@ -15,28 +15,20 @@ import (
 	"net/http"
 	"net/mail"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/kvwatch/kvwatch/internal/alert"
+	"github.com/kvwatch/kvwatch/internal/azurite"
 	"github.com/kvwatch/kvwatch/internal/demo"
 	"github.com/kvwatch/kvwatch/internal/host"
 	"github.com/kvwatch/kvwatch/internal/printer"
-)
-
-// Azurite's well-known development account (public, documented: not a
-// secret).
-const (
-	devAccount = "devstoreaccount1"
-	devKey     = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 
 // devCmd is `kvwatch dev`: everything a newcomer needs to watch kvwatch
@@ -72,9 +64,9 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return fmt.Errorf("dev: cannot find this binary to run it as serve: %w", err)
 	}
-	tools, err := devAzuriteDir()
+	tools, err := azurite.Tools()
 	if err != nil {
-		return err
+		return fmt.Errorf("dev: %w", err)
 	}
 	work, err := os.MkdirTemp("", "kvwatch-dev-")
 	if err != nil {
@@ -82,12 +74,13 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	defer os.RemoveAll(work)
 
-	az, err := startDevAzurite(ctx, tools, stderr)
+	// Its own process group: Ctrl-C stops serve first, then Azurite.
+	az, err := azurite.Launch(tools, azurite.Options{OwnGroup: true})
 	if err != nil {
-		return err
+		return fmt.Errorf("dev: %w", err)
 	}
-	defer az.stop()
-	out.printf("kvwatch dev: Azurite (Table Storage, in memory) on 127.0.0.1:%d\n", az.port)
+	defer az.Stop()
+	out.printf("kvwatch dev: Azurite (Table Storage, in memory) on 127.0.0.1:%d\n", az.Port)
 
 	hook, err := startWebhookCatcher(out)
 	if err != nil {
@@ -120,8 +113,7 @@ delivery: {max_backoff: 5s}
 	}
 
 	prefix := fmt.Sprintf("dev%d", rand.IntN(1_000_000))
-	conn := fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;TableEndpoint=http://127.0.0.1:%d/%s;",
-		devAccount, devKey, az.port, devAccount)
+	conn := az.ConnectionString()
 	proc, err := host.Start(ctx, exe, []string{"serve"}, []string{
 		"KVWATCH_TABLE_CONNECTION_STRING=" + conn, "KVWATCH_TABLE_PREFIX=" + prefix,
 		"KVWATCH_CONFIG=" + cfg, "KVWATCH_LOG_LEVEL=warn",
@@ -173,90 +165,6 @@ delivery: {max_backoff: 5s}
 
 func demoDay() time.Time { return time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC) }
 
-// devAzuriteDir finds tools/azurite with Azurite installed, from the
-// working directory up.
-func devAzuriteDir() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		tools := filepath.Join(dir, "tools", "azurite")
-		if _, err := os.Stat(filepath.Join(tools, "run.sh")); err == nil {
-			if _, err := os.Stat(filepath.Join(tools, "node_modules", ".bin", "azurite-table")); err != nil {
-				return "", fmt.Errorf("dev: Azurite is not installed in %s: run make azurite-install", tools)
-			}
-			if _, err := exec.LookPath("node"); err != nil {
-				return "", errors.New("dev: Azurite needs Node.js (20) and `node` is not on PATH")
-			}
-			return tools, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("dev: no tools/azurite/run.sh here or above: run kvwatch dev from a kvwatch checkout, after make azurite-install")
-		}
-		dir = parent
-	}
-}
-
-type devAzurite struct {
-	cmd    *exec.Cmd
-	port   int
-	exited chan struct{}
-	out    lockedBuf
-}
-
-// startDevAzurite runs tools/azurite/run.sh (Table service, in memory) on
-// a free loopback port and waits until it answers.
-func startDevAzurite(ctx context.Context, tools string, stderr io.Writer) (*devAzurite, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	a := &devAzurite{port: port, exited: make(chan struct{})}
-	a.cmd = exec.Command("bash", filepath.Join(tools, "run.sh"), "--no-install", "--port", strconv.Itoa(port), "--silent")
-	a.cmd.Dir = tools
-	a.cmd.Stdout, a.cmd.Stderr = &a.out, &a.out
-	if err := a.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("dev: start Azurite: %w", err)
-	}
-	go func() { a.cmd.Wait(); close(a.exited) }()
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-a.exited:
-			return nil, fmt.Errorf("dev: Azurite exited while starting: %s", strings.TrimSpace(a.out.String()))
-		case <-ctx.Done():
-			a.stop()
-			return nil, ctx.Err()
-		default:
-		}
-		if resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/%s/Tables", port, devAccount)); err == nil {
-			resp.Body.Close()
-			return a, nil
-		}
-		if time.Now().After(deadline) {
-			a.stop()
-			return nil, fmt.Errorf("dev: Azurite did not answer within a minute: %s", strings.TrimSpace(a.out.String()))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop asks Azurite to close (SIGINT), then kills it if it lingers.
-func (a *devAzurite) stop() {
-	_ = a.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-a.exited:
-	case <-time.After(10 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-a.exited
-	}
-}
-
 // devClock knows, per partition, the time of the last record of every
 // event, to show how far through the day the stream is.
 type devClock struct {
@@ -268,34 +176,14 @@ type devClock struct {
 // vault's records in one time order, 10 records per event, events dealt
 // to the partitions round robin.
 func devHub(partitions int) (*host.Hub, *devClock) {
-	type rec struct {
-		at   string
-		line []byte
-	}
-	var recs []rec
-	for _, b := range demo.Generate(demo.Options{Day: demoDay()}) {
-		for _, l := range bytes.Split(bytes.TrimSpace(b.Data), []byte("\n")) {
-			var r struct {
-				Time string `json:"time"`
-			}
-			_ = json.Unmarshal(l, &r)
-			recs = append(recs, rec{r.Time, l})
-		}
-	}
-	slices.SortStableFunc(recs, func(a, b rec) int { return strings.Compare(a.at, b.at) })
+	recs := demo.Stream(demo.Options{Day: demoDay()})
 	h := host.NewHub()
 	c := &devClock{last: map[string][]string{}, records: len(recs)}
 	for i := 0; i*10 < len(recs); i++ {
 		chunk := recs[i*10 : min(i*10+10, len(recs))]
-		lines := make([][]byte, len(chunk))
-		for j, r := range chunk {
-			lines[j] = r.line
-		}
-		body := append([]byte(`{"records":[`), bytes.Join(lines, []byte(","))...)
-		body = append(body, "]}"...)
 		p := strconv.Itoa(i % partitions)
-		h.Append(p, body)
-		c.last[p] = append(c.last[p], chunk[len(chunk)-1].at)
+		h.Append(p, demo.EventBody(chunk))
+		c.last[p] = append(c.last[p], string(chunk[len(chunk)-1].Time))
 	}
 	return h, c
 }
@@ -523,25 +411,4 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		p.buf = p.buf[i+1:]
 	}
 	return len(b), nil
-}
-
-// lockedBuf keeps the first MiB of a child's output, for error messages.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.b.Len() < 1<<20 {
-		b.b.Write(p)
-	}
-	return len(p), nil
-}
-
-func (b *lockedBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvwatch/kvwatch/internal/azurite"
+	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
 	"github.com/kvwatch/kvwatch/internal/host"
 )
 
@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	defer os.RemoveAll(dir)
-	azurite.Main(m)
+	azuritetest.Main(m)
 }
 
 func freePort(t *testing.T) int {
@@ -278,7 +278,7 @@ routes:
 // and replaying the same files again into the same tables adds nothing;
 // state prune then empties what no rule needs.
 func TestReplayTableMatchesMemoryAndIsIdempotent(t *testing.T) {
-	conn := azurite.Start(t)
+	conn := azuritetest.Start(t)
 	dir := t.TempDir()
 	var out bytes.Buffer
 	if code := run(context.Background(), []string{"demo", "write", dir}, func(string) string { return "" }, &out, &out); code != 0 {
@@ -317,7 +317,7 @@ func TestReplayTableMatchesMemoryAndIsIdempotent(t *testing.T) {
 }
 
 func TestAlertsListShowResend(t *testing.T) {
-	conn := azurite.Start(t)
+	conn := azuritetest.Start(t)
 	var got []string
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)

@@ -1,14 +1,7 @@
-// Package azurite gives tests a Table Storage endpoint: the one named by
-// KVWATCH_TEST_TABLE_CONNECTION_STRING when that is set, else an Azurite
-// Table service that this package starts (once per test binary) from the
-// copy the project installs in tools/azurite (`make azurite-install`, which
-// `make test` runs).
-//
-// A test package that uses it should stop the process at exit:
-//
-//	func TestMain(m *testing.M) { azurite.Main(m) }
-//
-// (on Linux the process also dies with the test binary if that is killed).
+// Package azurite runs the Azurite Table service the project pins in
+// tools/azurite (package.json and its lock file; `make azurite-install`
+// installs it) on a loopback port: for the tests (through azuritetest),
+// `kvwatch dev` and the load run.
 package azurite
 
 import (
@@ -23,13 +16,8 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
-
-// EnvConnectionString names the variable that points tests at an existing
-// Table endpoint instead of a local Azurite.
-const EnvConnectionString = "KVWATCH_TEST_TABLE_CONNECTION_STRING"
 
 // Azurite's well-known development account (public, documented: not a secret).
 const (
@@ -44,185 +32,130 @@ func ConnectionString(port int) string {
 		Account, Key, port, Account)
 }
 
-const startTimeout = 60 * time.Second
+// StartTimeout bounds how long Launch waits for Azurite to answer.
+const StartTimeout = 60 * time.Second
 
-var srv struct {
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has exited
-	out    *lockedBuffer
-	port   int    // kept across Stop, so a restart listens where clients point
-	dir    string // data location, kept across Stop, removed by Main
-}
-
-// External reports whether tests use an endpoint named by
-// KVWATCH_TEST_TABLE_CONNECTION_STRING (which Stop cannot stop).
-func External() bool { return os.Getenv(EnvConnectionString) != "" }
-
-// Start returns a connection string for a Table endpoint, starting Azurite
-// if needed (and again after Stop, on the same port and with the same
-// data). It fails the test, never skips it, when Azurite cannot be run.
-func Start(t testing.TB) (connString string) {
-	t.Helper()
-	if cs := os.Getenv(EnvConnectionString); cs != "" {
-		return cs
-	}
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	if srv.cmd != nil {
-		select {
-		case <-srv.exited:
-			srv.cmd = nil // died: start it again below
-		default:
-			return ConnectionString(srv.port)
-		}
-	}
-	if err := startLocked(); err != nil {
-		t.Fatalf("azurite: %v", err)
-	}
-	return ConnectionString(srv.port)
-}
-
-// Stop stops the Azurite this package started, if any, and waits for it to
-// exit. Its data and port are kept: Start runs it again on the same port
-// with the same data, as a service coming back after an outage.
-func Stop() {
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	stopLocked()
-}
-
-// Main runs the tests and then stops Azurite and removes its data.
-func Main(m *testing.M) {
-	code := m.Run()
-	srv.mu.Lock()
-	stopLocked()
-	if srv.dir != "" {
-		os.RemoveAll(srv.dir)
-		srv.dir = ""
-	}
-	srv.mu.Unlock()
-	os.Exit(code)
-}
-
-// RepoRoot returns the directory holding go.mod, walking up from the
-// working directory (a test's is its package directory).
-func RepoRoot() (string, error) {
+// Tools returns the tools/azurite directory of the kvwatch checkout at or
+// above the working directory, once it has checked that Azurite is
+// installed there and that Node.js is on PATH.
+func Tools() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
+		tools := filepath.Join(dir, "tools", "azurite")
+		if _, err := os.Stat(filepath.Join(tools, "run.sh")); err == nil {
+			if _, err := os.Stat(filepath.Join(tools, "node_modules", ".bin", "azurite-table")); err != nil {
+				return "", fmt.Errorf("Azurite is not installed in %s: run `make azurite-install` (`make test` does)", tools)
+			}
+			if _, err := exec.LookPath("node"); err != nil {
+				return "", fmt.Errorf("Azurite needs Node.js (20), and `node` is not on PATH: %w", err)
+			}
+			return tools, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
+			return "", errors.New("no tools/azurite/run.sh at or above the working directory: run from a kvwatch checkout")
 		}
 		dir = parent
 	}
 }
 
-func startLocked() error {
-	root, err := RepoRoot()
-	if err != nil {
-		return err
-	}
-	tools := filepath.Join(root, "tools", "azurite")
-	if _, err := os.Stat(filepath.Join(tools, "node_modules", ".bin", "azurite-table")); err != nil {
-		return fmt.Errorf("Azurite is not installed (%s is missing): run `make test`, which installs Azurite "+
-			"(or `make azurite-install` once), or set %s to a Table endpoint",
-			filepath.Join(tools, "node_modules"), EnvConnectionString)
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		return fmt.Errorf("Azurite needs Node.js, and `node` is not on PATH: %v", err)
-	}
-	if srv.dir == "" {
-		d, err := os.MkdirTemp("", "kvwatch-azurite-")
-		if err != nil {
-			return err
-		}
-		srv.dir = d
-	}
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		port := srv.port
-		if port == 0 {
-			if port, err = freePort(); err != nil {
-				return err
-			}
-		} else if attempt > 0 {
-			// A restart must use the same port: it may still be in use
-			// for a moment.
-			time.Sleep(500 * time.Millisecond)
-		}
-		if lastErr = launch(tools, port); lastErr == nil {
-			srv.port = port
-			return nil
-		}
-	}
-	return lastErr
+// Options say how to run Azurite.
+type Options struct {
+	// Port to listen on, on 127.0.0.1; 0 picks a free one.
+	Port int
+	// Dir keeps the data on disk (a restart on the same Dir finds it
+	// again); empty keeps it in memory only.
+	Dir string
+	// OwnGroup runs Azurite in its own process group, so that Ctrl-C at a
+	// terminal reaches only the parent, which stops it in order.
+	OwnGroup bool
 }
 
-func launch(tools string, port int) error {
-	out := &lockedBuffer{}
-	cmd := exec.Command("bash", filepath.Join(tools, "run.sh"), "--no-install",
-		"--port", strconv.Itoa(port), "--location", srv.dir, "--silent")
-	cmd.Dir = tools
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = procAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", cmd.Path, err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+// Server is a running Azurite Table service. On Linux it is killed with
+// the process that launched it, whatever way that ends.
+type Server struct {
+	Port   int
+	cmd    *exec.Cmd
+	exited chan struct{}
+	out    lockedBuffer
+}
 
-	deadline := time.Now().Add(startTimeout)
+// Launch runs tools/azurite/run.sh (which execs Azurite, so the process
+// id is Azurite's own) and waits until it answers HTTP.
+func Launch(tools string, o Options) (*Server, error) {
+	if o.Port == 0 {
+		p, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		o.Port = p
+	}
+	s := &Server{Port: o.Port, exited: make(chan struct{})}
+	args := []string{filepath.Join(tools, "run.sh"), "--no-install", "--port", strconv.Itoa(o.Port), "--silent"}
+	if o.Dir != "" {
+		args = append(args, "--location", o.Dir)
+	}
+	s.cmd = exec.Command("bash", args...)
+	s.cmd.Dir = tools
+	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
+	s.cmd.SysProcAttr = procAttr(o.OwnGroup)
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("azurite: start %s: %w", s.cmd.Path, err)
+	}
+	go func() { s.cmd.Wait(); close(s.exited) }()
+
+	deadline := time.Now().Add(StartTimeout)
 	client := &http.Client{Timeout: time.Second}
-	url := fmt.Sprintf("http://127.0.0.1:%d/%s/Tables", port, Account)
+	url := fmt.Sprintf("http://127.0.0.1:%d/%s/Tables", o.Port, Account)
 	for {
 		select {
-		case <-exited:
-			return fmt.Errorf("Azurite exited while starting on port %d: %s", port, out.String())
+		case <-s.exited:
+			return nil, fmt.Errorf("azurite: exited while starting on port %d: %s", o.Port, s.Output())
 		default:
 		}
 		// Any HTTP answer (403 without credentials) means it serves.
 		if resp, err := client.Get(url); err == nil {
 			resp.Body.Close()
-			srv.cmd, srv.exited, srv.out = cmd, exited, out
-			return nil
+			return s, nil
 		}
 		if time.Now().After(deadline) {
-			kill(cmd, exited)
-			return fmt.Errorf("Azurite did not answer on port %d within %v: %s", port, startTimeout, out.String())
+			s.Stop()
+			return nil, fmt.Errorf("azurite: no answer on port %d within %v: %s", o.Port, StartTimeout, s.Output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-func stopLocked() {
-	if srv.cmd == nil {
-		return
-	}
-	kill(srv.cmd, srv.exited)
-	srv.cmd = nil
-}
+// ConnectionString is the server's connection string.
+func (s *Server) ConnectionString() string { return ConnectionString(s.Port) }
 
-// kill asks Azurite to close (SIGINT: it saves its data and exits), then
-// kills it if it lingers.
-func kill(cmd *exec.Cmd, exited chan struct{}) {
-	_ = cmd.Process.Signal(syscall.SIGINT)
+// Pid is Azurite's process id.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
+// Exited is closed once Azurite has exited.
+func (s *Server) Exited() <-chan struct{} { return s.exited }
+
+// Output is what Azurite printed (its first MiB).
+func (s *Server) Output() string { return s.out.String() }
+
+// Stop asks Azurite to close (SIGINT: it saves its data and exits), kills
+// it if it lingers, and waits for it to exit.
+func (s *Server) Stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGINT)
 	select {
-	case <-exited:
+	case <-s.exited:
 		return
 	case <-time.After(10 * time.Second):
 	}
-	_ = cmd.Process.Kill()
-	<-exited
+	_ = s.cmd.Process.Kill()
+	<-s.exited
 }
 
-func freePort() (int, error) {
+// FreePort returns a loopback port nothing listens on right now.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -239,10 +172,10 @@ type lockedBuffer struct {
 func (b *lockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.b.Len() > 1<<20 {
-		return len(p), nil
+	if b.b.Len() < 1<<20 {
+		b.b.Write(p)
 	}
-	return b.b.Write(p)
+	return len(p), nil
 }
 
 func (b *lockedBuffer) String() string {

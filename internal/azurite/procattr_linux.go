@@ -2,8 +2,9 @@ package azurite
 
 import "syscall"
 
-// procAttr makes the kernel kill Azurite if the test binary dies without
-// stopping it (a panic, a timeout, a kill).
-func procAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+// procAttr makes the kernel kill Azurite if its parent dies without
+// stopping it (a panic, a timeout, a kill), and gives it its own process
+// group when asked.
+func procAttr(ownGroup bool) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: ownGroup}
 }

@@ -4,4 +4,5 @@ package azurite
 
 import "syscall"
 
-func procAttr() *syscall.SysProcAttr { return nil }
+// procAttr: elsewhere than Linux, Azurite runs as a plain child.
+func procAttr(bool) *syscall.SysProcAttr { return nil }

@@ -15,10 +15,10 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
 
-	"github.com/kvwatch/kvwatch/internal/azurite"
+	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
 )
 
-func TestMain(m *testing.M) { azurite.Main(m) }
+func TestMain(m *testing.M) { azuritetest.Main(m) }
 
 const (
 	testNS    = "kvwatch-test.servicebus.windows.net"
@@ -30,7 +30,7 @@ const (
 // the test ends.
 func newTestStore(t *testing.T) *CheckpointStore {
 	t.Helper()
-	c, err := aztables.NewServiceClientFromConnectionString(azurite.Start(t), nil)
+	c, err := aztables.NewServiceClientFromConnectionString(azuritetest.Start(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvwatch/kvwatch/internal/audit"
-	"github.com/kvwatch/kvwatch/internal/azurite"
+	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
 	"github.com/kvwatch/kvwatch/internal/config"
 	"github.com/kvwatch/kvwatch/internal/detect"
 	"github.com/kvwatch/kvwatch/internal/finding"
@@ -340,8 +340,8 @@ func TestTwoInstancesConcurrent(t *testing.T) {
 // deadline, not a hang); once it is back the batch delivered again, and
 // the rest, give exactly the state of an uninterrupted run.
 func TestStorageOutage(t *testing.T) {
-	if azurite.External() {
-		t.Skip("uses an external Table endpoint (" + azurite.EnvConnectionString + "), which the test cannot stop")
+	if azuritetest.External() {
+		t.Skip("uses an external Table endpoint (" + azuritetest.EnvConnectionString + "), which the test cannot stop")
 	}
 	evs := events(5, "0", 600, t0, 40*time.Minute)
 	mem := state.NewMemory()
@@ -356,13 +356,13 @@ func TestStorageOutage(t *testing.T) {
 	for _, b := range bs[:3] {
 		h.mustFeed(t, b)
 	}
-	azurite.Stop()
+	azuritetest.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	start := time.Now()
 	err := h.feed(ctx, bs[3])
 	cancel()
 	took := time.Since(start)
-	azurite.Start(t)
+	azuritetest.Start(t)
 	if err == nil {
 		t.Fatal("a batch went through with the storage down")
 	}

@@ -10,16 +10,16 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
-	"github.com/kvwatch/kvwatch/internal/azurite"
+	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
 	"github.com/kvwatch/kvwatch/internal/state"
 )
 
-func TestMain(m *testing.M) { azurite.Main(m) }
+func TestMain(m *testing.M) { azuritetest.Main(m) }
 
 // serviceClient returns a client on the test Table endpoint.
 func serviceClient(t testing.TB) *aztables.ServiceClient {
 	t.Helper()
-	c, err := aztables.NewServiceClientFromConnectionString(azurite.Start(t), ClientOptions())
+	c, err := aztables.NewServiceClientFromConnectionString(azuritetest.Start(t), ClientOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

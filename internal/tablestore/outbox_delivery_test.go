@@ -19,7 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvwatch/kvwatch/internal/alert"
-	"github.com/kvwatch/kvwatch/internal/azurite"
+	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
 	"github.com/kvwatch/kvwatch/internal/delivery"
 	"github.com/kvwatch/kvwatch/internal/finding"
 	"github.com/kvwatch/kvwatch/internal/notify/webhook"
@@ -354,7 +354,7 @@ func flakyStore(t *testing.T, prefix string, f *flaky) *Store {
 	t.Helper()
 	opts := ClientOptions()
 	opts.Transport = f
-	client, err := aztables.NewServiceClientFromConnectionString(azurite.Start(t), opts)
+	client, err := aztables.NewServiceClientFromConnectionString(azuritetest.Start(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

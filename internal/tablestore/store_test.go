@@ -20,7 +20,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
-	"github.com/kvwatch/kvwatch/internal/azurite"
+	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
 	"github.com/kvwatch/kvwatch/internal/deadletter"
 	"github.com/kvwatch/kvwatch/internal/state"
 )
@@ -238,7 +238,7 @@ func TestLostAnswers(t *testing.T) {
 	}}
 	opts := ClientOptions()
 	opts.Transport = tr
-	client, err := aztables.NewServiceClientFromConnectionString(azurite.Start(t), opts)
+	client, err := aztables.NewServiceClientFromConnectionString(azuritetest.Start(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

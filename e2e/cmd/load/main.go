@@ -64,14 +64,9 @@ import (
 	"time"
 
 	"github.com/kvwatch/kvwatch/internal/alert"
+	"github.com/kvwatch/kvwatch/internal/azurite"
 	"github.com/kvwatch/kvwatch/internal/demo"
 	"github.com/kvwatch/kvwatch/internal/host"
-)
-
-// Azurite's well-known development account (public, documented: not a secret).
-const (
-	azAccount = "devstoreaccount1"
-	azKey     = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat:
@@ -153,10 +148,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	o.bigRecords = min(max(o.bigRecords, 0), o.records)
 
-	root, err := repoRoot()
+	tools, err := azurite.Tools()
 	if err != nil {
 		return err
 	}
+	root := filepath.Dir(filepath.Dir(tools)) // the checkout
 	work, err := os.MkdirTemp("", "kvwatch-load-")
 	if err != nil {
 		return err
@@ -175,17 +171,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("go build: %v\n%s", err, out)
 	}
 
-	az, err := startAzurite(root, work, o.azuriteDisk)
+	// Its own process group: Ctrl-C reaches only this driver, which
+	// stops it after the handlers.
+	ao := azurite.Options{OwnGroup: true}
+	if o.azuriteDisk {
+		ao.Dir = filepath.Join(work, "azurite")
+	}
+	az, err := azurite.Launch(tools, ao)
 	if err != nil {
 		return err
 	}
-	defer az.stop()
-	fmt.Fprintf(stderr, "load: Azurite (pid %d) on 127.0.0.1:%d\n", az.pid(), az.port)
+	defer az.Stop()
+	fmt.Fprintf(stderr, "load: Azurite (pid %d) on 127.0.0.1:%d\n", az.Pid(), az.Port)
 
-	tablePort := az.port
+	tablePort := az.Port
 	var rt *roundTrips
 	if o.count {
-		if rt, err = startProxy(az.port); err != nil {
+		if rt, err = startProxy(az.Port); err != nil {
 			return err
 		}
 		defer rt.close()
@@ -207,8 +209,7 @@ receivers:
 		return err
 	}
 	prefix := fmt.Sprintf("load%d", rand.IntN(1_000_000))
-	conn := fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;TableEndpoint=http://127.0.0.1:%d/%s;",
-		azAccount, azKey, tablePort, azAccount)
+	conn := azurite.ConnectionString(tablePort)
 
 	hs := make([]*handler, o.handlers)
 	for i := range hs {
@@ -295,45 +296,16 @@ func produce(ctx context.Context, o options, t0 time.Time, deadline time.Time, p
 	}()
 	bigAt := t0.Add(time.Duration(float64(o.limit) * (1 - float64(o.bigRecords)/float64(o.records))))
 	made, n, part := 0, 0, 0
-	type rec struct {
-		at   []byte
-		line []byte
-	}
-	var recs []rec
 	for d := 0; ; d++ {
-		day := o.start.AddDate(0, 0, d)
-		recs = recs[:0]
-		for _, b := range demo.Generate(demo.Options{Seed: o.seed + int64(d), Day: day}) {
-			data := bytes.TrimSpace(b.Data)
-			for len(data) > 0 {
-				line := data
-				if i := bytes.IndexByte(data, '\n'); i >= 0 {
-					line, data = data[:i], data[i+1:]
-				} else {
-					data = nil
-				}
-				recs = append(recs, rec{recordTime(line), line})
-			}
-		}
-		slices.SortStableFunc(recs, func(a, b rec) int { return bytes.Compare(a.at, b.at) })
+		recs := demo.Stream(demo.Options{Seed: o.seed + int64(d), Day: o.start.AddDate(0, 0, d)})
 		days.Add(1)
 		for i := 0; i < len(recs); {
 			if part == 0 && o.bigRecords > 0 && (o.records-made <= o.bigRecords || time.Now().After(bigAt)) {
 				part = 1
 			}
 			k := min(o.eventRecords, len(recs)-i, o.records-made)
-			var body bytes.Buffer
-			body.Grow(k * 1400)
-			body.WriteString(`{"records":[`)
-			for j, r := range recs[i : i+k] {
-				if j > 0 {
-					body.WriteByte(',')
-				}
-				body.Write(r.line)
-			}
-			body.WriteString("]}")
 			select {
-			case parts[n%len(parts)] <- event{body: body.Bytes(), records: k, part: part}:
+			case parts[n%len(parts)] <- event{body: demo.EventBody(recs[i : i+k]), records: k, part: part}:
 			case <-ctx.Done():
 				return
 			}
@@ -345,26 +317,6 @@ func produce(ctx context.Context, o options, t0 time.Time, deadline time.Time, p
 			}
 		}
 	}
-}
-
-// recordTime returns the "time" value of a record as Azure writes it
-// (first member, fixed-width): records sort by it as strings.
-func recordTime(line []byte) []byte {
-	i := bytes.Index(line, []byte(`"time"`))
-	if i < 0 {
-		return nil
-	}
-	rest := line[i+len(`"time"`):]
-	q := bytes.IndexByte(rest, '"')
-	if q < 0 {
-		return nil
-	}
-	rest = rest[q+1:]
-	e := bytes.IndexByte(rest, '"')
-	if e < 0 {
-		return nil
-	}
-	return rest[:e]
 }
 
 // function.json's retry policy.
@@ -544,9 +496,9 @@ type result struct {
 	bigAt        time.Duration // when the first big batch was posted
 }
 
-func stream(ctx context.Context, o options, hs []*handler, az *azurite, rt *roundTrips, stderr io.Writer) (*result, error) {
+func stream(ctx context.Context, o options, hs []*handler, az *azurite.Server, rt *roundTrips, stderr io.Writer) (*result, error) {
 	res := &result{parts: [2]*partStats{{}, {}}, cpu: map[string]float64{}}
-	pids := map[string]int{"azurite": az.pid(), "driver": os.Getpid()}
+	pids := map[string]int{"azurite": az.Pid(), "driver": os.Getpid()}
 	for _, h := range hs {
 		pids["handler "+h.name] = h.p.Cmd.Process.Pid
 	}
@@ -556,7 +508,7 @@ func stream(ctx context.Context, o options, hs []*handler, az *azurite, rt *roun
 	}
 	// Node runs Azurite's JavaScript on its main thread (task id = pid):
 	// that one thread at a full core is Azurite's ceiling.
-	azMain := fmt.Sprintf("/proc/%d/task/%d/stat", az.pid(), az.pid())
+	azMain := fmt.Sprintf("/proc/%d/task/%d/stat", az.Pid(), az.Pid())
 	azMain0 := cpuSecondsFile(azMain)
 	if rt != nil {
 		res.reqs0 = rt.counts()
@@ -652,7 +604,7 @@ func stream(ctx context.Context, o options, hs []*handler, az *azurite, rt *roun
 			running = false
 		case <-tick.C:
 		}
-		s := sample{at: time.Since(res.t0), records: done.Load(), azRSS: procStatus(az.pid(), "VmRSS")}
+		s := sample{at: time.Since(res.t0), records: done.Load(), azRSS: procStatus(az.Pid(), "VmRSS")}
 		hwm := make([]int64, len(hs))
 		for i, h := range hs {
 			s.rss = append(s.rss, procStatus(h.p.Cmd.Process.Pid, "VmRSS"))
@@ -668,7 +620,7 @@ func stream(ctx context.Context, o options, hs []*handler, az *azurite, rt *roun
 			lastHWM = hwm
 			res.samples = append(res.samples, s)
 		}
-		if h := procStatus(az.pid(), "VmHWM"); h > 0 {
+		if h := procStatus(az.Pid(), "VmHWM"); h > 0 {
 			res.azHWM = h
 		}
 		if now := time.Now(); now.Sub(lastProgress) >= o.progress || !running {
@@ -768,82 +720,6 @@ func cpuSecondsFile(path string) float64 {
 	u, _ := strconv.ParseInt(f[11], 10, 64) // field 14
 	k, _ := strconv.ParseInt(f[12], 10, 64) // field 15
 	return float64(u+k) / clockTicks
-}
-
-type azurite struct {
-	cmd    *exec.Cmd
-	port   int
-	dir    string
-	exited chan struct{}
-	out    bytes.Buffer
-}
-
-func (a *azurite) pid() int { return a.cmd.Process.Pid }
-
-// startAzurite runs tools/azurite/run.sh on a free loopback port. run.sh
-// execs Azurite, so the process id is Azurite's own.
-func startAzurite(root, work string, disk bool) (*azurite, error) {
-	tools := filepath.Join(root, "tools", "azurite")
-	if _, err := os.Stat(filepath.Join(tools, "node_modules", ".bin", "azurite-table")); err != nil {
-		return nil, errors.New("Azurite is not installed in tools/azurite: run make azurite-install")
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	a := &azurite{port: port, exited: make(chan struct{})}
-	args := []string{filepath.Join(tools, "run.sh"), "--no-install", "--port", strconv.Itoa(port), "--silent"}
-	if disk {
-		a.dir = filepath.Join(work, "azurite")
-		args = append(args, "--location", a.dir)
-	}
-	a.cmd = exec.Command("bash", args...)
-	a.cmd.Dir = tools
-	a.cmd.Stdout, a.cmd.Stderr = &a.out, &a.out
-	// Its own process group (Ctrl-C reaches only this driver, which stops
-	// it), and killed with the driver if that dies.
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := a.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() { a.cmd.Wait(); close(a.exited) }()
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-a.exited:
-			return nil, fmt.Errorf("Azurite exited while starting: %s", a.out.String())
-		default:
-		}
-		if resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/%s/Tables", port, azAccount)); err == nil {
-			resp.Body.Close()
-			return a, nil
-		}
-		if time.Now().After(deadline) {
-			a.stop()
-			return nil, fmt.Errorf("Azurite did not answer within a minute: %s", a.out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (a *azurite) stop() {
-	_ = a.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-a.exited:
-	case <-time.After(10 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-a.exited
-	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // roundTrips is a pass-through TCP proxy in front of Azurite that counts
@@ -1003,23 +879,6 @@ func startCatcher() (*catcher, error) {
 
 func (c *catcher) close() { c.srv.Close() }
 
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(b, []byte("module github.com/kvwatch/kvwatch\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from inside the kvwatch repository (no go.mod of github.com/kvwatch/kvwatch above the working directory)")
-		}
-		dir = parent
-	}
-}
-
 // logProblems returns the first lines of a handler's log (warn level and
 // above, JSON lines).
 func logProblems(path string) string {
@@ -1045,7 +904,7 @@ func logProblems(path string) string {
 // ---------------------------------------------------------------------------
 // Figures.
 
-func report(w io.Writer, o options, r *result, hs []*handler, az *azurite, rt *roundTrips, hook *catcher) {
+func report(w io.Writer, o options, r *result, hs []*handler, az *azurite.Server, rt *roundTrips, hook *catcher) {
 	mainPart, big := r.parts[0], r.parts[1]
 	records := mainPart.records + big.records
 	wall := r.t1.Sub(r.t0)
