@@ -54,6 +54,8 @@ bench: azurite-install ## benchmarks; every ratio is measured within one run
 	$(GO) test -run '^$$' -bench BenchmarkDefaultPack -benchtime 1x -timeout 30m ./internal/detect/
 	$(GO) test -run '^$$' -bench BenchmarkAlertLatency -benchtime 500x ./handlers/
 	KVWATCH_BENCH_DAYS=7 $(GO) test -run '^$$' -bench BenchmarkTableRoundTrips -benchtime 1x -timeout 30m ./internal/tablestore/
+	$(GO) test -run '^$$' -bench BenchmarkStats -benchtime 3x ./internal/stats/
+	$(GO) test -run '^$$' -bench BenchmarkOutboxRoundTrips -benchtime 200x ./internal/tablestore/
 	$(GO) test -run '^$$' -bench BenchmarkColdStart -benchtime 20x ./e2e/
 
 # The sustained load run (docs/performance.md): 10 million records through

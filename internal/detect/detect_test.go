@@ -1,11 +1,11 @@
 package detect_test
 
 import (
-	"strings"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
