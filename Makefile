@@ -60,8 +60,8 @@ bench: azurite-install ## benchmarks; every ratio is measured within one run
 
 # The sustained load run (docs/performance.md): 10 million records through
 # the host double into two kvwatch serve processes with their state in
-# Azurite, at most LOADTIME of streaming. The last lines are the figures.
-LOADTIME ?= 45m
+# Azurite, at most LOADTIME (75m) of streaming; about 50 minutes on a 2-core machine. The last lines are the figures.
+LOADTIME ?= 75m
 LOADRECORDS ?= 10000000
 
 .PHONY: load

@@ -108,7 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.records, "records", 10_000_000, "stop after this many records")
-	fs.DurationVar(&o.limit, "time", 45*time.Minute, "stop after this long (streaming time, not counting build and start)")
+	fs.DurationVar(&o.limit, "time", 75*time.Minute, "stop after this long (streaming time, not counting build and start)")
 	fs.IntVar(&o.batch, "batch", 100, "events per batch (host.json maxEventBatchSize)")
 	fs.IntVar(&o.bigBatch, "big-batch", 1000, "events per batch in the last part of the run, measured on its own (0: no such part)")
 	fs.IntVar(&o.bigRecords, "big-records", 1_000_000, "records delivered in -big-batch batches at the end of the run")
