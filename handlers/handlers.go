@@ -103,7 +103,10 @@ func fromLoopback(remote string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func (h *Handler) ready(w http.ResponseWriter, _ *http.Request) {
+func (h *Handler) ready(w http.ResponseWriter, _ *http.Request) { writeReady(w) }
+
+// writeReady is the answer to the host's readiness probe.
+func writeReady(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = io.WriteString(w, `{"status":"ready"}`)
 }

@@ -41,8 +41,7 @@ func (s *Starting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case <-s.ready:
 	default:
 		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.URL.Path == "/" {
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write([]byte(`{"status":"ready"}`))
+			writeReady(w)
 			return
 		}
 		select {

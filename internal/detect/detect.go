@@ -226,15 +226,18 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 			if !have[sg] {
 				gkeys[sg], have[sg] = r.GroupKey(e), true
 			}
+			// A value to count comes first: an event without one gives its
+			// group no work (a group with no contributions is not evaluated).
 			c := contrib{ev: int32(i), second: b, t: t, stream: stream, pos: pos}
 			switch r.Kind {
 			case rules.Distinct:
-				c.value = e.Field(r.Field)
+				if c.value = e.Field(r.Field); c.value == "" {
+					continue
+				}
 			case rules.NewValue:
-				c.value = tuple(e, r.Fields)
-			}
-			if c.value == "" && (r.Kind == rules.Distinct || r.Kind == rules.NewValue) {
-				continue // nothing to count: no work for the group either
+				if c.value = tuple(e, r.Fields); c.value == "" {
+					continue
+				}
 			}
 			g := gkeys[sg]
 			k := gkey{ri, g}
