@@ -120,3 +120,20 @@ type Store interface {
 	// (negative) are never offered to drop.
 	Prune(ctx context.Context, drop func(Key) bool) (int, error)
 }
+
+type streamKey struct{}
+
+// WithStream says which input stream (an Event Hubs partition, a file:
+// audit.Source.Position's stream) the updates made with ctx apply. A store
+// that logs updates per stream (tablestore.Journal) writes them to that
+// stream's log, whose single writer at a time makes applying the stream's
+// positions exactly once hold across instances.
+func WithStream(ctx context.Context, stream string) context.Context {
+	return context.WithValue(ctx, streamKey{}, stream)
+}
+
+// StreamOf returns the stream WithStream set, or "".
+func StreamOf(ctx context.Context) string {
+	s, _ := ctx.Value(streamKey{}).(string)
+	return s
+}

@@ -1,0 +1,165 @@
+package state_test
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/kvwatch/kvwatch/internal/state"
+)
+
+func canon(e *state.Entity) string {
+	b, err := json.Marshal(e)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// randomEntity builds an entity from a seed: the shapes detect, stats and
+// heartbeat write (sorted and chronological value lists, spans, tallies).
+func randomEntity(r *rand.Rand) *state.Entity {
+	e := &state.Entity{}
+	str := func() string { return string(rune('a' + r.IntN(8))) }
+	if r.IntN(2) == 0 {
+		e.Applied = map[string]int64{}
+		for range r.IntN(3) + 1 {
+			e.Applied["p:"+str()] = r.Int64N(100)
+		}
+	}
+	fill := func(m *map[int64]int64) {
+		if r.IntN(2) == 0 {
+			*m = map[int64]int64{}
+			for range r.IntN(4) + 1 {
+				(*m)[r.Int64N(6)-1] = r.Int64N(5)
+			}
+		}
+	}
+	fill(&e.Counts)
+	fill(&e.Counts2)
+	if r.IntN(2) == 0 {
+		e.Tally = map[string]int64{}
+		for range r.IntN(4) + 1 {
+			e.Tally[str()] = r.Int64N(9)
+		}
+	}
+	if r.IntN(2) == 0 {
+		e.Values = map[int64][]string{}
+		for range r.IntN(3) + 1 {
+			var vs []string
+			for range r.IntN(5) + 1 {
+				if v := str(); !slices.Contains(vs, v) {
+					vs = append(vs, v)
+				}
+			}
+			if r.IntN(2) == 0 {
+				slices.Sort(vs)
+			}
+			e.Values[r.Int64N(4)] = vs
+		}
+	}
+	if r.IntN(2) == 0 {
+		e.Seen = map[string]state.Span{}
+		for range r.IntN(4) + 1 {
+			f := r.Int64N(50)
+			e.Seen[str()] = state.Span{First: f, Last: f + r.Int64N(50)}
+		}
+	}
+	if r.IntN(2) == 0 {
+		e.First = r.Int64N(100) + 1
+	}
+	return e
+}
+
+// A single writer's view is exactly what it wrote: merging the diff of
+// any change reproduces the changed entity.
+func TestDiffMergeReproducesAfter(t *testing.T) {
+	for seed := range uint64(5000) {
+		r := rand.New(rand.NewPCG(seed, 7))
+		before, after := randomEntity(r), randomEntity(r)
+		if seed%3 == 0 {
+			before = nil
+		}
+		checkDiffMerge(t, before, after)
+	}
+}
+
+func checkDiffMerge(t *testing.T, before, after *state.Entity) {
+	t.Helper()
+	got := before.Clone()
+	if got == nil {
+		got = &state.Entity{}
+	}
+	d := state.Diff(before, after)
+	// The delta travels as JSON.
+	b, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back *state.Delta
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	state.Merge(got, back)
+	norm := func(e *state.Entity) string {
+		// nil and empty maps alike, as the stores treat them.
+		c := e.Clone()
+		if c == nil {
+			c = &state.Entity{}
+		}
+		var x state.Entity
+		js, _ := json.Marshal(c)
+		json.Unmarshal(js, &x)
+		return canon(&x)
+	}
+	if norm(got) != norm(after) {
+		t.Fatalf("before %s\nafter  %s\ndelta  %s\nmerged %s", norm(before), norm(after), b, norm(got))
+	}
+	if (d == nil) != (norm(before) == norm(after)) {
+		t.Fatalf("Diff of %s → %s is %s", norm(before), norm(after), b)
+	}
+}
+
+// Deltas of two writers that started from the same entity compose in
+// either order: counts add, positions and first times only move one way.
+func TestMergeCommutes(t *testing.T) {
+	base := &state.Entity{Applied: map[string]int64{"p:0": 4, "p:1": 9}, Counts: map[int64]int64{1: 3},
+		Seen: map[string]state.Span{"x": {First: 10, Last: 20}}, First: 10}
+	a := base.Clone()
+	a.Applied["p:0"] = 6
+	a.Counts[1] += 2
+	a.Counts[2] = 1
+	a.Seen["x"] = state.Span{First: 10, Last: 30}
+	b := base.Clone()
+	b.Applied["p:1"] = 12
+	b.Counts[1] += 5
+	b.Seen["x"] = state.Span{First: 5, Last: 20}
+	b.First = 5
+	da, db := state.Diff(base, a), state.Diff(base, b)
+	ab, ba := base.Clone(), base.Clone()
+	state.Merge(ab, da)
+	state.Merge(ab, db)
+	state.Merge(ba, db)
+	state.Merge(ba, da)
+	if canon(ab) != canon(ba) {
+		t.Fatalf("order matters: %s vs %s", canon(ab), canon(ba))
+	}
+	want := `{"a":{"p:0":6,"p:1":12},"c":{"1":10,"2":1},"s":{"x":{"f":5,"l":30}},"f":5}`
+	if canon(ab) != want {
+		t.Fatalf("merged %s, want %s", canon(ab), want)
+	}
+}
+
+func FuzzDiffMerge(f *testing.F) {
+	f.Add(uint64(1), uint64(2), false)
+	f.Add(uint64(3), uint64(3), true)
+	f.Fuzz(func(t *testing.T, s1, s2 uint64, nilBefore bool) {
+		r := rand.New(rand.NewPCG(s1, s2))
+		before, after := randomEntity(r), randomEntity(r)
+		if nilBefore {
+			before = nil
+		}
+		checkDiffMerge(t, before, after)
+	})
+}
