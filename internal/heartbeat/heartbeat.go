@@ -7,10 +7,15 @@ package heartbeat
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/kvwatch/kvwatch/internal/audit"
 	"github.com/kvwatch/kvwatch/internal/finding"
@@ -24,10 +29,52 @@ const (
 	RuleResumed = "logging-resumed"
 )
 
-var (
-	heardKey  = state.Key{Rule: "_heartbeat", Group: "heard", Block: state.BlockMeta}
-	silentKey = state.Key{Rule: "_heartbeat", Group: "silent", Block: state.BlockMeta}
+// Bounds. The vaults heard from, and those known to be silent, are kept in
+// Shards entities each (the vault's shard is a hash of its name), never in
+// one entity that every new vault makes bigger.
+const (
+	// Shards is how many entities hold the vaults heard from (and as many
+	// the silent ones).
+	Shards = 16
+	// MaxVaultsPerShard bounds the vaults one shard remembers; with
+	// ShardBytes it makes MaxVaults.
+	MaxVaultsPerShard = 2000
+	// MaxVaults is the most vaults watched: 32,000. Past it (a shard full)
+	// the vault heard from longest ago in that shard is forgotten, as a
+	// vault not heard from for Forget is: no longer watched until it is
+	// heard from again. It is logged once per process, and a batch never
+	// fails for it.
+	MaxVaults = Shards * MaxVaultsPerShard
+	// ShardBytes bounds a shard's encoded vault names (Azure's are at most
+	// 24 characters, so only hostile or malformed names come near it): past
+	// it, as past MaxVaultsPerShard, the longest unheard are forgotten.
+	ShardBytes = state.MaxEntityBytes - 16<<10
+	// maxLocal bounds this process's memory of when it last wrote each
+	// vault (a write throttle): past it, it starts afresh.
+	maxLocal = MaxVaults
 )
+
+var (
+	// legacyHeard and legacySilent are the single entities of earlier
+	// versions: still read (and cleared of silences that end), never grown.
+	legacyHeard  = state.Key{Rule: "_heartbeat", Group: "heard", Block: state.BlockMeta}
+	legacySilent = state.Key{Rule: "_heartbeat", Group: "silent", Block: state.BlockMeta}
+)
+
+// shard returns the shard of a vault.
+func shard(vault string) int {
+	h := fnv.New32a()
+	h.Write([]byte(vault))
+	return int(h.Sum32() % Shards)
+}
+
+func heardKey(i int) state.Key {
+	return state.Key{Rule: "_heartbeat", Group: fmt.Sprintf("heard/%02d", i), Block: state.BlockMeta}
+}
+
+func silentKey(i int) state.Key {
+	return state.Key{Rule: "_heartbeat", Group: fmt.Sprintf("silent/%02d", i), Block: state.BlockMeta}
+}
 
 // Options configure a Monitor.
 type Options struct {
@@ -44,6 +91,8 @@ type Options struct {
 	// Now is "arrival" time: the wall clock in serve, the newest event
 	// time in replay.
 	Now func() time.Time
+	// Log receives the one warning that the bound (MaxVaults) was reached.
+	Log zerolog.Logger
 }
 
 // Monitor records arrivals and finds silences.
@@ -51,6 +100,7 @@ type Monitor struct {
 	o     Options
 	mu    sync.Mutex
 	heard map[string]int64 // last arrival recorded by this process, unix seconds
+	full  atomic.Bool      // the bound was reached and logged
 }
 
 // New returns a monitor.
@@ -86,6 +136,9 @@ func (m *Monitor) Stage(next pipeline.Stage) pipeline.Stage {
 func (m *Monitor) Heard(ctx context.Context, events []audit.Event) error {
 	now := m.o.Now().Unix()
 	m.mu.Lock()
+	if len(m.heard) >= maxLocal {
+		clear(m.heard)
+	}
 	var stale []string
 	for i := range events {
 		v := events[i].Vault
@@ -103,25 +156,53 @@ func (m *Monitor) Heard(ctx context.Context, events []audit.Event) error {
 	if len(stale) == 0 {
 		return nil
 	}
-	_, err := m.o.Store.Update(ctx, []state.Key{heardKey}, func(_ state.Key, e *state.Entity) bool {
+	keys := make([]state.Key, 0, 1)
+	byShard := map[state.Key][]string{}
+	for _, v := range stale {
+		k := heardKey(shard(v))
+		if _, ok := byShard[k]; !ok {
+			keys = append(keys, k)
+		}
+		byShard[k] = append(byShard[k], v)
+	}
+	forget := int64(m.o.Forget / time.Second)
+	var forgot atomic.Int64
+	_, err := m.o.Store.Update(ctx, keys, func(k state.Key, e *state.Entity) bool {
 		if e.Seen == nil {
 			e.Seen = map[string]state.Span{}
 		}
 		changed := false
-		for _, v := range stale {
+		added := false
+		for _, v := range byShard[k] {
 			s, ok := e.Seen[v]
 			if !ok {
-				s.First = now
+				s.First, added = now, true
 			}
 			if now > s.Last {
 				s.Last, changed = now, true
 			}
 			e.Seen[v] = s
 		}
+		if added {
+			// Vaults not heard from for Forget are no longer watched:
+			// dropping them costs nothing. Then the bound.
+			for v, s := range e.Seen {
+				if now-s.Last > forget && !slices.Contains(m.o.Watch, v) {
+					delete(e.Seen, v)
+				}
+			}
+			if n := state.BoundSeen(e.Seen, MaxVaultsPerShard, ShardBytes); n > 0 {
+				forgot.Store(int64(n))
+			}
+		}
 		return changed
 	})
 	if err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
+	}
+	if n := forgot.Load(); n > 0 && m.full.CompareAndSwap(false, true) {
+		m.o.Log.Warn().Int("max_vaults", MaxVaults).Int64("forgotten", n).
+			Msg("heartbeat: more vaults than can be watched; the ones heard from longest ago are forgotten (logged once)")
 	}
 	return nil
 }
@@ -132,17 +213,41 @@ func (m *Monitor) Heard(ctx context.Context, events []audit.Event) error {
 // timers firing together raise each once.
 func (m *Monitor) Check(ctx context.Context) ([]finding.Finding, error) {
 	now := m.o.Now()
-	got, err := m.o.Store.Get(ctx, []state.Key{heardKey, silentKey})
+	keys := []state.Key{legacyHeard, legacySilent}
+	for i := range Shards {
+		keys = append(keys, heardKey(i), silentKey(i))
+	}
+	got, err := m.o.Store.Get(ctx, keys)
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat: %w", err)
 	}
+	// A vault's last arrival: the newest of its shard's and the legacy
+	// entity's. Its silence: from its shard, else the legacy entity.
 	heard := map[string]state.Span{}
-	if e := got[heardKey]; e != nil {
-		heard = e.Seen
+	if e := got[legacyHeard]; e != nil {
+		maps.Copy(heard, e.Seen)
 	}
 	silent := map[string]state.Span{}
-	if e := got[silentKey]; e != nil {
-		silent = e.Seen
+	legacy := map[string]bool{}
+	if e := got[legacySilent]; e != nil {
+		for v, s := range e.Seen {
+			silent[v], legacy[v] = s, true
+		}
+	}
+	for i := range Shards {
+		if e := got[heardKey(i)]; e != nil {
+			for v, s := range e.Seen {
+				if h, ok := heard[v]; !ok || s.Last > h.Last {
+					heard[v] = s
+				}
+			}
+		}
+		if e := got[silentKey(i)]; e != nil {
+			for v, s := range e.Seen {
+				silent[v] = s
+				delete(legacy, v)
+			}
+		}
 	}
 	vaults := slices.Clone(m.o.Watch)
 	for v, s := range heard {
@@ -175,22 +280,64 @@ func (m *Monitor) Check(ctx context.Context) ([]finding.Finding, error) {
 		}
 	}
 	if len(set)+len(clear) > 0 {
-		_, err := m.o.Store.Update(ctx, []state.Key{silentKey}, func(_ state.Key, e *state.Entity) bool {
+		var keys []state.Key
+		sets := map[state.Key]map[string]state.Span{}
+		clears := map[state.Key][]string{}
+		touch := func(k state.Key) {
+			if _, ok := sets[k]; !ok {
+				if _, ok := clears[k]; !ok {
+					keys = append(keys, k)
+				}
+			}
+		}
+		for v, s := range set {
+			k := silentKey(shard(v))
+			touch(k)
+			if sets[k] == nil {
+				sets[k] = map[string]state.Span{}
+			}
+			sets[k][v] = s
+		}
+		for _, v := range clear {
+			k := silentKey(shard(v))
+			if legacy[v] {
+				k = legacySilent
+			}
+			touch(k)
+			clears[k] = append(clears[k], v)
+		}
+		var forgot atomic.Int64
+		_, err := m.o.Store.Update(ctx, keys, func(k state.Key, e *state.Entity) bool {
 			if e.Seen == nil {
 				e.Seen = map[string]state.Span{}
 			}
-			for v, s := range set {
+			changed := false
+			for v, s := range sets[k] {
 				if _, ok := e.Seen[v]; !ok {
-					e.Seen[v] = s
+					e.Seen[v], changed = s, true
 				}
 			}
-			for _, v := range clear {
-				delete(e.Seen, v)
+			for _, v := range clears[k] {
+				if _, ok := e.Seen[v]; ok {
+					delete(e.Seen, v)
+					changed = true
+				}
 			}
-			return true
+			// Past the bound the silences noticed longest ago (Last) go
+			// first: such a vault, if still quiet and watched, is found
+			// silent again (the same finding ID), not lost.
+			if n := state.BoundSeen(e.Seen, MaxVaultsPerShard, ShardBytes); n > 0 {
+				forgot.Store(int64(n))
+				changed = true
+			}
+			return changed
 		})
 		if err != nil {
 			return nil, fmt.Errorf("heartbeat: %w", err)
+		}
+		if n := forgot.Load(); n > 0 && m.full.CompareAndSwap(false, true) {
+			m.o.Log.Warn().Int("max_vaults", MaxVaults).Int64("forgotten", n).
+				Msg("heartbeat: more silent vaults than can be remembered; the oldest silences are forgotten (logged once)")
 		}
 	}
 	return out, nil

@@ -1,0 +1,105 @@
+package state
+
+import (
+	"encoding/json"
+	"slices"
+	"unicode/utf8"
+)
+
+// MaxEntityBytes bounds one entity's JSON encoding (encoding/json of
+// Entity, uncompressed). Every collection kept in one entity has a bound
+// (a count and, where its members are strings from log records, a byte
+// budget computed with JSONStringLen) chosen so that the entity at all its
+// bounds, with worst-case strings, stays under it. It leaves room under
+// Table Storage's entity limit of 1 MiB: the table store keeps at most
+// 900 KiB of data per entity, and an incompressible entity of this size
+// plus its format byte fits (see docs/architecture.md, "Bounds").
+const MaxEntityBytes = 896 << 10
+
+// SpanJSONMax is the most a Span adds to a Seen entry besides its key:
+// `:{"f":-9223372036854775808,"l":-9223372036854775808},`.
+const SpanJSONMax = 51
+
+// JSONStringLen returns the length of s encoded as a JSON string by
+// encoding/json, quotes included: plain printable ASCII costs a byte, a
+// control character, an HTML-sensitive character (<, >, &) or an invalid
+// UTF-8 byte up to six.
+func JSONStringLen(s string) int {
+	plain := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return len(s) + 2
+	}
+	b, _ := json.Marshal(s)
+	return len(b)
+}
+
+// SeenEntryLen is the most one Seen entry with key k adds to an entity's
+// encoding.
+func SeenEntryLen(k string) int { return JSONStringLen(k) + SpanJSONMax }
+
+// EncodedSize returns the length of e's JSON encoding (tests, checks).
+func EncodedSize(e *Entity) int {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return 0
+	}
+	return len(b)
+}
+
+// BoundSeen keeps at most maxN entries in seen whose Seen entries take at
+// most maxBytes (by SeenEntryLen): past either bound it forgets the least
+// recently seen first (smallest Last; ties: the greatest key first, so the
+// choice does not depend on map order). It returns how many it forgot.
+func BoundSeen(seen map[string]Span, maxN, maxBytes int) int {
+	if len(seen) == 0 {
+		return 0
+	}
+	size := 0
+	if len(seen) <= maxN {
+		for k := range seen {
+			size += SeenEntryLen(k)
+		}
+		if size <= maxBytes {
+			return 0
+		}
+	}
+	type kl struct {
+		k    string
+		last int64
+		n    int
+	}
+	all := make([]kl, 0, len(seen))
+	for k, s := range seen {
+		all = append(all, kl{k, s.Last, SeenEntryLen(k)})
+	}
+	// Newest first; keep a prefix.
+	slices.SortFunc(all, func(a, b kl) int {
+		switch {
+		case a.last != b.last && a.last > b.last:
+			return -1
+		case a.last != b.last:
+			return 1
+		case a.k < b.k:
+			return -1
+		case a.k > b.k:
+			return 1
+		}
+		return 0
+	})
+	kept, bytes := 0, 0
+	for kept < len(all) && kept < maxN && bytes+all[kept].n <= maxBytes {
+		bytes += all[kept].n
+		kept++
+	}
+	for _, x := range all[kept:] {
+		delete(seen, x.k)
+	}
+	return len(all) - kept
+}
