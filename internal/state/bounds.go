@@ -16,10 +16,6 @@ import (
 // plus its format byte fits (see docs/architecture.md, "Bounds").
 const MaxEntityBytes = 896 << 10
 
-// SpanJSONMax is the most a Span adds to a Seen entry besides its key:
-// `:{"f":-9223372036854775808,"l":-9223372036854775808},`.
-const SpanJSONMax = 51
-
 // JSONStringLen returns the length of s encoded as a JSON string by
 // encoding/json, quotes included: plain printable ASCII costs a byte, a
 // control character, an HTML-sensitive character (<, >, &) or an invalid
@@ -40,9 +36,28 @@ func JSONStringLen(s string) int {
 	return len(b)
 }
 
-// SeenEntryLen is the most one Seen entry with key k adds to an entity's
-// encoding.
-func SeenEntryLen(k string) int { return JSONStringLen(k) + SpanJSONMax }
+// SeenEntryLen is what one Seen entry, k: s, adds to an entity's encoding:
+// `"k":{"f":s.First,"l":s.Last},`.
+func SeenEntryLen(k string, s Span) int {
+	return JSONStringLen(k) + len(`:{"f":,"l":},`) + digits(s.First) + digits(s.Last)
+}
+
+func digits(n int64) int {
+	if n == 0 {
+		return 1
+	}
+	d := 0
+	if n < 0 {
+		d, n = 1, -n // MinInt64 stays negative: 19 digits and the sign below
+		if n < 0 {
+			return 20
+		}
+	}
+	for ; n > 0; n /= 10 {
+		d++
+	}
+	return d
+}
 
 // EncodedSize returns the length of e's JSON encoding (tests, checks).
 func EncodedSize(e *Entity) int {
@@ -63,8 +78,8 @@ func BoundSeen(seen map[string]Span, maxN, maxBytes int) int {
 	}
 	size := 0
 	if len(seen) <= maxN {
-		for k := range seen {
-			size += SeenEntryLen(k)
+		for k, s := range seen {
+			size += SeenEntryLen(k, s)
 		}
 		if size <= maxBytes {
 			return 0
@@ -77,7 +92,7 @@ func BoundSeen(seen map[string]Span, maxN, maxBytes int) int {
 	}
 	all := make([]kl, 0, len(seen))
 	for k, s := range seen {
-		all = append(all, kl{k, s.Last, SeenEntryLen(k)})
+		all = append(all, kl{k, s.Last, SeenEntryLen(k, s)})
 	}
 	// Newest first; keep a prefix.
 	slices.SortFunc(all, func(a, b kl) int {
