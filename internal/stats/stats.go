@@ -53,13 +53,27 @@ const (
 	// MaxAdmin bounds the administrative operations kept in detail per
 	// vault and day; their count stays exact.
 	MaxAdmin = 200
-	// MaxSeen bounds the identities remembered per vault (the least
-	// recently seen are forgotten first).
+	// MaxSeen bounds the identities remembered per vault, with MetaBytes:
+	// past either the least recently seen are forgotten first (with their
+	// names); one seen again is new again (its first sighting moves).
 	MaxSeen = 20000
+	// MetaBytes bounds the encoded identities and names of a vault's meta
+	// entity (about 11,000 identities keyed by object id; fewer with long
+	// UPN keys or names).
+	MetaBytes = 768 << 10
 	// MaxConfigs is how many configuration records are kept per vault.
 	MaxConfigs = 16
-	// maxLen cuts every stored value from a log record.
-	maxLen = 256
+	// MaxVaults bounds the vaults the index lists, with IndexBytes: past
+	// either the vault seen longest ago is left out (of the digests too)
+	// until it is seen again.
+	MaxVaults = 20000
+	// IndexBytes bounds the index's encoded vault names.
+	IndexBytes = 768 << 10
+	// maxLen cuts every stored value from a log record: at most maxLen
+	// bytes, and at most maxLen+2 encoded as a JSON string (characters JSON
+	// escapes count up to six). Key Vault object names are at most 127
+	// characters, object ids 36, IP addresses 45.
+	maxLen = 128
 	// lastSlack: a caller's or vault's last sighting is only moved forward
 	// by at least this much, so a known caller does not rewrite state with
 	// every batch.
@@ -202,6 +216,10 @@ func clip(s string) string {
 	}
 	if strings.Contains(s, Sep) {
 		s = strings.ReplaceAll(s, Sep, "\uFFFD")
+	}
+	for state.JSONStringLen(s) > maxLen+2 { // escapes: cut further
+		_, n := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-n]
 	}
 	return s
 }
@@ -454,6 +472,8 @@ func (c *Collector) Collect(ctx context.Context, events []audit.Event) error {
 		for _, v := range metaOrder {
 			if s, ok := e.Seen[v]; ok {
 				c.index[v] = s
+			} else { // left out at the bound
+				delete(c.index, v)
 			}
 		}
 	}
@@ -768,8 +788,8 @@ func applyMeta(e *state.Entity, m *agg) bool {
 	if cs := e.Values[vConfigs]; len(cs) > MaxConfigs {
 		e.Values[vConfigs] = slices.Clone(cs[len(cs)-MaxConfigs:])
 	}
-	if len(e.Seen) > MaxSeen {
-		pruneSeen(e)
+	if changed {
+		boundMeta(e)
 	}
 	return changed
 }
@@ -787,39 +807,6 @@ func setName(e *state.Entity, key, name string) bool {
 	}
 	e.Values[vNames] = slices.Insert(vs, i, p+name)
 	return true
-}
-
-func pruneSeen(e *state.Entity) {
-	type kl struct {
-		k    string
-		last int64
-	}
-	all := make([]kl, 0, len(e.Seen))
-	for k, s := range e.Seen {
-		all = append(all, kl{k, s.Last})
-	}
-	slices.SortFunc(all, func(a, b kl) int {
-		if a.last != b.last {
-			if a.last > b.last {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.k, b.k)
-	})
-	for _, x := range all[MaxSeen:] {
-		delete(e.Seen, x.k)
-	}
-	if names := e.Values[vNames]; len(names) > 0 {
-		kept := names[:0:0]
-		for _, n := range names {
-			k, _, _ := strings.Cut(n, Sep)
-			if _, ok := e.Seen[k]; ok {
-				kept = append(kept, n)
-			}
-		}
-		e.Values[vNames] = kept
-	}
 }
 
 // applyIndex records the vaults of the batch and their first and last
@@ -841,6 +828,9 @@ func applyIndex(e *state.Entity, vaults []string, metas map[string]*agg) bool {
 			e.Seen[v] = state.Span{First: min(s.First, first), Last: max(s.Last, last)}
 			changed = true
 		}
+	}
+	if changed {
+		state.BoundSeen(e.Seen, MaxVaults, IndexBytes)
 	}
 	return changed
 }
