@@ -92,7 +92,12 @@ type VaultConfig struct {
 
 // Source is the position a record was read from.
 type Source struct {
-	// Event Hubs: partition id and the event's sequence number.
+	// Event Hubs: the namespace (its fully qualified name) and event hub
+	// the partition belongs to, when the input said (the host's
+	// Metadata.PartitionContext, the consumer's client), the partition id
+	// and the event's sequence number.
+	Namespace   string    `json:"namespace,omitempty"`
+	Hub         string    `json:"hub,omitempty"`
 	Partition   string    `json:"partition,omitempty"`
 	Sequence    int64     `json:"sequence"`
 	HasSequence bool      `json:"hasSequence,omitempty"`

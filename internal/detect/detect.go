@@ -166,20 +166,9 @@ type gkey struct {
 }
 
 // Position returns the input stream and position an event's source gives,
-// used to apply input exactly once: an Event Hubs partition and sequence
-// number, or a file and line (or event index). Records of one event share
-// a position: an event is always applied whole.
-func Position(s audit.Source) (string, int64) {
-	switch {
-	case s.HasSequence:
-		return "p:" + s.Partition, s.Sequence
-	case s.File != "" && s.Line > 0:
-		return "f:" + s.File, int64(s.Line)
-	case s.File != "":
-		return "f:" + s.File, int64(s.Event)
-	}
-	return "", 0
-}
+// used to apply input exactly once: audit.Source.Position, which is the
+// one place a stream key is made.
+func Position(s audit.Source) (string, int64) { return s.Position() }
 
 // Consume implements pipeline.Stage.
 func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.Result, error) {
@@ -189,6 +178,7 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 	partition := ""
 	gkeys := make([]string, en.sigs)
 	have := make([]bool, en.sigs)
+	var streams audit.Streams
 	for i := range events {
 		e := &events[i]
 		clear(have)
@@ -219,7 +209,7 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 				continue
 			}
 			if !posDone {
-				stream, pos = Position(e.Source)
+				stream, pos = streams.Position(&e.Source)
 				posDone = true
 			}
 			sg := en.sig[ri]

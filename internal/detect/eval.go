@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sort"
+	"strconv"
 	"time"
 
 	"github.com/kvwatch/kvwatch/internal/audit"
@@ -117,6 +117,7 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 			return ok && c.pos <= p
 		}
 		changed := false
+		vb := -1 // the encoded size of e.Values, once a distinct value needs it
 		for _, p := range ps {
 			r := p.w.rule
 			for _, i := range p.cs {
@@ -134,7 +135,10 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 				case r.Kind == rules.Sequence:
 					inc(&e.Counts, floorDiv(c.t, bucketSec))
 				case r.Kind == rules.Distinct:
-					addValue(e, floorDiv(c.t, bucketSec), c.value, max(2*r.Count, 16))
+					if vb < 0 {
+						vb = valuesLen(e.Values)
+					}
+					vb += addValue(e, floorDiv(c.t, bucketSec), c.value, max(2*r.Count, 16), valuesBytes-vb)
 				case r.Kind == rules.Spike:
 					inc(&e.Counts, floorDiv(c.t, int64(r.Window/time.Second)))
 				}
@@ -152,16 +156,45 @@ func inc(m *map[int64]int64, k int64) {
 	(*m)[k]++
 }
 
-func addValue(e *state.Entity, bucket int64, v string, capN int) {
+// valuesBytes bounds the encoded distinct values of one window block (a
+// distinct rule's group and hour), on top of the count per bucket
+// (max(2·count, 16)): past it the block records no new value, so a
+// distinct count within that hour stops growing — by then it holds tens of
+// worst-case values, far more than any threshold needs.
+const valuesBytes = 768 << 10
+
+// addValue adds v to the sorted set of a bucket unless present, full, or
+// costlier than room bytes; it returns the bytes its encoding added.
+func addValue(e *state.Entity, bucket int64, v string, capN, room int) int {
 	if e.Values == nil {
 		e.Values = map[int64][]string{}
 	}
-	vs := e.Values[bucket]
+	vs, had := e.Values[bucket]
 	i, found := slices.BinarySearch(vs, v)
 	if found || len(vs) >= capN {
-		return
+		return 0
+	}
+	cost := state.JSONStringLen(v) + 1
+	if !had {
+		cost += len(`"":[],`) + len(strconv.FormatInt(bucket, 10))
+	}
+	if cost > room {
+		return 0
 	}
 	e.Values[bucket] = slices.Insert(vs, i, v)
+	return cost
+}
+
+// valuesLen is the encoded size of a Values map (what addValue counts).
+func valuesLen(m map[int64][]string) int {
+	n := 0
+	for b, vs := range m {
+		n += len(`"":[],`) + len(strconv.FormatInt(b, 10))
+		for _, v := range vs {
+			n += state.JSONStringLen(v) + 1
+		}
+	}
+	return n
 }
 
 // seen records an appearance of v at t: a run of appearances continues
@@ -186,8 +219,14 @@ func seen(e *state.Entity, v string, t, horizon int64) bool {
 	return true
 }
 
-// maxSeen bounds a new_value group's remembered values.
-const maxSeen = 20000
+// maxSeen and seenBytes bound a new_value group's remembered values
+// (values unseen for the rule's horizon are forgotten first): past either,
+// the least recently seen are forgotten, and one of them seen again is new
+// again. With values of object-id length about 11,000 fit in seenBytes.
+const (
+	maxSeen   = 20000
+	seenBytes = 768 << 10
+)
 
 func pruneSeen(e *state.Entity, horizon int64) {
 	var newest int64
@@ -199,20 +238,7 @@ func pruneSeen(e *state.Entity, horizon int64) {
 			delete(e.Seen, v)
 		}
 	}
-	if len(e.Seen) > maxSeen {
-		type vs struct {
-			v    string
-			last int64
-		}
-		all := make([]vs, 0, len(e.Seen))
-		for v, s := range e.Seen {
-			all = append(all, vs{v, s.Last})
-		}
-		sort.Slice(all, func(i, j int) bool { return all[i].last < all[j].last })
-		for _, x := range all[:len(all)-maxSeen] {
-			delete(e.Seen, x.v)
-		}
-	}
+	state.BoundSeen(e.Seen, maxSeen, seenBytes)
 }
 
 // evaluate checks every touched group's condition and returns candidate
@@ -261,6 +287,7 @@ func (en *Engine) evaluate(ctx context.Context, order []*groupWork, ents map[sta
 	now := en.now().UTC()
 	for i := range out {
 		out[i].Raised = now
+		out[i].Fit() // at most finding.MaxBodyBytes, whatever the events' strings
 	}
 	slices.SortStableFunc(out, func(a, b finding.Finding) int {
 		return cmp.Or(a.WindowEnd.Compare(b.WindowEnd), cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.ID, b.ID))

@@ -391,7 +391,8 @@ func (c *consumer) decode(pid string, events []*azeventhubs.ReceivedEventData) *
 		ConsumerGroup: c.opts.ConsumerGroup, PartitionID: pid}}
 	dec := ingest.Decoder{Now: c.opts.Now}
 	for _, ev := range events {
-		src := audit.Source{Partition: pid, Sequence: ev.SequenceNumber, HasSequence: true, Record: -1}
+		src := audit.Source{Namespace: c.opts.Namespace, Hub: c.opts.EventHub, Partition: pid,
+			Sequence: ev.SequenceNumber, HasSequence: true, Record: -1}
 		if ev.EnqueuedTime != nil {
 			src.Enqueued = ev.EnqueuedTime.UTC()
 		}

@@ -390,9 +390,10 @@ func TestBatchesPositionsCheckpoints(t *testing.T) {
 		for j, e := range b.Events {
 			s := e.Source
 			wantSeq := seqs[j/2]
-			if s.Partition != "3" || !s.HasSequence || s.Sequence != wantSeq || s.Record != j%2 ||
+			if s.Namespace != testNS || s.Hub != testHub ||
+				s.Partition != "3" || !s.HasSequence || s.Sequence != wantSeq || s.Record != j%2 ||
 				!s.Enqueued.Equal(baseEnqueued.Add(time.Duration(wantSeq)*time.Millisecond)) || s.Event != 0 {
-				t.Fatalf("batch %d record %d source %+v, want partition 3 sequence %d record %d", i, j, s, wantSeq, j%2)
+				t.Fatalf("batch %d record %d source %+v, want %s/%s partition 3 sequence %d record %d", i, j, s, testNS, testHub, wantSeq, j%2)
 			}
 			if want := fmt.Sprintf("s%d", 2*wantSeq+int64(j%2)); e.ObjectName != want {
 				t.Fatalf("batch %d record %d is object %q, want %q", i, j, e.ObjectName, want)

@@ -130,6 +130,10 @@ type Finding struct {
 
 	// Raised is when kvwatch raised it (wall clock).
 	Raised time.Time `json:"raised"`
+
+	// Trimmed says what Fit left out to keep the finding within
+	// MaxBodyBytes; empty when nothing was.
+	Trimmed string `json:"trimmed,omitempty"`
 }
 
 // NewID derives a finding's stable ID from its rule, group and period (and,

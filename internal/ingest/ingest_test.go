@@ -336,6 +336,13 @@ func TestInvocationShapes(t *testing.T) {
 				if b.Partition != wantPart {
 					t.Errorf("partition %+v, want %+v", b.Partition, wantPart)
 				}
+				for i := range b.Events {
+					s := &b.Events[i].Source
+					if stream, _ := s.Position(); s.Namespace != testNamespace || s.Hub != testHub ||
+						stream != "p:"+testNamespace+"/"+testHub+"/"+testPartition {
+						t.Fatalf("event %d: namespace %q hub %q stream %q, want the partition context's", i, s.Namespace, s.Hub, stream)
+					}
+				}
 				if b.Retry == nil || b.Retry.RetryCount != 2 || b.Retry.MaxRetryCount != -1 {
 					t.Errorf("retry %+v, want count 2 of -1", b.Retry)
 				}

@@ -81,7 +81,8 @@ func (d *Decoder) Invocation(body []byte) *Batch {
 	// Real records run about 1 KiB each: size the event slice once.
 	b.Events = make([]audit.Event, 0, len(events)/1024+1)
 	src := func(i int) audit.Source {
-		s := audit.Source{Partition: b.Partition.PartitionID, Event: i, Record: -1}
+		s := audit.Source{Namespace: b.Partition.FullyQualifiedNamespace, Hub: b.Partition.EventHubName,
+			Partition: b.Partition.PartitionID, Event: i, Record: -1}
 		if i < len(seqs) {
 			s.Sequence, s.HasSequence = parseInt(seqs[i])
 		}

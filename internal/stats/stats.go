@@ -307,35 +307,6 @@ func newAgg() *agg {
 	return a
 }
 
-// positions turns sources into (stream, position) exactly as
-// detect.Position does, reusing the stream strings of a batch.
-type positions struct {
-	lastKind byte
-	lastName string
-	stream   string
-}
-
-func (p *positions) of(s *audit.Source) (string, int64) {
-	var kind byte
-	var name string
-	var pos int64
-	switch {
-	case s.HasSequence:
-		kind, name, pos = 'p', s.Partition, s.Sequence
-	case s.File != "" && s.Line > 0:
-		kind, name, pos = 'f', s.File, int64(s.Line)
-	case s.File != "":
-		kind, name, pos = 'f', s.File, int64(s.Event)
-	default:
-		return "", 0
-	}
-	if kind != p.lastKind || name != p.lastName {
-		p.lastKind, p.lastName = kind, name
-		p.stream = string(kind) + ":" + name
-	}
-	return p.stream, pos
-}
-
 // Collect records the statistics of one batch: one Store.Update over the
 // entities it touches.
 func (c *Collector) Collect(ctx context.Context, events []audit.Event) error {
@@ -346,7 +317,7 @@ func (c *Collector) Collect(ctx context.Context, events []audit.Event) error {
 	accs := map[dk]*dayAcc{}
 	var order []*dayAcc
 	var last *dayAcc
-	var pc positions
+	var pc audit.Streams
 	for i := range events {
 		e := &events[i]
 		if !Counted(e) {
@@ -369,7 +340,7 @@ func (c *Collector) Collect(ctx context.Context, events []audit.Event) error {
 			last = a
 		}
 		a.idx = append(a.idx, int32(i))
-		stream, pos := pc.of(&e.Source)
+		stream, pos := pc.Position(&e.Source)
 		if sp, ok := a.spans[stream]; !ok {
 			a.spans[stream] = [2]int64{pos, pos}
 		} else if pos < sp[0] || pos > sp[1] {
@@ -614,10 +585,10 @@ func applyDay(e *state.Entity, a *dayAcc, events []audit.Event) bool {
 		// fold again what was not.
 		orig := e.Applied
 		ag = newAgg()
-		var pc positions
+		var pc audit.Streams
 		for _, i := range a.idx {
 			ev := &events[i]
-			s, pos := pc.of(&ev.Source)
+			s, pos := pc.Position(&ev.Source)
 			if p, ok := orig[s]; s != "" && ok && pos <= p {
 				continue
 			}

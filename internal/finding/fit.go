@@ -1,0 +1,44 @@
+package finding
+
+import "encoding/json"
+
+// MaxBodyBytes bounds a finding's JSON encoding, which is stored as one
+// entity (the findings table) and sent as one alert. A finding keeps one
+// example event, five values of each top list and ten correlation ids, so
+// only worst-case strings (every field of its events at the ~2 KiB
+// normalization allows, escaped six-fold) come near it; past it Fit leaves
+// out, in turn, the correlation ids and all but the first of each top
+// list, then the example event, and says so in Trimmed.
+const MaxBodyBytes = 512 << 10
+
+// Fit trims f until its encoding is at most MaxBodyBytes, in the order
+// MaxBodyBytes gives, and reports whether it trimmed anything.
+func (f *Finding) Fit() bool {
+	if size(f) <= MaxBodyBytes {
+		return false
+	}
+	f.CorrelationIDs = nil
+	f.TopObjects, f.TopIPs, f.TopOperations = firstOf(f.TopObjects), firstOf(f.TopIPs), firstOf(f.TopOperations)
+	f.Trimmed = "correlation ids and all but the first top value left out: the finding was over 512 KiB"
+	if size(f) <= MaxBodyBytes {
+		return true
+	}
+	f.Example = nil
+	f.Trimmed = "example event, correlation ids and all but the first top value left out: the finding was over 512 KiB"
+	return true
+}
+
+func firstOf(c []Count) []Count {
+	if len(c) > 1 {
+		return c[:1]
+	}
+	return c
+}
+
+func size(f *Finding) int {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return 0
+	}
+	return len(b)
+}
