@@ -172,6 +172,7 @@ func Position(s audit.Source) (string, int64) { return s.Position() }
 
 // Consume implements pipeline.Stage.
 func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.Result, error) {
+	ctx = withBatchStream(ctx, events)
 	work := map[gkey]*groupWork{}
 	var order []*groupWork
 	var newest int64
@@ -385,4 +386,16 @@ func blockEnd(k rules.Kind, block int64) int64 {
 		return (block + 1) * 86400
 	}
 	return (block + 1) * int64(blockDur/time.Second)
+}
+
+// withBatchStream names the batch's input stream for the store, unless
+// the caller did: a store that logs per stream keeps one writer per
+// stream at a time.
+func withBatchStream(ctx context.Context, events []audit.Event) context.Context {
+	if state.StreamOf(ctx) == "" {
+		if s := audit.BatchStream(events); s != "" {
+			return state.WithStream(ctx, s)
+		}
+	}
+	return ctx
 }

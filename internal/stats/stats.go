@@ -310,6 +310,11 @@ func newAgg() *agg {
 // Collect records the statistics of one batch: one Store.Update over the
 // entities it touches.
 func (c *Collector) Collect(ctx context.Context, events []audit.Event) error {
+	if state.StreamOf(ctx) == "" {
+		if s := audit.BatchStream(events); s != "" {
+			ctx = state.WithStream(ctx, s)
+		}
+	}
 	type dk struct {
 		vault string
 		day   int64

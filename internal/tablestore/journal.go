@@ -1,0 +1,848 @@
+package tablestore
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+	"github.com/rs/zerolog"
+
+	"github.com/kvwatch/kvwatch/internal/state"
+)
+
+// JournalTable is the suffix of the journal's table name.
+const JournalTable = "journal"
+
+// Journal is a state.Store whose Table round trips per batch are bounded
+// by the number of input streams, not by how many callers, secrets or
+// vaults a batch touches. Every instance holds the whole detection state
+// in memory (its view) and shares it through a log per input stream:
+//
+//   - An update made for stream s (state.WithStream: an Event Hubs
+//     partition, a file) is folded into deltas (state.Diff), appended to
+//     s's log and, in the same entity-group transaction, s's head row is
+//     moved on with If-Match. Only one writer at a time can extend a log:
+//     a second one fails on the head's ETag, reads what the first wrote and
+//     applies its batch again to the fresher view, where the entities'
+//     Applied marks make what was applied a no-op. Exactly once holds across
+//     retries, redeliveries and instances as before, and writers of
+//     different streams never contend.
+//   - After writing its own, an update reads every other stream's log
+//     since it last looked (one query each, which also returns the head:
+//     a gap is seen exactly) and folds their deltas into the view
+//     (state.Merge). Writing before reading means that of two batches that
+//     cross a threshold together, at least one sees both.
+//   - Compaction (any instance, when the logs have grown) writes the view
+//     as a snapshot and deletes log entries every reader has had time to
+//     fold; a fresh instance restores the snapshot and the logs' tails.
+//
+// Keys for which Direct is true (claims that need compare-and-set, such as
+// a digest period's marker) bypass the journal and live in the Store's
+// state table, as before.
+type Journal struct {
+	s      *Store
+	table  *aztables.Client
+	opts   JournalOptions
+	log    zerolog.Logger
+	gate   sync.RWMutex // restore holds it exclusively
+	wlocks sync.Map     // stream → *sync.Mutex: one writer per stream in this process
+
+	mu       sync.Mutex
+	view     map[state.Key]*state.Entity
+	streams  map[string]*cursor // every stream known, by name
+	restored bool
+	caught   time.Time // last full catch-up
+	snapCut  map[string]int64
+	snapGen  int64
+	tail     tailSize // folded since the snapshot
+	regd     map[string]bool
+
+	compacting atomic.Bool
+	compactErr atomic.Pointer[error]
+	wg         sync.WaitGroup
+}
+
+type tailSize struct{ entries, bytes int }
+
+// cursor is how far the view has folded one stream's log.
+type cursor struct {
+	name  string
+	pk    string
+	index int64  // last entry folded
+	etag  string // head row's ETag when index was read or written ("" unknown)
+}
+
+// JournalOptions configure a Journal. Zero values take the defaults shown.
+type JournalOptions struct {
+	// Direct selects the keys kept in the state table with compare-and-set
+	// (claims), not in the journal.
+	Direct func(state.Key) bool
+	// Instance names this process's own stream, used by updates made
+	// without state.WithStream (timers). Default: random.
+	Instance string
+	// Fresh bounds how old the view may be when Get answers without
+	// reading the logs first (default 2s; Update always reads them).
+	Fresh time.Duration
+	// CompactEntries and CompactBytes: a snapshot is written when the logs
+	// have grown by this many entries or bytes since the last one
+	// (default 300 entries, 24 MiB). CompactEvery is the least time between
+	// two snapshots (default 30s).
+	CompactEntries int
+	CompactBytes   int
+	CompactEvery   time.Duration
+	Now            func() time.Time
+	Log            zerolog.Logger
+}
+
+func (o *JournalOptions) defaults() {
+	if o.Direct == nil {
+		o.Direct = func(state.Key) bool { return false }
+	}
+	if o.Instance == "" {
+		o.Instance = newNonce()
+	}
+	if o.Fresh == 0 {
+		o.Fresh = 2 * time.Second
+	}
+	if o.CompactEntries <= 0 {
+		o.CompactEntries = 300
+	}
+	if o.CompactBytes <= 0 {
+		o.CompactBytes = 24 << 20
+	}
+	if o.CompactEvery <= 0 {
+		o.CompactEvery = 30 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+var _ state.Store = (*Journal)(nil)
+
+// Journal returns the store's journal, creating its table if missing. It
+// restores its view on first use.
+func (s *Store) Journal(ctx context.Context, client *aztables.ServiceClient, opts JournalOptions) (*Journal, error) {
+	opts.defaults()
+	name := s.opts.Prefix + JournalTable
+	err := s.call(ctx, "create table "+name, func(ctx context.Context) error {
+		_, err := client.CreateTable(ctx, name, nil)
+		return err
+	})
+	if code, ok := errorCode(err); ok && code == string(aztables.TableAlreadyExists) {
+		err = nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tablestore: create table %s: %w", name, err)
+	}
+	return &Journal{s: s, table: client.NewClient(name), opts: opts, log: opts.Log,
+		view: map[state.Key]*state.Entity{}, streams: map[string]*cursor{}, regd: map[string]bool{}}, nil
+}
+
+// Store returns the store the journal keeps its claims, findings, dead
+// letters and outbox in.
+func (j *Journal) Store() *Store { return j.s }
+
+// Row layout of the journal table.
+const (
+	registryPK  = "streams"
+	headRK      = "~head" // sorts after every entry row
+	snapshotPK  = "snapshot"
+	propStream  = "Stream"
+	propIndex   = "Index"
+	propGen     = "Gen"
+	propRows    = "Rows"
+	propTime    = "Time"
+	entryRKLen  = 19
+	maxEntryRaw = maxChunks * chunkSize // stored bytes of one entry row
+)
+
+// streamPK is the partition of a stream's log: its name in URL-safe base64
+// (a hash for very long names), valid as a key whatever the name holds.
+func streamPK(stream string) string {
+	enc := base64.RawURLEncoding.EncodeToString([]byte(stream))
+	if len(enc) > 600 {
+		sum := sha256.Sum256([]byte(stream))
+		enc = "h" + hex.EncodeToString(sum[:])
+	}
+	return "j-" + enc
+}
+
+func entryRK(i int64) string { return fmt.Sprintf("%019d", i) }
+
+func snapPK(gen int64) string { return "snap-" + entryRK(gen) }
+
+// item is one entity's change in a log entry.
+type journalItem struct {
+	K state.Key    `json:"k"`
+	D *state.Delta `json:"d,omitempty"`
+	// Drop: the entity was pruned.
+	Drop bool `json:"x,omitempty"`
+}
+
+func (j *Journal) wlock(stream string) *sync.Mutex {
+	m, _ := j.wlocks.LoadOrStore(stream, &sync.Mutex{})
+	return m.(*sync.Mutex)
+}
+
+func (j *Journal) cursorOf(stream string) *cursor {
+	c := j.streams[stream]
+	if c == nil {
+		c = &cursor{name: stream, pk: streamPK(stream)}
+		j.streams[stream] = c
+	}
+	return c
+}
+
+// Update implements state.Store.
+func (j *Journal) Update(ctx context.Context, keys []state.Key, fn state.ApplyFunc) (map[state.Key]*state.Entity, error) {
+	var direct, logged []state.Key
+	seen := make(map[state.Key]bool, len(keys))
+	for _, k := range keys {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if j.opts.Direct(k) {
+			direct = append(direct, k)
+		} else {
+			logged = append(logged, k)
+		}
+	}
+	out := make(map[state.Key]*state.Entity, len(seen))
+	if len(direct) > 0 {
+		got, err := j.s.Update(ctx, direct, fn)
+		if err != nil {
+			return nil, err
+		}
+		for k, e := range got {
+			out[k] = e
+		}
+	}
+	if len(logged) == 0 {
+		return out, nil
+	}
+	stream := state.StreamOf(ctx)
+	if stream == "" {
+		stream = "i:" + j.opts.Instance
+	}
+	err := j.withView(ctx, func() error {
+		if err := j.write(ctx, stream, logged, fn, out); err != nil {
+			return err
+		}
+		return j.catchUp(ctx, stream)
+	})
+	if err != nil {
+		return nil, err
+	}
+	j.mu.Lock()
+	for _, k := range logged {
+		if e := j.view[k]; e != nil {
+			out[k] = e
+		}
+	}
+	j.mu.Unlock()
+	j.maybeCompact()
+	return out, nil
+}
+
+// withView runs f with the view restored and shared; when f finds a gap
+// (entries compacted before this instance folded them), the view is
+// restored and f runs again: what f wrote is in the logs, and applying it
+// again is a no-op by the entities' Applied marks.
+func (j *Journal) withView(ctx context.Context, f func() error) error {
+	for try := 0; ; try++ {
+		if err := j.ready(ctx); err != nil {
+			return err
+		}
+		j.gate.RLock()
+		err := f()
+		j.gate.RUnlock()
+		if !errors.Is(err, errGap) || try >= 3 {
+			return err
+		}
+		j.mu.Lock()
+		j.restored = false
+		j.mu.Unlock()
+	}
+}
+
+// write applies fn to the view's entities and appends the changes to the
+// stream's log, again after another writer extended the log first. out
+// gets what fn made of entities it left absent (returned, not stored).
+func (j *Journal) write(ctx context.Context, stream string, keys []state.Key, fn state.ApplyFunc, out map[state.Key]*state.Entity) error {
+	wl := j.wlock(stream)
+	wl.Lock()
+	defer wl.Unlock()
+	if err := j.register(ctx, stream); err != nil {
+		return err
+	}
+	for round := 0; ; round++ {
+		if round >= j.s.opts.MaxConflictRounds {
+			return fmt.Errorf("%w: stream %s still contended after %d rounds", ErrContention, stream, round)
+		}
+		j.mu.Lock()
+		base := make([]*state.Entity, len(keys))
+		for i, k := range keys {
+			base[i] = j.view[k]
+		}
+		cur := *j.cursorOf(stream)
+		j.mu.Unlock()
+
+		var items []journalItem
+		var nexts []*state.Entity
+		for i, k := range keys {
+			e := base[i].Clone()
+			if e == nil {
+				e = &state.Entity{}
+			}
+			if !fn(k, e) {
+				if base[i] == nil {
+					out[k] = e
+				}
+				continue
+			}
+			if d := state.Diff(base[i], e); d != nil {
+				items = append(items, journalItem{K: k, D: d})
+				nexts = append(nexts, e)
+			} else if base[i] == nil {
+				out[k] = e
+			}
+		}
+		if len(items) == 0 {
+			return nil
+		}
+		entries, err := packEntries(items)
+		if err != nil {
+			return fmt.Errorf("tablestore: journal %s: %w", stream, err)
+		}
+		idx, etag, err := j.append(ctx, &cur, entries)
+		if errors.Is(err, errConflict) {
+			// Another writer extended the log: fold what it wrote, apply again.
+			if err := j.catchUpStreams(ctx, []string{stream}); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("tablestore: journal %s: %w", stream, err)
+		}
+		j.mu.Lock()
+		c := j.cursorOf(stream)
+		if c.index == cur.index {
+			// Nothing folded meanwhile for this stream (the usual case):
+			// the view takes the entities as written, or merges the delta
+			// where another stream's fold changed the entity meanwhile.
+			for i, it := range items {
+				if j.view[it.K] == base[slices.IndexFunc(keys, func(k state.Key) bool { return k == it.K })] {
+					j.view[it.K] = nexts[i]
+				} else {
+					j.foldLocked(it)
+				}
+			}
+			c.index, c.etag = idx, etag
+			for _, e := range entries {
+				j.tail.entries++
+				j.tail.bytes += len(e)
+			}
+		}
+		j.mu.Unlock()
+		return nil
+	}
+}
+
+// foldLocked merges one item into the view, copy on write.
+func (j *Journal) foldLocked(it journalItem) {
+	if it.Drop {
+		delete(j.view, it.K)
+		return
+	}
+	e := j.view[it.K].Clone()
+	if e == nil {
+		e = &state.Entity{}
+	}
+	state.Merge(e, it.D)
+	j.view[it.K] = e
+}
+
+// packEntries encodes items as log entries of at most maxEntryRaw stored
+// bytes each, splitting the list where needed.
+func packEntries(items []journalItem) ([][]byte, error) {
+	js, err := json.Marshal(items)
+	if err != nil {
+		return nil, err
+	}
+	b := packBytes(js, true)
+	if len(b) <= maxEntryRaw {
+		return [][]byte{b}, nil
+	}
+	if len(items) == 1 {
+		return nil, fmt.Errorf("%w: one entity's change is %d bytes stored, at most %d", ErrTooLarge, len(b), maxEntryRaw)
+	}
+	h := len(items) / 2
+	a, err := packEntries(items[:h])
+	if err != nil {
+		return nil, err
+	}
+	c, err := packEntries(items[h:])
+	if err != nil {
+		return nil, err
+	}
+	return append(a, c...), nil
+}
+
+// append writes entries after cur.index and moves the head on, in as few
+// transactions as the limits allow, each conditional on the head. It
+// returns the last index written and the head's new ETag.
+func (j *Journal) append(ctx context.Context, cur *cursor, entries [][]byte) (int64, string, error) {
+	idx, etag := cur.index, cur.etag
+	for len(entries) > 0 {
+		var actions []aztables.TransactionAction
+		size := 0
+		for len(entries) > 0 && len(actions) < maxTxOps-1 && (len(actions) == 0 || size+len(entries[0])+opOverhead < maxTxBytes) {
+			idx++
+			props := map[string]any{}
+			if err := putChunks(props, entries[0]); err != nil {
+				return 0, "", err
+			}
+			body, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: cur.pk, RowKey: entryRK(idx)}, Properties: props})
+			if err != nil {
+				return 0, "", err
+			}
+			// Insert, never replace: an entry row that exists was written by
+			// another writer (possibly one whose head update we raced).
+			actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: body})
+			size += len(entries[0]) + opOverhead
+			entries = entries[1:]
+		}
+		head, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: cur.pk, RowKey: headRK},
+			Properties: map[string]any{propIndex: aztables.EDMInt64(idx), propStream: cur.name}})
+		if err != nil {
+			return 0, "", err
+		}
+		if etag == "" && cur.index == 0 && idx <= int64(len(actions)) {
+			actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: head})
+		} else {
+			if etag == "" {
+				return 0, "", errConflict // the head's version is unknown: read it first
+			}
+			e := azcore.ETag(etag)
+			actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: head, IfMatch: &e})
+		}
+		j.s.stats.transactions.Add(1)
+		j.s.stats.writes.Add(int64(len(actions)))
+		if j.s.testBeforeTx != nil {
+			if err := j.s.testBeforeTx(int(j.s.stats.transactions.Load())); err != nil {
+				return 0, "", err
+			}
+		}
+		etags, err := j.s.transact(ctx, j.table, actions)
+		if err != nil {
+			var f *txFailure
+			if errors.As(err, &f) && (f.status == http.StatusConflict || f.status == http.StatusPreconditionFailed || f.status == http.StatusNotFound) {
+				j.s.stats.conflicts.Add(1)
+				return 0, "", errConflict
+			}
+			return 0, "", err
+		}
+		etag = ""
+		if len(etags) == len(actions) {
+			etag = etags[len(etags)-1]
+		}
+		if len(entries) > 0 && etag == "" {
+			// Without the head's new version the next part cannot be
+			// conditional: what was written stands; the caller folds it
+			// on its next read and applies the rest then.
+			return idx, "", nil
+		}
+	}
+	return idx, etag, nil
+}
+
+// register records a stream in the registry once per process, so other
+// instances read its log.
+func (j *Journal) register(ctx context.Context, stream string) error {
+	j.mu.Lock()
+	done := j.regd[stream]
+	j.mu.Unlock()
+	if done {
+		return nil
+	}
+	body, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: registryPK, RowKey: streamPK(stream)},
+		Properties: map[string]any{propStream: stream}})
+	if err != nil {
+		return err
+	}
+	j.s.stats.inserts.Add(1)
+	err = j.s.call(ctx, "register stream", func(ctx context.Context) error {
+		_, err := j.table.UpsertEntity(ctx, body, &aztables.UpsertEntityOptions{UpdateMode: aztables.UpdateModeMerge})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("tablestore: journal: register %s: %w", stream, err)
+	}
+	j.mu.Lock()
+	j.regd[stream] = true
+	j.cursorOf(stream)
+	j.mu.Unlock()
+	return nil
+}
+
+// catchUp folds every stream's new entries into the view (the registry
+// listed first, so new streams are seen), except skip's, which the caller
+// has just written and holds the lock of.
+func (j *Journal) catchUp(ctx context.Context, skip string) error {
+	names, err := j.listStreams(ctx)
+	if err != nil {
+		return err
+	}
+	others := slices.DeleteFunc(names, func(s string) bool { return s == skip })
+	if err := j.catchUpStreams(ctx, others); err != nil {
+		return err
+	}
+	j.mu.Lock()
+	j.caught = j.opts.Now()
+	j.mu.Unlock()
+	return nil
+}
+
+func (j *Journal) listStreams(ctx context.Context) ([]string, error) {
+	var names []string
+	sel := propStream
+	err := j.s.query(ctx, j.table, "PartitionKey eq "+odataQuote(registryPK), &sel, func(raw []byte) error {
+		var ent aztables.EDMEntity
+		if err := json.Unmarshal(raw, &ent); err != nil {
+			return fmt.Errorf("decode stream registry: %w", err)
+		}
+		if n, _ := ent.Properties[propStream].(string); n != "" {
+			names = append(names, n)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tablestore: journal: list streams: %w", err)
+	}
+	j.mu.Lock()
+	for _, n := range names {
+		j.cursorOf(n)
+	}
+	j.mu.Unlock()
+	return names, nil
+}
+
+// errGap: a log's entries the view needs were compacted away.
+var errGap = errors.New("journal entries compacted before this instance read them")
+
+// catchUpStreams reads the named streams' new entries in parallel and
+// folds them in order; a gap makes the journal restore.
+func (j *Journal) catchUpStreams(ctx context.Context, names []string) error {
+	type got struct {
+		entries [][]journalItem
+		sizes   []int
+		first   int64
+		head    int64
+		etag    string
+	}
+	res := make([]got, len(names))
+	from := make([]int64, len(names))
+	pks := make([]string, len(names))
+	j.mu.Lock()
+	for i, n := range names {
+		c := j.cursorOf(n)
+		from[i], pks[i] = c.index, c.pk
+	}
+	j.mu.Unlock()
+	err := j.s.parallel(ctx, len(names), func(ctx context.Context, i int) error {
+		g := &res[i]
+		filter := "PartitionKey eq " + odataQuote(pks[i]) + " and RowKey gt " + odataQuote(entryRK(from[i]))
+		return j.s.query(ctx, j.table, filter, nil, func(raw []byte) error {
+			var ent aztables.EDMEntity
+			if err := json.Unmarshal(raw, &ent); err != nil {
+				return fmt.Errorf("decode journal entry: %w", err)
+			}
+			if ent.RowKey == headRK {
+				n, _ := ent.Properties[propIndex].(aztables.EDMInt64)
+				g.head, g.etag = int64(n), ent.ETag
+				return nil
+			}
+			idx, err := strconv.ParseInt(ent.RowKey, 10, 64)
+			if err != nil || len(ent.RowKey) != entryRKLen {
+				return fmt.Errorf("journal row %s/%s is not an entry", ent.PartitionKey, ent.RowKey)
+			}
+			if len(g.entries) == 0 {
+				g.first = idx
+			}
+			data, err := getChunks(ent.Properties)
+			if err != nil {
+				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)
+			}
+			js, err := unpackBytes(data)
+			if err != nil {
+				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)
+			}
+			var items []journalItem
+			if err := json.Unmarshal(js, &items); err != nil {
+				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)
+			}
+			g.entries = append(g.entries, items)
+			g.sizes = append(g.sizes, len(data))
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("tablestore: journal: read logs: %w", err)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	gap := false
+	for i, n := range names {
+		g := &res[i]
+		c := j.cursorOf(n)
+		if c.index != from[i] {
+			continue // another read folded this stream meanwhile; the next read takes the rest
+		}
+		if g.head > c.index && (len(g.entries) == 0 || g.first != c.index+1) {
+			gap = true
+			continue
+		}
+		// Entries past the head are a writer's that has not (or not yet)
+		// moved the head: not folded until it has.
+		for k, items := range g.entries {
+			idx := g.first + int64(k)
+			if idx > g.head {
+				break
+			}
+			for _, it := range items {
+				j.foldLocked(it)
+			}
+			c.index = idx
+			j.tail.entries++
+			j.tail.bytes += g.sizes[k]
+		}
+		if g.head == c.index && g.etag != "" {
+			c.etag = g.etag
+		}
+	}
+	if gap {
+		return errGap
+	}
+	return nil
+}
+
+// Get implements state.Store: the view, read up to date unless it was
+// within Fresh.
+func (j *Journal) Get(ctx context.Context, keys []state.Key) (map[state.Key]*state.Entity, error) {
+	var direct, logged []state.Key
+	for _, k := range keys {
+		if j.opts.Direct(k) {
+			direct = append(direct, k)
+		} else {
+			logged = append(logged, k)
+		}
+	}
+	out := map[state.Key]*state.Entity{}
+	if len(direct) > 0 {
+		got, err := j.s.Get(ctx, direct)
+		if err != nil {
+			return nil, err
+		}
+		out = got
+	}
+	if len(logged) == 0 {
+		return out, nil
+	}
+	err := j.withView(ctx, func() error {
+		j.mu.Lock()
+		stale := j.opts.Now().Sub(j.caught) >= j.opts.Fresh
+		j.mu.Unlock()
+		if stale {
+			return j.catchUp(ctx, "")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, k := range logged {
+		if e := j.view[k]; e != nil {
+			out[k] = e
+		}
+	}
+	return out, nil
+}
+
+// AddFinding implements state.Store.
+func (j *Journal) AddFinding(ctx context.Context, id string, body []byte) (bool, error) {
+	return j.s.AddFinding(ctx, id, body)
+}
+
+// Prune implements state.Store: the view drops what drop selects, and the
+// drops go to this instance's log, so that every instance, and a snapshot
+// taken anywhere, forgets them too; the state table prunes its claims.
+func (j *Journal) Prune(ctx context.Context, drop func(state.Key) bool) (int, error) {
+	n, err := j.s.Prune(ctx, drop)
+	if err != nil {
+		return n, err
+	}
+	stream := "i:" + j.opts.Instance
+	var dropped int
+	err = j.withView(ctx, func() error {
+		if err := j.catchUp(ctx, stream); err != nil {
+			return err
+		}
+		wl := j.wlock(stream)
+		wl.Lock()
+		defer wl.Unlock()
+		if err := j.register(ctx, stream); err != nil {
+			return err
+		}
+		for round := 0; ; round++ {
+			if round >= j.s.opts.MaxConflictRounds {
+				return fmt.Errorf("%w: stream %s still contended after %d rounds", ErrContention, stream, round)
+			}
+			j.mu.Lock()
+			var items []journalItem
+			for _, k := range sortedKeys(j.view) {
+				if k.Block >= 0 && !j.opts.Direct(k) && drop(k) {
+					items = append(items, journalItem{K: k, Drop: true})
+				}
+			}
+			cur := *j.cursorOf(stream)
+			j.mu.Unlock()
+			if len(items) == 0 {
+				return nil
+			}
+			entries, err := packEntries(items)
+			if err != nil {
+				return err
+			}
+			idx, etag, err := j.append(ctx, &cur, entries)
+			if errors.Is(err, errConflict) {
+				if err := j.catchUpStreams(ctx, []string{stream}); err != nil {
+					return err
+				}
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("tablestore: journal: prune: %w", err)
+			}
+			j.mu.Lock()
+			for _, it := range items {
+				if _, ok := j.view[it.K]; ok {
+					dropped++
+				}
+				j.foldLocked(it)
+			}
+			if c := j.cursorOf(stream); c.index == cur.index {
+				c.index, c.etag = idx, etag
+			}
+			j.mu.Unlock()
+			return nil
+		}
+	})
+	return n + dropped, err
+}
+
+// Len returns the number of entities in the view.
+func (j *Journal) Len() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.view)
+}
+
+// ready restores the view on first use, and again after a gap.
+func (j *Journal) ready(ctx context.Context) error {
+	j.mu.Lock()
+	done := j.restored
+	j.mu.Unlock()
+	if done {
+		return nil
+	}
+	return j.Restore(ctx)
+}
+
+// Restore replaces the view with the latest snapshot and every log's tail
+// after it.
+func (j *Journal) Restore(ctx context.Context) error {
+	j.gate.Lock()
+	defer j.gate.Unlock()
+	var lastErr error
+	for try := 0; try < 5; try++ {
+		err := j.restoreOnce(ctx)
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		if !errors.Is(err, errGap) && !errors.Is(err, errSnapshotMoved) {
+			return err
+		}
+	}
+	return fmt.Errorf("tablestore: journal: restore: %w", lastErr)
+}
+
+func (j *Journal) restoreOnce(ctx context.Context) error {
+	snap, err := j.readSnapshot(ctx)
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	j.view = snap.view
+	j.streams = map[string]*cursor{}
+	for n, idx := range snap.cut {
+		j.cursorOf(n).index = idx
+	}
+	j.snapCut, j.snapGen = snap.cut, snap.gen
+	j.tail = tailSize{}
+	j.mu.Unlock()
+	names, err := j.listStreams(ctx)
+	if err != nil {
+		return err
+	}
+	if err := j.catchUpStreams(ctx, names); err != nil {
+		return err
+	}
+	j.mu.Lock()
+	j.restored = true
+	j.caught = j.opts.Now()
+	j.mu.Unlock()
+	return nil
+}
+
+// tailSince estimates the log entries folded past a snapshot's cut.
+func (j *Journal) tailSince(cut map[string]int64) tailSize {
+	var t tailSize
+	for n, c := range j.streams {
+		if d := c.index - cut[n]; d > 0 {
+			t.entries += int(d)
+		}
+	}
+	t.bytes = t.entries * 64 << 10 // unknown: assume 64 KiB an entry
+	return t
+}
+
+// sortedKeys returns the view's keys in a stable order (snapshots).
+func sortedKeys(m map[state.Key]*state.Entity) []state.Key {
+	ks := make([]state.Key, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.SortFunc(ks, func(a, b state.Key) int {
+		return cmp.Or(cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Group, b.Group), cmp.Compare(a.Block, b.Block))
+	})
+	return ks
+}

@@ -1,0 +1,343 @@
+package tablestore
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvwatch/kvwatch/internal/audit"
+	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
+	"github.com/kvwatch/kvwatch/internal/state"
+)
+
+// newJournal returns a journal on fresh tables (prefix "": deleted when
+// the test ends), or another instance on prefix's tables.
+func newJournal(t testing.TB, prefix string, opts JournalOptions) (*Journal, string) {
+	t.Helper()
+	var s *Store
+	if prefix == "" {
+		prefix = testPrefix()
+		s = newStore(t, prefix, Options{})
+		t.Cleanup(func() { serviceClient(t).DeleteTable(context.Background(), prefix+JournalTable, nil) })
+	} else {
+		var err error
+		if s, err = New(context.Background(), serviceClient(t), Options{Prefix: prefix, RetryBudget: 20 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if opts.Direct == nil {
+		opts.Direct = func(k state.Key) bool { return k.Rule == "_claim" }
+	}
+	j, err := s.Journal(context.Background(), serviceClient(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(j.Wait)
+	return j, prefix
+}
+
+// caughtUp folds every log into j's view.
+func caughtUp(t *testing.T, j *Journal) *Journal {
+	t.Helper()
+	if err := j.withView(context.Background(), func() error { return j.catchUp(context.Background(), "") }); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func TestJournalContract(t *testing.T) {
+	storeContract(t, func(t *testing.T) state.Store { j, _ := newJournal(t, "", JournalOptions{}); return j })
+}
+
+// Two instances on the same tables, each call to the next: what one wrote
+// the other reads (Fresh < 0: Get always reads the logs).
+func TestJournalContractTwoInstances(t *testing.T) {
+	storeContract(t, func(t *testing.T) state.Store {
+		a, p := newJournal(t, "", JournalOptions{Fresh: -1})
+		b, _ := newJournal(t, p, JournalOptions{Fresh: -1})
+		return &alternating{stores: []state.Store{a, b}}
+	})
+}
+
+// sameView fails unless the journal's view holds exactly the memory
+// store's entities.
+func sameView(t *testing.T, j *Journal, mem *state.Memory) {
+	t.Helper()
+	j.mu.Lock()
+	got := make(map[state.Key]*state.Entity, len(j.view))
+	for k, e := range j.view {
+		got[k] = e
+	}
+	j.mu.Unlock()
+	keys := make([]state.Key, 0, len(got))
+	for k := range got {
+		keys = append(keys, k)
+	}
+	want, _ := mem.Get(context.Background(), keys)
+	if len(got) != mem.Len() {
+		t.Errorf("journal view holds %d entities, memory %d", len(got), mem.Len())
+	}
+	n := 0
+	for k, e := range got {
+		if canon(e) != canon(want[k]) {
+			if n++; n < 5 {
+				t.Errorf("%v: journal %s\n memory %s", k, canon(e), canon(want[k]))
+			}
+		}
+	}
+}
+
+// restored returns a fresh instance's view of prefix's journal.
+func restored(t *testing.T, prefix string) *Journal {
+	t.Helper()
+	j, _ := newJournal(t, prefix, JournalOptions{})
+	if err := j.Restore(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// Fed the same batches, delivered again whole and cut differently, the
+// journal ends with exactly the memory store's state and findings, and so
+// does a fresh instance restoring it from the logs, and from a snapshot.
+func TestJournalRedeliveryExactlyOnce(t *testing.T) {
+	evs := events(1, "0", 1200, t0, 50*time.Minute)
+	mem := state.NewMemory()
+	ref := newHarness(t, mem)
+	for _, b := range batches(evs, 100) {
+		ref.mustFeed(t, b)
+	}
+	if len(ref.found) < 3 {
+		t.Fatalf("the scenario should raise findings, got %v", ref.ids())
+	}
+	j, prefix := newJournal(t, "", JournalOptions{CompactEntries: 1 << 30})
+	h := newHarness(t, j)
+	for i, b := range batches(evs, 100) {
+		h.mustFeed(t, b)
+		h.mustFeed(t, b) // redelivered whole
+		if i > 0 {
+			h.mustFeed(t, evs[i*100-50:i*100+50]) // a cut straddling two batches
+		}
+	}
+	h.mustFeed(t, evs) // everything again, in one batch
+	sameView(t, j, mem)
+	sameFindings(t, j.s, mem)
+	if got, want := h.ids(), ref.ids(); !slices.Equal(got, want) {
+		t.Fatalf("findings %v\nwant %v", got, want)
+	}
+	t.Run("restored from the logs", func(t *testing.T) { sameView(t, restored(t, prefix), mem) })
+	if ok, err := j.Compact(context.Background()); err != nil || !ok {
+		t.Fatalf("compact: %v, %v", ok, err)
+	}
+	t.Run("restored from a snapshot", func(t *testing.T) { sameView(t, restored(t, prefix), mem) })
+	// A later snapshot deletes the log entries the first one covers; a
+	// restore still gives the same state, and so does an instance that
+	// had read only part of the logs before (it sees the gap).
+	stale := restored(t, prefix)
+	more := events(11, "0", 300, t0.Add(50*time.Minute), 5*time.Minute)
+	for i := range more {
+		more[i].Source.Sequence += 10_000
+	}
+	for _, b := range batches(more, 100) {
+		ref.mustFeed(t, b)
+		h.mustFeed(t, b)
+	}
+	j.opts.CompactEvery = time.Nanosecond
+	if ok, err := j.Compact(context.Background()); err != nil || !ok {
+		t.Fatalf("second compact: %v, %v", ok, err)
+	}
+	sameView(t, restored(t, prefix), mem)
+	sameView(t, caughtUp(t, stale), mem)
+}
+
+// A batch whose log write fails (an error, a cancelled context) and is
+// delivered again ends exactly as if it had gone through once.
+func TestJournalFailedWriteRetried(t *testing.T) {
+	evs := events(2, "0", 600, t0, 40*time.Minute)
+	mem := state.NewMemory()
+	ref := newHarness(t, mem)
+	for _, b := range batches(evs, 200) {
+		ref.mustFeed(t, b)
+	}
+	for _, how := range []string{"error", "cancel"} {
+		t.Run(how, func(t *testing.T) {
+			j, _ := newJournal(t, "", JournalOptions{})
+			h := newHarness(t, j)
+			for i, b := range batches(evs, 200) {
+				ctx, cancel := context.WithCancel(context.Background())
+				j.s.testBeforeTx = func(int) error {
+					if how == "cancel" {
+						cancel()
+						return nil
+					}
+					return errors.New("injected failure")
+				}
+				err := h.feed(ctx, b)
+				cancel()
+				j.s.testBeforeTx = nil
+				if err == nil {
+					t.Fatalf("batch %d: the injected failure did not fail the batch", i)
+				}
+				h.mustFeed(t, b) // the host delivers it again
+			}
+			sameView(t, j, mem)
+			if got, want := h.ids(), ref.ids(); !slices.Equal(got, want) {
+				t.Fatalf("findings %v\nwant %v", got, want)
+			}
+		})
+	}
+}
+
+// Two instances consume two partitions whose events hit the same groups,
+// concurrently: each ends with every event counted exactly once (its view
+// folds the other's log), and a fresh instance restores the same.
+func TestJournalTwoInstancesConcurrent(t *testing.T) {
+	p0 := events(3, "0", 1000, t0, 45*time.Minute)
+	p1 := events(4, "1", 1000, t0, 45*time.Minute)
+	mem := state.NewMemory()
+	ref := newHarness(t, mem)
+	for _, b := range batches(p0, 50) {
+		ref.mustFeed(t, b)
+	}
+	for _, b := range batches(p1, 50) {
+		ref.mustFeed(t, b)
+	}
+	a, prefix := newJournal(t, "", JournalOptions{CompactEntries: 20, CompactEvery: time.Millisecond})
+	b, _ := newJournal(t, prefix, JournalOptions{CompactEntries: 20, CompactEvery: time.Millisecond})
+	ha, hb := newHarness(t, a), newHarness(t, b)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, run := range []struct {
+		h   *harness
+		evs []audit.Event
+	}{{ha, p0}, {hb, p1}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, bt := range batches(run.evs, 50) {
+				if err := run.h.feed(context.Background(), bt); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	a.Wait()
+	b.Wait()
+	caughtUp(t, a)
+	caughtUp(t, b)
+	// Pruning is each instance's own: compare before any (45 minutes).
+	t.Run("instance A", func(t *testing.T) { sameView(t, a, mem) })
+	t.Run("instance B", func(t *testing.T) { sameView(t, b, mem) })
+	t.Run("restored", func(t *testing.T) { sameView(t, restored(t, prefix), mem) })
+	all := slices.Compact(slices.Sorted(slices.Values(append(ha.ids(), hb.ids()...))))
+	t.Logf("findings: %d raised by the two instances, %d by one sequential run", len(all), len(ref.ids()))
+}
+
+// The same partition served by two instances at once (a rebalance): both
+// apply the same batches; every event is counted once.
+func TestJournalSameStreamTwoWriters(t *testing.T) {
+	evs := events(7, "0", 800, t0, 30*time.Minute)
+	mem := state.NewMemory()
+	ref := newHarness(t, mem)
+	for _, b := range batches(evs, 100) {
+		ref.mustFeed(t, b)
+	}
+	a, prefix := newJournal(t, "", JournalOptions{})
+	b, _ := newJournal(t, prefix, JournalOptions{})
+	ha, hb := newHarness(t, a), newHarness(t, b)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, h := range []*harness{ha, hb} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, bt := range batches(evs, 100) {
+				if err := h.feed(context.Background(), bt); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	sameView(t, restored(t, prefix), mem)
+	if a.s.Stats().Conflicts+b.s.Stats().Conflicts == 0 {
+		t.Log("no conflict happened: the two writers did not overlap in this run")
+	}
+}
+
+// Over several hours (so the engine prunes as it goes), the journal's
+// view ends where the memory store does; a snapshot taken then restores it.
+func TestJournalMatchesMemoryWithPruning(t *testing.T) {
+	evs := events(6, "0", 3000, t0, 6*time.Hour)
+	mem := state.NewMemory()
+	ref := newHarness(t, mem)
+	j, prefix := newJournal(t, "", JournalOptions{})
+	h := newHarness(t, j)
+	for _, b := range batches(evs, 150) {
+		ref.mustFeed(t, b)
+		h.mustFeed(t, b)
+	}
+	sameView(t, j, mem)
+	sameFindings(t, j.s, mem)
+	if got, want := h.ids(), ref.ids(); !slices.Equal(got, want) {
+		t.Fatalf("findings %v\nwant %v", got, want)
+	}
+	j.Wait()
+	j.opts.CompactEvery = time.Nanosecond
+	if _, err := j.Compact(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sameView(t, restored(t, prefix), mem)
+}
+
+// Azurite stops mid-run: the batch fails promptly; once it is back the
+// batch delivered again, and the rest, give exactly the uninterrupted state.
+func TestJournalStorageOutage(t *testing.T) {
+	if azuritetest.External() {
+		t.Skip("uses an external Table endpoint (" + azuritetest.EnvConnectionString + "), which the test cannot stop")
+	}
+	evs := events(5, "0", 600, t0, 40*time.Minute)
+	mem := state.NewMemory()
+	ref := newHarness(t, mem)
+	for _, b := range batches(evs, 100) {
+		ref.mustFeed(t, b)
+	}
+	j, _ := newJournal(t, "", JournalOptions{})
+	h := newHarness(t, j)
+	bs := batches(evs, 100)
+	for _, b := range bs[:3] {
+		h.mustFeed(t, b)
+	}
+	azuritetest.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	start := time.Now()
+	err := h.feed(ctx, bs[3])
+	cancel()
+	took := time.Since(start)
+	azuritetest.Start(t)
+	if err == nil {
+		t.Fatal("a batch went through with the storage down")
+	}
+	if took > 5*time.Second {
+		t.Errorf("the failing batch took %v with a 2s deadline", took)
+	}
+	for _, b := range bs[3:] {
+		h.mustFeed(t, b)
+	}
+	sameView(t, j, mem)
+	sameFindings(t, j.s, mem)
+}

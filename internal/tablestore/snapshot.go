@@ -1,0 +1,366 @@
+package tablestore
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/kvwatch/kvwatch/internal/state"
+)
+
+// A snapshot is the view of one instance at a cut (for every stream, the
+// last log entry folded into it), written as generation gen: its data in
+// rows of PartitionKey snap-<gen>, then the head row (PartitionKey
+// "snapshot", RowKey "~head") moved to it with If-Match. The data is the
+// deflated JSON of snapshotData, cut into rows of at most 900 KiB.
+type snapshotData struct {
+	Cut   map[string]int64 `json:"cut"`
+	Items []snapshotItem   `json:"items"`
+}
+
+type snapshotItem struct {
+	K state.Key     `json:"k"`
+	E *state.Entity `json:"e"`
+}
+
+// snapshotHead is the head row's content.
+type snapshotHead struct {
+	gen  int64
+	rows int
+	at   time.Time
+	cut  map[string]int64 // the snapshot's cut
+	// deleted: log entries up to these were deleted when this snapshot
+	// was written (the previous snapshot's cut).
+	deleted map[string]int64
+	etag    string
+}
+
+type headData struct {
+	Cut     map[string]int64 `json:"cut"`
+	Deleted map[string]int64 `json:"deleted,omitempty"`
+}
+
+type restoredView struct {
+	view map[state.Key]*state.Entity
+	cut  map[string]int64
+	gen  int64
+}
+
+// errSnapshotMoved: a newer snapshot replaced the one being read.
+var errSnapshotMoved = errors.New("snapshot replaced while it was read")
+
+// readHead returns the snapshot head; gen 0 when there is none.
+func (j *Journal) readHead(ctx context.Context) (*snapshotHead, error) {
+	j.s.stats.reads.Add(1)
+	var resp aztables.GetEntityResponse
+	err := j.s.call(ctx, "read snapshot head", func(ctx context.Context) error {
+		var err error
+		resp, err = j.table.GetEntity(ctx, snapshotPK, headRK, nil)
+		return err
+	})
+	if st, _, ok := statusOf(err); ok && st == http.StatusNotFound {
+		return &snapshotHead{cut: map[string]int64{}}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tablestore: journal: %w", err)
+	}
+	var ent aztables.EDMEntity
+	if err := json.Unmarshal(resp.Value, &ent); err != nil {
+		return nil, fmt.Errorf("tablestore: journal: decode snapshot head: %w", err)
+	}
+	h := &snapshotHead{etag: string(resp.ETag)}
+	if g, ok := ent.Properties[propGen].(aztables.EDMInt64); ok {
+		h.gen = int64(g)
+	}
+	if r, ok := ent.Properties[propRows].(int32); ok {
+		h.rows = int(r)
+	}
+	if t, ok := ent.Properties[propTime].(aztables.EDMInt64); ok {
+		h.at = time.UnixMilli(int64(t))
+	}
+	data, err := getChunks(ent.Properties)
+	if err != nil {
+		return nil, fmt.Errorf("tablestore: journal: snapshot head: %w", err)
+	}
+	js, err := unpackBytes(data)
+	if err != nil {
+		return nil, fmt.Errorf("tablestore: journal: snapshot head: %w", err)
+	}
+	var hd headData
+	if err := json.Unmarshal(js, &hd); err != nil {
+		return nil, fmt.Errorf("tablestore: journal: snapshot head: %w", err)
+	}
+	h.cut, h.deleted = hd.Cut, hd.Deleted
+	if h.cut == nil {
+		h.cut = map[string]int64{}
+	}
+	return h, nil
+}
+
+// readSnapshot reads the latest snapshot (an empty view when there is none).
+func (j *Journal) readSnapshot(ctx context.Context) (*restoredView, error) {
+	h, err := j.readHead(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := &restoredView{view: map[state.Key]*state.Entity{}, cut: map[string]int64{}, gen: h.gen}
+	if h.gen == 0 {
+		return out, nil
+	}
+	rows := map[int][]byte{}
+	err = j.s.query(ctx, j.table, "PartitionKey eq "+odataQuote(snapPK(h.gen)), nil, func(raw []byte) error {
+		var ent aztables.EDMEntity
+		if err := json.Unmarshal(raw, &ent); err != nil {
+			return fmt.Errorf("decode snapshot row: %w", err)
+		}
+		i, err := strconv.Atoi(ent.RowKey)
+		if err != nil {
+			return fmt.Errorf("snapshot row %q: %w", ent.RowKey, err)
+		}
+		data, err := getChunks(ent.Properties)
+		if err != nil {
+			return fmt.Errorf("snapshot row %q: %w", ent.RowKey, err)
+		}
+		rows[i] = data
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tablestore: journal: read snapshot %d: %w", h.gen, err)
+	}
+	if len(rows) != h.rows {
+		return nil, errSnapshotMoved
+	}
+	var all bytes.Buffer
+	for i := range h.rows {
+		b, ok := rows[i]
+		if !ok {
+			return nil, errSnapshotMoved
+		}
+		all.Write(b)
+	}
+	js, err := io.ReadAll(flate.NewReader(&all))
+	if err != nil {
+		return nil, fmt.Errorf("tablestore: journal: snapshot %d: %w", h.gen, err)
+	}
+	var sd snapshotData
+	if err := json.Unmarshal(js, &sd); err != nil {
+		return nil, fmt.Errorf("tablestore: journal: snapshot %d: %w", h.gen, err)
+	}
+	for _, it := range sd.Items {
+		if it.E != nil {
+			out.view[it.K] = it.E
+		}
+	}
+	if sd.Cut != nil {
+		out.cut = sd.Cut
+	}
+	return out, nil
+}
+
+// maybeCompact starts a compaction in the background when the logs have
+// grown past the thresholds since the last snapshot this instance knows.
+func (j *Journal) maybeCompact() {
+	j.mu.Lock()
+	due := j.tail.entries >= j.opts.CompactEntries || j.tail.bytes >= j.opts.CompactBytes
+	j.mu.Unlock()
+	if !due || !j.compacting.CompareAndSwap(false, true) {
+		return
+	}
+	j.wg.Add(1)
+	go func() {
+		defer j.wg.Done()
+		defer j.compacting.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if _, err := j.Compact(ctx); err != nil {
+			j.log.Warn().Err(err).Msg("state journal: compaction failed; the next batch tries again")
+			j.compactErr.Store(&err)
+		}
+	}()
+}
+
+// Wait waits for a background compaction to end.
+func (j *Journal) Wait() { j.wg.Wait() }
+
+// Compact writes the view as a new snapshot, unless another instance did
+// within CompactEvery, and deletes the log entries the previous snapshot
+// covers (every reader had at least CompactEvery to fold them; one that
+// did not sees the gap and restores). It reports whether it wrote one.
+func (j *Journal) Compact(ctx context.Context) (bool, error) {
+	if err := j.ready(ctx); err != nil {
+		return false, err
+	}
+	h, err := j.readHead(ctx)
+	if err != nil {
+		return false, err
+	}
+	now := j.opts.Now()
+	if h.gen > 0 && now.Sub(h.at) < j.opts.CompactEvery {
+		j.mu.Lock()
+		j.snapGen, j.snapCut, j.tail = h.gen, h.cut, j.tailSince(h.cut)
+		j.mu.Unlock()
+		return false, nil
+	}
+	// The view and its cut, copied under the lock: entities are never
+	// changed in place, so the pointers are a consistent copy.
+	j.mu.Lock()
+	sd := snapshotData{Cut: map[string]int64{}}
+	for n, c := range j.streams {
+		if c.index > 0 {
+			sd.Cut[n] = c.index
+		}
+	}
+	for _, k := range sortedKeys(j.view) {
+		sd.Items = append(sd.Items, snapshotItem{K: k, E: j.view[k]})
+	}
+	j.mu.Unlock()
+	for n, idx := range h.cut {
+		if sd.Cut[n] < idx {
+			// This view is behind the last snapshot for a stream (it never
+			// read that stream's entries): it must not replace it.
+			return false, nil
+		}
+	}
+	js, err := json.Marshal(&sd)
+	if err != nil {
+		return false, fmt.Errorf("tablestore: journal: encode snapshot: %w", err)
+	}
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.BestSpeed)
+	w.Write(js)
+	w.Close()
+	data := buf.Bytes()
+	gen := h.gen + 1
+	pk := snapPK(gen)
+	var rows [][]byte
+	for len(data) > 0 {
+		n := min(len(data), maxEntryRaw)
+		rows = append(rows, data[:n])
+		data = data[n:]
+	}
+	// Rows in transactions of at most three (2.7 MB), replacing what a
+	// failed attempt at the same generation left.
+	for i := 0; i < len(rows); i += 3 {
+		var actions []aztables.TransactionAction
+		for r := i; r < min(i+3, len(rows)); r++ {
+			props := map[string]any{}
+			if err := putChunks(props, rows[r]); err != nil {
+				return false, err
+			}
+			body, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: fmt.Sprintf("%06d", r)}, Properties: props})
+			if err != nil {
+				return false, err
+			}
+			actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeInsertReplace, Entity: body})
+		}
+		j.s.stats.transactions.Add(1)
+		j.s.stats.writes.Add(int64(len(actions)))
+		if _, err := j.s.transact(ctx, j.table, actions); err != nil {
+			return false, fmt.Errorf("tablestore: journal: write snapshot %d: %w", gen, err)
+		}
+	}
+	hd, err := json.Marshal(headData{Cut: sd.Cut, Deleted: h.cut})
+	if err != nil {
+		return false, err
+	}
+	props := map[string]any{propGen: aztables.EDMInt64(gen), propRows: int32(len(rows)), propTime: aztables.EDMInt64(now.UnixMilli())}
+	if err := putChunks(props, packBytes(hd, true)); err != nil {
+		return false, err
+	}
+	body, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: snapshotPK, RowKey: headRK}, Properties: props})
+	if err != nil {
+		return false, err
+	}
+	j.s.stats.inserts.Add(1)
+	err = j.s.call(ctx, "move snapshot head", func(ctx context.Context) error {
+		if h.etag == "" {
+			_, err := j.table.AddEntity(ctx, body, nil)
+			return err
+		}
+		e := azcore.ETag(h.etag)
+		_, err := j.table.UpdateEntity(ctx, body, &aztables.UpdateEntityOptions{IfMatch: &e, UpdateMode: aztables.UpdateModeReplace})
+		return err
+	})
+	if st, _, ok := statusOf(err); ok && (st == http.StatusConflict || st == http.StatusPreconditionFailed) {
+		// Another instance compacted first: ours is not the head.
+		j.deletePartition(ctx, pk, "")
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("tablestore: journal: move snapshot head: %w", err)
+	}
+	j.mu.Lock()
+	j.snapGen, j.snapCut, j.tail = gen, sd.Cut, j.tailSince(sd.Cut)
+	j.mu.Unlock()
+	// What the previous snapshot covered is no longer needed by anyone
+	// restoring from this one; older generations' rows neither.
+	var errs []error
+	if h.gen > 0 {
+		errs = append(errs, j.deletePartition(ctx, snapPK(h.gen), ""))
+	}
+	for n, idx := range h.cut {
+		errs = append(errs, j.deletePartition(ctx, streamPK(n), entryRK(idx)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return true, fmt.Errorf("tablestore: journal: snapshot %d written; deleting what it replaced: %w", gen, err)
+	}
+	return true, nil
+}
+
+// deletePartition deletes a partition's rows, or with upTo, its entry rows
+// up to that row key (the head row is kept).
+func (j *Journal) deletePartition(ctx context.Context, pk, upTo string) error {
+	filter := "PartitionKey eq " + odataQuote(pk)
+	if upTo != "" {
+		filter += " and RowKey le " + odataQuote(upTo)
+	}
+	sel := "PartitionKey,RowKey"
+	var rks []string
+	err := j.s.query(ctx, j.table, filter, &sel, func(raw []byte) error {
+		var ent aztables.EDMEntity
+		if err := json.Unmarshal(raw, &ent); err != nil {
+			return err
+		}
+		if ent.RowKey != headRK {
+			rks = append(rks, ent.RowKey)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for len(rks) > 0 {
+		n := min(len(rks), maxTxOps)
+		actions := make([]aztables.TransactionAction, n)
+		for i, rk := range rks[:n] {
+			body, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: rk}})
+			if err != nil {
+				return err
+			}
+			any := azcore.ETagAny
+			actions[i] = aztables.TransactionAction{ActionType: aztables.TransactionTypeDelete, Entity: body, IfMatch: &any}
+		}
+		j.s.stats.transactions.Add(1)
+		j.s.stats.deletes.Add(int64(n))
+		if _, err := j.s.transact(ctx, j.table, actions); err != nil {
+			var f *txFailure
+			if !errors.As(err, &f) || f.status != http.StatusNotFound {
+				return err
+			}
+			// One went meanwhile (another compaction): the next one
+			// deletes the rest.
+		}
+		rks = rks[n:]
+	}
+	return nil
+}
