@@ -38,7 +38,8 @@ func (f StageFunc) Consume(ctx context.Context, events []audit.Event) (Result, e
 // Pipeline processes ingested batches.
 type Pipeline struct {
 	Letters deadletter.Sink
-	// Dedup, when set, drops records delivered twice at different positions.
+	// Dedup, when set, drops records delivered twice at different
+	// positions; it remembers a batch's records only after Next applied it.
 	Dedup *Dedup
 	Next  Stage
 	Log   zerolog.Logger
@@ -84,7 +85,19 @@ func (p *Pipeline) Process(ctx context.Context, b *ingest.Batch) (Summary, error
 			return sum, fmt.Errorf("store %d dead letters: %w", len(b.Letters), err)
 		}
 	}
-	b.Events, sum.Duplicates = p.Dedup.Filter(b.Events)
+	// Duplicates are dropped before the batch is applied and its records
+	// remembered only once it was: a batch that fails (or panics) is
+	// remembered by nothing, so its redelivery is applied in full.
+	var checked Checked
+	b.Events, sum.Duplicates, checked = p.Dedup.Check(b.Events)
+	applied := false
+	defer func() {
+		if applied {
+			p.Dedup.Record(checked)
+		} else {
+			p.Dedup.Release(checked)
+		}
+	}()
 	if p.Next != nil && len(b.Events) > 0 {
 		res, err := p.Next.Consume(ctx, b.Events)
 		if err != nil {
@@ -92,6 +105,7 @@ func (p *Pipeline) Process(ctx context.Context, b *ingest.Batch) (Summary, error
 		}
 		sum.Result = res
 	}
+	applied = true
 	sum.Elapsed = now().Sub(start)
 	if len(b.Problems) > 0 {
 		p.Log.Warn().Str("partition", sum.Partition).Strs("problems", b.Problems).Msg("batch had problems")
