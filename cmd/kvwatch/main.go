@@ -461,7 +461,9 @@ func wireRuntime(ctx context.Context, cfgPath string, getenv func(string) string
 		}
 	}
 	en := detect.New(rs, settings, detect.Options{Store: store, Sink: disp, Log: log})
-	hb := heartbeat.New(heartbeatOptions(cfg, store, nil))
+	hbo := heartbeatOptions(cfg, store, nil)
+	hbo.Log = log
+	hb := heartbeat.New(hbo)
 	proc := &pipeline.Pipeline{Letters: st.Letters, Dedup: pipeline.NewDedup(dedupSize),
 		Next: hb.Stage(stats.New(store).Stage(en)), Log: log}
 	timers := map[string]handlers.TimerFunc{
