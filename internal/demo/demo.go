@@ -540,6 +540,7 @@ type entry struct {
 type gen struct {
 	seed    uint64
 	day     time.Time
+	span    time.Duration // how long after day records may be; 0 means a day
 	vaults  map[string]*vault
 	entries []entry
 	planted []Incident
@@ -567,7 +568,12 @@ func (g *gen) rng(part string) *rand.Rand {
 	return rand.New(rand.NewPCG(g.seed, h.Sum64()))
 }
 
-func (g *gen) end() time.Time { return g.day.Add(24 * time.Hour) }
+func (g *gen) end() time.Time {
+	if g.span > 0 {
+		return g.day.Add(g.span)
+	}
+	return g.day.Add(24 * time.Hour)
+}
 
 func (g *gen) at(h, m, s int) time.Time {
 	return g.day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(s)*time.Second)
