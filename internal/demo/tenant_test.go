@@ -78,7 +78,9 @@ func TestTenantShape(t *testing.T) {
 				}
 			}
 		}
-		name := func(s string, a ...any) { t.Errorf("callers %d, partitions %d: "+s, append([]any{tc.callers, tc.partitions}, a...)...) }
+		name := func(s string, a ...any) {
+			t.Errorf("callers %d, partitions %d: "+s, append([]any{tc.callers, tc.partitions}, a...)...)
+		}
 		if records != o.Records || s.Made() != o.Records {
 			name("%d records, want %d", records, o.Records)
 		}
