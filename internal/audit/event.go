@@ -59,6 +59,11 @@ type Event struct {
 	// sequence number, or file and line. It is what makes processing
 	// idempotent.
 	Source Source `json:"source"`
+
+	// Truncated names the fields (by their JSON names, "caller.upn" for a
+	// caller's) that normalization cut to their bound (audit/bound.go): their
+	// values end in "…#" and a hash of the whole value. Nil when none was.
+	Truncated []string `json:"truncated,omitempty"`
 }
 
 // Caller is who made the request, read from either claim shape.

@@ -47,14 +47,22 @@ type vaultID struct {
 	ok             bool
 }
 
-// cacheMax bounds each cache; when full it is dropped and refilled.
-const cacheMax = 4096
+// cacheMax bounds each cache; when full it is dropped and refilled. Only
+// strings up to cacheKeyMax bytes are cached, so a cache holds at most a
+// few MiB whatever the records say.
+const (
+	cacheMax    = 4096
+	cacheKeyMax = 512
+)
 
 func (n *Normalizer) vaultID(id string) (string, string, string, bool) {
 	if v, ok := n.vaults[id]; ok {
 		return v.sub, v.rg, v.vault, v.ok
 	}
 	sub, rg, vault, ok := ParseVaultID(id)
+	if len(id) > cacheKeyMax {
+		return sub, rg, vault, ok // hostile lengths are not kept
+	}
 	if n.vaults == nil || len(n.vaults) >= cacheMax {
 		n.vaults = make(map[string]vaultID, 16)
 	}
@@ -71,6 +79,9 @@ func (n *Normalizer) toLower(s string) string {
 		return v
 	}
 	v := strings.ToLower(s)
+	if len(s) > cacheKeyMax {
+		return v
+	}
 	if n.lower == nil || len(n.lower) >= cacheMax {
 		n.lower = make(map[string]string, 64)
 	}
@@ -160,6 +171,9 @@ func (n *Normalizer) Normalize(r *Record, src Source) (Event, Skip, error) {
 	if (e.Operation == "VaultPut" || e.Operation == "VaultPatch") && r.Properties.Properties != nil {
 		e.Config = configOf(r.Properties.Properties)
 	}
+	// Last, once every field is derived from the whole values (the vault
+	// from the full id, the key from the full claim): every string bounded.
+	bound(&e)
 	return e, SkipNone, nil
 }
 

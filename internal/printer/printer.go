@@ -127,6 +127,16 @@ func EventLine(e *audit.Event) string {
 			b = strconv.AppendBool(b, *c.RBACAuthorization)
 		}
 	}
+	if len(e.Truncated) > 0 {
+		// Values cut to their bound end in "…#<hash>": say which.
+		b = append(b, " truncated="...)
+		for i, f := range e.Truncated {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendSafe(b, f)
+		}
+	}
 	return string(b)
 }
 

@@ -207,6 +207,9 @@ func newView(a *alert.Alert, prefix string) *view {
 		add(&v.Caller, "Result", clean(result, maxValue))
 		add(&v.Caller, "Result detail", clean(e.ResultDescription, maxValue))
 		add(&v.Caller, "Time", fmtTime(e.Time))
+		if len(e.Truncated) > 0 {
+			add(&v.Caller, "Truncated", clean(strings.Join(e.Truncated, ", "), maxValue)+" (cut to their bound, ending in a hash of the whole value)")
+		}
 	}
 
 	for _, t := range []top{{"Top objects", lead.TopObjects}, {"Top caller IPs", lead.TopIPs}, {"Top operations", lead.TopOperations}} {

@@ -409,6 +409,9 @@ func facts(a *alert.Alert, lead *finding.Finding, v *view) []Fact {
 		if e.RequestURI != "" || e.Operation != "" {
 			add("Example request", strings.TrimSpace(v.h(e.Operation)+" "+v.h(e.RequestURI)))
 		}
+		if len(e.Truncated) > 0 {
+			add("Truncated", v.h(strings.Join(e.Truncated, ", "))+" (cut to their bound, ending in a hash of the whole value)")
+		}
 	}
 	if len(a.Tags) > 0 {
 		add("Tags", v.p(strings.Join(a.Tags, ", ")))
