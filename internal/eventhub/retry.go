@@ -4,17 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"regexp"
-	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/kvwatch/kvwatch/internal/tablestore"
 )
 
 var secretRE = regexp.MustCompile(`(?i)\b(AccountKey|SharedAccessKey|SharedAccessSignature|sig)=([^;&\s"']*)`)
@@ -52,38 +49,9 @@ func status(err error) (int, string, bool) {
 	return 0, "", false
 }
 
-// transient reports whether err is worth retrying: throttling, a server
-// error, a timeout or a broken connection, while ctx is still live.
-func transient(ctx context.Context, err error) bool {
-	if err == nil || ctx.Err() != nil {
-		return false
-	}
-	if st, _, ok := status(err); ok {
-		switch st {
-		case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
-			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-			return true
-		}
-		return false
-	}
-	var ne net.Error
-	return errors.As(err, &ne) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
-		errors.Is(err, context.DeadlineExceeded) // a try's own timeout; ctx itself is live
-}
-
-// retryAfter returns the delay a throttling answer asks for, if any.
-func retryAfter(err error) time.Duration {
-	var re *azcore.ResponseError
-	if !errors.As(err, &re) || re.RawResponse == nil {
-		return 0
-	}
-	if s, err := strconv.Atoi(re.RawResponse.Header.Get("Retry-After")); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
-	}
-	return 0
-}
+// transient reports whether err is worth retrying: tablestore's one
+// classification of Table Storage errors, shared with the state store.
+func transient(ctx context.Context, err error) bool { return tablestore.IsTransient(ctx, err) }
 
 // call runs one Table Storage request, retrying transient failures with
 // exponential backoff and jitter while the retry budget and ctx allow. The
@@ -104,7 +72,7 @@ func (s *CheckpointStore) call(ctx context.Context, what string, f func(ctx cont
 			}
 			return nil
 		}
-		wait := max(retryAfter(err), jitter(delay))
+		wait := max(tablestore.RetryAfter(err), jitter(delay))
 		if time.Since(start)+wait > s.opts.RetryBudget {
 			return redact(fmt.Errorf("checkpoint store: %s: giving up after %d attempts in %v: %w",
 				what, attempt, time.Since(start).Round(time.Millisecond), err))

@@ -15,11 +15,15 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/kvwatch/kvwatch/internal/state"
 )
 
 // ErrTooLarge is returned when an entity would exceed Table Storage's
 // entity size limit.
-var ErrTooLarge = errors.New("entity too large for Table Storage")
+// It is unstorable (state.ErrUnstorable): the data, not the service, is
+// the problem.
+var ErrTooLarge = state.Unstorable(errors.New("entity too large for Table Storage"))
 
 // ErrContention is returned when other writers keep changing the same
 // entities faster than this instance can apply a batch to them.
@@ -63,35 +67,98 @@ func statusOf(err error) (int, string, bool) {
 	return 0, "", false
 }
 
-// transient reports whether err is worth retrying: throttling, a server
-// error, a timeout or a broken connection, while ctx is still live.
-func transient(ctx context.Context, err error) bool {
-	if err == nil || ctx.Err() != nil {
-		return false
+// Class is what a Table Storage error says about retrying.
+type Class int
+
+// Classes of errors.
+const (
+	// Other: neither passing nor caused by the data (a wrong key, a
+	// missing table, a conflict): the caller decides; a batch fails.
+	Other Class = iota
+	// Transient: throttling, a server error, a timeout or a broken
+	// connection; a retry can succeed.
+	Transient
+	// Unstorable: the service refused the data itself (a property or an
+	// entity over its limits, a value it rejects); the same data will be
+	// refused again however often it is sent.
+	Unstorable
+)
+
+// unstorableCodes are the service's error codes for data it will never
+// accept (learn.microsoft.com, "Table service error codes"). They come
+// with 400 Bad Request, or 413 for a request body over the limit.
+var unstorableCodes = map[string]bool{
+	"PropertyValueTooLarge": true, // a string over 32 K characters, binary over 64 KiB
+	"EntityTooLarge":        true, // an entity over 1 MiB
+	"RequestBodyTooLarge":   true, // a request over 4 MiB
+	"InvalidInput":          true, // e.g. a value of the wrong form
+	"InvalidValueType":      true,
+	"PropertyNameTooLong":   true,
+	"TooManyProperties":     true,
+	"KeyValueTooLarge":      true, // a PartitionKey or RowKey over 1 KiB
+	"OutOfRangeInput":       true, // e.g. a key with a forbidden character
+}
+
+// Classify says whether err is worth retrying (Transient), was caused by
+// the data sent (Unstorable), or neither. It reads the service's answer
+// (*azcore.ResponseError, or the failed operation of an entity-group
+// transaction) by status and error code, never by message text. A
+// transient failure counts as one only while ctx is live. This is the one
+// classification of Table Storage errors: the state store and the Event
+// Hubs checkpoint store both use it.
+func Classify(ctx context.Context, err error) Class {
+	if err == nil {
+		return Other
 	}
-	st, _, ok := statusOf(err)
+	if errors.Is(err, ErrTooLarge) || state.IsUnstorable(err) {
+		return Unstorable
+	}
+	st, code, ok := statusOf(err)
 	var f *txFailure
 	if errors.As(err, &f) {
-		st, ok = f.status, true
+		st, code, ok = f.status, f.code, true
+	}
+	if ok {
+		switch {
+		case st == http.StatusRequestEntityTooLarge,
+			st == http.StatusBadRequest && unstorableCodes[code]:
+			return Unstorable
+		}
+	}
+	if ctx.Err() != nil {
+		return Other
 	}
 	if ok {
 		switch st {
 		case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
 			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-			return true
+			return Transient
 		}
-		return false
+		return Other
 	}
 	var dns *net.DNSError
 	if errors.As(err, &dns) && dns.IsNotFound {
-		return false // no such host: a wrong endpoint, not a passing failure
+		return Other // no such host: a wrong endpoint, not a passing failure
 	}
 	var ne net.Error
-	return errors.As(err, &ne) ||
+	if errors.As(err, &ne) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
-		errors.Is(err, context.DeadlineExceeded) // a try's own timeout; ctx itself is live
+		errors.Is(err, context.DeadlineExceeded) { // a try's own timeout; ctx itself is live
+		return Transient
+	}
+	return Other
 }
+
+// transient reports whether err is worth retrying while ctx is live.
+func transient(ctx context.Context, err error) bool { return Classify(ctx, err) == Transient }
+
+// IsTransient reports whether err is worth retrying: throttling, a server
+// error, a timeout or a broken connection, while ctx is still live.
+func IsTransient(ctx context.Context, err error) bool { return transient(ctx, err) }
+
+// RetryAfter returns the delay a throttling answer asks for, if any.
+func RetryAfter(err error) time.Duration { return retryAfter(err) }
 
 // retryAfter returns the delay a throttling answer asks for, if any.
 func retryAfter(err error) time.Duration {
@@ -114,9 +181,14 @@ func (s *Store) call(ctx context.Context, what string, f func(ctx context.Contex
 	delay := s.opts.RetryDelay
 	for attempt := 1; ; attempt++ {
 		err := f(rctx)
-		if err == nil || !transient(ctx, err) {
+		class := Classify(ctx, err)
+		if err == nil || class != Transient {
 			if err != nil && ctx.Err() != nil {
 				return redact(fmt.Errorf("table storage %s: %w (last failure: %v)", what, ctx.Err(), err))
+			}
+			if class == Unstorable {
+				// Said once, here, for every request: the pipeline reads it.
+				return state.Unstorable(redact(err))
 			}
 			return redact(err)
 		}
