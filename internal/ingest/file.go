@@ -92,6 +92,12 @@ func (d *Decoder) document(b *Batch, name string, doc []byte, line int) {
 		for i := range sub.Letters {
 			sub.Letters[i].File, sub.Letters[i].Line = name, line
 		}
+		// The next invocation in the file reuses the decoder's buffer the
+		// bodies point into: keep copies (replay only).
+		for i := range sub.raws {
+			r := &sub.raws[i]
+			r.file, r.line, r.data = name, line, bytes.Clone(r.data)
+		}
 		merge(b, sub)
 	default:
 		d.Body(b, doc, src)
@@ -101,6 +107,7 @@ func (d *Decoder) document(b *Batch, name string, doc []byte, line int) {
 func merge(b, sub *Batch) {
 	b.Events = append(b.Events, sub.Events...)
 	b.Letters = append(b.Letters, sub.Letters...)
+	b.raws = append(b.raws, sub.raws...)
 	b.Stats.Add(sub.Stats)
 	for _, p := range sub.Problems {
 		b.problem("%s", p)

@@ -9,6 +9,7 @@ package ingest
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -69,7 +70,26 @@ type Batch struct {
 	// Problems describes, one line each, what went wrong (bad records,
 	// missing metadata); it goes to the host's Logs and the log.
 	Problems []string
+
+	// raws locates the event bodies the batch's records were read from, so
+	// that RecordRaw can give a record's bytes back when a later stage
+	// cannot store it. Nothing is copied: the entries point into the input.
+	raws []rawBody
 }
+
+// rawBody is where one event body's bytes are, and in which form.
+type rawBody struct {
+	file        string
+	line, event int
+	data        []byte
+	form        byte // rawPlain, rawQuoted or rawQuotedBase64
+}
+
+const (
+	rawPlain        = 0
+	rawQuoted       = 'q' // a JSON string holding the body (dataType string)
+	rawQuotedBase64 = 'b' // a JSON string holding the body in base64 (dataType binary)
+)
 
 // maxProblems bounds the Problems lines kept per batch; the counts in Stats
 // stay exact.
@@ -97,6 +117,12 @@ type Decoder struct {
 	norm   audit.Normalizer
 	intern audit.Interner
 	buf    []byte // the unquoted Data.<binding>, reused across invocations
+
+	// quoted, when set, is the JSON string the body being read was
+	// unquoted from (into a scratch buffer that the next event reuses):
+	// what the batch keeps to find the body again.
+	quoted     []byte
+	quotedForm byte
 }
 
 func (d *Decoder) now() time.Time {
@@ -149,6 +175,7 @@ func (d *Decoder) Body(b *Batch, body []byte, src audit.Source) {
 	src.Record = -1
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 || body[0] != '{' {
+		d.quoted = nil // no records to find again
 		b.problem("%s: event body is not a JSON object", where(src))
 		d.letter(b, src, "event body is not a JSON object", body)
 		return
@@ -161,6 +188,12 @@ func (d *Decoder) Body(b *Batch, body []byte, src audit.Source) {
 // whatever it had yielded is taken back and the whole body dead-lettered,
 // so that replaying the letter later cannot count its records twice.
 func (d *Decoder) guarded(b *Batch, dec *jsontext.Decoder, body []byte, src audit.Source) {
+	raw := rawBody{file: src.File, line: src.Line, event: src.Event, data: body}
+	if d.quoted != nil {
+		raw.data, raw.form = d.quoted, d.quotedForm
+		d.quoted = nil
+	}
+	b.raws = append(b.raws, raw)
 	n, letters, stats := len(b.Events), len(b.Letters), b.Stats
 	if err := d.envelope(b, dec, body, src); err != nil {
 		b.Events, b.Letters = b.Events[:n], b.Letters[:letters]
@@ -233,6 +266,80 @@ func (d *Decoder) envelope(b *Batch, dec *jsontext.Decoder, body []byte, src aud
 		d.record(b, body, rs)
 	}
 	return nil
+}
+
+// RecordRaw returns the raw bytes of the record an event of the batch was
+// normalized from (the record as it stood in its event body), found again
+// by the event's source position; ok is false if the batch has no body at
+// that position. It decodes the body again, so it is for the rare record
+// that has to be dead-lettered after ingest, not for every record. The
+// bytes stay valid while the input the batch was read from does.
+func (b *Batch) RecordRaw(src audit.Source) ([]byte, bool) {
+	for i := len(b.raws) - 1; i >= 0; i-- {
+		r := &b.raws[i]
+		if r.file != src.File || r.line != src.Line || r.event != src.Event {
+			continue
+		}
+		body := r.data
+		if r.form != rawPlain {
+			var err error
+			if body, err = jsontext.AppendUnquote(nil, body); err != nil && len(body) == 0 {
+				return nil, false
+			}
+			body = bytes.TrimSpace(body)
+			if r.form == rawQuotedBase64 && (len(body) == 0 || body[0] != '{' && body[0] != '[') {
+				if body, err = base64.StdEncoding.AppendDecode(nil, body); err != nil {
+					return nil, false
+				}
+			}
+		}
+		return recordIn(bytes.TrimSpace(body), src.Record)
+	}
+	return nil, false
+}
+
+// recordIn returns record i of an event body: element i of its records
+// array, or the whole body when it has no records member (a single record).
+func recordIn(body []byte, i int) ([]byte, bool) {
+	if i < 0 {
+		return body, true
+	}
+	dec := jsontext.NewDecoder(bytes.NewReader(body), audit.DecodeOptions)
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, false
+	}
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadValue()
+		if err != nil {
+			return nil, false
+		}
+		if !isRecords(name) || dec.PeekKind() != '[' {
+			if err := dec.SkipValue(); err != nil {
+				return nil, false
+			}
+			continue
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, false
+		}
+		for j := 0; j < i; j++ {
+			if dec.PeekKind() == ']' {
+				return nil, false
+			}
+			if err := dec.SkipValue(); err != nil {
+				return nil, false
+			}
+		}
+		v, err := dec.ReadValue()
+		if err != nil {
+			return nil, false
+		}
+		return bytes.Clone(v), true
+	}
+	if i == 0 {
+		return body, true
+	}
+	return nil, false
 }
 
 func isRecords(name jsontext.Value) bool {

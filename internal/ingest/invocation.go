@@ -249,7 +249,11 @@ func (d *Decoder) eventArray(b *Batch, events []byte, src func(int) audit.Source
 					continue
 				}
 				body = raw
+				d.quotedForm = rawQuotedBase64
+			} else {
+				d.quotedForm = rawQuoted
 			}
+			d.quoted = v // scratch is reused: the batch keeps the string
 			d.Body(b, body, s)
 		default:
 			b.Stats.Events++

@@ -53,6 +53,11 @@ type Summary struct {
 	Duplicates int // records dropped as delivered twice
 	Result     Result
 	Elapsed    time.Duration
+
+	// Isolated counts the records dead-lettered because the store refused
+	// their data (they are in Stats.DeadLettered too); the rest of the
+	// batch was applied.
+	Isolated int
 }
 
 // String is the one-line summary the host's Logs and replay print.
@@ -66,8 +71,12 @@ func (s Summary) String() string {
 	if s.Duplicates > 0 {
 		dup = fmt.Sprintf(" (%d duplicates dropped)", s.Duplicates)
 	}
-	return fmt.Sprintf("kvwatch: %s%d events, %d records, %d accepted%s, %d skipped, %d dead-lettered, %d findings in %s",
-		p, st.Events, st.Records, st.Accepted, dup, st.Skipped, st.DeadLettered, s.Result.Findings,
+	iso := ""
+	if s.Isolated > 0 {
+		iso = fmt.Sprintf(" (%d could not be stored)", s.Isolated)
+	}
+	return fmt.Sprintf("kvwatch: %s%d events, %d records, %d accepted%s, %d skipped, %d dead-lettered%s, %d findings in %s",
+		p, st.Events, st.Records, st.Accepted, dup, st.Skipped, st.DeadLettered, iso, s.Result.Findings,
 		s.Elapsed.Round(time.Microsecond))
 }
 
@@ -99,7 +108,8 @@ func (p *Pipeline) Process(ctx context.Context, b *ingest.Batch) (Summary, error
 		}
 	}()
 	if p.Next != nil && len(b.Events) > 0 {
-		res, err := p.Next.Consume(ctx, b.Events)
+		res, isolated, err := p.consume(ctx, b, b.Events)
+		sum.Isolated, sum.Stats = isolated, b.Stats // with the records isolated
 		if err != nil {
 			return sum, fmt.Errorf("process %d events: %w", len(b.Events), err)
 		}
