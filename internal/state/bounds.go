@@ -21,19 +21,34 @@ const MaxEntityBytes = 896 << 10
 // control character, an HTML-sensitive character (<, >, &) or an invalid
 // UTF-8 byte up to six.
 func JSONStringLen(s string) int {
-	plain := true
-	for i := 0; i < len(s); i++ {
+	// What encoding/json's appendString writes, counted without encoding:
+	// it runs on every value of a bounded collection at every update, so
+	// it must not allocate.
+	n := 2
+	for i := 0; i < len(s); {
 		c := s[i]
-		if c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			plain = false
-			break
+		if c < utf8.RuneSelf {
+			switch {
+			case c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&':
+				n++
+			case c == '"', c == '\\', c == '\b', c == '\f', c == '\n', c == '\r', c == '\t':
+				n += 2
+			default:
+				n += 6 // \u00XX
+			}
+			i++
+			continue
 		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1, r == '\u2028', r == '\u2029':
+			n += 6 // \ufffd, \u2028, \u2029
+		default:
+			n += size
+		}
+		i += size
 	}
-	if plain {
-		return len(s) + 2
-	}
-	b, _ := json.Marshal(s)
-	return len(b)
+	return n
 }
 
 // SeenEntryLen is what one Seen entry, k: s, adds to an entity's encoding:
@@ -78,6 +93,16 @@ func BoundSeen(seen map[string]Span, maxN, maxBytes int) int {
 	}
 	size := 0
 	if len(seen) <= maxN {
+		// Most updates are far under the budget: an upper bound that needs
+		// no look at the bytes (6 per byte at worst, 20 digits per number)
+		// settles them.
+		upper := 0
+		for k := range seen {
+			upper += 6*len(k) + 2 + len(`:{"f":,"l":},`) + 40
+		}
+		if upper <= maxBytes {
+			return 0
+		}
 		for k, s := range seen {
 			size += SeenEntryLen(k, s)
 		}

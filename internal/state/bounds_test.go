@@ -8,7 +8,7 @@ import (
 )
 
 func TestJSONLengths(t *testing.T) {
-	for _, s := range []string{"", "kv-prod", "a\"b\\c", "<&>", "\x00\x1f\x7f", "é€😀", "\xff\xfe", "\u2028", strings.Repeat("<\x01", 100)} {
+	for _, s := range []string{"", "kv-prod", "a\"b\\c", "<&>", "\x00\x1f\x7f", "é€😀", "\xff\xfe", "\u2028", "\u2029x", "\b\f\n\r\t\x0b", "a\xc3", "\xed\xa0\x80", strings.Repeat("<\x01", 100)} {
 		b, _ := json.Marshal(s)
 		if got := JSONStringLen(s); got != len(b) {
 			t.Errorf("JSONStringLen(%q) = %d, want %d", s, got, len(b))
