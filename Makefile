@@ -35,7 +35,8 @@ FUZZ_TARGETS := \
 	./internal/ingest:FuzzFile \
 	./internal/audit:FuzzNormalize \
 	./internal/audit:FuzzParseTime \
-	./internal/config:FuzzParse
+	./internal/config:FuzzParse \
+	./internal/groupkey:FuzzGroupKey
 
 fuzz-short:
 	@sum=""; for t in $(FUZZ_TARGETS); do \

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kvwatch/kvwatch/internal/audit"
 	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/groupkey"
 	"github.com/kvwatch/kvwatch/internal/pipeline"
 	"github.com/kvwatch/kvwatch/internal/rules"
 	"github.com/kvwatch/kvwatch/internal/state"
@@ -291,26 +292,35 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 	return pipeline.Result{Findings: added}, nil
 }
 
+// tuple is a new_value rule's value: its fields encoded by groupkey
+// (injectively, whatever bytes they hold), "" when every field is empty.
 func tuple(e *audit.Event, fields []string) string {
 	if len(fields) == 1 {
 		return e.Field(fields[0])
 	}
-	var b []byte
+	var buf [128]byte
+	b := buf[:0]
 	empty := true
 	for i, f := range fields {
 		if i > 0 {
-			b = append(b, 0x1f)
+			b = append(b, groupkey.Sep)
 		}
 		v := e.Field(f)
 		if v != "" {
 			empty = false
 		}
-		b = append(b, v...)
+		b = groupkey.AppendValue(b, v)
 	}
 	if empty {
 		return ""
 	}
 	return string(b)
+}
+
+// tupleText is a new_value rule's value as the user reads it: its fields
+// joined by " / ".
+func tupleText(value string, fields []string) string {
+	return strings.Join(groupkey.Split(value, len(fields)), " / ")
 }
 
 // maybePrune drops state older than each rule's horizon behind the newest

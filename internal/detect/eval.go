@@ -652,7 +652,7 @@ func (en *Engine) evalNewValue(w *groupWork, ents map[state.Key]*state.Entity, e
 		}
 		done[c.value] = true
 		f := en.newFinding(w, period(s.First, hz), c.value)
-		f.Value = c.value
+		f.Value = tupleText(c.value, r.Fields)
 		f.WindowStart, f.WindowEnd = time.Unix(c.t, 0).UTC(), time.Unix(c.t, 0).UTC()
 		f.Count = 1
 		var idx []int

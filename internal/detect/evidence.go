@@ -154,7 +154,7 @@ func summary(f *finding.Finding, r *rules.Rule) string {
 		}
 		return fmt.Sprintf("%s: %d requests by %s%s in %s against a usual %.1f", r.Title, f.Count, who, where, fmtDur(f.Window), mean)
 	case rules.NewValue:
-		return fmt.Sprintf("%s: %s first seen%s", r.Title, strings.ReplaceAll(f.Value, "\x1f", " / "), where)
+		return fmt.Sprintf("%s: %s first seen%s", r.Title, f.Value, where)
 	case rules.Sequence:
 		return fmt.Sprintf("%s: by %s%s, followed by %d matching requests within %s", r.Title, who, where, f.Count, fmtDur(f.Window))
 	}

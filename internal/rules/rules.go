@@ -13,6 +13,7 @@ import (
 	"github.com/kvwatch/kvwatch/internal/audit"
 	"github.com/kvwatch/kvwatch/internal/config"
 	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/groupkey"
 )
 
 // Kind is a rule's kind of condition.
@@ -85,7 +86,8 @@ func (r *Rule) Matches(e *audit.Event) bool {
 }
 
 // GroupKey returns the group an event belongs to: its group_by values
-// joined by a separator that cannot occur in log values unescaped.
+// encoded by groupkey, injectively whatever bytes they hold (two
+// different tuples never share a group). Group splits it back.
 func (r *Rule) GroupKey(e *audit.Event) string {
 	switch len(r.GroupBy) {
 	case 0:
@@ -93,14 +95,15 @@ func (r *Rule) GroupKey(e *audit.Event) string {
 	case 1:
 		return e.Field(r.GroupBy[0])
 	}
-	var b strings.Builder
+	var buf [128]byte
+	b := buf[:0]
 	for i, f := range r.GroupBy {
 		if i > 0 {
-			b.WriteByte(0x1f) // unit separator
+			b = append(b, groupkey.Sep)
 		}
-		b.WriteString(e.Field(f))
+		b = groupkey.AppendValue(b, e.Field(f))
 	}
-	return b.String()
+	return string(b)
 }
 
 // Group splits a group key back into pairs.
@@ -108,14 +111,10 @@ func (r *Rule) Group(key string) []finding.Pair {
 	if len(r.GroupBy) == 0 {
 		return nil
 	}
-	vals := strings.Split(key, "\x1f")
+	vals := groupkey.Split(key, len(r.GroupBy))
 	out := make([]finding.Pair, len(r.GroupBy))
 	for i, f := range r.GroupBy {
-		v := ""
-		if i < len(vals) {
-			v = vals[i]
-		}
-		out[i] = finding.Pair{Field: f, Value: v}
+		out[i] = finding.Pair{Field: f, Value: vals[i]}
 	}
 	return out
 }

@@ -34,6 +34,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/kvwatch/kvwatch/internal/audit"
+	"github.com/kvwatch/kvwatch/internal/groupkey"
 	"github.com/kvwatch/kvwatch/internal/pipeline"
 	"github.com/kvwatch/kvwatch/internal/state"
 )
@@ -104,7 +105,7 @@ const (
 	pDeniedCaller = "dc|"
 	pDeniedIP     = "di|"
 	pSecret       = "sr|"
-	pReader       = "rd|" // rd|<secret>\x1f<caller key>
+	pReader       = "rd|" // rd|<secret>\x1f<caller key>, joined by groupkey
 )
 
 var boundedPrefixes = [...]string{pDeniedCaller, pDeniedIP, pSecret, pReader}
@@ -654,7 +655,7 @@ func (ag *agg) applyTo(e *state.Entity, day int64) {
 		tally(pSecret+k, v)
 	}
 	for k, v := range ag.readers {
-		tally(pReader+k[0]+Sep+k[1], v)
+		tally(pReader+groupkey.Join(k[0], k[1]), v)
 	}
 	if added && len(e.Tally) > MaxTally {
 		boundTally(e.Tally)
@@ -1064,7 +1065,8 @@ func ReadDay(e *state.Entity) *DayStats {
 		case strings.HasPrefix(k, pSecret):
 			d.Secrets[k[len(pSecret):]] += v
 		case strings.HasPrefix(k, pReader):
-			s, c, _ := strings.Cut(k[len(pReader):], Sep)
+			sc := groupkey.Split(k[len(pReader):], 2)
+			s, c := sc[0], sc[1]
 			m := d.Readers[s]
 			if m == nil {
 				m = map[string]int64{}
