@@ -69,6 +69,20 @@ LOADRECORDS ?= 10000000
 load: azurite-install ## sustained load: LOADRECORDS records (10M) into 2 handlers with Table state, figures last
 	$(GO) run ./e2e/cmd/load -records $(LOADRECORDS) -time $(LOADTIME)
 
+# The cardinality sweep (issue 11): demo.Tenant's traffic at 5, 30, 300 and
+# 3,000 callers over 20 vaults, 2 and 4 partitions, through two handlers with
+# Table state, then memory state on the same records, then a fresh handler's
+# restore after SWEEPHISTORY records; figures last, a table with the goals and
+# PASS/FAIL. SWEEPRECORDS records per configuration (each state at most
+# SWEEPPHASETIME): about 10 minutes when the store keeps up, 20 at most.
+SWEEPRECORDS ?= 100000
+SWEEPHISTORY ?= 1000000
+SWEEPPHASETIME ?= 90s
+
+.PHONY: sweep
+sweep: azurite-install ## cardinality sweep: round trips, Table vs memory throughput, latency, RSS, restore; goals PASS/FAIL last
+	$(GO) run ./e2e/cmd/load sweep -records $(SWEEPRECORDS) -history $(SWEEPHISTORY) -phase-time $(SWEEPPHASETIME)
+
 .PHONY: dev
 dev: azurite-install build ## the demo day through a local host double, Azurite, a webhook and an SMTP catcher
 	./bin/kvwatch dev

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kvwatch/kvwatch/internal/deadletter"
 	"github.com/kvwatch/kvwatch/internal/delivery"
+	"github.com/kvwatch/kvwatch/internal/digest"
 	"github.com/kvwatch/kvwatch/internal/state"
 	"github.com/kvwatch/kvwatch/internal/tablestore"
 )
@@ -79,6 +80,14 @@ func openStores(ctx context.Context, getenv func(string) string, log zerolog.Log
 	if getenv(envDeadLetterFile) != "" {
 		log.Info().Msg(envDeadLetterFile + " is ignored: dead letters go to Table Storage")
 	}
+	// Detection state and statistics: a log per input stream folded into
+	// an in-memory view (tablestore.Journal), so a batch's Table round trips
+	// do not grow with the callers it touches; the digest's once-per-period
+	// claims need compare-and-set and stay in the state table.
+	j, err := ts.Journal(ctx, client, tablestore.JournalOptions{Direct: digest.Claims, Log: log})
+	if err != nil {
+		return stores{}, fmt.Errorf("%s: %w", desc, err)
+	}
 	log.Info().Str("stores", desc).Msg("state, outbox and dead letters are in Table Storage")
-	return stores{State: ts, Outbox: ts.Outbox(), Letters: ts.DeadLetters(), Durable: true, Describe: desc}, nil
+	return stores{State: j, Outbox: ts.Outbox(), Letters: ts.DeadLetters(), Durable: true, Describe: desc}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kvwatch/kvwatch/internal/state"
@@ -72,6 +73,13 @@ func Following(p Period, t time.Time, zone *time.Location) time.Time {
 
 // markerRule holds the once-per-period markers.
 const markerRule = "_digest"
+
+// Claims reports whether a state key is one of the digest's claims (its
+// once-per-period markers, and the record of which receivers a period's
+// digest reached, whose rule names start with "_digest"): they need
+// compare-and-set, which a store that logs changes per stream does not
+// give, so such a store keeps them apart (tablestore.JournalOptions.Direct).
+func Claims(k state.Key) bool { return strings.HasPrefix(k.Rule, markerRule) }
 
 func markerKey(p Period, start time.Time) state.Key {
 	return state.Key{Rule: markerRule, Group: string(p), Block: start.Unix()}

@@ -80,8 +80,6 @@ func BenchmarkTableRoundTrips(b *testing.B) {
 	}
 	bodies, records := demoBodies(b, days)
 	rs, settings := defaultPack(b)
-	ctx := context.Background()
-	nop := detect.SinkFunc(func(context.Context, []finding.Finding) error { return nil })
 
 	// Matches: what a naive store would read and write, one entity per
 	// record per matching rule.
@@ -100,11 +98,30 @@ func BenchmarkTableRoundTrips(b *testing.B) {
 		}
 	}
 
+	for _, design := range []string{"journal", "entities"} {
+		b.Run("design="+design, func(b *testing.B) {
+			roundTrips(b, design, bodies, records, matches, rs, settings)
+		})
+	}
+}
+
+func roundTrips(b *testing.B, design string, bodies [][]byte, records int, matches int64, rs []*rules.Rule, settings *rules.Settings) {
+	ctx := context.Background()
+	nop := detect.SinkFunc(func(context.Context, []finding.Finding) error { return nil })
 	var tTable, tMem time.Duration
 	var st Stats
 	var entities, memEntities int
 	for b.Loop() {
-		store := newStore(b, testPrefix(), Options{})
+		var store state.Store
+		var ts *Store
+		var count func() int
+		if design == "journal" {
+			j, _ := newJournal(b, "", JournalOptions{})
+			store, ts, count = j, j.s, j.Len
+		} else {
+			ts = newStore(b, testPrefix(), Options{})
+			store, count = ts, func() int { return len(allState(b, ts)) }
+		}
 		mem := state.NewMemory()
 		enT := detect.New(rs, settings, detect.Options{Store: store, Sink: nop, Log: zerolog.Nop()})
 		enM := detect.New(rs, settings, detect.Options{Store: mem, Sink: nop, Log: zerolog.Nop()})
@@ -124,8 +141,8 @@ func BenchmarkTableRoundTrips(b *testing.B) {
 			tMem += t1.Sub(t0)
 			tTable += time.Since(t2)
 		}
-		st = store.Stats()
-		entities, memEntities = len(allState(b, store)), mem.Len()
+		st = ts.Stats()
+		entities, memEntities = count(), mem.Len()
 	}
 	if entities != memEntities {
 		b.Errorf("the Table store ends with %d entities, the memory store with %d", entities, memEntities)

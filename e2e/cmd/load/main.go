@@ -34,6 +34,8 @@
 // its own per-partition sequence numbers and builds and posts each batch
 // with the double's host.Body and host.Invoke, exactly as Hub.Deliver does.
 //
+// `load sweep` is the cardinality sweep (sweep.go, `make sweep`).
+//
 // Linux only: it reads /proc.
 package main
 
@@ -95,7 +97,12 @@ type options struct {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "sweep" {
+		err = runSweep(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	} else {
+		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)

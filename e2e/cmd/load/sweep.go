@@ -1,0 +1,617 @@
+//go:build linux
+
+package main
+
+// The cardinality sweep (issue 11, point 2; `make sweep`): demo.Tenant's
+// realistic traffic at several numbers of callers and partitions, through
+// the host double into two `kvwatch serve` processes, first with Table
+// state (Azurite, round trips counted at the proxy), then, on the same
+// records, with memory state; then a fresh handler's restore time after a
+// long history. The figures come last, as a table with the goals beside
+// them and PASS or FAIL per goal.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kvwatch/kvwatch/internal/azurite"
+	"github.com/kvwatch/kvwatch/internal/demo"
+	"github.com/kvwatch/kvwatch/internal/host"
+)
+
+type sweepOptions struct {
+	callers, partitions   []int
+	vaults                int
+	records               int
+	history               int
+	historyCallers        int
+	historyPartitions     int
+	phaseTime, historyMax time.Duration
+	batch, eventRecords   int
+	handlers              int
+	seed                  int64
+	keep                  bool
+	env                   []string
+}
+
+// The goals of issue 11.
+const (
+	goalRoundTrips = 50.0            // per 1,000 records, at every cardinality
+	goalRatio      = 0.5             // Table-state throughput over memory-state throughput
+	goalRestore    = 2 * time.Second // fresh handler: start to first batch answered
+	goalRSSMiB     = 256             // handler peak resident memory
+)
+
+func intList(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q: want positive integers separated by commas", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o sweepOptions
+	fs := flag.NewFlagSet("load sweep", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	callers := fs.String("callers", "5,30,300,3000", "application identities, one configuration each")
+	parts := fs.String("partitions", "2,4", "Event Hubs partitions, one configuration each")
+	fs.IntVar(&o.vaults, "vaults", 20, "vaults the traffic is spread over")
+	fs.IntVar(&o.records, "records", 100_000, "records per configuration (Table state, then the same with memory state)")
+	fs.IntVar(&o.history, "history", 1_000_000, "records of history before the restore measurement (0: skip it)")
+	fs.IntVar(&o.historyCallers, "history-callers", 300, "callers of the history traffic")
+	fs.IntVar(&o.historyPartitions, "history-partitions", 2, "partitions of the history traffic")
+	fs.DurationVar(&o.phaseTime, "phase-time", 90*time.Second, "at most this long per configuration and state (a slow store is cut short and fails its goals)")
+	fs.DurationVar(&o.historyMax, "history-time", 6*time.Minute, "at most this long to feed the history")
+	fs.IntVar(&o.batch, "batch", 100, "events per batch (host.json maxEventBatchSize)")
+	fs.IntVar(&o.eventRecords, "event-records", 10, "records per Event Hubs event (batch × this = records per batch)")
+	fs.IntVar(&o.handlers, "handlers", 2, "handler processes; partitions are split evenly between them")
+	fs.Int64Var(&o.seed, "seed", 1, "traffic seed")
+	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (binary, handler logs)")
+	fs.Func("env", "KEY=VALUE added to the Table-state handlers' environment (repeatable)", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return errors.New("want KEY=VALUE")
+		}
+		o.env = append(o.env, v)
+		return nil
+	})
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	if o.callers, err = intList(*callers); err != nil {
+		return fmt.Errorf("-callers: %w", err)
+	}
+	if o.partitions, err = intList(*parts); err != nil {
+		return fmt.Errorf("-partitions: %w", err)
+	}
+	for _, p := range append(o.partitions, o.historyPartitions) {
+		if p%o.handlers != 0 {
+			return fmt.Errorf("partitions (%d) must be a multiple of -handlers (%d)", p, o.handlers)
+		}
+	}
+	if o.records <= 0 || o.batch <= 0 || o.eventRecords <= 0 || o.vaults <= 0 {
+		return errors.New("-records, -batch, -event-records and -vaults must be positive")
+	}
+
+	tools, err := azurite.Tools()
+	if err != nil {
+		return err
+	}
+	root := filepath.Dir(filepath.Dir(tools))
+	work, err := os.MkdirTemp("", "kvwatch-sweep-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Fprintf(stderr, "sweep: work directory %s (kept)\n", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	fmt.Fprintln(stderr, "sweep: building kvwatch")
+	bin := filepath.Join(work, "kvwatch")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/kvwatch")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	az, err := azurite.Launch(tools, azurite.Options{OwnGroup: true})
+	if err != nil {
+		return err
+	}
+	defer az.Stop()
+	rt, err := startProxy(az.Port)
+	if err != nil {
+		return err
+	}
+	defer rt.close()
+	hook, err := startCatcher()
+	if err != nil {
+		return err
+	}
+	defer hook.close()
+	cfg := filepath.Join(work, "kvwatch.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("# kvwatch sweep: the default pack, alerts to a local webhook catcher.\nreceivers:\n  - name: hook\n    webhook: {url: %q, timeout: 5s}\n",
+		hook.url+"/alerts")), 0o644); err != nil {
+		return err
+	}
+	sw := &sweeper{o: o, bin: bin, work: work, cfg: cfg, conn: azurite.ConnectionString(rt.port), rt: rt, stderr: stderr,
+		run: fmt.Sprintf("sw%d", rand.IntN(1_000_000))}
+	fmt.Fprintf(stderr, "sweep: Azurite (pid %d); %d configurations of %d records, then %d records of history\n",
+		az.Pid(), len(o.callers)*len(o.partitions), o.records, o.history)
+
+	var rows []sweepRow
+	for _, c := range o.callers {
+		for _, p := range o.partitions {
+			row, err := sw.configuration(ctx, c, p)
+			if err != nil {
+				return fmt.Errorf("%d callers, %d partitions: %w", c, p, err)
+			}
+			rows = append(rows, row)
+			fmt.Fprintf(stderr, "sweep: %s\n", row.line())
+		}
+	}
+	var hist *historyResult
+	if o.history > 0 {
+		if hist, err = sw.historyRestore(ctx); err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
+	}
+	sweepReport(stdout, o, rows, hist)
+	return nil
+}
+
+type sweeper struct {
+	o         sweepOptions
+	bin, work string
+	cfg, conn string
+	run       string
+	n         int
+	rt        *roundTrips
+	stderr    io.Writer
+}
+
+// sweepRow is one configuration's figures.
+type sweepRow struct {
+	callers, partitions  int
+	records, memRecords  int
+	roundTripsPerK       float64
+	tableRate, memRate   float64
+	p50, p99             time.Duration
+	peakRSS, memPeakRSS  int64 // KiB, the largest of the handlers
+	restore, restoreWait time.Duration
+	cut                  bool // the Table phase hit -phase-time
+	retried              int
+}
+
+func (r sweepRow) ratio() float64 {
+	if r.memRate == 0 {
+		return 0
+	}
+	return r.tableRate / r.memRate
+}
+
+func (r sweepRow) line() string {
+	return fmt.Sprintf("%d callers, %d partitions: %d records, %.1f round trips per 1,000 records, %.0f records/s Table, %.0f memory (%.2f), batch p50 %s p99 %s, peak RSS %d MiB, restore %s",
+		r.callers, r.partitions, r.records, r.roundTripsPerK, r.tableRate, r.memRate, r.ratio(), ms(r.p50), ms(r.p99), r.peakRSS>>10, r.restore.Round(time.Millisecond))
+}
+
+// traffic is a configuration's events, per partition, as the hub holds them.
+type traffic struct {
+	parts [][]host.Event
+}
+
+func (sw *sweeper) traffic(callers, partitions, records int) traffic {
+	s := demo.Tenant(demo.TenantOptions{Callers: callers, Vaults: sw.o.vaults, Partitions: partitions,
+		Seed: sw.o.seed, Records: records, RecordsPerEvent: sw.o.eventRecords})
+	tr := traffic{parts: make([][]host.Event, partitions)}
+	enq := time.Now().UTC()
+	for {
+		e, ok := s.Next()
+		if !ok {
+			return tr
+		}
+		seq := int64(len(tr.parts[e.Partition]))
+		tr.parts[e.Partition] = append(tr.parts[e.Partition], host.Event{Body: demo.EventBody(e.Records), Sequence: seq,
+			Offset: seq * 1024, Enqueued: enq.Add(time.Duration(seq) * time.Millisecond)})
+	}
+}
+
+// start starts n handlers, with Table state under prefix or, when prefix is
+// "", memory state.
+func (sw *sweeper) start(ctx context.Context, n int, prefix string) ([]*handler, error) {
+	var hs []*handler
+	for range n {
+		sw.n++
+		name := fmt.Sprintf("%d", sw.n)
+		logf, err := os.Create(filepath.Join(sw.work, "handler-"+name+".log"))
+		if err != nil {
+			return hs, err
+		}
+		env := []string{"KVWATCH_CONFIG=" + sw.cfg, "KVWATCH_LOG_LEVEL=warn",
+			"KVWATCH_DEADLETTER_FILE=" + filepath.Join(sw.work, "handler-"+name+"-deadletter.jsonl")}
+		if prefix != "" {
+			env = append(append(env, "KVWATCH_TABLE_CONNECTION_STRING="+sw.conn, "KVWATCH_TABLE_PREFIX="+prefix), sw.o.env...)
+		} else {
+			env = append(env, "KVWATCH_TABLE_CONNECTION_STRING=", "KVWATCH_TABLE_ENDPOINT=", "AzureWebJobsStorage=",
+				"AzureWebJobsStorage__tableServiceUri=", "AzureWebJobsStorage__accountName=")
+		}
+		p, err := host.Start(ctx, sw.bin, []string{"serve"}, env, logf, 30*time.Second)
+		logf.Close()
+		if err != nil {
+			return hs, fmt.Errorf("handler %s: %w (log: %s)", name, err, logf.Name())
+		}
+		hs = append(hs, &handler{name: name, p: p, log: logf.Name()})
+	}
+	return hs, nil
+}
+
+func (sw *sweeper) stop(hs []*handler) {
+	for _, h := range hs {
+		if err := h.p.Stop(40 * time.Second); err != nil {
+			fmt.Fprintf(sw.stderr, "sweep: handler %s did not exit cleanly: %v (log: %s)\n", h.name, err, h.log)
+		}
+		if problems := logProblems(h.log); problems != "" && !expectedOnly(h.log) {
+			fmt.Fprintf(sw.stderr, "sweep: handler %s logged warnings or errors (first ones):\n%s", h.name, problems)
+		}
+	}
+}
+
+// expectedOnly reports whether a handler's log holds nothing but the
+// warning a memory-state handler gives at start.
+func expectedOnly(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if !strings.Contains(l, "no Table Storage configured") {
+			return false
+		}
+	}
+	return true
+}
+
+// phase is what delivering traffic to handlers measured.
+type phase struct {
+	records, batches, retried int
+	first, last               time.Time
+	lat                       []time.Duration
+	cut                       bool
+	peakRSS                   int64
+	next                      []int // per partition, the index of the next event not delivered
+}
+
+func (p *phase) rate() float64 {
+	if p.records == 0 || !p.last.After(p.first) {
+		return 0
+	}
+	return float64(p.records) / p.last.Sub(p.first).Seconds()
+}
+
+// deliver delivers each partition's events in batches of o.batch, one
+// goroutine per partition as the trigger does, partitions split evenly over
+// hs, until limit[p] events of partition p went or the deadline passes; it
+// returns what it measured.
+func (sw *sweeper) deliver(ctx context.Context, hs []*handler, tr traffic, limit []int, deadline time.Time) (*phase, error) {
+	ph := &phase{next: make([]int, len(tr.parts))}
+	var mu sync.Mutex
+	per := len(tr.parts) / len(hs)
+	errs := make(chan error, len(tr.parts))
+	var wg sync.WaitGroup
+	for p := range tr.parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Timeout: 10 * time.Minute}
+			evs := tr.parts[p][:min(limit[p], len(tr.parts[p]))]
+			for i := 0; i < len(evs); i += sw.o.batch {
+				if time.Now().After(deadline) {
+					mu.Lock()
+					ph.cut = true
+					mu.Unlock()
+					return
+				}
+				b := host.Batch{Namespace: "double.servicebus.windows.net", Hub: "insights-logs-auditevent", ConsumerGroup: "kvwatch",
+					Partition: strconv.Itoa(p), Events: evs[i:min(i+sw.o.batch, len(evs))]}
+				res, err := invoke(ctx, client, hs[p/per].p.BaseURL, b)
+				if err != nil {
+					errs <- fmt.Errorf("partition %d: %w", p, err)
+					return
+				}
+				mu.Lock()
+				if ph.first.IsZero() || res.start.Before(ph.first) {
+					ph.first = res.start
+				}
+				if res.end.After(ph.last) {
+					ph.last = res.end
+				}
+				ph.records += len(b.Events) * sw.o.eventRecords
+				ph.batches++
+				ph.lat = append(ph.lat, res.hostLat)
+				if res.attempts > 1 {
+					ph.retried++
+				}
+				ph.next[p] = i + len(b.Events)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return nil, err
+	}
+	for _, h := range hs {
+		ph.peakRSS = max(ph.peakRSS, procStatus(h.p.Cmd.Process.Pid, "VmHWM"))
+	}
+	return ph, nil
+}
+
+// configuration measures one (callers, partitions): Table state, a fresh
+// handler's restore, then memory state on the records the Table phase got
+// through.
+func (sw *sweeper) configuration(ctx context.Context, callers, partitions int) (sweepRow, error) {
+	row := sweepRow{callers: callers, partitions: partitions}
+	tr := sw.traffic(callers, partitions, sw.o.records+partitions*sw.o.batch*sw.o.eventRecords)
+	// Hold back one batch of partition 0 for the restore measurement.
+	limit := make([]int, partitions)
+	for p := range limit {
+		limit[p] = len(tr.parts[p])
+	}
+	limit[0] -= sw.o.batch
+	for p := 1; p < partitions; p++ {
+		limit[p] -= sw.o.batch // the same records in all: drop a batch elsewhere too
+	}
+
+	prefix := fmt.Sprintf("%sc%dp%d", sw.run, callers, partitions)
+	hs, err := sw.start(ctx, sw.o.handlers, prefix)
+	if err != nil {
+		sw.stop(hs)
+		return row, err
+	}
+	if err := warm(ctx, hs); err != nil {
+		sw.stop(hs)
+		return row, err
+	}
+	rt0 := sw.rt.counts()
+	ph, err := sw.deliver(ctx, hs, tr, limit, time.Now().Add(sw.o.phaseTime))
+	if err != nil {
+		sw.stop(hs)
+		return row, err
+	}
+	rt1 := sw.rt.counts()
+	row.records, row.cut, row.retried = ph.records, ph.cut, ph.retried
+	row.roundTripsPerK = float64(rt1.total-rt0.total) * 1000 / float64(max(ph.records, 1))
+	row.tableRate, row.peakRSS = ph.rate(), ph.peakRSS
+	row.p50, row.p99 = pct(ph.lat, 50), pct(ph.lat, 99)
+
+	// A fresh handler for partition 0 (as after a scale-out or a crash),
+	// while the others keep running: start to its first batch answered.
+	if row.restore, row.restoreWait, err = sw.restore(ctx, prefix, tr.parts[0][ph.next[0]:min(ph.next[0]+sw.o.batch, len(tr.parts[0]))]); err != nil {
+		sw.stop(hs)
+		return row, err
+	}
+	sw.stop(hs)
+
+	// Memory state, the same records.
+	ms, err := sw.start(ctx, sw.o.handlers, "")
+	if err != nil {
+		sw.stop(ms)
+		return row, err
+	}
+	mph, err := sw.deliver(ctx, ms, tr, ph.next, time.Now().Add(sw.o.phaseTime))
+	sw.stop(ms)
+	if err != nil {
+		return row, err
+	}
+	row.memRecords, row.memRate, row.memPeakRSS = mph.records, mph.rate(), mph.peakRSS
+	return row, nil
+}
+
+// warm sends each handler a Housekeeping invocation, so that table
+// creation is not in the figures.
+func warm(ctx context.Context, hs []*handler) error {
+	for _, h := range hs {
+		now := time.Now().UTC()
+		if r, err := host.Invoke(ctx, http.DefaultClient, h.p.BaseURL, "Housekeeping",
+			host.TimerBody("Housekeeping", now.Add(-10*time.Minute), now.Add(10*time.Minute), false)); err != nil || r.Status != 200 {
+			return fmt.Errorf("handler %s: first Housekeeping invocation: %v %v", h.name, err, r)
+		}
+	}
+	return nil
+}
+
+// restore starts a fresh Table-state handler and delivers evs (partition
+// 0's next events) to it: it returns the time from process start to the
+// batch answered, and of that the time from ready to answered.
+func (sw *sweeper) restore(ctx context.Context, prefix string, evs []host.Event) (time.Duration, time.Duration, error) {
+	if len(evs) == 0 {
+		return 0, 0, errors.New("no events left for the restore measurement")
+	}
+	hs, err := sw.start(ctx, 1, prefix)
+	defer sw.stop(hs)
+	if err != nil {
+		return 0, 0, err
+	}
+	b := host.Batch{Namespace: "double.servicebus.windows.net", Hub: "insights-logs-auditevent", ConsumerGroup: "kvwatch",
+		Partition: "0", Events: evs}
+	res, err := invoke(ctx, &http.Client{Timeout: 10 * time.Minute}, hs[0].p.BaseURL, b)
+	if err != nil {
+		return 0, 0, err
+	}
+	return res.end.Sub(hs[0].p.Started), res.end.Sub(hs[0].p.Ready), nil
+}
+
+type historyResult struct {
+	callers, partitions int
+	records             int
+	rate                float64
+	cut                 bool
+	restore, wait       time.Duration
+}
+
+// historyRestore feeds -history records through Table-state handlers, then
+// measures a fresh handler's restore.
+func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
+	o := sw.o
+	h := &historyResult{callers: o.historyCallers, partitions: o.historyPartitions}
+	prefix := fmt.Sprintf("%shist", sw.run)
+	hs, err := sw.start(ctx, o.handlers, prefix)
+	if err != nil {
+		sw.stop(hs)
+		return nil, err
+	}
+	defer sw.stop(hs)
+	if err := warm(ctx, hs); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(sw.stderr, "sweep: history: %d records, %d callers, %d partitions (at most %s)\n", o.history, h.callers, h.partitions, o.historyMax)
+	// In slices, so that a million records are never all in memory.
+	const slice = 100_000
+	deadline := time.Now().Add(o.historyMax)
+	s := demo.Tenant(demo.TenantOptions{Callers: h.callers, Vaults: o.vaults, Partitions: h.partitions, Seed: o.seed + 1,
+		Records: o.history + h.partitions*o.batch*o.eventRecords, RecordsPerEvent: o.eventRecords})
+	seqs := make([]int64, h.partitions)
+	enq := time.Now().UTC()
+	var spent time.Duration
+	var last traffic
+	for h.records < o.history && !h.cut {
+		tr := traffic{parts: make([][]host.Event, h.partitions)}
+		for n := 0; n < min(slice, o.history-h.records); {
+			e, ok := s.Next()
+			if !ok {
+				break
+			}
+			p := e.Partition
+			tr.parts[p] = append(tr.parts[p], host.Event{Body: demo.EventBody(e.Records), Sequence: seqs[p],
+				Offset: seqs[p] * 1024, Enqueued: enq.Add(time.Duration(seqs[p]) * time.Millisecond)})
+			seqs[p]++
+			n += len(e.Records)
+		}
+		limit := make([]int, h.partitions)
+		for p := range limit {
+			limit[p] = len(tr.parts[p])
+		}
+		ph, err := sw.deliver(ctx, hs, tr, limit, deadline)
+		if err != nil {
+			return nil, err
+		}
+		if ph.records == 0 {
+			h.cut = true
+			break
+		}
+		h.records += ph.records
+		h.cut = ph.cut
+		spent += ph.last.Sub(ph.first)
+		last = tr
+		for p := range tr.parts {
+			tr.parts[p] = tr.parts[p][ph.next[p]:]
+		}
+		if ph.cut {
+			break
+		}
+		fmt.Fprintf(sw.stderr, "sweep: history: %d records\n", h.records)
+	}
+	if spent > 0 {
+		h.rate = float64(h.records) / spent.Seconds()
+	}
+	// The restore: partition 0's next events.
+	var next []host.Event
+	if last.parts != nil && len(last.parts[0]) > 0 {
+		next = last.parts[0][:min(o.batch, len(last.parts[0]))]
+	} else {
+		for len(next) < o.batch {
+			e, ok := s.Next()
+			if !ok {
+				break
+			}
+			if e.Partition != 0 {
+				continue
+			}
+			next = append(next, host.Event{Body: demo.EventBody(e.Records), Sequence: seqs[0], Offset: seqs[0] * 1024,
+				Enqueued: enq.Add(time.Duration(seqs[0]) * time.Millisecond)})
+			seqs[0]++
+		}
+	}
+	if h.restore, h.wait, err = sw.restore(ctx, prefix, next); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+func passFail(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+func sweepReport(w io.Writer, o sweepOptions, rows []sweepRow, h *historyResult) {
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "sweep figures: demo.Tenant traffic over %d vaults, %d handler processes, batches of %d events × %d records, seed %d\n",
+		o.vaults, o.handlers, o.batch, o.eventRecords, o.seed)
+	if len(o.env) > 0 {
+		fmt.Fprintf(w, "table-handler-environment: %s\n", strings.Join(o.env, " "))
+	}
+	fmt.Fprintf(w, "%7s %5s %8s %12s %9s %9s %6s %9s %9s %8s %9s\n",
+		"callers", "parts", "records", "trips/1000", "table r/s", "mem r/s", "ratio", "p50 ms", "p99 ms", "RSS MiB", "restore")
+	worstTrips, worstRatio, worstRSS, worstRestore := 0.0, -1.0, int64(0), time.Duration(0)
+	cut := false
+	for _, r := range rows {
+		mark := ""
+		if r.cut {
+			mark = " (cut at -phase-time)"
+			cut = true
+		}
+		fmt.Fprintf(w, "%7d %5d %8d %12.1f %9.0f %9.0f %6.2f %9.1f %9.1f %8d %9s%s\n",
+			r.callers, r.partitions, r.records, r.roundTripsPerK, r.tableRate, r.memRate, r.ratio(),
+			float64(r.p50)/1e6, float64(r.p99)/1e6, max(r.peakRSS, r.memPeakRSS)>>10, r.restore.Round(time.Millisecond), mark)
+		worstTrips = max(worstTrips, r.roundTripsPerK)
+		if worstRatio < 0 || r.ratio() < worstRatio {
+			worstRatio = r.ratio()
+		}
+		worstRSS = max(worstRSS, r.peakRSS, r.memPeakRSS)
+		worstRestore = max(worstRestore, r.restore)
+	}
+	if h != nil {
+		note := ""
+		if h.cut {
+			note = fmt.Sprintf(" (cut at -history-time: %d of %d records)", h.records, o.history)
+		}
+		fmt.Fprintf(w, "history: %d records (%d callers, %d partitions) at %.0f records/s with Table state%s; a fresh handler answered its first batch %s after process start (%s after ready)\n",
+			h.records, h.callers, h.partitions, h.rate, note, h.restore.Round(time.Millisecond), h.wait.Round(time.Millisecond))
+	}
+	fmt.Fprintln(w, "goals:")
+	fmt.Fprintf(w, "  round trips per 1,000 records ≤ %.0f at every cardinality: worst %.1f  %s\n", goalRoundTrips, worstTrips,
+		passFail(worstTrips <= goalRoundTrips && len(rows) > 0))
+	fmt.Fprintf(w, "  Table-state throughput ≥ %.1f× memory-state: worst %.2f  %s\n", goalRatio, worstRatio,
+		passFail(worstRatio >= goalRatio && !cut))
+	restoreLine := fmt.Sprintf("worst after a configuration %s", worstRestore.Round(time.Millisecond))
+	restoreOK := worstRestore < goalRestore
+	if h != nil {
+		restoreLine += fmt.Sprintf("; after %d records of history %s", h.records, h.restore.Round(time.Millisecond))
+		restoreOK = restoreOK && h.restore < goalRestore && !h.cut
+	}
+	fmt.Fprintf(w, "  restore (fresh handler, start to first batch answered) < %s: %s  %s\n", goalRestore, restoreLine, passFail(restoreOK))
+	fmt.Fprintf(w, "  handler peak RSS < %d MiB: worst %d MiB  %s\n", goalRSSMiB, worstRSS>>10, passFail(worstRSS>>10 < goalRSSMiB))
+	if cut {
+		fmt.Fprintln(w, "note: a configuration cut short by -phase-time fails the throughput goal: its store did not keep up")
+	}
+}
