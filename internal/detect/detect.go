@@ -8,7 +8,6 @@ package detect
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -269,7 +268,7 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 	// hand its findings on again: the sink is idempotent by finding ID.
 	added := 0
 	for i := range found {
-		body, err := json.Marshal(&found[i])
+		body, err := found[i].Encode() // fitted to finding.MaxBodyBytes
 		if err != nil {
 			return pipeline.Result{}, fmt.Errorf("encode finding: %w", err)
 		}

@@ -105,19 +105,29 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 		}
 		// Window blocks count: they apply each input position once. Records
 		// of one event share a position, so marks are raised only at the end.
-		orig := map[string]int64{}
+		// (A group sees one stream or a few: a slice on the stack, not a map
+		// per group and batch.)
+		var origBuf [8]appliedMark
+		orig := origBuf[:0]
 		for s, p := range e.Applied {
-			orig[s] = p
+			orig = append(orig, appliedMark{s, p})
 		}
 		absorbed := func(c *contrib) bool {
 			if c.stream == "" {
 				return false
 			}
-			p, ok := orig[c.stream]
-			return ok && c.pos <= p
+			for _, o := range orig {
+				if o.stream == c.stream {
+					return c.pos <= o.pos
+				}
+			}
+			return false
 		}
 		changed := false
-		vb := -1 // the encoded size of e.Values, once a distinct value needs it
+		// The encoded size of e.Values, once a distinct value needs it: an
+		// upper bound that reads no bytes while it leaves room for the value
+		// at hand, the exact size once it does not.
+		vb, vbExact := -1, false
 		for _, p := range ps {
 			r := p.w.rule
 			for _, i := range p.cs {
@@ -136,7 +146,10 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 					inc(&e.Counts, floorDiv(c.t, bucketSec))
 				case r.Kind == rules.Distinct:
 					if vb < 0 {
-						vb = valuesLen(e.Values)
+						vb = valuesLenUpper(e.Values)
+					}
+					if !vbExact && vb+valueCostUpper(c.value) > valuesBytes {
+						vb, vbExact = valuesLen(e.Values), true
 					}
 					vb += addValue(e, floorDiv(c.t, bucketSec), c.value, max(2*r.Count, 16), valuesBytes-vb)
 				case r.Kind == rules.Spike:
@@ -183,6 +196,30 @@ func addValue(e *state.Entity, bucket int64, v string, capN, room int) int {
 	}
 	e.Values[bucket] = slices.Insert(vs, i, v)
 	return cost
+}
+
+// appliedMark is one stream's applied position.
+type appliedMark struct {
+	stream string
+	pos    int64
+}
+
+// valueCostUpper bounds what addValue can count for v: six bytes per byte
+// escaped, quotes and comma, and a new bucket's key of up to 20 digits.
+func valueCostUpper(v string) int {
+	return 6*len(v) + 3 + len(`"":[],`) + 20
+}
+
+// valuesLenUpper bounds valuesLen(m) from the lengths alone.
+func valuesLenUpper(m map[int64][]string) int {
+	n := 0
+	for _, vs := range m {
+		n += len(`"":[],`) + 20
+		for _, v := range vs {
+			n += 6*len(v) + 3
+		}
+	}
+	return n
 }
 
 // valuesLen is the encoded size of a Values map (what addValue counts).
@@ -286,8 +323,7 @@ func (en *Engine) evaluate(ctx context.Context, order []*groupWork, ents map[sta
 	}
 	now := en.now().UTC()
 	for i := range out {
-		out[i].Raised = now
-		out[i].Fit() // at most finding.MaxBodyBytes, whatever the events' strings
+		out[i].Raised = now // Consume fits each to finding.MaxBodyBytes as it encodes it
 	}
 	slices.SortStableFunc(out, func(a, b finding.Finding) int {
 		return cmp.Or(a.WindowEnd.Compare(b.WindowEnd), cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.ID, b.ID))

@@ -28,6 +28,18 @@ func (f *Finding) Fit() bool {
 	return true
 }
 
+// Encode returns f's JSON encoding after fitting it (see Fit): f is
+// trimmed in place when it is over MaxBodyBytes. A finding that fits is
+// encoded once.
+func (f *Finding) Encode() ([]byte, error) {
+	b, err := json.Marshal(f)
+	if err != nil || len(b) <= MaxBodyBytes {
+		return b, err
+	}
+	f.Fit()
+	return json.Marshal(f)
+}
+
 func firstOf(c []Count) []Count {
 	if len(c) > 1 {
 		return c[:1]
