@@ -76,6 +76,9 @@ func compilePack(t testing.TB, yaml string) ([]*rules.Rule, *rules.Settings) {
 }
 
 type harness struct {
+	withStats interface {
+		Collect(ctx context.Context, events []audit.Event) error
+	}
 	en    *detect.Engine
 	store state.Store
 	mu    sync.Mutex
@@ -97,6 +100,11 @@ func newHarness(t testing.TB, store state.Store) *harness {
 }
 
 func (h *harness) feed(ctx context.Context, evs []audit.Event) error {
+	if h.withStats != nil {
+		if err := h.withStats.Collect(ctx, evs); err != nil {
+			return err
+		}
+	}
 	_, err := h.en.Consume(ctx, slices.Clone(evs))
 	return err
 }

@@ -608,6 +608,10 @@ func (j *Journal) catchUpStreams(ctx context.Context, names []string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	gap := false
+	// Changes are folded before drops: a prune (written to the pruning
+	// instance's own log) must not be undone by older changes to the same
+	// entity read from another stream's log in the same pass.
+	var drops []journalItem
 	for i, n := range names {
 		g := &res[i]
 		c := j.cursorOf(n)
@@ -626,6 +630,10 @@ func (j *Journal) catchUpStreams(ctx context.Context, names []string) error {
 				break
 			}
 			for _, it := range items {
+				if it.Drop {
+					drops = append(drops, it)
+					continue
+				}
 				j.foldLocked(it)
 			}
 			c.index = idx
@@ -635,6 +643,9 @@ func (j *Journal) catchUpStreams(ctx context.Context, names []string) error {
 		if g.head == c.index && g.etag != "" {
 			c.etag = g.etag
 		}
+	}
+	for _, it := range drops {
+		j.foldLocked(it)
 	}
 	if gap {
 		return errGap

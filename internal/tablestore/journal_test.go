@@ -11,6 +11,7 @@ import (
 	"github.com/kvwatch/kvwatch/internal/audit"
 	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
 	"github.com/kvwatch/kvwatch/internal/state"
+	"github.com/kvwatch/kvwatch/internal/stats"
 )
 
 // newJournal returns a journal on fresh tables (prefix "": deleted when
@@ -340,4 +341,59 @@ func TestJournalStorageOutage(t *testing.T) {
 	}
 	sameView(t, j, mem)
 	sameFindings(t, j.s, mem)
+}
+
+// A partition moves: one instance has served it alone, then both serve
+// it at once from an earlier position (the new owner starting where the
+// last checkpoint was): every event is counted once.
+func TestJournalPartitionMove(t *testing.T) {
+	evs := events(8, "0", 2000, t0, 40*time.Minute)
+	mem := state.NewMemory()
+	ref := newHarness(t, mem)
+	ref.withStats = stats.New(mem)
+	for _, b := range batches(evs, 30) {
+		ref.mustFeed(t, b)
+	}
+	a, prefix := newJournal(t, "", JournalOptions{})
+	b, _ := newJournal(t, prefix, JournalOptions{})
+	ha, hb := newHarness(t, a), newHarness(t, b)
+	ha.withStats, hb.withStats = stats.New(a), stats.New(b)
+	// b restores (empty) before a writes: its view is behind from then on.
+	if _, err := b.Get(context.Background(), []state.Key{{Rule: "burst"}}); err != nil {
+		t.Fatal(err)
+	}
+	bs := batches(evs, 30)
+	for _, bt := range bs[:20] {
+		ha.mustFeed(t, bt)
+	}
+	rest := batches(evs[20*30-120:], 100)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, h := range []*harness{ha, hb} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, bt := range rest[:5] {
+				if err := h.feed(context.Background(), bt); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, bt := range rest[5:] {
+		hb.mustFeed(t, bt)
+	}
+	sameView(t, caughtUp(t, b), mem)
+	sameView(t, caughtUp(t, a), mem)
+	sameView(t, restored(t, prefix), mem)
+	all := slices.Compact(slices.Sorted(slices.Values(append(ha.ids(), hb.ids()...))))
+	if want := ref.ids(); !slices.Equal(all, want) {
+		t.Errorf("findings %v\nwant %v", all, want)
+	}
 }
