@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -59,6 +60,16 @@ type Engine struct {
 	// same fields share one computed key per event.
 	sig  []int
 	sigs int
+
+	// recorded holds ids of findings this engine has seen recorded
+	// (AddFinding answered), so that a window still over its threshold,
+	// raised again at every batch that adds to it, is not encoded and
+	// offered to the store again: insert-if-absent would refuse it. Cleared
+	// when it holds maxRecorded ids; a cleared id costs one more AddFinding.
+	recorded struct {
+		sync.Mutex
+		ids map[string]struct{}
+	}
 
 	prune chan struct{} // a one-slot lock: one prune at a time
 	mark  struct {
@@ -268,6 +279,10 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 	// hand its findings on again: the sink is idempotent by finding ID.
 	added := 0
 	for i := range found {
+		if en.wasRecorded(found[i].ID) {
+			found[i].Fit()
+			continue
+		}
 		body, err := found[i].Encode() // fitted to finding.MaxBodyBytes
 		if err != nil {
 			return pipeline.Result{}, fmt.Errorf("encode finding: %w", err)
@@ -279,6 +294,7 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 		if ok {
 			added++
 		}
+		en.markRecorded(found[i].ID)
 	}
 	if len(found) > 0 && en.sink != nil {
 		if err := en.sink.Found(ctx, found); err != nil {
@@ -395,6 +411,25 @@ func blockEnd(k rules.Kind, block int64) int64 {
 		return (block + 1) * 86400
 	}
 	return (block + 1) * int64(blockDur/time.Second)
+}
+
+// maxRecorded bounds Engine.recorded.
+const maxRecorded = 1 << 16
+
+func (en *Engine) wasRecorded(id string) bool {
+	en.recorded.Lock()
+	defer en.recorded.Unlock()
+	_, ok := en.recorded.ids[id]
+	return ok
+}
+
+func (en *Engine) markRecorded(id string) {
+	en.recorded.Lock()
+	defer en.recorded.Unlock()
+	if en.recorded.ids == nil || len(en.recorded.ids) >= maxRecorded {
+		en.recorded.ids = make(map[string]struct{})
+	}
+	en.recorded.ids[id] = struct{}{}
 }
 
 // withBatchStream names the batch's input stream for the store, unless
