@@ -464,9 +464,9 @@ func (j *Journal) append(ctx context.Context, cur *cursor, entries [][]byte) (in
 		}
 		if len(entries) > 0 && etag == "" {
 			// Without the head's new version the next part cannot be
-			// conditional: what was written stands; the caller folds it
-			// on its next read and applies the rest then.
-			return idx, "", nil
+			// conditional: what was written stands; the caller reads it
+			// back as another writer's and applies the rest again.
+			return 0, "", errConflict
 		}
 	}
 	return idx, etag, nil
