@@ -36,7 +36,8 @@ FUZZ_TARGETS := \
 	./internal/audit:FuzzNormalize \
 	./internal/audit:FuzzParseTime \
 	./internal/config:FuzzParse \
-	./internal/groupkey:FuzzGroupKey
+	./internal/groupkey:FuzzGroupKey \
+	./internal/state:FuzzDiffMerge
 
 fuzz-short:
 	@sum=""; for t in $(FUZZ_TARGETS); do \
