@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -61,15 +60,10 @@ type Engine struct {
 	sig  []int
 	sigs int
 
-	// recorded holds ids of findings this engine has seen recorded
-	// (AddFinding answered), so that a window still over its threshold,
-	// raised again at every batch that adds to it, is not encoded and
-	// offered to the store again: insert-if-absent would refuse it. Cleared
-	// when it holds maxRecorded ids; a cleared id costs one more AddFinding.
-	recorded struct {
-		sync.Mutex
-		ids map[string]struct{}
-	}
+	// handed remembers the findings this engine recorded and handed on
+	// (handed.go): a window still over its threshold is not built, encoded,
+	// recorded and handed on again at every batch that adds to it.
+	handed handedMemo
 
 	prune chan struct{} // a one-slot lock: one prune at a time
 	mark  struct {
@@ -257,29 +251,28 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 	})
 
 	var found []finding.Finding
+	var fkeys []handedKey
 	keys, apply := en.plan(order)
+	var ents map[state.Key]*state.Entity
 	if len(keys) > 0 {
-		ents, err := en.store.Update(ctx, keys, apply)
-		if err != nil {
+		var err error
+		if ents, err = en.store.Update(ctx, keys, apply); err != nil {
 			return pipeline.Result{}, fmt.Errorf("update state: %w", err)
 		}
-		found, err = en.evaluate(ctx, order, ents, events)
-		if err != nil {
-			return pipeline.Result{}, err
-		}
-	} else {
-		var err error
-		if found, err = en.evaluate(ctx, order, nil, events); err != nil {
-			return pipeline.Result{}, err
-		}
+	}
+	found, fkeys, err := en.evaluate(ctx, order, ents, events)
+	if err != nil {
+		return pipeline.Result{}, err
 	}
 
 	// Every candidate is recorded insert-if-absent; all of them go to the
 	// sink, new or not, because a batch retried after the sink failed must
 	// hand its findings on again: the sink is idempotent by finding ID.
+	// (Candidates this engine handed on before, whose facts did not grow,
+	// were skipped before they were built: handed.go.)
 	added := 0
 	for i := range found {
-		if en.wasRecorded(found[i].ID) {
+		if en.wasRecorded(fkeys[i]) {
 			found[i].Fit()
 			continue
 		}
@@ -294,12 +287,15 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 		if ok {
 			added++
 		}
-		en.markRecorded(found[i].ID)
 	}
-	if len(found) > 0 && en.sink != nil {
-		if err := en.sink.Found(ctx, found); err != nil {
-			return pipeline.Result{}, fmt.Errorf("hand on findings: %w", err)
+	if len(found) > 0 {
+		if en.sink != nil {
+			if err := en.sink.Found(ctx, found); err != nil {
+				en.remember(fkeys, found, false)
+				return pipeline.Result{}, fmt.Errorf("hand on findings: %w", err)
+			}
 		}
+		en.remember(fkeys, found, true)
 	}
 	if err := en.maybePrune(ctx, newest, partition); err != nil {
 		return pipeline.Result{}, err
@@ -373,6 +369,7 @@ func (en *Engine) maybePrune(ctx context.Context, newest int64, partition string
 	if !due {
 		return nil
 	}
+	en.forgetHandedBefore(wm)
 	_, err := en.PruneBefore(ctx, time.Unix(wm, 0))
 	return err
 }
@@ -411,25 +408,6 @@ func blockEnd(k rules.Kind, block int64) int64 {
 		return (block + 1) * 86400
 	}
 	return (block + 1) * int64(blockDur/time.Second)
-}
-
-// maxRecorded bounds Engine.recorded.
-const maxRecorded = 1 << 16
-
-func (en *Engine) wasRecorded(id string) bool {
-	en.recorded.Lock()
-	defer en.recorded.Unlock()
-	_, ok := en.recorded.ids[id]
-	return ok
-}
-
-func (en *Engine) markRecorded(id string) {
-	en.recorded.Lock()
-	defer en.recorded.Unlock()
-	if en.recorded.ids == nil || len(en.recorded.ids) >= maxRecorded {
-		en.recorded.ids = make(map[string]struct{})
-	}
-	en.recorded.ids[id] = struct{}{}
 }
 
 // withBatchStream names the batch's input stream for the store, unless

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sort"
 	"strconv"
 	"time"
 
@@ -280,7 +281,10 @@ func pruneSeen(e *state.Entity, horizon int64) {
 
 // evaluate checks every touched group's condition and returns candidate
 // findings (the store decides which are new).
-func (en *Engine) evaluate(ctx context.Context, order []*groupWork, ents map[state.Key]*state.Entity, events []audit.Event) ([]finding.Finding, error) {
+//
+// Candidates this engine handed on already, whose facts did not grow, are
+// left out before they are built (handed.go); keys[i] names found[i].
+func (en *Engine) evaluate(ctx context.Context, order []*groupWork, ents map[state.Key]*state.Entity, events []audit.Event) (found []finding.Finding, keys []handedKey, err error) {
 	if ents == nil {
 		ents = map[state.Key]*state.Entity{}
 	}
@@ -298,37 +302,54 @@ func (en *Engine) evaluate(ctx context.Context, order []*groupWork, ents map[sta
 	if len(missing) > 0 {
 		got, err := en.store.Get(ctx, missing)
 		if err != nil {
-			return nil, fmt.Errorf("read state: %w", err)
+			return nil, nil, fmt.Errorf("read state: %w", err)
 		}
 		for k, e := range got {
 			ents[k] = e
 		}
 	}
-	var out []finding.Finding
+	var out candidates
 	for _, w := range order {
-		var fs []finding.Finding
 		switch w.rule.Kind {
 		case rules.Each:
-			fs = en.evalEach(w, events)
+			en.evalEach(w, events, &out)
 		case rules.Threshold, rules.Distinct:
-			fs = en.evalWindow(w, ents, events)
+			en.evalWindow(w, ents, events, &out)
 		case rules.Sequence:
-			fs = en.evalSequence(w, ents, events)
+			en.evalSequence(w, ents, events, &out)
 		case rules.Spike:
-			fs = en.evalSpike(w, ents, events)
+			en.evalSpike(w, ents, events, &out)
 		case rules.NewValue:
-			fs = en.evalNewValue(w, ents, events)
+			en.evalNewValue(w, ents, events, &out)
 		}
-		out = append(out, fs...)
 	}
 	now := en.now().UTC()
-	for i := range out {
-		out[i].Raised = now // Consume fits each to finding.MaxBodyBytes as it encodes it
+	for i := range out.fs {
+		out.fs[i].Raised = now // Consume fits each to finding.MaxBodyBytes as it encodes it
 	}
-	slices.SortStableFunc(out, func(a, b finding.Finding) int {
-		return cmp.Or(a.WindowEnd.Compare(b.WindowEnd), cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.ID, b.ID))
-	})
-	return out, nil
+	sort.Stable(&out)
+	return out.fs, out.keys, nil
+}
+
+// candidates are the findings a batch raised, each with its handedKey.
+type candidates struct {
+	fs   []finding.Finding
+	keys []handedKey
+}
+
+func (c *candidates) add(f finding.Finding, k handedKey) {
+	c.fs = append(c.fs, f)
+	c.keys = append(c.keys, k)
+}
+
+func (c *candidates) Len() int { return len(c.fs) }
+func (c *candidates) Less(i, j int) bool {
+	a, b := &c.fs[i], &c.fs[j]
+	return cmp.Or(a.WindowEnd.Compare(b.WindowEnd), cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.ID, b.ID)) < 0
+}
+func (c *candidates) Swap(i, j int) {
+	c.fs[i], c.fs[j] = c.fs[j], c.fs[i]
+	c.keys[i], c.keys[j] = c.keys[j], c.keys[i]
 }
 
 // needs lists the entities a group's evaluation reads.
@@ -367,7 +388,7 @@ func (en *Engine) needs(w *groupWork) []state.Key {
 func period(t, cooldown int64) int64 { return floorDiv(t, cooldown) * cooldown }
 
 // evalEach raises one finding per cooldown period with the batch's events.
-func (en *Engine) evalEach(w *groupWork, events []audit.Event) []finding.Finding {
+func (en *Engine) evalEach(w *groupWork, events []audit.Event, out *candidates) {
 	r := w.rule
 	cd := int64(r.Cooldown / time.Second)
 	byPeriod := map[int64][]int{}
@@ -380,18 +401,20 @@ func (en *Engine) evalEach(w *groupWork, events []audit.Event) []finding.Finding
 		byPeriod[p] = append(byPeriod[p], i)
 	}
 	slices.Sort(periods)
-	var out []finding.Finding
 	for _, p := range periods {
 		idx := byPeriod[p]
+		k := handedKey{w.ri, w.group, p, ""}
+		if en.known(k, int64(len(idx))) {
+			continue
+		}
 		f := en.newFinding(w, p, "")
 		ev := evidence(w, events, idx)
 		ev.fill(&f)
 		f.Count = int64(len(idx))
 		f.WindowStart, f.WindowEnd = f.FirstEvent, f.LastEvent
 		f.Summary = summary(&f, r)
-		out = append(out, f)
+		out.add(f, k)
 	}
-	return out
 }
 
 // series is a group's per-bucket state over a range of buckets, copied out
@@ -452,7 +475,7 @@ func (en *Engine) touched(w *groupWork) (buckets []int64, lo, hi int64) {
 
 // evalWindow evaluates threshold and distinct rules over sliding windows
 // ending in or after every touched bucket.
-func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event) []finding.Finding {
+func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event, out *candidates) {
 	r := w.rule
 	bs := int64(en.settings.Bucket / time.Second)
 	n := int64(r.Window / time.Second / time.Duration(bs))
@@ -505,7 +528,6 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 		next = b + 1
 	}
 	done := map[int64]bool{}
-	var out []finding.Finding
 	for _, st := range starts {
 		p := period(st*bs, cd)
 		if done[p] || !anchored(st) {
@@ -517,6 +539,10 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 			continue
 		}
 		done[p] = true
+		k := handedKey{w.ri, w.group, p, ""}
+		if en.known(k, v) {
+			continue
+		}
 		f := en.newFinding(w, p, "")
 		f.WindowStart = time.Unix(st*bs, 0).UTC()
 		f.WindowEnd = time.Unix((end+1)*bs, 0).UTC()
@@ -525,9 +551,8 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 		ev := evidence(w, events, inWindow(w, f.WindowStart.Unix(), f.WindowEnd.Unix(), false))
 		ev.fill(&f)
 		f.Summary = summary(&f, r)
-		out = append(out, f)
+		out.add(f, k)
 	}
-	return out
 }
 
 func inWindow(w *groupWork, from, to int64, second bool) []int {
@@ -542,7 +567,7 @@ func inWindow(w *groupWork, from, to int64, second bool) []int {
 
 // evalSequence looks, for every bucket holding an A event, for Count B
 // events in the window that follows it.
-func (en *Engine) evalSequence(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event) []finding.Finding {
+func (en *Engine) evalSequence(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event, out *candidates) {
 	r := w.rule
 	bs := int64(en.settings.Bucket / time.Second)
 	n := int64(r.Window / time.Second / time.Duration(bs))
@@ -574,7 +599,6 @@ func (en *Engine) evalSequence(w *groupWork, ents map[state.Key]*state.Entity, e
 		}
 	}
 	done := map[int64]bool{}
-	var out []finding.Finding
 	for _, a := range sorted {
 		p := period(a*bs, cd)
 		if done[p] {
@@ -588,6 +612,10 @@ func (en *Engine) evalSequence(w *groupWork, ents map[state.Key]*state.Entity, e
 			continue
 		}
 		done[p] = true
+		k := handedKey{w.ri, w.group, p, ""}
+		if en.known(k, sum) {
+			continue
+		}
 		f := en.newFinding(w, p, "")
 		f.WindowStart = time.Unix(a*bs, 0).UTC()
 		f.WindowEnd = time.Unix((a+n)*bs, 0).UTC()
@@ -598,20 +626,19 @@ func (en *Engine) evalSequence(w *groupWork, ents map[state.Key]*state.Entity, e
 		ev := evidence(w, events, idx)
 		ev.fill(&f)
 		f.Summary = summary(&f, r)
-		out = append(out, f)
+		out.add(f, k)
 	}
-	return out
 }
 
 // evalSpike compares each touched slot's count with the mean and deviation
 // of the group's previous slots over the baseline days.
-func (en *Engine) evalSpike(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event) []finding.Finding {
+func (en *Engine) evalSpike(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event, out *candidates) {
 	r := w.rule
 	ws := int64(r.Window / time.Second)
 	cd := int64(r.Cooldown / time.Second)
 	meta := ents[state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta}]
 	if meta == nil || meta.First == 0 {
-		return nil
+		return
 	}
 	get := func(slot int64) int64 {
 		e := ents[state.Key{Rule: r.ID, Group: w.group, Block: floorDiv(slot*ws, 86400)}]
@@ -629,7 +656,6 @@ func (en *Engine) evalSpike(w *groupWork, ents map[state.Key]*state.Entity, even
 		slots = append(slots, s)
 	}
 	slices.Sort(slots)
-	var out []finding.Finding
 	for _, s := range slots {
 		start := s * ws
 		if start-meta.First < int64(r.Learning/time.Second) {
@@ -654,40 +680,46 @@ func (en *Engine) evalSpike(w *groupWork, ents map[state.Key]*state.Entity, even
 		if float64(c) < need || c == 0 {
 			continue
 		}
-		f := en.newFinding(w, period(start, cd), "")
+		hk := handedKey{w.ri, w.group, period(start, cd), ""}
+		if en.known(hk, c) {
+			continue
+		}
+		f := en.newFinding(w, hk.period, "")
 		f.WindowStart, f.WindowEnd, f.Window = time.Unix(start, 0).UTC(), time.Unix(start+ws, 0).UTC(), r.Window
 		f.Count, f.Threshold = c, int64(math.Ceil(need))
 		f.Baseline = &finding.Baseline{Mean: round2(mean), StdDev: round2(std), Slots: k}
 		ev := evidence(w, events, inWindow(w, start, start+ws, false))
 		ev.fill(&f)
 		f.Summary = summary(&f, r)
-		out = append(out, f)
+		out.add(f, hk)
 	}
-	return out
 }
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }
 
 // evalNewValue raises a finding for every value whose current run of
 // appearances began with an event of this batch, once learning is over.
-func (en *Engine) evalNewValue(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event) []finding.Finding {
+func (en *Engine) evalNewValue(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event, out *candidates) {
 	r := w.rule
 	meta := ents[state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta}]
 	ruleMeta := ents[state.Key{Rule: r.ID, Block: BlockRule}]
 	if meta == nil || ruleMeta == nil || ruleMeta.First == 0 {
-		return nil
+		return
 	}
 	learnedAt := ruleMeta.First + int64(r.Learning/time.Second)
 	hz := int64(r.Horizon / time.Second)
 	done := map[string]bool{}
-	var out []finding.Finding
 	for i, c := range w.contribs {
 		s, ok := meta.Seen[c.value]
 		if !ok || s.First != c.t || c.t < learnedAt || done[c.value] {
 			continue
 		}
 		done[c.value] = true
-		f := en.newFinding(w, period(s.First, hz), c.value)
+		k := handedKey{w.ri, w.group, period(s.First, hz), c.value}
+		if en.known(k, 1) {
+			continue
+		}
+		f := en.newFinding(w, k.period, c.value)
 		f.Value = tupleText(c.value, r.Fields)
 		f.WindowStart, f.WindowEnd = time.Unix(c.t, 0).UTC(), time.Unix(c.t, 0).UTC()
 		f.Count = 1
@@ -700,7 +732,6 @@ func (en *Engine) evalNewValue(w *groupWork, ents map[state.Key]*state.Entity, e
 		ev := evidence(w, events, idx)
 		ev.fill(&f)
 		f.Summary = summary(&f, r)
-		out = append(out, f)
+		out.add(f, k)
 	}
-	return out
 }

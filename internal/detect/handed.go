@@ -1,0 +1,98 @@
+package detect
+
+import (
+	"sync"
+	"time"
+
+	"github.com/kvwatch/kvwatch/internal/finding"
+)
+
+// A window still over its threshold is raised again by every batch that
+// adds to it, with the same finding ID. Sinks are idempotent by finding ID,
+// so handing such a repeat on changes nothing the user sees; building it
+// (evidence, KQL, summary, its JSON encoding) and recording it again is
+// pure cost, and with many callers it is most of the cost of detection.
+//
+// So the engine remembers, per process and bounded, what it handed to the
+// sink successfully: check before, record after success (as Alertmanager's
+// notification log does). A candidate whose finding was handed on already
+// is skipped before its evidence is built, unless its facts grew: its count
+// reached twice the count last handed on (so a growing incident is handed
+// on again at 2×, 4×, 8×… its first count). A finding is marked handed
+// only once sink.Found returned nil: a batch retried after the sink failed
+// hands its findings on again, exactly as before.
+
+// handedKey names a finding within an engine: rule (by index), group,
+// period start and value, the inputs of its ID (finding.NewID) without
+// hashing them.
+type handedKey struct {
+	ri     int
+	group  string
+	period int64
+	value  string
+}
+
+// handedState is what the engine knows of one finding.
+type handedState struct {
+	recorded bool  // the store answered AddFinding for its ID
+	count    int64 // the count a sink accepted last; 0: never handed on
+}
+
+// maxHanded bounds Engine.handed; at the bound the memory is cleared, and a
+// forgotten finding costs one more building and handing on.
+const maxHanded = 1 << 16
+
+type handedMemo struct {
+	sync.Mutex
+	m map[handedKey]handedState
+}
+
+// known reports whether a candidate finding can be skipped: it was handed
+// on, and its count has not reached twice the count handed on.
+func (en *Engine) known(k handedKey, count int64) bool {
+	en.handed.Lock()
+	s, ok := en.handed.m[k]
+	en.handed.Unlock()
+	return ok && s.count > 0 && count < 2*s.count
+}
+
+// wasRecorded reports whether the store answered AddFinding for k.
+func (en *Engine) wasRecorded(k handedKey) bool {
+	en.handed.Lock()
+	defer en.handed.Unlock()
+	return en.handed.m[k].recorded
+}
+
+// remember records what happened to the findings of keys: recorded, and,
+// when handed, handed on with their counts.
+func (en *Engine) remember(keys []handedKey, fs []finding.Finding, handed bool) {
+	en.handed.Lock()
+	defer en.handed.Unlock()
+	if en.handed.m == nil || len(en.handed.m)+len(keys) > maxHanded {
+		en.handed.m = make(map[handedKey]handedState)
+	}
+	for i, k := range keys {
+		s := en.handed.m[k]
+		s.recorded = true
+		if handed {
+			s.count = max(s.count, fs[i].Count, 1)
+		}
+		en.handed.m[k] = s
+	}
+}
+
+// forgetHandedBefore drops what the engine knows of findings whose period,
+// plus the rule's cooldown and state horizon, ended before wm: their state
+// is gone, so they are not raised again from it. (Forgetting one too early
+// costs one more handing on, nothing else.)
+func (en *Engine) forgetHandedBefore(wm int64) {
+	en.handed.Lock()
+	defer en.handed.Unlock()
+	for k := range en.handed.m {
+		r := en.rules[k.ri]
+		keep := int64((r.Cooldown + en.horizon[r.ID] + blockDur) / time.Second)
+		if k.period+keep < wm {
+			delete(en.handed.m, k)
+		}
+	}
+}
