@@ -740,6 +740,44 @@ type roundTrips struct {
 	port                  int
 	total, reads, batches atomic.Int64
 	writes, unparsed      atomic.Int64
+	byTable               sync.Map // table name suffix → *atomic.Int64
+}
+
+// table returns the table a request line names ("state", "journal",
+// "findings", "outbox", …: the name without the run's prefix), "$batch"
+// for transactions (their table is in the body) and "Tables" for table
+// operations.
+func requestTable(line []byte) string {
+	f := bytes.Fields(line)
+	if len(f) < 2 {
+		return "?"
+	}
+	path := string(f[1])
+	// /devstoreaccount1/<table>(…) or /devstoreaccount1/<table>?…
+	parts := strings.SplitN(strings.TrimPrefix(path, "/"), "/", 3)
+	if len(parts) < 2 {
+		return "?"
+	}
+	name := parts[1]
+	if i := strings.IndexAny(name, "(?"); i >= 0 {
+		name = name[:i]
+	}
+	for _, suf := range []string{"journal", "state", "findings", "deadletters", "outbox", "checkpoints"} {
+		if strings.HasSuffix(strings.ToLower(name), suf) {
+			return suf
+		}
+	}
+	return name
+}
+
+// byTableCounts returns the requests counted per table.
+func (r *roundTrips) byTableCounts() map[string]int64 {
+	out := map[string]int64{}
+	r.byTable.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return out
 }
 
 type roundTripCounts struct{ total, reads, batches, writes int64 }
@@ -812,6 +850,8 @@ func (r *roundTrips) request(br *bufio.Reader, up io.Writer) (int, error) {
 		if first {
 			first = false
 			r.total.Add(1)
+			c, _ := r.byTable.LoadOrStore(requestTable(line), &atomic.Int64{})
+			c.(*atomic.Int64).Add(1)
 			switch {
 			case bytes.HasPrefix(line, []byte("GET ")):
 				r.reads.Add(1)

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -192,6 +193,7 @@ type sweepRow struct {
 	callers, partitions  int
 	records, memRecords  int
 	roundTripsPerK       float64
+	byTable              map[string]float64 // round trips per 1,000 records by table
 	tableRate, memRate   float64
 	p50, p99             time.Duration
 	peakRSS, memPeakRSS  int64 // KiB, the largest of the handlers
@@ -208,8 +210,17 @@ func (r sweepRow) ratio() float64 {
 }
 
 func (r sweepRow) line() string {
-	return fmt.Sprintf("%d callers, %d partitions: %d records, %.1f round trips per 1,000 records, %.0f records/s Table, %.0f memory (%.2f), batch p50 %s p99 %s, peak RSS %d MiB, restore %s",
-		r.callers, r.partitions, r.records, r.roundTripsPerK, r.tableRate, r.memRate, r.ratio(), ms(r.p50), ms(r.p99), r.peakRSS>>10, r.restore.Round(time.Millisecond))
+	tables := make([]string, 0, len(r.byTable))
+	for t := range r.byTable {
+		tables = append(tables, t)
+	}
+	slices.Sort(tables)
+	var by []string
+	for _, t := range tables {
+		by = append(by, fmt.Sprintf("%s %.1f", t, r.byTable[t]))
+	}
+	return fmt.Sprintf("%d callers, %d partitions: %d records, %.1f round trips per 1,000 records (%s), %.0f records/s Table, %.0f memory (%.2f), batch p50 %s p99 %s, peak RSS %d MiB, restore %s",
+		r.callers, r.partitions, r.records, r.roundTripsPerK, strings.Join(by, ", "), r.tableRate, r.memRate, r.ratio(), ms(r.p50), ms(r.p99), r.peakRSS>>10, r.restore.Round(time.Millisecond))
 }
 
 // traffic is a configuration's events, per partition, as the hub holds them.
@@ -390,15 +401,21 @@ func (sw *sweeper) configuration(ctx context.Context, callers, partitions int) (
 		sw.stop(hs)
 		return row, err
 	}
-	rt0 := sw.rt.counts()
+	rt0, tb0 := sw.rt.counts(), sw.rt.byTableCounts()
 	ph, err := sw.deliver(ctx, hs, tr, limit, time.Now().Add(sw.o.phaseTime))
 	if err != nil {
 		sw.stop(hs)
 		return row, err
 	}
-	rt1 := sw.rt.counts()
+	rt1, tb1 := sw.rt.counts(), sw.rt.byTableCounts()
 	row.records, row.cut, row.retried = ph.records, ph.cut, ph.retried
 	row.roundTripsPerK = float64(rt1.total-rt0.total) * 1000 / float64(max(ph.records, 1))
+	row.byTable = map[string]float64{}
+	for t, n := range tb1 {
+		if d := n - tb0[t]; d > 0 {
+			row.byTable[t] = float64(d) * 1000 / float64(max(ph.records, 1))
+		}
+	}
 	row.tableRate, row.peakRSS = ph.rate(), ph.peakRSS
 	row.p50, row.p99 = pct(ph.lat, 50), pct(ph.lat, 99)
 
