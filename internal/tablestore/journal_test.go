@@ -3,6 +3,8 @@ package tablestore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -396,4 +398,41 @@ func TestJournalPartitionMove(t *testing.T) {
 	if want := ref.ids(); !slices.Equal(all, want) {
 		t.Errorf("findings %v\nwant %v", all, want)
 	}
+}
+
+// A view larger than one row makes a snapshot of several rows, in several
+// transactions, that a fresh instance restores whole.
+func TestJournalLargeSnapshot(t *testing.T) {
+	j, prefix := newJournal(t, "", JournalOptions{})
+	r := rand.New(rand.NewPCG(9, 9))
+	mem := state.NewMemory()
+	for b := range 6 {
+		var keys []state.Key
+		for i := range 400 {
+			keys = append(keys, state.Key{Rule: "r", Group: fmt.Sprintf("g%d-%d", b, i), Block: 1})
+		}
+		fn := func(k state.Key, e *state.Entity) bool {
+			e.Values = map[int64][]string{}
+			for v := range 40 {
+				e.Values[int64(v)] = []string{fmt.Sprintf("%x", r.Uint64()), fmt.Sprintf("%x", r.Uint64())}
+			}
+			return true
+		}
+		got, err := j.Update(state.WithStream(context.Background(), "p:0"), keys, fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem.Update(context.Background(), keys, func(k state.Key, e *state.Entity) bool { *e = *got[k].Clone(); return true })
+	}
+	if ok, err := j.Compact(context.Background()); err != nil || !ok {
+		t.Fatalf("compact: %v %v", ok, err)
+	}
+	h, err := j.readHead(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.rows < 4 {
+		t.Fatalf("snapshot of %d rows; the test wants one over several transactions", h.rows)
+	}
+	sameView(t, restored(t, prefix), mem)
 }

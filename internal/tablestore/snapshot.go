@@ -51,9 +51,10 @@ type headData struct {
 }
 
 type restoredView struct {
-	view map[state.Key]*state.Entity
-	cut  map[string]int64
-	gen  int64
+	view  map[state.Key]*state.Entity
+	cut   map[string]int64
+	gen   int64
+	bytes int // stored (deflated) size
 }
 
 // errSnapshotMoved: a newer snapshot replaced the one being read.
@@ -141,6 +142,9 @@ func (j *Journal) readSnapshot(ctx context.Context) (*restoredView, error) {
 		return nil, errSnapshotMoved
 	}
 	var all bytes.Buffer
+	for _, b := range rows {
+		out.bytes += len(b)
+	}
 	for i := range h.rows {
 		b, ok := rows[i]
 		if !ok {
