@@ -33,34 +33,36 @@ func floorDiv(a, b int64) int64 {
 // the batch's contributions to each, exactly once per input position.
 func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 	bucketSec := int64(en.settings.Bucket / time.Second)
+	// A key's parts are the groups that change it, each with the block its
+	// contributions are picked by (contribIn), kept in a list through the
+	// parts slice: no slice of indices per group and block.
 	type part struct {
-		w  *groupWork
-		cs []int // indices into w.contribs
+		w    *groupWork
+		next int32 // index of the key's next part, -1 at the end
 	}
-	parts := map[state.Key][]part{}
+	var parts []part
+	ends := make(map[state.Key][2]int32, len(order)) // a key's first and last part
 	var keys []state.Key
-	byBlock := map[int64][]int{}
 	var blocks []int64
 	for _, w := range order {
 		r := w.rule
-		clear(byBlock)
 		blocks = blocks[:0]
-		put := func(b int64, i int) {
-			if _, ok := byBlock[b]; !ok {
+		put := func(b int64) {
+			if !slices.Contains(blocks, b) {
 				blocks = append(blocks, b)
 			}
-			byBlock[b] = append(byBlock[b], i)
 		}
-		for i, c := range w.contribs {
+		for i := range w.contribs {
+			c := &w.contribs[i]
 			switch r.Kind {
 			case rules.Threshold, rules.Distinct, rules.Sequence:
-				put(floorDiv(c.t, blockSec), i)
+				put(floorDiv(c.t, blockSec))
 			case rules.Spike:
-				put(floorDiv(c.t, 86400), i)
-				put(state.BlockMeta, i)
+				put(floorDiv(c.t, 86400))
+				put(state.BlockMeta)
 			case rules.NewValue:
-				put(state.BlockMeta, i)
-				put(BlockRule, i)
+				put(state.BlockMeta)
+				put(BlockRule)
 			}
 		}
 		for _, b := range blocks {
@@ -68,27 +70,37 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 			if b == BlockRule {
 				k.Group = ""
 			}
-			if _, ok := parts[k]; !ok {
+			i := int32(len(parts))
+			parts = append(parts, part{w: w, next: -1})
+			if e, ok := ends[k]; ok {
+				parts[e[1]].next = i
+				ends[k] = [2]int32{e[0], i}
+			} else {
 				keys = append(keys, k)
+				ends[k] = [2]int32{i, i}
 			}
-			parts[k] = append(parts[k], part{w: w, cs: byBlock[b]})
 		}
 	}
 	apply := func(k state.Key, e *state.Entity) bool {
-		ps := parts[k]
-		if len(ps) == 0 {
+		first, ok := ends[k]
+		if !ok {
 			return false
 		}
+		rule0 := parts[first[0]].w.rule
 		// Special blocks hold idempotent state (an earliest time, first and
 		// last sightings): applying the same event twice changes nothing,
 		// so they keep no input positions (which would grow for ever on
 		// long-lived entities) and are written only when they change.
 		if k.Block < 0 {
 			changed := false
-			for _, p := range ps {
-				r := p.w.rule
-				for _, i := range p.cs {
-					c := &p.w.contribs[i]
+			for pi := first[0]; pi >= 0; pi = parts[pi].next {
+				w := parts[pi].w
+				r := w.rule
+				for j := range w.contribs {
+					c := &w.contribs[j]
+					if !contribIn(r.Kind, c, k.Block) {
+						continue
+					}
 					switch {
 					case k.Block == BlockRule, r.Kind == rules.Spike:
 						if e.First == 0 || c.t < e.First {
@@ -99,8 +111,8 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 					}
 				}
 			}
-			if changed && ps[0].w.rule.Kind == rules.NewValue && k.Block == state.BlockMeta {
-				pruneSeen(e, int64(ps[0].w.rule.Horizon/time.Second))
+			if changed && rule0.Kind == rules.NewValue && k.Block == state.BlockMeta {
+				pruneSeen(e, int64(rule0.Horizon/time.Second))
 			}
 			return changed
 		}
@@ -129,11 +141,12 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 		// upper bound that reads no bytes while it leaves room for the value
 		// at hand, the exact size once it does not.
 		vb, vbExact := -1, false
-		for _, p := range ps {
-			r := p.w.rule
-			for _, i := range p.cs {
-				c := &p.w.contribs[i]
-				if absorbed(c) {
+		for pi := first[0]; pi >= 0; pi = parts[pi].next {
+			w := parts[pi].w
+			r := w.rule
+			for j := range w.contribs {
+				c := &w.contribs[j]
+				if !contribIn(r.Kind, c, k.Block) || absorbed(c) {
 					continue
 				}
 				changed = true
@@ -161,6 +174,20 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 		return changed
 	}
 	return keys, apply
+}
+
+// contribIn reports whether a contribution of a rule of kind k changes
+// the entity of block b (plan's blocks).
+func contribIn(k rules.Kind, c *contrib, b int64) bool {
+	switch k {
+	case rules.Threshold, rules.Distinct, rules.Sequence:
+		return floorDiv(c.t, blockSec) == b
+	case rules.Spike:
+		return b == state.BlockMeta || floorDiv(c.t, 86400) == b
+	case rules.NewValue:
+		return b == state.BlockMeta || b == BlockRule
+	}
+	return false
 }
 
 func inc(m *map[int64]int64, k int64) {
@@ -289,10 +316,11 @@ func (en *Engine) evaluate(ctx context.Context, order []*groupWork, ents map[sta
 		ents = map[state.Key]*state.Entity{}
 	}
 	// Read the neighbouring entities windows need that the batch did not write.
-	var missing []state.Key
+	var missing, need []state.Key
 	want := map[state.Key]bool{}
 	for _, w := range order {
-		for _, k := range en.needs(w) {
+		need = en.needs(w, need[:0])
+		for _, k := range need {
 			if _, ok := ents[k]; !ok && !want[k] {
 				want[k] = true
 				missing = append(missing, k)
@@ -309,14 +337,15 @@ func (en *Engine) evaluate(ctx context.Context, order []*groupWork, ents map[sta
 		}
 	}
 	var out candidates
+	sc := &scratch{}
 	for _, w := range order {
 		switch w.rule.Kind {
 		case rules.Each:
 			en.evalEach(w, events, &out)
 		case rules.Threshold, rules.Distinct:
-			en.evalWindow(w, ents, events, &out)
+			en.evalWindow(w, ents, events, &out, sc)
 		case rules.Sequence:
-			en.evalSequence(w, ents, events, &out)
+			en.evalSequence(w, ents, events, &out, sc)
 		case rules.Spike:
 			en.evalSpike(w, ents, events, &out)
 		case rules.NewValue:
@@ -353,16 +382,14 @@ func (c *candidates) Swap(i, j int) {
 }
 
 // needs lists the entities a group's evaluation reads.
-func (en *Engine) needs(w *groupWork) []state.Key {
+//
+// It appends them to keys (a range of blocks is listed once per group:
+// no duplicates).
+func (en *Engine) needs(w *groupWork, keys []state.Key) []state.Key {
 	r := w.rule
-	var keys []state.Key
-	seen := map[int64]bool{}
 	addRange := func(from, to, per int64) {
 		for b := floorDiv(from, per); b <= floorDiv(to, per); b++ {
-			if !seen[b] {
-				seen[b] = true
-				keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: b})
-			}
+			keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: b})
 		}
 	}
 	win := int64(r.Window / time.Second)
@@ -372,9 +399,10 @@ func (en *Engine) needs(w *groupWork) []state.Key {
 	}
 	switch r.Kind {
 	case rules.Threshold, rules.Distinct, rules.Sequence:
-		cd := int64(r.Cooldown / time.Second)
-		from := min(tmin-2*win, floorDiv(tmin, cd)*cd-win) - 2*int64(en.settings.Bucket/time.Second)
-		addRange(from, tmax+win, blockSec)
+		// evalWindow and evalSequence read the buckets from a window before
+		// the first touched bucket to a window after the last.
+		bs := int64(en.settings.Bucket / time.Second)
+		addRange(floorDiv(tmin, bs)*bs-win, floorDiv(tmax, bs)*bs+win, blockSec)
 	case rules.Spike:
 		addRange(tmin-int64(r.Baseline.Days)*86400, tmax, 86400)
 		keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta})
@@ -426,11 +454,36 @@ type series struct {
 	values [][]string
 }
 
-func (en *Engine) series(w *groupWork, ents map[state.Key]*state.Entity, lo, hi int64, distinct bool) *series {
+// scratch holds a batch's buffers for evaluating one group after another:
+// a group's evaluation allocates nothing it does not hand on.
+type scratch struct {
+	sr      series
+	prefix  []int64
+	buckets []int64
+	starts  []int64
+	cands   []bool
+	set     map[string]struct{}
+}
+
+// zeroed returns s resized to n and cleared, reusing its array if it can.
+func zeroed[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
+// series returns the group's series from bucket lo to hi, in sc's buffers
+// (valid until the next call).
+func (en *Engine) series(w *groupWork, ents map[state.Key]*state.Entity, lo, hi int64, distinct bool, sc *scratch) *series {
 	bs := int64(en.settings.Bucket / time.Second)
-	sr := &series{lo: lo, counts: make([]int64, hi-lo+1), second: make([]int64, hi-lo+1)}
+	sr := &sc.sr
+	sr.lo = lo
+	sr.counts, sr.second = zeroed(sr.counts, int(hi-lo+1)), zeroed(sr.second, int(hi-lo+1))
 	if distinct {
-		sr.values = make([][]string, hi-lo+1)
+		sr.values = zeroed(sr.values, int(hi-lo+1))
 	}
 	for blk := floorDiv(lo*bs, blockSec); blk <= floorDiv(hi*bs, blockSec); blk++ {
 		e := ents[state.Key{Rule: w.rule.ID, Group: w.group, Block: blk}]
@@ -458,37 +511,40 @@ func (en *Engine) series(w *groupWork, ents map[state.Key]*state.Entity, lo, hi 
 	return sr
 }
 
-// touchedRange returns the buckets the group's contributions fall in.
-func (en *Engine) touched(w *groupWork) (buckets []int64, lo, hi int64) {
+// touched returns the buckets the group's contributions fall in, sorted,
+// in sc's buffer.
+func (en *Engine) touched(w *groupWork, sc *scratch) (buckets []int64, lo, hi int64) {
 	bs := int64(en.settings.Bucket / time.Second)
-	seen := map[int64]bool{}
-	for _, c := range w.contribs {
-		b := floorDiv(c.t, bs)
-		if !seen[b] {
-			seen[b] = true
-			buckets = append(buckets, b)
-		}
+	buckets = sc.buckets[:0]
+	for i := range w.contribs {
+		buckets = append(buckets, floorDiv(w.contribs[i].t, bs))
 	}
 	slices.Sort(buckets)
+	buckets = slices.Compact(buckets)
+	sc.buckets = buckets
 	return buckets, buckets[0], buckets[len(buckets)-1]
 }
 
 // evalWindow evaluates threshold and distinct rules over sliding windows
 // ending in or after every touched bucket.
-func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event, out *candidates) {
+func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event, out *candidates, sc *scratch) {
 	r := w.rule
 	bs := int64(en.settings.Bucket / time.Second)
 	n := int64(r.Window / time.Second / time.Duration(bs))
 	cd := int64(r.Cooldown / time.Second)
-	buckets, tlo, thi := en.touched(w)
+	buckets, tlo, thi := en.touched(w, sc)
 	lo, hi := tlo-n, thi+n
 	distinct := r.Kind == rules.Distinct
-	sr := en.series(w, ents, lo, hi, distinct)
-	prefix := make([]int64, len(sr.counts)+1)
+	sr := en.series(w, ents, lo, hi, distinct, sc)
+	prefix := zeroed(sc.prefix, len(sr.counts)+1)
+	sc.prefix = prefix
 	for i, c := range sr.counts {
 		prefix[i+1] = prefix[i] + c
 	}
-	set := map[string]struct{}{}
+	if sc.set == nil {
+		sc.set = map[string]struct{}{}
+	}
+	set := sc.set
 	windowValue := func(end int64) int64 {
 		from, to := max(end-n+1, lo), end // inclusive
 		if !distinct {
@@ -519,7 +575,7 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 		}
 		return sr.counts[st-lo] > 0
 	}
-	var starts []int64
+	starts := sc.starts[:0]
 	next := int64(math.MinInt64)
 	for _, b := range buckets {
 		for st := max(b-n+1, next); st <= b; st++ {
@@ -527,10 +583,12 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 		}
 		next = b + 1
 	}
-	done := map[int64]bool{}
+	sc.starts = starts
+	// starts ascend, so do their periods: the period done is the last one.
+	done, anyDone := int64(0), false
 	for _, st := range starts {
 		p := period(st*bs, cd)
-		if done[p] || !anchored(st) {
+		if (anyDone && done == p) || !anchored(st) {
 			continue
 		}
 		end := st + n - 1
@@ -538,7 +596,7 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 		if !ok {
 			continue
 		}
-		done[p] = true
+		done, anyDone = p, true
 		k := handedKey{w.ri, w.group, p, ""}
 		if en.known(k, v) {
 			continue
@@ -567,21 +625,23 @@ func inWindow(w *groupWork, from, to int64, second bool) []int {
 
 // evalSequence looks, for every bucket holding an A event, for Count B
 // events in the window that follows it.
-func (en *Engine) evalSequence(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event, out *candidates) {
+func (en *Engine) evalSequence(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event, out *candidates, sc *scratch) {
 	r := w.rule
 	bs := int64(en.settings.Bucket / time.Second)
 	n := int64(r.Window / time.Second / time.Duration(bs))
 	cd := int64(r.Cooldown / time.Second)
-	_, tlo, thi := en.touched(w)
+	_, tlo, thi := en.touched(w, sc)
 	lo, hi := tlo-n, thi+n
-	sr := en.series(w, ents, lo, hi, false)
-	prefix := make([]int64, len(sr.second)+1)
+	sr := en.series(w, ents, lo, hi, false, sc)
+	prefix := zeroed(sc.prefix, len(sr.second)+1)
+	sc.prefix = prefix
 	for i, c := range sr.second {
 		prefix[i+1] = prefix[i] + c
 	}
 	// Candidate A buckets: touched A buckets, and A buckets up to a window
 	// before touched B buckets.
-	cands := make([]bool, hi-lo+1)
+	cands := zeroed(sc.cands, int(hi-lo+1))
+	sc.cands = cands
 	for _, c := range w.contribs {
 		b := floorDiv(c.t, bs)
 		if c.second {
@@ -592,16 +652,15 @@ func (en *Engine) evalSequence(w *groupWork, ents map[state.Key]*state.Entity, e
 			cands[b-lo] = true
 		}
 	}
-	var sorted []int64
+	// Candidates ascend, so do their periods: the period done is the last.
+	done, anyDone := int64(0), false
 	for i, ok := range cands {
-		if ok && sr.counts[i] > 0 {
-			sorted = append(sorted, lo+int64(i))
+		if !ok || sr.counts[i] == 0 {
+			continue
 		}
-	}
-	done := map[int64]bool{}
-	for _, a := range sorted {
+		a := lo + int64(i)
 		p := period(a*bs, cd)
-		if done[p] {
+		if anyDone && done == p {
 			continue
 		}
 		// The window is the n buckets starting with A's own bucket (the same
@@ -611,7 +670,7 @@ func (en *Engine) evalSequence(w *groupWork, ents map[state.Key]*state.Entity, e
 		if sum < int64(r.Count) {
 			continue
 		}
-		done[p] = true
+		done, anyDone = p, true
 		k := handedKey{w.ri, w.group, p, ""}
 		if en.known(k, sum) {
 			continue

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"slices"
 	"sync"
 )
 
@@ -34,7 +35,7 @@ func (m *Memory) Update(_ context.Context, keys []Key, fn ApplyFunc) (map[Key]*E
 		}
 		m.Reads++
 		cur := m.entities[k]
-		e := cur.Clone()
+		e := cloneForUpdate(cur)
 		if e == nil {
 			e = &Entity{}
 		}
@@ -112,4 +113,25 @@ func (m *Memory) Findings() [][]byte {
 		out[i] = m.findings[id]
 	}
 	return out
+}
+
+// cloneForUpdate copies e for an ApplyFunc: its maps are copied, the value
+// slices of Values are shared, clipped to their length, so that a writer
+// that adds to one (append, slices.Insert) makes a new array. Every writer
+// of Values does (detect, stats, Delta.Apply); none assigns an element of
+// a slice it did not make. With many buckets of distinct values this is
+// most of what copying an entity cost.
+func cloneForUpdate(e *Entity) *Entity {
+	if e == nil || e.Values == nil {
+		return e.Clone()
+	}
+	vs := e.Values
+	e2 := *e
+	e2.Values = nil
+	c := e2.Clone()
+	c.Values = make(map[int64][]string, len(vs))
+	for k, v := range vs {
+		c.Values[k] = slices.Clip(v)
+	}
+	return c
 }
