@@ -841,7 +841,11 @@ func (j *Journal) restoreOnce(ctx context.Context) error {
 	j.caught = j.opts.Now()
 	entities, tail := len(j.view), j.tail
 	j.mu.Unlock()
-	j.log.Info().Int64("snapshot", snap.gen).Int("snapshot_bytes", snap.bytes).Dur("snapshot_read", tookSnap).
+	ev := j.log.Info()
+	if time.Since(start) > time.Second {
+		ev = j.log.Warn() // a fresh instance waits for this before its first batch
+	}
+	ev.Int64("snapshot", snap.gen).Int("snapshot_bytes", snap.bytes).Dur("snapshot_read", tookSnap).
 		Int("entities", entities).Int("log_entries", tail.entries).Int("log_bytes", tail.bytes).
 		Dur("took", time.Since(start)).Msg("state restored from the journal")
 	return nil
