@@ -137,3 +137,14 @@ func StreamOf(ctx context.Context) string {
 	s, _ := ctx.Value(streamKey{}).(string)
 	return s
 }
+
+type writeOnlyKey struct{}
+
+// WriteOnly says that the caller of Update with ctx does not need other
+// writers' changes in what Update returns (statistics, which nothing
+// evaluates at once): a store that reads other streams' logs after writing
+// (tablestore.Journal) may skip that read.
+func WriteOnly(ctx context.Context) context.Context { return context.WithValue(ctx, writeOnlyKey{}, true) }
+
+// IsWriteOnly reports whether WriteOnly marked ctx.
+func IsWriteOnly(ctx context.Context) bool { b, _ := ctx.Value(writeOnlyKey{}).(bool); return b }

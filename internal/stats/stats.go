@@ -316,6 +316,9 @@ func (c *Collector) Collect(ctx context.Context, events []audit.Event) error {
 			ctx = state.WithStream(ctx, s)
 		}
 	}
+	// Nothing evaluates statistics at once: other instances' changes are
+	// read when a digest or the index needs them.
+	ctx = state.WriteOnly(ctx)
 	type dk struct {
 		vault string
 		day   int64

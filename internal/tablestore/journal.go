@@ -69,6 +69,7 @@ type Journal struct {
 	snapGen  int64
 	tail     tailSize // folded since the snapshot
 	regd     map[string]bool
+	listed   time.Time // registry last read
 
 	compacting atomic.Bool
 	compactErr atomic.Pointer[error]
@@ -96,6 +97,11 @@ type JournalOptions struct {
 	// Fresh bounds how old the view may be when Get answers without
 	// reading the logs first (default 2s; Update always reads them).
 	Fresh time.Duration
+	// Registry bounds how old the list of streams may be when an update
+	// reads the other logs (default 1s; negative: listed every time). A
+	// stream that appears is read by the others within that time; it reads
+	// them at once.
+	Registry time.Duration
 	// CompactEntries and CompactBytes: a snapshot is written when the logs
 	// have grown by this many entries or bytes since the last one
 	// (default 300 entries, 4 MiB stored). CompactEvery is the least time between
@@ -116,6 +122,9 @@ func (o *JournalOptions) defaults() {
 	}
 	if o.Fresh == 0 {
 		o.Fresh = 2 * time.Second
+	}
+	if o.Registry == 0 {
+		o.Registry = time.Second
 	}
 	if o.CompactEntries <= 0 {
 		o.CompactEntries = 300
@@ -249,6 +258,9 @@ func (j *Journal) Update(ctx context.Context, keys []state.Key, fn state.ApplyFu
 	err := j.withView(ctx, func() error {
 		if err := j.write(ctx, stream, logged, fn, out); err != nil {
 			return err
+		}
+		if state.IsWriteOnly(ctx) {
+			return nil
 		}
 		return j.catchUp(ctx, stream)
 	})
@@ -527,6 +539,17 @@ func (j *Journal) catchUp(ctx context.Context, skip string) error {
 }
 
 func (j *Journal) listStreams(ctx context.Context) ([]string, error) {
+	j.mu.Lock()
+	if j.opts.Now().Sub(j.listed) < j.opts.Registry {
+		names := make([]string, 0, len(j.streams))
+		for n := range j.streams {
+			names = append(names, n)
+		}
+		j.mu.Unlock()
+		slices.Sort(names)
+		return names, nil
+	}
+	j.mu.Unlock()
 	var names []string
 	sel := propStream
 	err := j.s.query(ctx, j.table, "PartitionKey eq "+odataQuote(registryPK), &sel, func(raw []byte) error {
@@ -546,6 +569,7 @@ func (j *Journal) listStreams(ctx context.Context) ([]string, error) {
 	for _, n := range names {
 		j.cursorOf(n)
 	}
+	j.listed = j.opts.Now()
 	j.mu.Unlock()
 	return names, nil
 }
@@ -828,6 +852,7 @@ func (j *Journal) restoreOnce(ctx context.Context) error {
 	}
 	j.snapCut, j.snapGen = snap.cut, snap.gen
 	j.tail = tailSize{}
+	j.listed = time.Time{}
 	j.mu.Unlock()
 	names, err := j.listStreams(ctx)
 	if err != nil {
