@@ -91,9 +91,12 @@ type JournalOptions struct {
 	// Direct selects the keys kept in the state table with compare-and-set
 	// (claims), not in the journal.
 	Direct func(state.Key) bool
-	// Instance names this process's own stream, used by updates made
-	// without state.WithStream (timers). Default: random.
-	Instance string
+	// Shared names the stream of updates made without state.WithStream
+	// (timers, pruning): one for every instance, so that the number of
+	// streams stays that of the input partitions plus one, whatever the
+	// restarts (default "t:shared"). Its writers take turns by the head's
+	// ETag like any stream's.
+	Shared string
 	// Fresh bounds how old the view may be when Get answers without
 	// reading the logs first (default 2s; Update always reads them).
 	Fresh time.Duration
@@ -117,8 +120,8 @@ func (o *JournalOptions) defaults() {
 	if o.Direct == nil {
 		o.Direct = func(state.Key) bool { return false }
 	}
-	if o.Instance == "" {
-		o.Instance = newNonce()
+	if o.Shared == "" {
+		o.Shared = "t:shared"
 	}
 	if o.Fresh == 0 {
 		o.Fresh = 2 * time.Second
@@ -253,7 +256,7 @@ func (j *Journal) Update(ctx context.Context, keys []state.Key, fn state.ApplyFu
 	}
 	stream := state.StreamOf(ctx)
 	if stream == "" {
-		stream = "i:" + j.opts.Instance
+		stream = j.opts.Shared
 	}
 	err := j.withView(ctx, func() error {
 		if err := j.write(ctx, stream, logged, fn, out); err != nil {
@@ -640,7 +643,7 @@ func (j *Journal) catchUpStreams(ctx context.Context, names []string) error {
 	defer j.mu.Unlock()
 	gap := false
 	// Changes are folded before drops: a prune (written to the pruning
-	// instance's own log) must not be undone by older changes to the same
+	// shared log) must not be undone by older changes to the same
 	// entity read from another stream's log in the same pass.
 	var drops []journalItem
 	for i, n := range names {
@@ -734,14 +737,14 @@ func (j *Journal) AddFinding(ctx context.Context, id string, body []byte) (bool,
 }
 
 // Prune implements state.Store: the view drops what drop selects, and the
-// drops go to this instance's log, so that every instance, and a snapshot
+// drops go to the shared log, so that every instance, and a snapshot
 // taken anywhere, forgets them too; the state table prunes its claims.
 func (j *Journal) Prune(ctx context.Context, drop func(state.Key) bool) (int, error) {
 	n, err := j.s.Prune(ctx, drop)
 	if err != nil {
 		return n, err
 	}
-	stream := "i:" + j.opts.Instance
+	stream := j.opts.Shared
 	var dropped int
 	err = j.withView(ctx, func() error {
 		if err := j.catchUp(ctx, stream); err != nil {
