@@ -17,10 +17,12 @@ import (
 // sink successfully: check before, record after success (as Alertmanager's
 // notification log does). A candidate whose finding was handed on already
 // is skipped before its evidence is built, unless its facts grew: its count
-// reached twice the count last handed on (so a growing incident is handed
-// on again at 2×, 4×, 8×… its first count). A finding is marked handed
-// only once sink.Found returned nil: a batch retried after the sink failed
-// hands its findings on again, exactly as before.
+// is above the count last handed on (a sink that shows the newest count of
+// an incident, as the tests of exactly-once counting read it, still sees
+// every count; a window that stays over its threshold while the batches add
+// to later windows of its period, the usual case, is skipped). A finding
+// is marked handed only once sink.Found returned nil: a batch retried after
+// the sink failed hands its findings on again, exactly as before.
 
 // handedKey names a finding within an engine: rule (by index), group,
 // period start and value, the inputs of its ID (finding.NewID) without
@@ -48,12 +50,12 @@ type handedMemo struct {
 }
 
 // known reports whether a candidate finding can be skipped: it was handed
-// on, and its count has not reached twice the count handed on.
+// on, and its count is not above the count handed on.
 func (en *Engine) known(k handedKey, count int64) bool {
 	en.handed.Lock()
 	s, ok := en.handed.m[k]
 	en.handed.Unlock()
-	return ok && s.count > 0 && count < 2*s.count
+	return ok && s.count > 0 && count <= s.count
 }
 
 // wasRecorded reports whether the store answered AddFinding for k.

@@ -15,10 +15,10 @@ import (
 	"github.com/kvwatch/kvwatch/internal/state"
 )
 
-// A window that stays over its threshold batch after batch is handed on
-// once per period with its count, and again only when its count has grown
-// to twice what was handed on; a batch retried after the sink failed hands
-// its findings on again; the next period is a new finding.
+// A caller over the threshold in batch after batch of a period is handed
+// on once per period with its count, and again only when the count grows;
+// a redelivered batch hands nothing again; a batch retried after the sink
+// failed hands its findings on again; the next period is a new finding.
 func TestAWindowOverItsThresholdIsHandedOnOncePerPeriod(t *testing.T) {
 	rs, s := compile(t, thresholdRule)
 	type handing struct {
@@ -39,13 +39,10 @@ func TestAWindowOverItsThresholdIsHandedOnOncePerPeriod(t *testing.T) {
 			return nil
 		})})
 	seq := int64(0)
-	at := t0
-	// next returns n more reads by caller a, a tenth of a second apart, in
-	// the first minute of the period.
-	next := func(n int) []audit.Event {
-		evs := series("a", at, n, 100*time.Millisecond, seq)
+	// burst returns n reads by caller a, a second apart, from at on.
+	burst := func(at time.Time, n int) []audit.Event {
+		evs := series("a", at, n, time.Second, seq)
 		seq += int64(n)
-		at = at.Add(time.Duration(n) * 100 * time.Millisecond)
 		return evs
 	}
 	consume := func(evs []audit.Event) error {
@@ -74,35 +71,35 @@ func TestAWindowOverItsThresholdIsHandedOnOncePerPeriod(t *testing.T) {
 		}
 	}
 
-	must(next(12))
-	want("over the threshold", 12)
-	for range 11 { // 13 … 23: the same facts, below twice 12
-		must(next(1))
+	// Twelve reads every ten minutes: every batch raises the period's
+	// finding again, with the same count.
+	for i := range 5 {
+		must(burst(t0.Add(time.Duration(i)*10*time.Minute), 12))
 	}
-	want("still over the threshold for 11 batches", 12)
-	must(next(1))
-	want("the count reached twice what was handed on", 12, 24)
+	want("over the threshold in five batches", 12)
+	last := burst(t0.Add(50*time.Minute), 20)
+	must(last)
+	want("a batch with a higher count", 12, 20)
+	must(last) // redelivered: counted once, nothing new to hand on
+	want("redelivered", 12, 20)
 
-	// The sink fails on the batch that doubles the count again: the batch
-	// fails, and its retry hands the finding on again, with its count.
+	// The sink fails on a batch that grows the count: the batch fails, and
+	// its retry hands the finding on again, with its count.
 	fail = true
-	batch := next(24)
-	if err := consume(batch); err == nil {
+	grown := burst(t0.Add(52*time.Minute), 5) // the window from 0:50 holds 25
+	if err := consume(grown); err == nil {
 		t.Fatal("a sink failure must fail the batch")
 	}
 	fail = false
-	must(batch)
-	want("retried after the sink failed", 12, 24, 48)
-	must(batch) // delivered again after success: nothing new to hand on
-	must(next(1))
-	want("after the retry", 12, 24, 48)
+	must(grown)
+	want("retried after the sink failed", 12, 20, 25)
 
 	// The next cooldown period is a new finding.
-	at, got = t0.Add(time.Hour), nil
-	must(next(10))
-	must(next(5))
-	if len(got) != 1 || got[0].count != 10 {
-		t.Fatalf("next period: handed on %v, want one finding with count 10", got)
+	got = nil
+	must(burst(t0.Add(70*time.Minute), 12))
+	must(burst(t0.Add(80*time.Minute), 12))
+	if len(got) != 1 || got[0].count != 12 {
+		t.Fatalf("next period: handed on %v, want one finding with count 12", got)
 	}
 	if n := len(store.Findings()); n != 2 {
 		t.Fatalf("%d findings recorded, want 2 (one per period)", n)
