@@ -144,7 +144,9 @@ type writeOnlyKey struct{}
 // writers' changes in what Update returns (statistics, which nothing
 // evaluates at once): a store that reads other streams' logs after writing
 // (tablestore.Journal) may skip that read.
-func WriteOnly(ctx context.Context) context.Context { return context.WithValue(ctx, writeOnlyKey{}, true) }
+func WriteOnly(ctx context.Context) context.Context {
+	return context.WithValue(ctx, writeOnlyKey{}, true)
+}
 
 // IsWriteOnly reports whether WriteOnly marked ctx.
 func IsWriteOnly(ctx context.Context) bool { b, _ := ctx.Value(writeOnlyKey{}).(bool); return b }

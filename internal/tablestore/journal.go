@@ -170,15 +170,15 @@ func (j *Journal) Store() *Store { return j.s }
 
 // Row layout of the journal table.
 const (
-	registryPK  = "streams"
-	headRK      = "~head" // sorts after every entry row
-	snapshotPK  = "snapshot"
-	propStream  = "Stream"
-	propIndex   = "Index"
-	propGen     = "Gen"
-	propRows    = "Rows"
-	propTime    = "Time"
-	entryRKLen  = 19
+	registryPK = "streams"
+	headRK     = "~head" // sorts after every entry row
+	snapshotPK = "snapshot"
+	propStream = "Stream"
+	propIndex  = "Index"
+	propGen    = "Gen"
+	propRows   = "Rows"
+	propTime   = "Time"
+	entryRKLen = 19
 	// maxEntryRaw: stored bytes of one journal or snapshot row. Binary
 	// properties travel base64-encoded, and Azurite (unlike the service,
 	// which counts the bytes) refuses an entity whose encoded form passes
@@ -642,7 +642,7 @@ func (j *Journal) catchUpStreams(ctx context.Context, names []string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	gap := false
-	// Changes are folded before drops: a prune (written to the pruning
+	// Changes are folded before drops: a prune (written to the
 	// shared log) must not be undone by older changes to the same
 	// entity read from another stream's log in the same pass.
 	var drops []journalItem

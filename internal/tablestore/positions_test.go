@@ -51,7 +51,7 @@ func reads(ns, hub, part string, seq int64, off, n int) []audit.Event {
 			Outcome: audit.OutcomeSuccess, HTTPStatus: 200, ObjectType: "secret", ObjectName: "db-password",
 			CallerIP: "10.0.0.1", Caller: audit.Caller{ObjectID: "caller-a", Key: "caller-a", KeyFrom: "oid"},
 			CorrelationID: fmt.Sprintf("%s-%s-%d", hub, part, seq+int64(i)),
-			Source: audit.Source{Namespace: ns, Hub: hub, Partition: part, Sequence: seq + int64(i), HasSequence: true}}
+			Source:        audit.Source{Namespace: ns, Hub: hub, Partition: part, Sequence: seq + int64(i), HasSequence: true}}
 	}
 	return evs
 }
