@@ -70,18 +70,66 @@ func New(cfg Config, proc Processor, log zerolog.Logger) *Handler {
 	h := &Handler{cfg: cfg, proc: proc, log: log, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET /{$}", h.ready)
 	h.mux.HandleFunc("HEAD /{$}", h.ready)
-	h.mux.HandleFunc("POST /AuditEvents", h.auditEvents)
-	h.mux.HandleFunc("/AuditEvents", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on /AuditEvents")
+	// Every Event Hubs trigger (AuditEvents, AuditEvents_<region>) runs
+	// the same pipeline; a timer's exact route is more specific and wins.
+	h.mux.HandleFunc("POST /{function}", func(w http.ResponseWriter, r *http.Request) {
+		if !IsAuditFunction(r.PathValue("function")) {
+			writeError(w, http.StatusNotFound, "no function at this route")
+			return
+		}
+		h.auditEvents(w, r)
 	})
 	for name, fn := range cfg.Timers {
 		h.mux.HandleFunc("POST /"+name, h.timer(name, fn))
 	}
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if name := strings.TrimPrefix(r.URL.Path, "/"); IsAuditFunction(name) || cfg.Timers[name] != nil {
+			w.Header().Set("Allow", http.MethodPost)
+			writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
+			return
+		}
 		writeError(w, http.StatusNotFound, "no function at this route")
 	})
 	return h
+}
+
+// AuditFunction is the Event Hubs trigger function of the first region in
+// the deployment (function-app/AuditEvents, connection EventHubConnection).
+const AuditFunction = "AuditEvents"
+
+// RegionFunction is the name of the trigger function that reads the hub of
+// another region: AuditEvents_<region>, with the connection
+// EventHubConnection_<region> (see RegionConnection). `make package`
+// generates one per region after the first; region names are Azure's
+// lower-case location names (westeurope).
+func RegionFunction(region string) string { return AuditFunction + "_" + region }
+
+// RegionConnection is the connection setting prefix of RegionFunction(region):
+// the app setting <it>__fullyQualifiedNamespace names that region's namespace.
+func RegionConnection(region string) string { return "EventHubConnection_" + region }
+
+// ValidRegion reports whether s can be a region in a function name: an
+// Azure location name, lower-case letters and digits, starting with a letter.
+func ValidRegion(s string) bool {
+	if len(s) < 2 || len(s) > 40 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// IsAuditFunction reports whether name is an Event Hubs trigger function
+// this handler serves: AuditEvents or AuditEvents_<region>.
+func IsAuditFunction(name string) bool {
+	if name == AuditFunction {
+		return true
+	}
+	region, ok := strings.CutPrefix(name, AuditFunction+"_")
+	return ok && ValidRegion(region)
 }
 
 // ServeHTTP implements http.Handler. Requests that do not come from the
@@ -120,7 +168,8 @@ type Response struct {
 
 func (h *Handler) auditEvents(w http.ResponseWriter, r *http.Request) {
 	start := h.cfg.Now()
-	log := h.log.With().Str("function", "AuditEvents").
+	function := strings.TrimPrefix(r.URL.Path, "/")
+	log := h.log.With().Str("function", function).
 		Str("invocation_id", r.Header.Get("X-Azure-Functions-InvocationId")).Logger()
 	ctx := r.Context()
 

@@ -414,3 +414,56 @@ func TestTimerContract(t *testing.T) {
 		t.Fatalf("a failing timer answers 500 without details: %v %d %s", err, r.Status, r.Raw)
 	}
 }
+
+// TestRegionRoutes: every Event Hubs trigger function, one per region,
+// reaches the same pipeline, and its records keep their own stream (the
+// namespace, hub and partition the host names).
+func TestRegionRoutes(t *testing.T) {
+	f := newFixture(t, 0)
+	regions := map[string]string{
+		handlers.AuditFunction:                   "kvwatch-westeurope.servicebus.windows.net",
+		handlers.RegionFunction("northeurope"):   "kvwatch-northeurope.servicebus.windows.net",
+		handlers.RegionFunction("swedencentral"): "kvwatch-swedencentral.servicebus.windows.net",
+	}
+	for fn, ns := range regions {
+		b := batchOf(envelope(record(1, 200, "OK")))
+		b.Namespace = ns
+		body, err := host.Body(b, host.StringOfStrings)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := host.Invoke(context.Background(), f.srv.Client(), f.srv.URL, fn, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertOK(t, resp)
+	}
+	streams := map[string]bool{}
+	for _, e := range f.stage.events {
+		s, _ := e.Source.Position()
+		streams[s] = true
+	}
+	if len(f.stage.events) != 3 || len(streams) != 3 {
+		t.Fatalf("%d events on streams %v, want one per region on three streams", len(f.stage.events), streams)
+	}
+	for fn, want := range map[string]int{
+		"AuditEvents_northeurope":  405, // GET
+		"AuditEvents_NorthEurope":  404,
+		"AuditEvents_":             404,
+		"AuditEvents_north-europe": 404,
+	} {
+		method := "POST"
+		if want == 405 {
+			method = "GET"
+		}
+		req, _ := http.NewRequest(method, f.srv.URL+"/"+fn, strings.NewReader("{}"))
+		resp, err := f.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s /%s = %d, want %d", method, fn, resp.StatusCode, want)
+		}
+	}
+}
