@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -162,4 +163,23 @@ func FuzzDiffMerge(f *testing.F) {
 		}
 		checkDiffMerge(t, before, after)
 	})
+}
+
+// An entity remembers at most MaxFileMarks replayed files; partitions are
+// never forgotten.
+func TestMarkAppliedBoundsFiles(t *testing.T) {
+	e := &state.Entity{}
+	e.MarkApplied("p:ns/hub/0", 7)
+	for i := range state.MaxFileMarks + 10 {
+		e.MarkApplied(fmt.Sprintf("f:blob/%03d.json", i), 1)
+	}
+	if got := len(e.Applied); got != state.MaxFileMarks+1 {
+		t.Fatalf("%d marks, want %d files and the partition", got, state.MaxFileMarks)
+	}
+	if e.Applied["p:ns/hub/0"] != 7 {
+		t.Fatal("the partition's mark was forgotten")
+	}
+	if _, ok := e.Applied[fmt.Sprintf("f:blob/%03d.json", state.MaxFileMarks+9)]; !ok {
+		t.Fatal("the newest file's mark was forgotten")
+	}
 }

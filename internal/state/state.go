@@ -8,6 +8,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // Key names one entity: a rule, a group of that rule, and a block (a time
@@ -84,6 +85,13 @@ func (e *Entity) Absorbed(stream string, pos int64) bool {
 	return ok && pos <= p
 }
 
+// MaxFileMarks bounds the replayed files an entity remembers positions
+// for (Event Hubs partitions are bounded by the hubs read: 32 per Standard
+// hub). Past it, the file marks that sort first are forgotten: replaying
+// such a file again counts it again. Replays of that many files into the
+// same state are a backfill, not a redelivery.
+const MaxFileMarks = 64
+
 // MarkApplied raises the stream's applied position to pos.
 func (e *Entity) MarkApplied(stream string, pos int64) {
 	if stream == "" {
@@ -92,8 +100,25 @@ func (e *Entity) MarkApplied(stream string, pos int64) {
 	if e.Applied == nil {
 		e.Applied = make(map[string]int64, 1)
 	}
-	if p, ok := e.Applied[stream]; !ok || pos > p {
+	p, ok := e.Applied[stream]
+	if !ok || pos > p {
 		e.Applied[stream] = pos
+	}
+	if !ok && strings.HasPrefix(stream, "f:") && len(e.Applied) > MaxFileMarks {
+		var files []string
+		for s := range e.Applied {
+			if strings.HasPrefix(s, "f:") {
+				files = append(files, s)
+			}
+		}
+		if len(files) > MaxFileMarks {
+			slices.Sort(files)
+			for _, s := range files[:len(files)-MaxFileMarks] {
+				if s != stream {
+					delete(e.Applied, s)
+				}
+			}
+		}
 	}
 }
 
