@@ -70,6 +70,7 @@ type Journal struct {
 	tail     tailSize // folded since the snapshot
 	regd     map[string]bool
 	listed   time.Time // registry last read
+	registry []string  // the streams it listed
 
 	compacting atomic.Bool
 	compactErr atomic.Pointer[error]
@@ -544,9 +545,11 @@ func (j *Journal) catchUp(ctx context.Context, skip string) error {
 func (j *Journal) listStreams(ctx context.Context) ([]string, error) {
 	j.mu.Lock()
 	if j.opts.Now().Sub(j.listed) < j.opts.Registry {
-		names := make([]string, 0, len(j.streams))
-		for n := range j.streams {
-			names = append(names, n)
+		names := slices.Clone(j.registry)
+		for n := range j.regd { // this process's own, registered since
+			if !slices.Contains(names, n) {
+				names = append(names, n)
+			}
 		}
 		j.mu.Unlock()
 		slices.Sort(names)
@@ -573,6 +576,7 @@ func (j *Journal) listStreams(ctx context.Context) ([]string, error) {
 		j.cursorOf(n)
 	}
 	j.listed = j.opts.Now()
+	j.registry = slices.Clone(names)
 	j.mu.Unlock()
 	return names, nil
 }

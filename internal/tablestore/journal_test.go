@@ -439,3 +439,58 @@ func TestJournalLargeSnapshot(t *testing.T) {
 	}
 	sameView(t, restored(t, prefix), mem)
 }
+
+// A replayed file's log that nothing was added to over a snapshot
+// interval leaves the registry: other instances stop reading it, its
+// state stays (in the snapshot), and replaying the file again still
+// applies nothing twice.
+func TestJournalRetiresIdleFiles(t *testing.T) {
+	j, prefix := newJournal(t, "", JournalOptions{CompactEvery: time.Nanosecond})
+	ctx := context.Background()
+	k := state.Key{Rule: "r", Group: "g", Block: 1}
+	add := func(stream string, pos int64) state.ApplyFunc {
+		return func(_ state.Key, e *state.Entity) bool {
+			if e.Absorbed(stream, pos) {
+				return false
+			}
+			if e.Counts == nil {
+				e.Counts = map[int64]int64{}
+			}
+			e.Counts[1]++
+			e.MarkApplied(stream, pos)
+			return true
+		}
+	}
+	for pos := range int64(3) {
+		if _, err := j.Update(state.WithStream(ctx, "f:day1.json"), []state.Key{k}, add("f:day1.json", pos+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		if _, err := j.Compact(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.listed = time.Time{}
+	names, err := j.listStreams(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(names, "f:day1.json") {
+		t.Fatalf("registry still lists the idle file: %v", names)
+	}
+	fresh := restored(t, prefix)
+	got, err := fresh.Update(state.WithStream(ctx, "f:day1.json"), []state.Key{k}, add("f:day1.json", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[k].Counts[1] != 3 {
+		t.Fatalf("count %d after replaying the file again, want 3", got[k].Counts[1])
+	}
+	if _, err := fresh.Update(state.WithStream(ctx, "f:day1.json"), []state.Key{k}, add("f:day1.json", 4)); err != nil {
+		t.Fatal(err)
+	}
+	if e := caughtUp(t, j).view[k]; e.Counts[1] != 4 {
+		t.Fatalf("the first instance reads %d after the file was registered again, want 4", e.Counts[1])
+	}
+}

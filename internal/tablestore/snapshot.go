@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -314,6 +315,12 @@ func (j *Journal) Compact(ctx context.Context) (bool, error) {
 	}
 	for n, idx := range h.cut {
 		errs = append(errs, j.deletePartition(ctx, streamPK(n), entryRK(idx)))
+		if strings.HasPrefix(n, "f:") && sd.Cut[n] == idx {
+			// A replayed file with nothing new over a whole snapshot
+			// interval: the others stop reading its log (its head stays;
+			// replaying it again registers it again).
+			errs = append(errs, j.retire(ctx, n))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return true, fmt.Errorf("tablestore: journal: snapshot %d written; deleting what it replaced: %w", gen, err)
@@ -366,5 +373,24 @@ func (j *Journal) deletePartition(ctx context.Context, pk, upTo string) error {
 		}
 		rks = rks[n:]
 	}
+	return nil
+}
+
+// retire removes a stream from the registry.
+func (j *Journal) retire(ctx context.Context, stream string) error {
+	j.s.stats.inserts.Add(1)
+	err := j.s.call(ctx, "retire stream", func(ctx context.Context) error {
+		_, err := j.table.DeleteEntity(ctx, registryPK, streamPK(stream), nil)
+		return err
+	})
+	if st, _, ok := statusOf(err); ok && st == http.StatusNotFound {
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("retire %s: %w", stream, err)
+	}
+	j.mu.Lock()
+	delete(j.regd, stream)
+	j.mu.Unlock()
 	return nil
 }
