@@ -33,6 +33,8 @@ type field struct {
 	null bool     // written as null (~, null or nothing)
 	bad  bool     // could not be decoded: validation says nothing more about it
 	vars []string // the ${NAME}s its value was expanded from
+	// unset are the ${NAME}s (with no default) that were not set.
+	unset []string
 }
 
 type metaKey struct{ file, path string }
@@ -408,6 +410,9 @@ func (d *decoder) stringMap(n *yaml.Node, v reflect.Value, path string) {
 		d.value(e.val, elem, child, at, d.meta.set(d.file, child, at))
 		m.SetMapIndex(reflect.ValueOf(k.Value).Convert(t.Key()), elem)
 	}
+	if m.Len() == 0 {
+		m = reflect.Zero(t) // like an empty list: nothing written
+	}
 	v.Set(m)
 }
 
@@ -466,6 +471,11 @@ func (d *decoder) text(n *yaml.Node, path string, at pos, f *field) (string, boo
 	}
 	s, vars, errs := expand(n.Value, d.getenv)
 	f.vars = vars
+	for _, e := range errs {
+		if name, ok := unsetName(e); ok {
+			f.unset = append(f.unset, name)
+		}
+	}
 	for _, e := range errs {
 		d.failBad(f, at, path, e)
 	}
@@ -625,6 +635,16 @@ func expand(s string, getenv func(string) string) (string, []string, []string) {
 		b.WriteString(val)
 	}
 	return b.String(), vars, errs
+}
+
+// unsetName returns the variable an expand message says is not set.
+func unsetName(msg string) (string, bool) {
+	rest, ok := strings.CutPrefix(msg, "environment variable ")
+	if !ok {
+		return "", false
+	}
+	name, _, ok := strings.Cut(rest, " is not set")
+	return name, ok
 }
 
 func validVarName(name string) bool {

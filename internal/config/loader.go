@@ -64,6 +64,7 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 		p.meta.rules = append(p.meta.rules, origin{file: name, index: i})
 	}
 	p.includes(name, f)
+	optionalReceivers(f, name, p.meta, p.errs)
 	// Validation runs even when decoding failed, to report everything at
 	// once; it keeps quiet about values that could not be decoded.
 	validate(f, name, p.meta, p.errs)
@@ -71,6 +72,7 @@ func Parse(name string, data []byte, opts Options) (*File, error) {
 		return nil, err
 	}
 	f.ApplyDefaults()
+	f.name, f.meta = name, p.meta
 	return f, nil
 }
 

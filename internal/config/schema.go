@@ -30,6 +30,37 @@ type File struct {
 	Routes        []RouteSpec        `yaml:"routes"`
 	Silences      []SilenceSpec      `yaml:"silences"`
 	MuteIntervals []MuteIntervalSpec `yaml:"mute_intervals"`
+
+	// Overrides change some of a rule's fields (a pack rule's, usually)
+	// without copying it, by rule id.
+	Overrides map[string]OverrideSpec `yaml:"overrides"`
+	// Except lists events no rule fires on (any one matching is enough):
+	// a caller, app, vault or network allowed everywhere.
+	Except []MatchSpec `yaml:"except"`
+
+	// name and meta are where the file was read from and where each of
+	// its keys was written, for Resolve's messages; nil for a File built
+	// in code.
+	name string
+	meta *meta
+}
+
+// OverrideSpec is what overrides: changes in one rule; what is left out
+// stays as the rule has it.
+type OverrideSpec struct {
+	Enabled  *bool    `yaml:"enabled"`
+	Severity string   `yaml:"severity"`
+	Count    int      `yaml:"count"`
+	Window   Duration `yaml:"window"`
+	Cooldown Duration `yaml:"cooldown"`
+	Learning Duration `yaml:"learning"`
+	Horizon  Duration `yaml:"horizon"`
+	// Vaults replaces the rule's match.vaults (globs).
+	Vaults []string `yaml:"vaults"`
+	// Except is added to the rule's own except.
+	Except  []MatchSpec `yaml:"except"`
+	Tags    []string    `yaml:"tags"` // added to the rule's tags
+	Runbook string      `yaml:"runbook"`
 }
 
 // DeliverySettings tune the alert lifecycle.
@@ -49,11 +80,16 @@ type DeliverySettings struct {
 
 // ReceiverSpec is one receiver: a name and exactly one of the kinds.
 type ReceiverSpec struct {
-	Name    string          `yaml:"name"`
-	Teams   *teams.Config   `yaml:"teams"`
-	Email   *email.Config   `yaml:"email"`
-	Webhook *webhook.Config `yaml:"webhook"`
-	Stdout  *stdout.Config  `yaml:"stdout"`
+	Name string `yaml:"name"`
+	// Optional leaves the receiver out, instead of failing, when variables
+	// its settings need (${NAME} with no default) are unset; Off then says
+	// which. Routes skip a receiver that is off.
+	Optional bool            `yaml:"optional"`
+	Off      string          `yaml:"-"`
+	Teams    *teams.Config   `yaml:"teams"`
+	Email    *email.Config   `yaml:"email"`
+	Webhook  *webhook.Config `yaml:"webhook"`
+	Stdout   *stdout.Config  `yaml:"stdout"`
 }
 
 // RouteSpec sends matching alerts to receivers. Routes are tried in

@@ -91,6 +91,8 @@ type validator struct {
 func validate(f *File, name string, m *meta, errs *collector) {
 	v := &validator{m: m, errs: errs, file: name, ids: map[string]string{}}
 	v.settings(&f.Settings)
+	v.delivery(f)
+	v.tuning(f)
 	for i := range f.Rules {
 		o := origin{file: name, index: i}
 		if i < len(m.rules) {
