@@ -50,6 +50,7 @@ type Engine struct {
 	now      func() time.Time
 	log      zerolog.Logger
 	horizon  map[string]time.Duration
+	swept    sweptGroups // when each new_value group's history was last swept
 
 	// byClass lists, for each (family, kind) an event can have, the rules
 	// whose match or `then` could accept it: most rules never look at most

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/kvwatch/kvwatch/internal/audit"
@@ -93,6 +94,8 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 		// long-lived entities) and are written only when they change.
 		if k.Block < 0 {
 			changed := false
+			n0 := len(e.Seen)
+			var newest int64
 			for pi := first[0]; pi >= 0; pi = parts[pi].next {
 				w := parts[pi].w
 				r := w.rule
@@ -108,10 +111,17 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 						}
 					case r.Kind == rules.NewValue:
 						changed = seen(e, c.value, c.t, int64(r.Horizon/time.Second)) || changed
+						newest = max(newest, c.t)
 					}
 				}
 			}
-			if changed && rule0.Kind == rules.NewValue && k.Block == state.BlockMeta {
+			// The history is swept (values past the horizon forgotten, the
+			// bounds kept) when it gained a value, and otherwise at most once
+			// an hour of event time per group and process: a sweep reads every
+			// remembered value, and most batches only move known values'
+			// last sightings.
+			if changed && rule0.Kind == rules.NewValue && k.Block == state.BlockMeta &&
+				(len(e.Seen) > n0 || en.swept.due(k, newest)) {
 				pruneSeen(e, int64(rule0.Horizon/time.Second))
 			}
 			return changed
@@ -793,4 +803,28 @@ func (en *Engine) evalNewValue(w *groupWork, ents map[state.Key]*state.Entity, e
 		f.Summary = summary(&f, r)
 		out.add(f, k)
 	}
+}
+
+// sweptGroups remembers, per new_value group, the hour of event time its
+// history was last swept in. Safe for concurrent use; bounded (forgotten
+// whole past 100,000 groups, which only means one more sweep each).
+type sweptGroups struct {
+	mu sync.Mutex
+	at map[state.Key]int64
+}
+
+// due reports whether k's history should be swept at event time t (unix
+// seconds), and records that it is.
+func (s *sweptGroups) due(k state.Key, t int64) bool {
+	h := floorDiv(t, 3600)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.at == nil || len(s.at) > 100_000 {
+		s.at = map[state.Key]int64{}
+	}
+	if last, ok := s.at[k]; ok && h <= last {
+		return false
+	}
+	s.at[k] = h
+	return true
 }
