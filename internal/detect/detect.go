@@ -272,6 +272,7 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 	// (Candidates this engine handed on before, whose facts did not grow,
 	// were skipped before they were built: handed.go.)
 	added := 0
+	var recs []state.FindingRecord
 	for i := range found {
 		if en.wasRecorded(fkeys[i]) {
 			found[i].Fit()
@@ -281,12 +282,31 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 		if err != nil {
 			return pipeline.Result{}, fmt.Errorf("encode finding: %w", err)
 		}
-		ok, err := en.store.AddFinding(ctx, found[i].ID, body)
+		recs = append(recs, state.FindingRecord{ID: found[i].ID, Body: body, Period: found[i].Period})
+	}
+	if len(recs) > 0 {
+		// A store that can records the batch's findings together (a
+		// period's findings share a Table partition: a transaction or a
+		// few, not one request each).
+		var ok []bool
+		var err error
+		if fa, can := en.store.(state.FindingsAdder); can {
+			ok, err = fa.AddFindings(ctx, recs)
+		} else {
+			ok = make([]bool, len(recs))
+			for i, r := range recs {
+				if ok[i], err = en.store.AddFinding(ctx, r.ID, r.Body); err != nil {
+					break
+				}
+			}
+		}
 		if err != nil {
 			return pipeline.Result{}, fmt.Errorf("record finding: %w", err)
 		}
-		if ok {
-			added++
+		for _, a := range ok {
+			if a {
+				added++
+			}
 		}
 	}
 	if len(found) > 0 {

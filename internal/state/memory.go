@@ -83,6 +83,15 @@ func (m *Memory) AddFinding(_ context.Context, id string, body []byte) (bool, er
 	return true, nil
 }
 
+// AddFindings implements FindingsAdder.
+func (m *Memory) AddFindings(ctx context.Context, recs []FindingRecord) ([]bool, error) {
+	out := make([]bool, len(recs))
+	for i, r := range recs {
+		out[i], _ = m.AddFinding(ctx, r.ID, r.Body)
+	}
+	return out, nil
+}
+
 // Prune implements Store.
 func (m *Memory) Prune(_ context.Context, drop func(Key) bool) (int, error) {
 	m.mu.Lock()

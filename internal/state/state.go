@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Key names one entity: a rule, a group of that rule, and a block (a time
@@ -175,3 +176,18 @@ func WriteOnly(ctx context.Context) context.Context {
 
 // IsWriteOnly reports whether WriteOnly marked ctx.
 func IsWriteOnly(ctx context.Context) bool { b, _ := ctx.Value(writeOnlyKey{}).(bool); return b }
+
+// FindingRecord is a finding to record: its ID, its encoded body, and the
+// start of its period (a store may keep a period's findings together).
+type FindingRecord struct {
+	ID     string
+	Body   []byte
+	Period time.Time
+}
+
+// FindingsAdder is implemented by stores that record several findings in
+// fewer requests than one each. AddFindings reports, per record, whether
+// its ID was new, exactly as AddFinding would.
+type FindingsAdder interface {
+	AddFindings(ctx context.Context, recs []FindingRecord) ([]bool, error)
+}

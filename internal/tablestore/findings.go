@@ -5,10 +5,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/kvwatch/kvwatch/internal/state"
 )
 
 // AddFinding implements state.Store: it inserts the finding into the
@@ -18,31 +23,134 @@ import (
 // own entity: a nonce written with it tells it apart from another
 // attempt's, so the finding is reported added exactly once.
 func (s *Store) AddFinding(ctx context.Context, id string, body []byte) (bool, error) {
-	if !validKey(id) {
-		return false, fmt.Errorf("tablestore: finding ID %q is not a valid row key", id)
-	}
-	pk := id[:min(2, len(id))]
-	nonce := newNonce()
-	props := map[string]any{propNonce: nonce}
-	if err := putChunks(props, packBytes(body, true)); err != nil {
-		return false, fmt.Errorf("tablestore: finding %s: %w", id, err)
-	}
-	ent, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: id}, Properties: props})
+	got, err := s.AddFindings(ctx, []state.FindingRecord{{ID: id, Body: body}})
 	if err != nil {
 		return false, err
 	}
+	return got[0], nil
+}
+
+// findingPK is a finding's partition: "h" and the hour its period starts
+// in (UTC), so that a batch's findings, which mostly share an hour, are
+// recorded in one or a few transactions; the ID's first two characters
+// when the period is unknown.
+func findingPK(id string, period time.Time) string {
+	if period.IsZero() {
+		return id[:min(2, len(id))]
+	}
+	return "h" + period.UTC().Format("2006010215")
+}
+
+type findingOp struct {
+	i     int
+	id    string
+	nonce string
+	ent   []byte
+}
+
+// AddFindings implements state.FindingsAdder: the records of one partition
+// are inserted in entity-group transactions (at most 100, 3.5 MB); a
+// transaction refused because one ID exists (409) is done again one record
+// at a time, each telling its own earlier insert from another's by its
+// nonce.
+func (s *Store) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]bool, error) {
+	out := make([]bool, len(recs))
+	byPK := map[string][]findingOp{}
+	var pks []string
+	seen := make(map[string]bool, len(recs))
+	for i, r := range recs {
+		if !validKey(r.ID) {
+			return nil, fmt.Errorf("tablestore: finding ID %q is not a valid row key", r.ID)
+		}
+		if seen[r.ID] {
+			continue // the same ID twice: the first one records it
+		}
+		seen[r.ID] = true
+		pk := findingPK(r.ID, r.Period)
+		nonce := newNonce()
+		props := map[string]any{propNonce: nonce}
+		if err := putChunks(props, packBytes(r.Body, true)); err != nil {
+			return nil, fmt.Errorf("tablestore: finding %s: %w", r.ID, err)
+		}
+		ent, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: r.ID}, Properties: props})
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := byPK[pk]; !ok {
+			pks = append(pks, pk)
+		}
+		byPK[pk] = append(byPK[pk], findingOp{i: i, id: r.ID, nonce: nonce, ent: ent})
+	}
+	var chunks [][]findingOp
+	for _, pk := range pks {
+		ops := byPK[pk]
+		for len(ops) > 0 {
+			n, size := 0, 0
+			for n < len(ops) && n < maxTxOps && (n == 0 || size+len(ops[n].ent)+opOverhead < maxTxBytes) {
+				size += len(ops[n].ent) + opOverhead
+				n++
+			}
+			chunks = append(chunks, ops[:n])
+			ops = ops[n:]
+		}
+	}
+	var mu sync.Mutex
+	err := s.parallel(ctx, len(chunks), func(ctx context.Context, c int) error {
+		ops := chunks[c]
+		if len(ops) > 1 {
+			actions := make([]aztables.TransactionAction, len(ops))
+			for k, op := range ops {
+				actions[k] = aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: op.ent}
+			}
+			s.stats.transactions.Add(1)
+			s.stats.writes.Add(int64(len(ops)))
+			_, err := s.transact(ctx, s.findings, actions)
+			if err == nil {
+				mu.Lock()
+				for _, op := range ops {
+					out[op.i] = true
+				}
+				mu.Unlock()
+				return nil
+			}
+			var f *txFailure
+			if !errors.As(err, &f) || f.status != http.StatusConflict {
+				return fmt.Errorf("tablestore: record findings: %w", err)
+			}
+			s.stats.conflicts.Add(1)
+		}
+		for _, op := range ops {
+			added, err := s.addFinding(ctx, op)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			out[op.i] = added
+			mu.Unlock()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// addFinding inserts one finding; 409 with the entity carrying this
+// record's nonce (an earlier try of ours, or the refused transaction's
+// retry that the service had applied) is added.
+func (s *Store) addFinding(ctx context.Context, op findingOp) (bool, error) {
+	var e aztables.EDMEntity
+	if err := json.Unmarshal(op.ent, &e); err != nil {
+		return false, err
+	}
+	pk, id := e.PartitionKey, e.RowKey
 	s.stats.inserts.Add(1)
-	attempts := 0
-	err = s.call(ctx, "record finding", func(ctx context.Context) error {
-		attempts++
-		_, err := s.findings.AddEntity(ctx, ent, nil)
+	err := s.call(ctx, "record finding", func(ctx context.Context) error {
+		_, err := s.findings.AddEntity(ctx, op.ent, nil)
 		return err
 	})
 	if st, _, ok := statusOf(err); ok && st == http.StatusConflict {
-		if attempts == 1 {
-			return false, nil // recorded before, by another attempt or instance
-		}
-		// An earlier try of ours may have been the one that recorded it.
 		s.stats.reads.Add(1)
 		var got aztables.GetEntityResponse
 		if err := s.call(ctx, "read finding", func(ctx context.Context) error {
@@ -52,11 +160,11 @@ func (s *Store) AddFinding(ctx context.Context, id string, body []byte) (bool, e
 		}); err != nil {
 			return false, fmt.Errorf("tablestore: finding %s: %w", id, err)
 		}
-		var e aztables.EDMEntity
-		if err := json.Unmarshal(got.Value, &e); err != nil {
+		var have aztables.EDMEntity
+		if err := json.Unmarshal(got.Value, &have); err != nil {
 			return false, fmt.Errorf("tablestore: finding %s: %w", id, err)
 		}
-		return e.Properties[propNonce] == nonce, nil
+		return have.Properties[propNonce] == op.nonce, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("tablestore: record finding %s: %w", id, err)
@@ -64,9 +172,10 @@ func (s *Store) AddFinding(ctx context.Context, id string, body []byte) (bool, e
 	return true, nil
 }
 
-// Finding returns a recorded finding's body (tests, tools); ok is false if
-// the ID is not recorded.
-func (s *Store) Finding(ctx context.Context, id string) (body []byte, ok bool, err error) {
+// Finding returns a recorded finding's body (tests, tools), given its ID
+// and the start of its period (zero: recorded by AddFinding); ok is false
+// if the ID is not recorded.
+func (s *Store) Finding(ctx context.Context, id string, period time.Time) (body []byte, ok bool, err error) {
 	if !validKey(id) {
 		return nil, false, fmt.Errorf("tablestore: finding ID %q is not a valid row key", id)
 	}
@@ -74,7 +183,7 @@ func (s *Store) Finding(ctx context.Context, id string) (body []byte, ok bool, e
 	var got aztables.GetEntityResponse
 	err = s.call(ctx, "read finding", func(ctx context.Context) error {
 		var err error
-		got, err = s.findings.GetEntity(ctx, id[:min(2, len(id))], id, nil)
+		got, err = s.findings.GetEntity(ctx, findingPK(id, period), id, nil)
 		return err
 	})
 	if st, _, isResp := statusOf(err); isResp && st == http.StatusNotFound {

@@ -740,6 +740,11 @@ func (j *Journal) AddFinding(ctx context.Context, id string, body []byte) (bool,
 	return j.s.AddFinding(ctx, id, body)
 }
 
+// AddFindings implements state.FindingsAdder.
+func (j *Journal) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]bool, error) {
+	return j.s.AddFindings(ctx, recs)
+}
+
 // Prune implements state.Store: the view drops what drop selects, and the
 // drops go to the shared log, so that every instance, and a snapshot
 // taken anywhere, forgets them too; the state table prunes its claims.

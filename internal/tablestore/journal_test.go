@@ -494,3 +494,40 @@ func TestJournalRetiresIdleFiles(t *testing.T) {
 		t.Fatalf("the first instance reads %d after the file was registered again, want 4", e.Counts[1])
 	}
 }
+
+// A batch's findings are recorded together, once each: a period's share a
+// partition (transactions of at most 100); recorded again, none is new; a
+// batch mixing new and recorded ones reports exactly the new ones.
+func TestAddFindingsBatched(t *testing.T) {
+	s := newStore(t, testPrefix(), Options{})
+	ctx := context.Background()
+	period := t0.Truncate(time.Hour)
+	var recs []state.FindingRecord
+	for i := range 150 {
+		recs = append(recs, state.FindingRecord{ID: fmt.Sprintf("%024x", i), Body: []byte(`{}`), Period: period})
+	}
+	before := s.Stats()
+	got, err := s.AddFindings(ctx, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range got {
+		if !a {
+			t.Fatalf("finding %d not added", i)
+		}
+	}
+	if n := s.Stats().RoundTrips() - before.RoundTrips(); n > 2 {
+		t.Errorf("150 findings of one period took %d round trips, want 2 transactions", n)
+	}
+	mixed := append([]state.FindingRecord{{ID: fmt.Sprintf("%024x", 999), Body: []byte(`{}`), Period: period}}, recs[:5]...)
+	got, err = s.AddFindings(ctx, mixed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []bool{true, false, false, false, false, false}; !slices.Equal(got, want) {
+		t.Fatalf("added %v, want %v", got, want)
+	}
+	if body, ok, err := s.Finding(ctx, recs[7].ID, period); err != nil || !ok || string(body) != `{}` {
+		t.Fatalf("Finding: %q %v %v", body, ok, err)
+	}
+}
