@@ -17,7 +17,9 @@ import (
 	"github.com/kvwatch/kvwatch/internal/state"
 )
 
-// BlockRule holds a rule-wide entity (the rule's first event time).
+// BlockRule held a rule-wide entity (the rule's first event time) while
+// new_value learning was rule-wide; learning is per group now, and entities
+// of this block are only left from older state.
 const BlockRule int64 = -2
 
 const blockSec = int64(blockDur / time.Second)
@@ -63,7 +65,6 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 				put(state.BlockMeta)
 			case rules.NewValue:
 				put(state.BlockMeta)
-				put(BlockRule)
 			}
 		}
 		for _, b := range blocks {
@@ -110,6 +111,19 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 							e.First, changed = c.t, true
 						}
 					case r.Kind == rules.NewValue:
+						// The group's learning starts at its own first event
+						// (state written while learning was rule-wide starts
+						// at its oldest remembered sighting).
+						if e.First == 0 {
+							for _, s := range e.Seen {
+								if e.First == 0 || s.First < e.First {
+									e.First = s.First
+								}
+							}
+						}
+						if e.First == 0 || c.t < e.First {
+							e.First, changed = c.t, true
+						}
 						changed = seen(e, c.value, c.t, int64(r.Horizon/time.Second)) || changed
 						newest = max(newest, c.t)
 					}
@@ -195,7 +209,7 @@ func contribIn(k rules.Kind, c *contrib, b int64) bool {
 	case rules.Spike:
 		return b == state.BlockMeta || floorDiv(c.t, 86400) == b
 	case rules.NewValue:
-		return b == state.BlockMeta || b == BlockRule
+		return b == state.BlockMeta
 	}
 	return false
 }
@@ -417,8 +431,7 @@ func (en *Engine) needs(w *groupWork, keys []state.Key) []state.Key {
 		addRange(tmin-int64(r.Baseline.Days)*86400, tmax, 86400)
 		keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta})
 	case rules.NewValue:
-		keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta},
-			state.Key{Rule: r.ID, Block: BlockRule})
+		keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta})
 	}
 	return keys
 }
@@ -767,15 +780,17 @@ func (en *Engine) evalSpike(w *groupWork, ents map[state.Key]*state.Entity, even
 func round2(f float64) float64 { return math.Round(f*100) / 100 }
 
 // evalNewValue raises a finding for every value whose current run of
-// appearances began with an event of this batch, once learning is over.
+// appearances began with an event of this batch, once the group's learning
+// is over. Learning is per group (the rule's group_by: a vault, a vault and
+// a caller), from the group's first event: a vault first seen on day 9
+// learns its callers until day 16 instead of reporting each as new.
 func (en *Engine) evalNewValue(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event, out *candidates) {
 	r := w.rule
 	meta := ents[state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta}]
-	ruleMeta := ents[state.Key{Rule: r.ID, Block: BlockRule}]
-	if meta == nil || ruleMeta == nil || ruleMeta.First == 0 {
+	if meta == nil || meta.First == 0 {
 		return
 	}
-	learnedAt := ruleMeta.First + int64(r.Learning/time.Second)
+	learnedAt := meta.First + int64(r.Learning/time.Second)
 	hz := int64(r.Horizon / time.Second)
 	done := map[string]bool{}
 	for i, c := range w.contribs {

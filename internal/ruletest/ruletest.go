@@ -59,10 +59,23 @@ type Series struct {
 	Record map[string]any `yaml:"record"` // raw AuditEvent fields; "{i}" in strings becomes the index
 }
 
-// Expect is one expected finding.
+// Expect is one expected finding. Rule and group name it; the other keys,
+// when given, must hold for it too. A finding handed on several times (an
+// incident that grows over batches) is judged by its last version, and its
+// operations by every version.
 type Expect struct {
 	Rule  string            `yaml:"rule"`
 	Group map[string]string `yaml:"group"`
+	// Count is the finding's count (events, distinct values, …).
+	Count *int64 `yaml:"count"`
+	// Operations are the operations its evidence names, as a set.
+	Operations []string `yaml:"operations"`
+	// Summary must appear in its summary.
+	Summary string `yaml:"summary"`
+	// Severity is its severity (info .. critical).
+	Severity string `yaml:"severity"`
+	// Value must appear in its value (new_value, config_change rules).
+	Value string `yaml:"value"`
 }
 
 // Result is the outcome of one test.
@@ -132,13 +145,24 @@ func runOne(ctx context.Context, all []*rules.Rule, s *rules.Settings, f *File, 
 		shuffle(lines, t.Shuffle)
 	}
 	var got []finding.Finding
-	seen := map[string]bool{}
+	seen := map[string]int{}
+	ops := map[string]map[string]bool{}
 	sink := detect.SinkFunc(func(_ context.Context, fs []finding.Finding) error {
 		for _, f := range fs {
-			if !seen[f.ID] { // a sink is idempotent by finding ID
-				seen[f.ID] = true
-				got = append(got, f)
+			// A sink is idempotent by finding ID: one finding per ID, its
+			// last version, with the operations of every version.
+			if ops[f.ID] == nil {
+				ops[f.ID] = map[string]bool{}
 			}
+			for _, o := range f.TopOperations {
+				ops[f.ID][o.Value] = true
+			}
+			if i, ok := seen[f.ID]; ok {
+				got[i] = f
+				continue
+			}
+			seen[f.ID] = len(got)
+			got = append(got, f)
 		}
 		return nil
 	})
@@ -168,10 +192,10 @@ func runOne(ctx context.Context, all []*rules.Rule, s *rules.Settings, f *File, 
 			return err
 		}
 	}
-	return compare(rs, t.Expect, got)
+	return compare(rs, t.Expect, got, ops)
 }
 
-func compare(rs []*rules.Rule, want []Expect, got []finding.Finding) error {
+func compare(rs []*rules.Rule, want []Expect, got []finding.Finding, ops map[string]map[string]bool) error {
 	key := func(rule string, g map[string]string) string {
 		ks := make([]string, 0, len(g))
 		for k, v := range g {
@@ -181,11 +205,15 @@ func compare(rs []*rules.Rule, want []Expect, got []finding.Finding) error {
 		return rule + " {" + strings.Join(ks, " ") + "}"
 	}
 	w := map[string]int{}
-	for _, e := range want {
+	wantOf := map[string][]*Expect{}
+	for i, e := range want {
 		w[key(e.Rule, e.Group)]++
+		wantOf[key(e.Rule, e.Group)] = append(wantOf[key(e.Rule, e.Group)], &want[i])
 	}
 	g := map[string]int{}
-	for _, f := range got {
+	gotOf := map[string][]*finding.Finding{}
+	for fi := range got {
+		f := &got[fi]
 		m := map[string]string{}
 		for _, p := range f.Group {
 			m[p.Field] = p.Value
@@ -206,8 +234,21 @@ func compare(rs []*rules.Rule, want []Expect, got []finding.Finding) error {
 			}
 		}
 		g[k]++
+		gotOf[k] = append(gotOf[k], f)
 	}
 	var diffs []string
+	// Details: the i-th expectation of a key against the i-th finding of
+	// that key, in the order they were raised (earlier periods first).
+	for k, es := range wantOf {
+		fs := gotOf[k]
+		slices.SortStableFunc(fs, func(a, b *finding.Finding) int { return a.Period.Compare(b.Period) })
+		for i, e := range es {
+			if i >= len(fs) {
+				break
+			}
+			diffs = append(diffs, details(k, e, fs[i], ops[fs[i].ID])...)
+		}
+	}
 	for k, n := range w {
 		if g[k] != n {
 			diffs = append(diffs, fmt.Sprintf("want %d× %s, got %d", n, k, g[k]))
@@ -223,6 +264,36 @@ func compare(rs []*rules.Rule, want []Expect, got []finding.Finding) error {
 	}
 	sort.Strings(diffs)
 	return fmt.Errorf("%s", strings.Join(diffs, "; "))
+}
+
+// details compares the keys an expectation gives beyond rule and group.
+func details(k string, e *Expect, f *finding.Finding, ops map[string]bool) []string {
+	var d []string
+	if e.Count != nil && f.Count != *e.Count {
+		d = append(d, fmt.Sprintf("%s: count %d, want %d", k, f.Count, *e.Count))
+	}
+	if e.Operations != nil {
+		var have []string
+		for o := range ops {
+			have = append(have, o)
+		}
+		w := slices.Clone(e.Operations)
+		slices.Sort(have)
+		slices.Sort(w)
+		if !slices.Equal(have, w) {
+			d = append(d, fmt.Sprintf("%s: operations %v, want %v", k, have, w))
+		}
+	}
+	if e.Summary != "" && !strings.Contains(f.Summary, e.Summary) {
+		d = append(d, fmt.Sprintf("%s: summary %q does not contain %q", k, f.Summary, e.Summary))
+	}
+	if e.Severity != "" && !strings.EqualFold(f.Severity.String(), e.Severity) {
+		d = append(d, fmt.Sprintf("%s: severity %s, want %s", k, f.Severity, e.Severity))
+	}
+	if e.Value != "" && !strings.Contains(f.Value, e.Value) {
+		d = append(d, fmt.Sprintf("%s: value %q does not contain %q", k, f.Value, e.Value))
+	}
+	return d
 }
 
 // expand turns series into JSON lines.
