@@ -97,6 +97,7 @@ func (s *Store) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]
 	var mu sync.Mutex
 	err := s.parallel(ctx, len(chunks), func(ctx context.Context, c int) error {
 		ops := chunks[c]
+		mayBeOurs := false // no transaction was sent: this insert's own attempts tell
 		if len(ops) > 1 {
 			actions := make([]aztables.TransactionAction, len(ops))
 			for k, op := range ops {
@@ -104,7 +105,12 @@ func (s *Store) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]
 			}
 			s.stats.transactions.Add(1)
 			s.stats.writes.Add(int64(len(ops)))
+			retries := s.stats.retries.Load()
 			_, err := s.transact(ctx, s.findings, actions)
+			// Unless the transaction was sent again (its first answer lost:
+			// then it may be ours that exists), an ID that exists now was
+			// recorded by another attempt or instance.
+			mayBeOurs = s.stats.retries.Load() != retries
 			if err == nil {
 				mu.Lock()
 				for _, op := range ops {
@@ -119,16 +125,16 @@ func (s *Store) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]
 			}
 			s.stats.conflicts.Add(1)
 		}
-		for _, op := range ops {
-			added, err := s.addFinding(ctx, op)
+		return s.parallel(ctx, len(ops), func(ctx context.Context, k int) error {
+			added, err := s.addFinding(ctx, ops[k], mayBeOurs)
 			if err != nil {
 				return err
 			}
 			mu.Lock()
-			out[op.i] = added
+			out[ops[k].i] = added
 			mu.Unlock()
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -136,21 +142,26 @@ func (s *Store) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]
 	return out, nil
 }
 
-// addFinding inserts one finding; 409 with the entity carrying this
-// record's nonce (an earlier try of ours, or the refused transaction's
-// retry that the service had applied) is added.
-func (s *Store) addFinding(ctx context.Context, op findingOp) (bool, error) {
+// addFinding inserts one finding. On 409 it is not added, unless an
+// earlier request of ours may have inserted it (mayBeOurs, or this insert
+// was sent again): then the entity's nonce tells.
+func (s *Store) addFinding(ctx context.Context, op findingOp, mayBeOurs bool) (bool, error) {
 	var e aztables.EDMEntity
 	if err := json.Unmarshal(op.ent, &e); err != nil {
 		return false, err
 	}
 	pk, id := e.PartitionKey, e.RowKey
 	s.stats.inserts.Add(1)
+	attempts := 0
 	err := s.call(ctx, "record finding", func(ctx context.Context) error {
+		attempts++
 		_, err := s.findings.AddEntity(ctx, op.ent, nil)
 		return err
 	})
 	if st, _, ok := statusOf(err); ok && st == http.StatusConflict {
+		if attempts == 1 && !mayBeOurs {
+			return false, nil // recorded before, by another attempt or instance
+		}
 		s.stats.reads.Add(1)
 		var got aztables.GetEntityResponse
 		if err := s.call(ctx, "read finding", func(ctx context.Context) error {
