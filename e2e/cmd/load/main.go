@@ -51,6 +51,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -840,7 +841,7 @@ func (r *roundTrips) serve(c net.Conn, target string) {
 // with an error when the request cannot be framed.
 func (r *roundTrips) request(br *bufio.Reader, up io.Writer) (int, error) {
 	var length int64
-	chunked := false
+	chunked, isBatch := false, false
 	first := true
 	for {
 		line, err := br.ReadSlice('\n')
@@ -850,8 +851,12 @@ func (r *roundTrips) request(br *bufio.Reader, up io.Writer) (int, error) {
 		if first {
 			first = false
 			r.total.Add(1)
-			c, _ := r.byTable.LoadOrStore(requestTable(line), &atomic.Int64{})
-			c.(*atomic.Int64).Add(1)
+			if t := requestTable(line); t != "$batch" {
+				c, _ := r.byTable.LoadOrStore(t, &atomic.Int64{})
+				c.(*atomic.Int64).Add(1)
+			} else {
+				isBatch = true
+			}
 			switch {
 			case bytes.HasPrefix(line, []byte("GET ")):
 				r.reads.Add(1)
@@ -877,6 +882,25 @@ func (r *roundTrips) request(br *bufio.Reader, up io.Writer) (int, error) {
 	}
 	if chunked {
 		return -1, errors.New("chunked request")
+	}
+	if isBatch {
+		// A transaction: its table is named in its first operation.
+		body := make([]byte, length)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return 0, err
+		}
+		t := "$batch"
+		if i := bytes.Index(body, []byte(" http")); i >= 0 {
+			if j := bytes.IndexByte(body[i+1:], ' '); j >= 0 {
+				if u, err := url.Parse(string(body[i+1 : i+1+j])); err == nil {
+					t = requestTable([]byte("X "+u.Path)) + " (tx)"
+				}
+			}
+		}
+		c, _ := r.byTable.LoadOrStore(t, &atomic.Int64{})
+		c.(*atomic.Int64).Add(1)
+		_, err := up.Write(body)
+		return 1, err
 	}
 	_, err := io.CopyN(up, br, length)
 	return 1, err
