@@ -192,8 +192,10 @@ func markDigestSent(ctx context.Context, store state.Store, p digest.Period, sta
 // daily digest (of the previous day) is due every day from 08:00, the
 // weekly (of the previous Monday–Sunday) on Mondays from 08:00, the
 // monthly (of the previous month) on the 1st from 08:00; a run missed at
-// 08:00 catches up later that day. For each digest due, digest.Once
-// claims it (however many timers and instances run at once, one sends);
+// 08:00 catches up later that day. For each digest due, digest.OnceAt
+// claims it with a lease (however many timers and instances run at once,
+// one sends; a run that dies holding it leaves it to a run after the
+// lease) and digest.Done records it sent;
 // it is computed and sent to the receivers routes pick for digests
 // (receivers that cannot take digests are skipped, and said so). When a
 // send fails, the claim is released so the next run retries, and only to
@@ -236,7 +238,10 @@ func runDigest(ctx context.Context, store state.Store, outbox delivery.Outbox, r
 	start, _ := digest.Bounds(p, at, zone)
 	id := string(p) + "-" + start.Format(time.DateOnly)
 	prefix := "kvwatch: digest " + id + ": "
-	first, err := digest.Once(ctx, store, p, start)
+	// The claim is leased: a run that dies before it sends or releases
+	// holds the period only until the lease runs out, then a later run
+	// sends it.
+	first, err := digest.OnceAt(ctx, store, p, start, at, digest.DefaultLease)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +257,7 @@ func runDigest(ctx context.Context, store state.Store, outbox delivery.Outbox, r
 	if len(targets) == 0 {
 		lines = append(lines, prefix+"no receiver takes digests (route them with rules: [digest] or tags: [digest]); not sent")
 		log.Warn().Str("digest", id).Msg("no receiver takes digests; not sent")
-		return lines, nil
+		return lines, digest.Done(ctx, store, p, start)
 	}
 	release := func(cause error) error {
 		if err := digest.Release(ctx, store, p, start); err != nil {
@@ -291,7 +296,7 @@ func runDigest(ctx context.Context, store state.Store, outbox delivery.Outbox, r
 	if len(failed) > 0 {
 		return lines, release(fmt.Errorf("digest %s: released for the next run: %w", id, errors.Join(failed...)))
 	}
-	return lines, nil
+	return lines, digest.Done(ctx, store, p, start)
 }
 
 // --- the JSON form (webhook body, stdout json) ----------------------------

@@ -85,14 +85,37 @@ func markerKey(p Period, start time.Time) state.Key {
 	return state.Key{Rule: markerRule, Group: string(p), Block: start.Unix()}
 }
 
-// Once claims the digest of a period: first is true for exactly one caller
-// however many timers, instances or retries ask at once. The marker is
-// written with insert semantics through Store.Update: the ApplyFunc changes
-// the entity only while no claim is recorded, and the claim carries a
-// random token, so the caller knows whether the marker the store holds is
-// its own — also when the store re-runs the function after a conflict, or
-// after a write whose answer was lost.
+// DefaultLease is how long a claim holds a period's digest while it is
+// computed and sent: a claim neither marked done (Done) nor released
+// (Release) when it runs out — its claimer crashed between claim and
+// send — can be claimed again, so the period's digest is sent by a later
+// run rather than lost.
+const DefaultLease = 30 * time.Minute
+
+// Marker tallies: a claim is its token (1) and "lease" (the unix second
+// it runs out); a digest sent is "sent" (1). A marker written before
+// leases existed (a token, no lease) counts as sent.
+const (
+	tallyLease = "lease"
+	tallySent  = "sent"
+)
+
+// Once claims the digest of a period, with a lease of DefaultLease from
+// the wall clock: see OnceAt.
 func Once(ctx context.Context, store state.Store, p Period, periodStart time.Time) (first bool, err error) {
+	return OnceAt(ctx, store, p, periodStart, time.Now(), DefaultLease)
+}
+
+// OnceAt claims the digest of a period until now+lease: first is true for
+// exactly one caller however many timers, instances or retries ask at
+// once. The period is claimable when no claim is recorded, or when the
+// recorded one is neither done nor within its lease. The marker is written
+// through Store.Update (compare-and-set), and the claim carries a random
+// token, so the caller knows whether the marker the store holds is its
+// own — also when the store re-runs the function after a conflict, or
+// after a write whose answer was lost. After sending, call Done; if the
+// digest cannot be sent, Release.
+func OnceAt(ctx context.Context, store state.Store, p Period, periodStart, now time.Time, lease time.Duration) (first bool, err error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return false, fmt.Errorf("digest: %w", err)
@@ -100,10 +123,13 @@ func Once(ctx context.Context, store state.Store, p Period, periodStart time.Tim
 	token := "claim:" + hex.EncodeToString(b[:])
 	k := markerKey(p, periodStart)
 	got, err := store.Update(ctx, []state.Key{k}, func(_ state.Key, e *state.Entity) bool {
-		if len(e.Tally) > 0 {
-			return false // claimed before
+		if e.Tally[token] == 1 {
+			return false // ours already (a re-run after a lost answer)
 		}
-		e.Tally = map[string]int64{token: 1}
+		if len(e.Tally) > 0 && (e.Tally[tallySent] > 0 || e.Tally[tallyLease] == 0 || e.Tally[tallyLease] > now.Unix()) {
+			return false // sent, or claimed by a run whose lease has not run out
+		}
+		e.Tally = map[string]int64{token: 1, tallyLease: now.Add(lease).Unix()}
 		return true
 	})
 	if err != nil {
@@ -113,12 +139,28 @@ func Once(ctx context.Context, store state.Store, p Period, periodStart time.Tim
 	return e != nil && e.Tally[token] == 1, nil
 }
 
+// Done records that a period's digest was sent: it is never claimed again.
+func Done(ctx context.Context, store state.Store, p Period, periodStart time.Time) error {
+	k := markerKey(p, periodStart)
+	_, err := store.Update(ctx, []state.Key{k}, func(_ state.Key, e *state.Entity) bool {
+		if e.Tally[tallySent] > 0 {
+			return false
+		}
+		e.Tally = map[string]int64{tallySent: 1}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("digest: mark %s digest of %s sent: %w", p, periodStart.Format(time.DateOnly), err)
+	}
+	return nil
+}
+
 // Release gives up a claim (the digest could not be sent): the next Once
-// for the period claims it again.
+// for the period claims it again. A digest marked Done stays done.
 func Release(ctx context.Context, store state.Store, p Period, periodStart time.Time) error {
 	k := markerKey(p, periodStart)
 	_, err := store.Update(ctx, []state.Key{k}, func(_ state.Key, e *state.Entity) bool {
-		if len(e.Tally) == 0 {
+		if len(e.Tally) == 0 || e.Tally[tallySent] > 0 {
 			return false
 		}
 		e.Tally = nil
