@@ -13,6 +13,7 @@ import (
 
 	"github.com/kvwatch/kvwatch/internal/alert"
 	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/notify"
 )
 
 //go:embed templates/*.tmpl
@@ -116,18 +117,18 @@ func subjectOf(a *alert.Alert, prefix string) string {
 	if a.Repeat > 0 {
 		b.WriteString(" (reminder " + strconv.Itoa(a.Repeat) + ")")
 	}
-	return headerText(b.String(), maxSubject)
+	return notify.Defang(headerText(b.String(), maxSubject))
 }
 
 func newView(a *alert.Alert, prefix string) *view {
 	lead := a.Lead()
 	v := &view{
 		Subject:     subjectOf(a, prefix),
-		Title:       clean(a.Title, maxValue),
+		Title:       hostile(clean(a.Title, maxValue)),
 		Severity:    strings.ToUpper(a.Severity.String()),
 		SevColor:    sevColors[a.Severity],
-		Summary:     clean(a.Summary, maxLong),
-		Description: cleanBlock(a.Description, maxLong),
+		Summary:     hostile(clean(a.Summary, maxLong)),
+		Description: hostile(cleanBlock(a.Description, maxLong)),
 		AlertID:     clean(a.ID, 64),
 		Rule:        clean(a.Rule, maxValue),
 		PortalURL:   a.PortalURL(),
@@ -148,9 +149,9 @@ func newView(a *alert.Alert, prefix string) *view {
 			*list = append(*list, fact{label, value})
 		}
 	}
-	add(&v.Facts, "Vault", clean(a.Vault, maxValue))
-	add(&v.Facts, "Subscription", clean(a.SubscriptionID, maxValue))
-	add(&v.Facts, "Resource group", clean(a.ResourceGroup, maxValue))
+	add(&v.Facts, "Vault", hostile(clean(a.Vault, maxValue)))
+	add(&v.Facts, "Subscription", hostile(clean(a.SubscriptionID, maxValue)))
+	add(&v.Facts, "Resource group", hostile(clean(a.ResourceGroup, maxValue)))
 	add(&v.Facts, "Rule", v.Rule)
 	add(&v.Facts, "Severity", a.Severity.String())
 	if len(a.Tags) > 0 {
@@ -160,7 +161,7 @@ func newView(a *alert.Alert, prefix string) *view {
 		}
 		add(&v.Facts, "Tags", strings.Join(tags, ", "))
 	}
-	add(&v.Facts, "Group", clean(finding.GroupString(a.Group), maxValue))
+	add(&v.Facts, "Group", hostile(clean(finding.GroupString(a.Group), maxValue)))
 	events := strconv.FormatInt(a.Count, 10) + " event"
 	if a.Count != 1 {
 		events += "s"
@@ -179,7 +180,7 @@ func newView(a *alert.Alert, prefix string) *view {
 		add(&v.Facts, "Baseline", "mean "+strconv.FormatFloat(b.Mean, 'f', 1, 64)+
 			", std dev "+strconv.FormatFloat(b.StdDev, 'f', 1, 64)+" over "+strconv.Itoa(b.Slots)+" windows")
 	}
-	add(&v.Facts, "New value", clean(lead.Value, maxValue))
+	add(&v.Facts, "New value", hostile(clean(lead.Value, maxValue)))
 	add(&v.Facts, "First event", fmtTime(a.FirstEvent))
 	add(&v.Facts, "Last event", fmtTime(a.LastEvent))
 	if a.Suppressed > 0 {
@@ -188,24 +189,24 @@ func newView(a *alert.Alert, prefix string) *view {
 
 	if e := lead.Example; e != nil {
 		c := &e.Caller
-		add(&v.Caller, "Caller", clean(c.Display(), maxValue))
+		add(&v.Caller, "Caller", hostile(clean(c.Display(), maxValue)))
 		if c.UPN != "" && c.Name != "" && c.Name != c.UPN {
-			add(&v.Caller, "Name", clean(c.Name, maxValue))
+			add(&v.Caller, "Name", hostile(clean(c.Name, maxValue)))
 		}
-		add(&v.Caller, "Object id", clean(c.ObjectID, maxValue))
-		add(&v.Caller, "App id", clean(c.AppID, maxValue))
-		add(&v.Caller, "Caller IP", clean(e.CallerIP, maxValue))
-		add(&v.Caller, "Client", clean(e.ClientInfo, maxValue))
-		add(&v.Caller, "Operation", clean(e.Operation, maxValue))
+		add(&v.Caller, "Object id", hostile(clean(c.ObjectID, maxValue)))
+		add(&v.Caller, "App id", hostile(clean(c.AppID, maxValue)))
+		add(&v.Caller, "Caller IP", hostile(clean(e.CallerIP, maxValue)))
+		add(&v.Caller, "Client", hostile(clean(e.ClientInfo, maxValue)))
+		add(&v.Caller, "Operation", hostile(clean(e.Operation, maxValue)))
 		if e.ObjectName != "" {
-			add(&v.Caller, "Object", clean(strings.TrimSpace(e.ObjectType+" "+e.ObjectName), maxValue))
+			add(&v.Caller, "Object", hostile(clean(strings.TrimSpace(e.ObjectType+" "+e.ObjectName), maxValue)))
 		}
 		result := string(e.Outcome)
 		if e.HTTPStatus != 0 {
 			result += " (HTTP " + strconv.Itoa(e.HTTPStatus) + ")"
 		}
 		add(&v.Caller, "Result", clean(result, maxValue))
-		add(&v.Caller, "Result detail", clean(e.ResultDescription, maxValue))
+		add(&v.Caller, "Result detail", hostile(clean(e.ResultDescription, maxValue)))
 		add(&v.Caller, "Time", fmtTime(e.Time))
 		if len(e.Truncated) > 0 {
 			add(&v.Caller, "Truncated", clean(strings.Join(e.Truncated, ", "), maxValue)+" (cut to their bound, ending in a hash of the whole value)")
@@ -218,12 +219,12 @@ func newView(a *alert.Alert, prefix string) *view {
 		}
 		rows := make([]finding.Count, 0, min(len(t.Rows), 10))
 		for _, r := range t.Rows[:min(len(t.Rows), 10)] {
-			rows = append(rows, finding.Count{Value: clean(r.Value, maxValue), Count: r.Count})
+			rows = append(rows, finding.Count{Value: hostile(clean(r.Value, maxValue)), Count: r.Count})
 		}
 		v.Tops = append(v.Tops, top{t.Title, rows})
 	}
 	for _, id := range lead.CorrelationIDs[:min(len(lead.CorrelationIDs), 10)] {
-		v.Correlation = append(v.Correlation, clean(id, 128))
+		v.Correlation = append(v.Correlation, hostile(clean(id, 128)))
 	}
 	for i := 1; i < len(a.Findings) && i <= 10; i++ {
 		f := &a.Findings[i]
@@ -231,7 +232,7 @@ func newView(a *alert.Alert, prefix string) *view {
 		if !f.LastEvent.IsZero() && !f.LastEvent.Equal(f.FirstEvent) {
 			when += " – " + fmtTime(f.LastEvent)
 		}
-		v.Others = append(v.Others, other{clean(f.Summary, maxValue), when})
+		v.Others = append(v.Others, other{hostile(clean(f.Summary, maxValue)), when})
 	}
 	v.MoreOthers = max(len(a.Findings)-11, 0)
 

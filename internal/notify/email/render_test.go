@@ -255,3 +255,39 @@ func TestRenderGroupedAlert(t *testing.T) {
 		t.Error("HTML lacks the other findings")
 	}
 }
+
+// URLs from log records are defanged in the subject and both bodies, as
+// Teams cards defang them; the runbook (configuration) keeps its link.
+func TestRenderDefangsLogURLs(t *testing.T) {
+	a := realisticAlert()
+	f := &a.Findings[0]
+	f.Vault = "kv-payments-prod"
+	f.Example.ClientInfo = "curl/8.0 https://evil.example/collect?k=1"
+	f.Example.Caller.UPN = "http://phish.example/login"
+	f.Summary = "Read by http://phish.example/login from ftp://files.example/x"
+	f.TopObjects = []finding.Count{{Value: "https://evil.example/obj", Count: 3}}
+	f.Runbook = "https://wiki.contoso.com/runbooks/kv"
+	b := alert.New([]finding.Finding{*f}, a.Created)
+	b.Title = "Listing then https://evil.example/title"
+	subject, text, html, err := Render(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{"subject": subject, "text": text, "html": html} {
+		for _, live := range []string{"https://evil.example", "http://phish.example", "ftp://files.example"} {
+			if strings.Contains(body, live) {
+				t.Errorf("%s has the live URL %q", name, live)
+			}
+		}
+	}
+	for name, body := range map[string]string{"text": text, "html": html} {
+		for _, want := range []string{"hxxps://evil.example/collect", "hxxp://phish.example/login", "ftp[:]//files.example/x"} {
+			if !strings.Contains(body, want) {
+				t.Errorf("%s lacks the defanged %q", name, want)
+			}
+		}
+		if !strings.Contains(body, "https://wiki.contoso.com/runbooks/kv") {
+			t.Errorf("%s lost the runbook link", name)
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/kvwatch/kvwatch/internal/notify"
 )
 
 // Everything in an alert that came from a log record (caller names, UPNs,
@@ -14,6 +16,8 @@ import (
 //     can start a header of its own, and "=?" cannot fake an encoded word;
 //   - bodies get clean/cleanBlock: control and bidi characters are shown
 //     as visible escapes (\x1b, \u202e), long values are cut;
+//   - bodies and the subject defang URLs (hostile: "https://" becomes
+//     "hxxps://"), as Teams cards do, so no mail client autolinks them;
 //   - the HTML body is rendered by html/template, which escapes every value
 //     for its context; nothing log-derived is ever marked as safe HTML.
 
@@ -39,6 +43,11 @@ const (
 	maxKQL     = 16 * 1024 // the query
 	maxSubject = 180       // the subject, in runes
 )
+
+// hostile makes a value from a log record, already cleaned, inert as a
+// link: URLs are defanged as Teams cards do (notify.Defang), so neither
+// the HTML nor the text body offers an attacker's address to click.
+func hostile(s string) string { return notify.Defang(s) }
 
 // clean renders a one-line value for a body: control characters become
 // visible escapes, invalid UTF-8 bytes \xNN, and the value is cut after
