@@ -39,6 +39,10 @@ type Processor interface {
 type Config struct {
 	// MaxBody limits an invocation body in bytes; DefaultMaxBody when 0.
 	MaxBody int64
+	// BodyTimeout bounds reading one invocation body; DefaultBodyTimeout
+	// when 0. A client that sends slower gets an error, not a goroutine
+	// and a buffer held forever.
+	BodyTimeout time.Duration
 	// Binding is the Event Hubs trigger's binding name ("events").
 	Binding string
 	// Letters receives what can't be read before the pipeline does (an
@@ -63,6 +67,9 @@ type Handler struct {
 func New(cfg Config, proc Processor, log zerolog.Logger) *Handler {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -173,7 +180,7 @@ func (h *Handler) auditEvents(w http.ResponseWriter, r *http.Request) {
 		Str("invocation_id", r.Header.Get("X-Azure-Functions-InvocationId")).Logger()
 	ctx := r.Context()
 
-	body, err := readBody(w, r, h.cfg.MaxBody)
+	body, err := readBody(w, r, h.cfg.MaxBody, h.cfg.BodyTimeout)
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
@@ -245,23 +252,6 @@ func (h *Handler) auditEvents(w http.ResponseWriter, r *http.Request) {
 		logs = append(logs, "kvwatch: problem: "+sanitize(p))
 	}
 	writeResponse(w, logs)
-}
-
-// readBody reads the body in one allocation when its length is announced.
-// A body announced larger than the limit is not read beyond what a dead
-// letter keeps; the connection is closed after the answer.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	if r.ContentLength > limit {
-		head, _ := io.ReadAll(io.LimitReader(r.Body, deadletter.MaxRaw))
-		w.Header().Set("Connection", "close")
-		return head, &http.MaxBytesError{Limit: limit}
-	}
-	if r.ContentLength > 0 {
-		buf := make([]byte, r.ContentLength)
-		n, err := io.ReadFull(r.Body, buf)
-		return buf[:n], err
-	}
-	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }
 
 // process decodes and processes one invocation body, turning a panic into
