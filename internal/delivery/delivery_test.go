@@ -117,6 +117,9 @@ func TestOneAlertPerFindingEvenWhenHandedTwice(t *testing.T) {
 		if err := d.Found(context.Background(), fs); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := d.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	got := r.got()
 	if len(got) != 1 || len(got[0].Findings) != 2 || got[0].Count != 60 {
@@ -134,6 +137,9 @@ func TestCooldownAndExponentialReminders(t *testing.T) {
 	send := func(at time.Time) {
 		t.Helper()
 		if err := d.Found(context.Background(), []finding.Finding{fnd("burst", "alice", at)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Flush(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -165,6 +171,12 @@ func TestReceiverDownThenBack(t *testing.T) {
 	d := newDispatcher(t, out, clk, map[string]string{"hook": r.srv.URL}, nil)
 	if err := d.Found(context.Background(), []finding.Finding{fnd("burst", "alice", t0)}); err != nil {
 		t.Fatal(err)
+	}
+	if r.calls.Load() != 0 {
+		t.Fatal("Found sent: recording must not wait for a receiver")
+	}
+	if rep, err := d.Flush(context.Background()); err != nil || rep.Retrying != 1 {
+		t.Fatalf("first flush %+v %v", rep, err)
 	}
 	if len(r.got()) != 0 {
 		t.Fatal("delivered while the receiver answered 500")
@@ -237,6 +249,12 @@ func TestTwoInstancesSendOnce(t *testing.T) {
 		go func() { defer wg.Done(); b.Found(context.Background(), fs) }()
 	}
 	wg.Wait()
+	for i := 0; i < 5; i++ {
+		wg.Add(2)
+		go func() { defer wg.Done(); a.Flush(context.Background()) }()
+		go func() { defer wg.Done(); b.Flush(context.Background()) }()
+	}
+	wg.Wait()
 	if n := len(r.got()); n != 1 {
 		t.Fatalf("%d alerts, want 1", n)
 	}
@@ -301,6 +319,7 @@ mute_intervals:
 	d := newDispatcher(t, out, clk, map[string]string{"hook": r.srv.URL}, func(o *delivery.Options) { o.Silences = c.Silences })
 	fd := fnd("object-destroyed", "alice", t0)
 	d.Found(context.Background(), []finding.Finding{fd})
+	d.Flush(context.Background())
 	es, _ := out.Recent(context.Background(), 1)
 	if len(r.got()) != 0 || len(es) != 1 || es[0].MutedBy != "silence: planned key rotation" || es[0].Receivers["hook"].State != delivery.Muted {
 		t.Fatalf("muted alert: sent %d, outbox %+v", len(r.got()), es)

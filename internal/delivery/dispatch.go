@@ -1,8 +1,24 @@
 // Package delivery turns findings into alerts people act on, and makes
-// sure each is delivered once: per-group cooldowns with exponential
+// sure each is delivered: per-group cooldowns with exponential
 // re-alerting, grouping, routing, silences, and an outbox in the state
 // store from which every receiver is served until it accepts the alert or
 // the give-up age passes.
+//
+// Recording and sending are apart. Found (the ingest path: an invocation,
+// a timer) only records: it decides, groups, routes and writes alerts to
+// the outbox, and returns without waiting for any receiver. Sending is a
+// Sender's (a loop in the process, Run/Stop) and Flush's (the
+// Housekeeping timer, replay): each receiver is served by its own worker,
+// so one that hangs never holds up another, and every send has a deadline
+// (Options.SendTimeout).
+//
+// Delivery is at least once. An alert is recorded before it is sent, and
+// marked delivered after the receiver accepted it: a process that stops
+// between the two (a crash, a send whose deadline passed after the
+// receiver took it) leaves the alert pending, and it is sent again once
+// its lease ends. Receivers can drop the repeat: the webhook carries the
+// alert ID (X-Kvwatch-Alert-Id), the email a Message-ID stable for the
+// alert; a Teams channel shows it twice.
 package delivery
 
 import (
@@ -18,7 +34,6 @@ import (
 
 	"github.com/kvwatch/kvwatch/internal/alert"
 	"github.com/kvwatch/kvwatch/internal/finding"
-	"github.com/kvwatch/kvwatch/internal/notify"
 )
 
 // Notifier sends one alert to one receiver. Its error says, through
@@ -45,7 +60,22 @@ type Options struct {
 	GiveUp      time.Duration // default 24h
 	MaxBackoff  time.Duration // default 10m
 	MaxReminder time.Duration // default 24h
-	Lease       time.Duration // how long a sender holds an alert; default 1m
+	// Lease is how long a sender holds an alert it is sending; default
+	// 1m, and always longer than SendTimeout, so a send still under way is
+	// never taken over.
+	Lease time.Duration
+	// SendTimeout is the deadline of one send to one receiver; default
+	// 30s. A send that outlasts it counts as a failed attempt, retried.
+	SendTimeout time.Duration
+	// Retention is how long delivered, given-up and muted alerts and the
+	// decisions about findings are kept before Prune deletes them;
+	// default 100 days (the monthly digest reads the outbox back two
+	// months).
+	Retention time.Duration
+	// SilenceSource, if set, returns the silences added at run time
+	// (kvwatch silence add; a SilenceWatcher's Active), applied beside
+	// Silences.
+	SilenceSource func() []Silence
 	// GroupWait holds a new alert this long before sending it, and adds
 	// to it the findings of the same rule and vault that arrive meanwhile;
 	// 0 (the default) sends at once.
@@ -62,6 +92,8 @@ const DefaultCooldown = time.Hour
 type Dispatcher struct {
 	o   Options
 	seq atomic.Int64 // numbers this process's send attempts, for leases
+	// recorded wakes a Sender: Found wrote an alert to send.
+	recorded chan struct{}
 }
 
 // New returns a dispatcher.
@@ -75,8 +107,15 @@ func New(o Options) *Dispatcher {
 	if o.MaxReminder <= 0 {
 		o.MaxReminder = 24 * time.Hour
 	}
+	if o.SendTimeout <= 0 {
+		o.SendTimeout = 30 * time.Second
+	}
 	if o.Lease <= 0 {
 		o.Lease = time.Minute
+	}
+	o.Lease = max(o.Lease, o.SendTimeout+30*time.Second)
+	if o.Retention <= 0 {
+		o.Retention = 100 * 24 * time.Hour
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -84,13 +123,14 @@ func New(o Options) *Dispatcher {
 	if o.Instance == "" {
 		o.Instance = "kvwatch"
 	}
-	return &Dispatcher{o: o}
+	return &Dispatcher{o: o, recorded: make(chan struct{}, 1)}
 }
 
 // Found implements detect.Sink: it decides, for every finding not decided
-// before, whether the cooldown holds it back or it makes an alert; writes
-// the alerts to the outbox; and delivers what is due. It is idempotent by
-// finding ID, so a retried batch changes nothing.
+// before, whether the cooldown holds it back or it makes an alert, and
+// writes the alerts to the outbox. It sends nothing and waits for no
+// receiver: a Sender (woken at once) or Flush delivers them. It is
+// idempotent by finding ID, so a retried batch changes nothing.
 func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
 	byKey := map[string][]finding.Finding{}
 	var keys []string
@@ -172,12 +212,22 @@ func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
 		}
 	}
 	if len(decisions) > 0 {
+		at := d.o.Now()
+		for id, dec := range decisions {
+			dec.At = at
+			decisions[id] = dec
+		}
 		if err := d.o.Outbox.Decide(ctx, decisions); err != nil {
 			return fmt.Errorf("delivery: %w", err)
 		}
 	}
-	_, err = d.Flush(ctx)
-	return err
+	if len(alerts) > 0 {
+		select {
+		case d.recorded <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
+	return nil
 }
 
 // groupKey names the open group of a rule and vault (group wait).
@@ -364,24 +414,37 @@ func (d *Dispatcher) group(fs []finding.Finding, repeat, suppressed map[string]i
 func (d *Dispatcher) entry(a *alert.Alert) *Entry {
 	e := &Entry{Alert: a, Receivers: map[string]*Attempt{}}
 	state := Pending
-	for _, s := range d.o.Silences {
-		if s.Matches(a) {
-			e.MutedBy, state = s.Name(), Muted
-			break
-		}
-	}
-	if e.MutedBy == "" {
-		for _, m := range d.o.Mutes {
-			if m.Contains(a.FirstEvent) {
-				e.MutedBy, state = "mute interval "+m.Name, Muted
-				break
-			}
-		}
+	if e.MutedBy = d.mutedBy(a); e.MutedBy != "" {
+		state = Muted
 	}
 	for _, r := range Routes(d.o.Routes, a, d.receiverNames()) {
 		e.Receivers[r] = &Attempt{State: state, Next: a.Created}
 	}
 	return e
+}
+
+// mutedBy names the silence (from the configuration or added at run
+// time) or mute interval that holds an alert back, "" if none does.
+func (d *Dispatcher) mutedBy(a *alert.Alert) string {
+	for _, s := range d.o.Silences {
+		if s.Matches(a) {
+			return s.Name()
+		}
+	}
+	if d.o.SilenceSource != nil {
+		now := d.o.Now()
+		for _, s := range d.o.SilenceSource() {
+			if s.MatchesAt(a, now) {
+				return s.Name()
+			}
+		}
+	}
+	for _, m := range d.o.Mutes {
+		if m.Contains(a.FirstEvent) {
+			return "mute interval " + m.Name
+		}
+	}
+	return ""
 }
 
 func (d *Dispatcher) receiverNames() []string {
@@ -391,119 +454,6 @@ func (d *Dispatcher) receiverNames() []string {
 	}
 	slices.Sort(names)
 	return names
-}
-
-// Report says what a Flush did.
-type Report struct {
-	Delivered, Retrying, Undelivered int
-}
-
-// Flush delivers every alert that is due, to every receiver still waiting
-// for it. Housekeeping and every invocation call it, so an alert a
-// receiver refused now is delivered later.
-func (d *Dispatcher) Flush(ctx context.Context) (Report, error) {
-	var rep Report
-	now := d.o.Now()
-	due, err := d.o.Outbox.Due(ctx, now, 200)
-	if err != nil {
-		return rep, fmt.Errorf("delivery: outbox: %w", err)
-	}
-	for _, e := range due {
-		for _, name := range receiverNames(e) {
-			r, err := d.send(ctx, e.Alert.ID, name)
-			if err != nil {
-				return rep, err
-			}
-			switch r {
-			case Delivered:
-				rep.Delivered++
-			case Pending:
-				rep.Retrying++
-			case Undelivered:
-				rep.Undelivered++
-			}
-		}
-	}
-	return rep, nil
-}
-
-// send tries one receiver of one alert, if it is due and nobody else holds
-// it: claim (a lease written with the entry's version), notify, record.
-func (d *Dispatcher) send(ctx context.Context, id, name string) (State, error) {
-	now := d.o.Now()
-	e, err := d.o.Outbox.Get(ctx, id)
-	if err != nil || e == nil {
-		return "", err
-	}
-	a := e.Receivers[name]
-	if a == nil || a.State != Pending || a.Next.After(now) || a.Lease.After(now) {
-		return "", nil // not due, or someone (maybe another invocation of this process) is sending it
-	}
-	log := d.o.Log.With().Str("alert", id).Str("rule", e.Alert.Rule).Str("receiver", name).Logger()
-	if age := now.Sub(e.Alert.Created); age > d.o.GiveUp {
-		a.State, a.Done = Undelivered, now
-		a.LastError = fmt.Sprintf("gave up after %s: %s", d.o.GiveUp, a.LastError)
-		log.Error().Int("attempts", a.Attempts).Str("last_error", a.LastError).Msg("alert undelivered")
-		return Undelivered, d.put(ctx, e)
-	}
-	n := d.o.Receivers[name]
-	if n == nil {
-		a.State, a.Done, a.LastError = Undelivered, now, "receiver "+name+" is not configured"
-		log.Error().Msg(a.LastError)
-		return Undelivered, d.put(ctx, e)
-	}
-	a.Lease, a.LeaseBy = now.Add(d.o.Lease), fmt.Sprintf("%s/%d", d.o.Instance, d.seq.Add(1))
-	if err := d.o.Outbox.Put(ctx, e); err != nil {
-		if errors.Is(err, ErrConflict) {
-			return "", nil // another sender claimed it
-		}
-		return "", fmt.Errorf("delivery: outbox: %w", err)
-	}
-	err = n.Notify(ctx, e.Alert)
-	now = d.o.Now()
-	a.Attempts++
-	a.Lease, a.LeaseBy = time.Time{}, ""
-	state := Delivered
-	switch retry, after := notify.Retryable(err); {
-	case err == nil:
-		a.State, a.Done, a.LastError = Delivered, now, ""
-		log.Info().Int("attempts", a.Attempts).Msg("alert delivered")
-	case retry:
-		a.LastError = notify.Redact(err.Error())
-		a.Next = now.Add(max(after, d.backoff(a.Attempts)))
-		state = Pending
-		log.Warn().Int("attempts", a.Attempts).Time("next", a.Next).Str("error", a.LastError).Msg("alert not delivered yet; will retry")
-	default:
-		a.State, a.Done, a.LastError = Undelivered, now, notify.Redact(err.Error())
-		state = Undelivered
-		log.Error().Int("attempts", a.Attempts).Str("error", a.LastError).Msg("alert undelivered: the receiver refused it")
-	}
-	return state, d.put(ctx, e)
-}
-
-// put writes an entry, re-applying one receiver's change on a conflict
-// (another receiver of the same alert was updated meanwhile).
-func (d *Dispatcher) put(ctx context.Context, e *Entry) error {
-	for i := 0; i < 8; i++ {
-		err := d.o.Outbox.Put(ctx, e)
-		if !errors.Is(err, ErrConflict) {
-			if err != nil {
-				return fmt.Errorf("delivery: outbox: %w", err)
-			}
-			return nil
-		}
-		cur, gerr := d.o.Outbox.Get(ctx, e.Alert.ID)
-		if gerr != nil || cur == nil {
-			return fmt.Errorf("delivery: outbox: %w", cmp.Or(gerr, err))
-		}
-		for name, a := range e.Receivers {
-			if c := cur.Receivers[name]; c == nil || c.Lease.Equal(a.Lease) || a.State != Pending || a.Attempts > c.Attempts {
-				cur.Receivers[name] = a
-			}
-		}
-		e = cur
-	}
-	return fmt.Errorf("delivery: outbox %s: too many concurrent writers", e.Alert.ID)
 }
 
 // backoff is 5 s doubling per attempt, capped at MaxBackoff.

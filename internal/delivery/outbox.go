@@ -62,6 +62,8 @@ func (e *Entry) Pending() bool {
 type Decision struct {
 	Alert      string `json:"alert,omitempty"`
 	Suppressed bool   `json:"suppressed,omitempty"`
+	// At is when it was decided (the dispatcher's clock); Prune goes by it.
+	At time.Time `json:"at,omitzero"`
 }
 
 // Cooldown is the state of one cooldown key (rule and group).
@@ -97,6 +99,33 @@ type Outbox interface {
 	Due(ctx context.Context, now time.Time, limit int) ([]*Entry, error)
 	// Recent lists the newest entries, newest first.
 	Recent(ctx context.Context, limit int) ([]*Entry, error)
+	// Prune deletes what delivery no longer needs from before an instant:
+	// entries no receiver waits for (delivered, given up, muted, routed
+	// nowhere) whose last change was before it, decisions made before it,
+	// and cooldowns whose last alert was before it. An entry a receiver
+	// still waits for is kept, however old.
+	Prune(ctx context.Context, before time.Time) (Pruned, error)
+}
+
+// Pruned counts what an Outbox.Prune deleted.
+type Pruned struct {
+	Entries, Decisions, Cooldowns int
+}
+
+// Done is when an entry's last receiver finished with it (delivered,
+// given up or muted), or when its alert was created if it had none; zero
+// while a receiver waits for it.
+func (e *Entry) Done() time.Time {
+	if e.Pending() {
+		return time.Time{}
+	}
+	done := e.Alert.Created
+	for _, a := range e.Receivers {
+		if a.Done.After(done) {
+			done = a.Done
+		}
+	}
+	return done
 }
 
 // Memory is an in-memory Outbox.
@@ -227,6 +256,38 @@ func (m *Memory) Recent(_ context.Context, limit int) ([]*Entry, error) {
 		out = append(out, clone(m.entries[m.order[i]]))
 	}
 	return out, nil
+}
+
+// Prune implements Outbox.
+func (m *Memory) Prune(_ context.Context, before time.Time) (Pruned, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var p Pruned
+	kept := m.order[:0]
+	for _, id := range m.order {
+		e := m.entries[id]
+		if done := e.Done(); !done.IsZero() && done.Before(before) {
+			delete(m.entries, id)
+			p.Entries++
+			continue
+		}
+		kept = append(kept, id)
+	}
+	clear(m.order[len(kept):])
+	m.order = kept
+	for id, d := range m.decisions {
+		if !d.At.IsZero() && d.At.Before(before) {
+			delete(m.decisions, id)
+			p.Decisions++
+		}
+	}
+	for k, c := range m.cooldowns {
+		if c.Last.Before(before) {
+			delete(m.cooldowns, k)
+			p.Cooldowns++
+		}
+	}
+	return p, nil
 }
 
 func clone(e *Entry) *Entry {

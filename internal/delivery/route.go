@@ -75,27 +75,57 @@ func Routes(routes []Route, a *alert.Alert, all []string) []string {
 	return out
 }
 
-// Silence mutes matching alerts whose events fall between Starts and Ends.
+// Silence mutes matching alerts. A silence from kvwatch.yaml holds the
+// alerts whose first event falls between Starts and Ends; one added at
+// run time (kvwatch silence add: it has an ID) also holds, while it is
+// active, every alert sent meanwhile. A zero Ends never ends; a zero
+// Starts has always begun.
 type Silence struct {
-	Comment       string
-	Rules, Vaults []string
-	Callers       []string
-	IPs           []netip.Prefix
-	Starts, Ends  time.Time
+	// ID names a silence added at run time; "" for one from kvwatch.yaml.
+	ID        string         `json:"id,omitempty"`
+	Comment   string         `json:"comment,omitempty"`
+	Rules     []string       `json:"rules,omitempty"`
+	Vaults    []string       `json:"vaults,omitempty"`
+	Callers   []string       `json:"callers,omitempty"`
+	IPs       []netip.Prefix `json:"ips,omitempty"`
+	Starts    time.Time      `json:"starts,omitzero"`
+	Ends      time.Time      `json:"ends,omitzero"`
+	CreatedBy string         `json:"createdBy,omitempty"`
+	Created   time.Time      `json:"created,omitzero"`
 }
 
 // Name describes the silence in logs and records.
 func (s *Silence) Name() string {
-	if s.Comment != "" {
-		return "silence: " + s.Comment
+	name := "silence"
+	if s.ID != "" {
+		name += " " + s.ID
 	}
-	return "silence until " + s.Ends.Format(time.RFC3339)
+	switch {
+	case s.Comment != "":
+		return name + ": " + s.Comment
+	case s.Ends.IsZero():
+		return name + " (open-ended)"
+	}
+	return name + " until " + s.Ends.Format(time.RFC3339)
 }
 
-// Matches reports whether the silence mutes the alert.
-func (s *Silence) Matches(a *alert.Alert) bool {
-	at := a.FirstEvent
-	if at.Before(s.Starts) || !at.Before(s.Ends) || !globAny(s.Rules, a.Rule) || !globAny(s.Vaults, a.Vault) {
+// Covers reports whether t falls between Starts and Ends.
+func (s *Silence) Covers(t time.Time) bool {
+	return !t.Before(s.Starts) && (s.Ends.IsZero() || t.Before(s.Ends))
+}
+
+// Matches reports whether the silence mutes the alert: by its first
+// event's time (see Silence).
+func (s *Silence) Matches(a *alert.Alert) bool { return s.MatchesAt(a, time.Time{}) }
+
+// MatchesAt reports whether the silence mutes the alert when it is
+// recorded or sent at now: a silence added at run time also holds what is
+// sent while it is active.
+func (s *Silence) MatchesAt(a *alert.Alert, now time.Time) bool {
+	if !s.Covers(a.FirstEvent) && (s.ID == "" || now.IsZero() || !s.Covers(now)) {
+		return false
+	}
+	if !globAny(s.Rules, a.Rule) || !globAny(s.Vaults, a.Vault) {
 		return false
 	}
 	if len(s.Callers) > 0 {

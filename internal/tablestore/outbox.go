@@ -25,19 +25,26 @@ import (
 // shared by every instance on the same tables. Its entities:
 //
 //   - PartitionKey "decision", RowKey the finding ID: what delivery decided
-//     about the finding (Alert, Suppressed). Written only if absent: the
-//     first decision stays.
-//   - PartitionKey "cooldown", RowKey the cooldown key: the key (Key) and
-//     the cooldown as JSON (J). Written with optimistic concurrency.
+//     about the finding (Alert, Suppressed) and when (At, unix
+//     microseconds). Written only if absent: the first decision stays.
+//   - PartitionKey "cooldown", RowKey the cooldown key: the key (Key), the
+//     cooldown as JSON (J) and its last alert's time (Last, unix
+//     microseconds). Written with optimistic concurrency.
 //   - PartitionKey "alert", RowKey "a-" and the alert ID: the entry, as JSON
 //     (deflated when long) in binary properties D0..Dn-1, and beside it
 //     what queries filter on, rewritten on every write: Pending (some
 //     receiver waits) and NextDue (the earliest Next of the waiting
-//     receivers, unix microseconds), with ID, Rule and Created. Written
+//     receivers, unix microseconds), Done (when the last receiver was done
+//     with it, unix microseconds; 0 while one waits), with ID, Rule and
+//     Created. Written
 //     with optimistic concurrency: the entry's Version is its ETag.
 //   - PartitionKey "alert", RowKey "r-", Created inverted and the alert ID:
 //     the index Recent reads, newest first; inserted with the entry in one
-//     entity-group transaction, never changed.
+//     entity-group transaction, never changed; Prune deletes it with the
+//     entry.
+//
+// Prune goes by At, Done and Last: entities written before they existed
+// are not pruned.
 //
 // Keys that are not plain (letters, digits and . _ : = -; at most 200
 // characters) are stored under "~" and a SHA-256 of the key.
@@ -69,6 +76,9 @@ const (
 	propCreated    = "Created"
 	propPending    = "Pending"
 	propNextDue    = "NextDue"
+	propDone       = "Done"
+	propAt         = "At"
+	propLast       = "Last"
 )
 
 var plainKeyRE = regexp.MustCompile(`^[A-Za-z0-9._:=-]{1,200}$`)
@@ -120,6 +130,9 @@ func (o *Outbox) Decision(ctx context.Context, findingID string) (delivery.Decis
 	d := delivery.Decision{}
 	d.Alert, _ = props[propAlert].(string)
 	d.Suppressed, _ = props[propSuppressed].(bool)
+	if at, ok := props[propAt].(aztables.EDMInt64); ok && at > 0 {
+		d.At = time.UnixMicro(int64(at)).UTC()
+	}
 	return d, true, nil
 }
 
@@ -138,6 +151,7 @@ func (o *Outbox) Decide(ctx context.Context, ds map[string]delivery.Decision) er
 			Entity: aztables.Entity{PartitionKey: pkDecision, RowKey: outboxKey(id)},
 			Properties: map[string]any{
 				propID: id, propAlert: ds[id].Alert, propSuppressed: ds[id].Suppressed,
+				propAt: aztables.EDMInt64(micros(ds[id].At)),
 			},
 		})
 		if err != nil {
@@ -210,7 +224,7 @@ func (o *Outbox) SetCooldown(ctx context.Context, key string, c delivery.Cooldow
 	if err != nil {
 		return fmt.Errorf("tablestore: outbox cooldown: %w", err)
 	}
-	props := map[string]any{propKey: key, propJSON: string(js)}
+	props := map[string]any{propKey: key, propJSON: string(js), propLast: aztables.EDMInt64(micros(c.Last))}
 	_, err = o.write(ctx, "cooldown", pkCooldown, outboxKey(key), props, c.Version)
 	return err
 }
@@ -515,6 +529,7 @@ func entryProps(e *delivery.Entry) (map[string]any, error) {
 		propCreated: aztables.EDMInt64(micros(e.Alert.Created)),
 		propPending: next != math.MaxInt64,
 		propNextDue: aztables.EDMInt64(next),
+		propDone:    aztables.EDMInt64(micros(e.Done())),
 	}
 	if err := putChunks(props, packBytes(js, true)); err != nil {
 		return nil, fmt.Errorf("tablestore: outbox entry %s: %w", e.Alert.ID, err)
