@@ -104,17 +104,22 @@ clean:
 # The kvwatch.yaml shipped in the package: the default pack, or your own
 # (make package PACKAGE_CONFIG=path/to/kvwatch.yaml).
 PACKAGE_CONFIG ?= internal/pack/kvwatch.yaml
+# The regions the deployment reads, in the order of main.bicep's `regions`
+# (one Event Hubs trigger each). Empty: the `location` of every entry of
+# `regions` in infra/main.bicepparam (azd's hook sees its environment, so
+# readEnvironmentVariable('AZURE_LOCATION', ...) resolves as when deploying).
+REGIONS ?=
 PACKAGE_EXE = $(shell sed -n 's/.*"defaultExecutablePath"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' host.json)
 
 .PHONY: package
-package: ## build dist/app (host.json, functions, binary, kvwatch.yaml) and dist/kvwatch.zip
+package: ## build dist/app (host.json, one trigger per region, binary, kvwatch.yaml) and dist/kvwatch.zip
 	@test -n "$(PACKAGE_EXE)" || { echo "host.json names no customHandler.description.defaultExecutablePath" >&2; exit 1; }
 	rm -rf dist/app dist/kvwatch.zip
 	mkdir -p dist/app
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/app/$(PACKAGE_EXE) ./cmd/kvwatch
 	chmod 0755 dist/app/$(PACKAGE_EXE)
 	cp host.json dist/app/host.json
-	for f in function-app/*/function.json; do d=$$(dirname "$$f"); mkdir -p "dist/app/$${d#function-app/}"; cp "$$f" "dist/app/$${d#function-app/}/"; done
+	$(GO) run ./internal/contract/cmd/funcapp -out dist/app -regions '$(REGIONS)'
 	cp $(PACKAGE_CONFIG) dist/app/kvwatch.yaml
 	$(GO) run ./internal/contract/cmd/zip -o dist/kvwatch.zip dist/app
 	@echo "dist/app and dist/kvwatch.zip ready: func azure functionapp publish <app> (from dist/app), or azd deploy"

@@ -22,8 +22,23 @@ import (
 	"github.com/kvwatch/kvwatch/internal/pipeline"
 )
 
-// DefaultMaxBody is the default limit on an invocation body.
-const DefaultMaxBody = 64 << 20
+// DefaultMaxBody is the default limit on an invocation body: a full batch
+// of host.json's maxEventBatchSize (16) always fits. An Event Hubs Standard
+// event is at most 1 MiB (body, properties and system properties), and with
+// dataType "string" the host encodes each byte at most 7 times over (a
+// control byte becomes \u00XX in the array of strings, and that backslash
+// is escaped again when the array is written as a JSON string): 16 × 7 MiB
+// plus metadata is under 128 MiB. internal/contract checks host.json
+// against this.
+const DefaultMaxBody = 128 << 20
+
+// MaxEventBytes is the largest Event Hubs event (Standard tier), what
+// DefaultMaxBody is sized for.
+const MaxEventBytes = 1 << 20
+
+// WorstEncoding is how many bytes of invocation body one byte of an event
+// can become through the host's encodings (dataType "string").
+const WorstEncoding = 7
 
 // RetryWarnAt is the retry count from which a held batch is logged as an
 // error: the host's retry policy retries forever and holds the partition.

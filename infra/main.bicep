@@ -17,7 +17,9 @@ targetScope = 'resourceGroup'
 
 // ---------------------------------------------------------------- parameters
 
-@description('Short name put in front of resource names: lower-case letters and digits only.')
+@description('''Short name put in front of resource names: lower-case letters and digits only, starting with a
+letter. (Bicep has no pattern decorator: `make package` checks it in main.bicepparam, and the storage account
+names built from it reject anything else.)''')
 @minLength(3)
 @maxLength(11)
 param namePrefix string = 'kvwatch'
@@ -30,9 +32,12 @@ param tags object = {}
 
 @description('''Event Hubs namespaces, one per region that has vaults: diagnostic settings can only stream to a
 namespace in the vault's own region. Each entry is { location, vaults }, vaults being Key Vault resource IDs (any
-resource group or subscription of this tenant). The Function app consumes the FIRST entry's hub; see
-docs/deploy.md, "Vaults in several regions".''')
+resource group or subscription of this tenant). The Function app reads every entry's hub: one Event Hubs trigger
+per region, which `make package` generates from this list (REGIONS=, or main.bicepparam): package and deploy the
+same list. A region listed twice fails the deployment (its modules would have the same name); see docs/deploy.md,
+"Vaults in several regions".''')
 @minLength(1)
+@maxLength(10)
 param regions regionType[]
 
 @description('Name of the audit event hub in every namespace. KVWATCH_EVENTHUB_NAME is set to it.')
@@ -40,6 +45,9 @@ param auditHubName string = 'insights-logs-auditevent'
 
 @description('Consumer group kvwatch reads with. KVWATCH_CONSUMER_GROUP is set to it.')
 param consumerGroupName string = 'kvwatch'
+
+@description('A second consumer group on every hub for local runs (local.settings.json uses it), so that a laptop never takes partitions from the app. Empty: none.')
+param devConsumerGroupName string = 'kvwatch-dev'
 
 @description('Partitions of the audit hub. Cannot be lowered later on Standard; 2 carries thousands of records a second.')
 @minValue(1)
@@ -66,16 +74,64 @@ param archiveImmutabilityDays int = 365
 @description('Shared Key access on the archive accounts. Off by default; Azure Monitor is not documented to need it. Turn it on only if archiving fails.')
 param archiveAllowSharedKeyAccess bool = false
 
+@description('You locked the archive\'s immutability policies: the deployment stops touching them (a locked policy cannot be written again, and a redeploy that tried would fail).')
+param archiveImmutabilityLocked bool = false
+
+@description('IPv4 addresses or CIDR ranges that may read the archive accounts (their firewall denies everything else; Azure Monitor writes as a trusted Microsoft service).')
+param archiveAllowedIpRanges string[] = []
+
+@description('Event Hubs firewall: Allow (default: the Function app on Flex without a virtual network connects over the public endpoint) or Deny (only eventHubsAllowedIpRanges and trusted Microsoft services, Azure Monitor among them; needs the app in a virtual network).')
+@allowed([
+  'Allow'
+  'Deny'
+])
+param eventHubsNetworkDefaultAction string = 'Allow'
+
+@description('IPv4 addresses or CIDR ranges admitted by the Event Hubs firewall when it denies.')
+param eventHubsAllowedIpRanges string[] = []
+
+@description('App storage firewall: Allow (default), or Deny once the app reaches storage through a virtual network and private endpoints (docs/deploy.md, "Private endpoints").')
+@allowed([
+  'Allow'
+  'Deny'
+])
+param storageNetworkDefaultAction string = 'Allow'
+
+@description('IPv4 addresses or CIDR ranges admitted by the app storage firewall when it denies.')
+param storageAllowedIpRanges string[] = []
+
 @description('Resource ID of an existing Log Analytics workspace (for example Microsoft Sentinel\'s). Empty: kvwatch creates a small one for Application Insights.')
 param logAnalyticsWorkspaceId string = ''
 
 @description('Also send the vaults\' audit logs to the Log Analytics workspace (table AzureDiagnostics, which the KQL in every finding reads).')
 param sendToWorkspace bool = false
 
+@description('''Vault resource IDs whose audit logs already reach the workspace through another diagnostic setting
+(Microsoft Sentinel's Key Vault connector, a policy): kvwatch's setting on them leaves the workspace out, since
+Azure Monitor refuses two settings sending one category to the same destination. Find them with the command in
+docs/deploy.md, "Sending to a workspace that already has the logs".''')
+param workspaceSinkSkipVaults string[] = []
+
 @description('Retention of the workspace kvwatch creates (ignored with logAnalyticsWorkspaceId).')
 @minValue(30)
 @maxValue(730)
 param workspaceRetentionInDays int = 90
+
+@description('Operator email addresses for the alerts on kvwatch itself (no events read, failures, partitions held by retries, dead letters).')
+param alertEmails string[]
+
+@description('Deploy the Azure Monitor alert rules on kvwatch itself and their action group.')
+param monitorKvwatch bool = true
+
+@description('''Also assign an Azure Policy (DeployIfNotExists) per region, at this deployment's subscription, that
+puts the kvwatch diagnostic setting on every Key Vault of that region in the subscription (new and updated vaults;
+run a remediation task for the existing ones). Needs Owner, or Resource Policy Contributor plus User Access
+Administrator, on the subscription.''')
+param policyAssignmentEnabled bool = false
+
+@description('Salt for the name of kvwatch\'s Key Vault. A deleted vault keeps its name for the 90 days of soft delete (purge protection on): to deploy again into a new resource group of the same name sooner, give any new value.')
+@maxLength(20)
+param keyVaultNameSalt string = ''
 
 @description('Teams Workflows webhook URL ("When a Teams webhook request is received"). Stored in kvwatch\'s Key Vault; the app setting KVWATCH_TEAMS_WEBHOOK_URL references it.')
 @secure()
@@ -150,7 +206,9 @@ param logAnalystPrincipalIds string[] = []
 param logManagerPrincipalIds string[] = []
 
 type regionType = {
-  @description('Region of these vaults, of their Event Hubs namespace and of their archive account.')
+  @description('Region of these vaults, of their Event Hubs namespace and of their archive account: Azure\'s location name, lower-case letters and digits (westeurope). It names the region\'s trigger function AuditEvents_<location>.')
+  @minLength(2)
+  @maxLength(40)
   location: string
 
   @description('Resource IDs of the Key Vaults in this region.')
@@ -162,7 +220,7 @@ type regionType = {
 var suffix = uniqueString(resourceGroup().id, namePrefix)
 var appName = '${namePrefix}-${suffix}'
 var storageName = take('st${namePrefix}${suffix}', 24)
-var keyVaultName = take('kv-${namePrefix}-${suffix}', 24)
+var keyVaultName = empty(keyVaultNameSalt) ? take('kv-${namePrefix}-${suffix}', 24) : take('kv-${namePrefix}-${uniqueString(resourceGroup().id, namePrefix, keyVaultNameSalt)}', 24)
 var deploymentContainerName = 'app-package'
 var ownWorkspace = empty(logAnalyticsWorkspaceId)
 
@@ -171,6 +229,8 @@ var ownWorkspace = empty(logAnalyticsWorkspaceId)
 // module that is not deployed still evaluates).
 var acsIdParts = split(empty(acsResourceId) ? '${resourceGroup().id}/providers/Microsoft.Communication/communicationServices/none' : acsResourceId, '/')
 var workspaceIdParts = split(ownWorkspace ? '${resourceGroup().id}/providers/Microsoft.OperationalInsights/workspaces/none' : logAnalyticsWorkspaceId, '/')
+
+var workspaceSkip = map(workspaceSinkSkipVaults, v => toLower(v))
 
 // One entry per vault, with the index of its region.
 var vaultTargets = flatten(map(range(0, length(regions)), i => map(regions[i].vaults, v => {
@@ -199,6 +259,8 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     name: storageName
     deploymentContainerName: deploymentContainerName
+    networkDefaultAction: storageNetworkDefaultAction
+    allowedIpRanges: storageAllowedIpRanges
   }
 }
 
@@ -230,23 +292,28 @@ module functionApp 'modules/functionapp.bicep' = {
 // One namespace per region; the app's identity may receive from every hub.
 module eventHubs 'modules/eventhub.bicep' = [
   for (region, i) in regions: {
-    name: 'kvwatch-eventhub-${i}'
+    // Named after the region: a region listed twice is two modules of one
+    // name, which Resource Manager refuses before deploying anything.
+    name: 'kvwatch-eventhub-${region.location}'
     params: {
       location: region.location
       tags: tags
       namespaceName: take('${namePrefix}-${region.location}-${suffix}', 50)
       eventHubName: auditHubName
       consumerGroupName: consumerGroupName
+      devConsumerGroupName: devConsumerGroupName
       partitionCount: partitionCount
       messageRetentionInDays: messageRetentionInDays
       receiverPrincipalId: functionApp.outputs.principalId
+      networkDefaultAction: eventHubsNetworkDefaultAction
+      allowedIpRanges: eventHubsAllowedIpRanges
     }
   }
 ]
 
 module archives 'modules/archive.bicep' = [
   for (region, i) in regions: if (archiveEnabled) {
-    name: 'kvwatch-archive-${i}'
+    name: 'kvwatch-archive-${region.location}'
     params: {
       location: region.location
       tags: tags
@@ -254,6 +321,8 @@ module archives 'modules/archive.bicep' = [
       retentionDays: archiveRetentionDays
       immutabilityDays: archiveRetentionDays == 0 ? archiveImmutabilityDays : min(archiveImmutabilityDays, archiveRetentionDays)
       allowSharedKeyAccess: archiveAllowSharedKeyAccess
+      immutabilityLocked: archiveImmutabilityLocked
+      allowedIpRanges: archiveAllowedIpRanges
     }
   }
 ]
@@ -269,7 +338,7 @@ module diagnostics 'modules/diagnostics.bicep' = [
       eventHubAuthorizationRuleId: eventHubs[target.regionIndex].outputs.authorizationRuleId
       eventHubName: auditHubName
       archiveStorageAccountId: archiveEnabled ? archives[target.regionIndex].outputs.id : ''
-      workspaceId: sendToWorkspace ? monitoring.outputs.workspaceId : ''
+      workspaceId: sendToWorkspace && !contains(workspaceSkip, toLower(target.vaultId)) ? monitoring.outputs.workspaceId : ''
     }
   }
 ]
@@ -294,28 +363,33 @@ module acsRole 'modules/rbac-acs.bicep' = if (!empty(acsResourceId)) {
   }
 }
 
-module logRoles 'modules/rbac-logs.bicep' = {
+// Log roles only when someone is to hold one.
+var hasLogPrincipals = !empty(logViewerPrincipalIds) || !empty(logAnalystPrincipalIds) || !empty(logManagerPrincipalIds)
+
+module logRoles 'modules/rbac-logs.bicep' = if (hasLogPrincipals) {
   name: 'kvwatch-rbac-logs'
   params: {
     archiveAccountNames: [for (region, i) in regions: archiveEnabled ? archives[i].outputs.name : '']
     workspaceName: ownWorkspace ? monitoring.outputs.workspaceName : ''
+    workspaceOwned: true
     viewerPrincipalIds: logViewerPrincipalIds
     analystPrincipalIds: logAnalystPrincipalIds
     managerPrincipalIds: logManagerPrincipalIds
   }
 }
 
-// With a workspace of your own elsewhere, the log roles are defined there too
-// and assigned on it.
-module logRolesExternalWorkspace 'modules/rbac-logs.bicep' = if (!ownWorkspace) {
+// A workspace kvwatch does not own (Sentinel's): only the analysts get
+// anything there, and only the AzureDiagnostics table (rbac-logs.bicep).
+module logRolesExternalWorkspace 'modules/rbac-logs.bicep' = if (!ownWorkspace && !empty(logAnalystPrincipalIds)) {
   name: 'kvwatch-rbac-logs-workspace'
   scope: resourceGroup(workspaceIdParts[2], workspaceIdParts[4])
   params: {
     archiveAccountNames: []
     workspaceName: last(workspaceIdParts)
-    viewerPrincipalIds: logViewerPrincipalIds
+    workspaceOwned: false
+    viewerPrincipalIds: []
     analystPrincipalIds: logAnalystPrincipalIds
-    managerPrincipalIds: logManagerPrincipalIds
+    managerPrincipalIds: []
   }
   dependsOn: [
     logRoles // same role definitions when the workspace is in this resource group
@@ -331,7 +405,12 @@ module appSettings 'modules/appsettings.bicep' = {
     storageAccountName: storage.outputs.name
     tableEndpoint: storage.outputs.tableEndpoint
     appInsightsConnectionString: monitoring.outputs.connectionString
-    eventHubNamespace: eventHubs[0].outputs.fullyQualifiedNamespace
+    eventHubNamespaces: [
+      for (region, i) in regions: {
+        location: region.location
+        fullyQualifiedNamespace: eventHubs[i].outputs.fullyQualifiedNamespace
+      }
+    ]
     eventHubName: auditHubName
     consumerGroupName: consumerGroupName
     keyVaultName: keyVault.outputs.name
@@ -354,6 +433,49 @@ module appSettings 'modules/appsettings.bicep' = {
   ]
 }
 
+// kvwatch watched by Azure Monitor (alerts.bicep).
+module alerts 'modules/alerts.bicep' = if (monitorKvwatch) {
+  name: 'kvwatch-alerts'
+  params: {
+    location: location
+    tags: tags
+    namePrefix: namePrefix
+    emails: alertEmails
+    appInsightsName: monitoring.outputs.appInsightsName
+    eventHubNamespaces: [
+      for (region, i) in regions: {
+        location: region.location
+        name: eventHubs[i].outputs.namespaceName
+      }
+    ]
+    eventHubName: auditHubName
+  }
+}
+
+// Every vault of a region in this subscription, by policy (policy.bicep).
+module policies 'modules/policy.bicep' = [
+  for (region, i) in regions: if (policyAssignmentEnabled) {
+    name: 'kvwatch-policy-${region.location}'
+    scope: subscription()
+    params: {
+      region: region.location
+      eventHubAuthorizationRuleId: eventHubs[i].outputs.authorizationRuleId
+      eventHubName: auditHubName
+      eventHubNamespaceId: eventHubs[i].outputs.namespaceId
+    }
+  }
+]
+
+module policyRoles 'modules/rbac-policy.bicep' = [
+  for (region, i) in regions: if (policyAssignmentEnabled) {
+    name: 'kvwatch-rbac-policy-${region.location}'
+    params: {
+      namespaceName: eventHubs[i].outputs.namespaceName
+      principalId: policyAssignmentEnabled ? policies[i].outputs.principalId : ''
+    }
+  }
+]
+
 // ---------------------------------------------------------------- outputs
 
 @description('Name of the Function app (func azure functionapp publish <this>).')
@@ -362,15 +484,21 @@ output functionAppName string = functionApp.outputs.name
 @description('Resource group of the Function app.')
 output resourceGroupName string = resourceGroup().name
 
-@description('Event Hubs namespaces and the audit hub, per region; kvwatch consumes the first.')
+@description('Event Hubs namespaces and the audit hub, per region, with the trigger function and connection that read each.')
 output eventHubs array = [
   for (region, i) in regions: {
     location: region.location
     namespace: eventHubs[i].outputs.fullyQualifiedNamespace
     hub: auditHubName
     consumerGroup: consumerGroupName
+    devConsumerGroup: devConsumerGroupName
+    function: format('AuditEvents{0}', i == 0 ? '' : '_${region.location}')
+    connection: format('EventHubConnection{0}', i == 0 ? '' : '_${region.location}')
   }
 ]
+
+@description('The regions in order: make package REGIONS="<this, space separated>" builds the matching triggers.')
+output regions string = join(map(regions, r => r.location), ' ')
 
 @description('kvwatch\'s own Key Vault (Teams webhook URL, mail credentials).')
 output keyVaultName string = keyVault.outputs.name

@@ -8,8 +8,11 @@ param namePrefix = 'kvwatch'
 
 param location = readEnvironmentVariable('AZURE_LOCATION', 'westeurope')
 
-// One entry per region that has vaults; the Function app consumes the first.
-// Vault resource IDs may be in any resource group or subscription of the tenant.
+// One entry per region that has vaults; the Function app reads every one (one
+// trigger per region, which `make package` builds from this list: write each
+// location as a string literal or readEnvironmentVariable, and package what
+// you deploy). Vault resource IDs may be in any resource group or subscription
+// of the tenant.
 param regions = [
   {
     location: readEnvironmentVariable('AZURE_LOCATION', 'westeurope')
@@ -21,6 +24,7 @@ param regions = [
 
 param auditHubName = 'insights-logs-auditevent'
 param consumerGroupName = 'kvwatch'
+param devConsumerGroupName = 'kvwatch-dev'
 param partitionCount = 2
 param messageRetentionInDays = 7
 
@@ -29,12 +33,27 @@ param messageRetentionInDays = 7
 param archiveEnabled = false
 param archiveRetentionDays = 365
 param archiveImmutabilityDays = 365
+// Set to true once you have locked the immutability policies.
+param archiveImmutabilityLocked = false
 
 // An existing workspace (for example Microsoft Sentinel's), or '' for a small one.
 param logAnalyticsWorkspaceId = ''
 param sendToWorkspace = false
+// Vaults whose logs already reach that workspace (Sentinel's connector...).
+param workspaceSinkSkipVaults = []
 
-// Secrets go to kvwatch's own Key Vault; never write them in this file.
+// Alerts on kvwatch itself go to this address (required: azd env set
+// KVWATCH_ALERT_EMAIL ..., or export it).
+param alertEmails = [
+  readEnvironmentVariable('KVWATCH_ALERT_EMAIL')
+]
+param monitorKvwatch = true
+
+// Every vault of each region in this subscription, by Azure Policy.
+param policyAssignmentEnabled = false
+
+// Secrets go to kvwatch's own Key Vault; never write them in this file. A
+// deployment without them keeps the secrets and their settings.
 param teamsWebhookUrl = readEnvironmentVariable('KVWATCH_TEAMS_WEBHOOK_URL', '')
 param smtpPassword = readEnvironmentVariable('KVWATCH_SMTP_PASSWORD', '')
 

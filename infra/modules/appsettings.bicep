@@ -16,13 +16,21 @@ param storageAccountName string
 param tableEndpoint string
 param appInsightsConnectionString string
 
-@description('<namespace>.servicebus.windows.net of the hub the trigger reads.')
-param eventHubNamespace string
+@description('''The Event Hubs namespace of every region, in main.bicep's order: [{ location,
+fullyQualifiedNamespace }]. The first is read by the trigger AuditEvents (connection EventHubConnection), each
+other one by AuditEvents_<location> (connection EventHubConnection_<location>), which `make package` generates
+per region (internal/contract/funcapp.go).''')
+@minLength(1)
+param eventHubNamespaces array
 
 param eventHubName string
 param consumerGroupName string
 param keyVaultName string
+
+@description('A Teams webhook URL was given in this deployment (the secret teams-webhook-url is written).')
 param hasTeamsWebhook bool
+
+@description('An SMTP password was given in this deployment (the secret smtp-password is written).')
 param hasSmtpPassword bool
 param secretAppSettings object
 param acsEndpoint string
@@ -38,6 +46,19 @@ resource site 'Microsoft.Web/sites@2024-04-01' existing = {
   name: appName
 }
 
+// The app settings as they are before this deployment (the site exists: the
+// functionapp module ran first). A secret written by an earlier deployment
+// keeps its Key Vault reference when this one is run without the value:
+// the reference setting is present when the value is given now OR the
+// setting was there before. Deleting the setting by hand (or the secret)
+// is how to stop using it.
+resource currentSettings 'Microsoft.Web/sites/config@2024-04-01' existing = {
+  parent: site
+  name: 'appsettings'
+}
+
+var current = currentSettings.list().properties
+
 var kvRef = '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName='
 
 var settings = {
@@ -45,8 +66,9 @@ var settings = {
   AzureWebJobsStorage__accountName: storageAccountName
   AzureWebJobsStorage__credential: 'managedidentity'
 
-  // Event Hubs trigger: function.json "connection": "EventHubConnection".
-  EventHubConnection__fullyQualifiedNamespace: eventHubNamespace
+  // Event Hubs trigger of the first region: function.json "connection":
+  // "EventHubConnection" (the other regions' are regionConnections below).
+  EventHubConnection__fullyQualifiedNamespace: eventHubNamespaces[0].fullyQualifiedNamespace
   EventHubConnection__credential: 'managedidentity'
   KVWATCH_EVENTHUB_NAME: eventHubName
   KVWATCH_CONSUMER_GROUP: consumerGroupName
@@ -67,11 +89,28 @@ var settings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
 }
 
-var teamsSettings = hasTeamsWebhook ? {
+// One connection per region after the first: AuditEvents_<location> reads
+// "connection": "EventHubConnection_<location>" (handlers.RegionConnection).
+var regionConnections = toObject(
+  flatten(map(range(1, length(eventHubNamespaces) - 1), i => [
+    {
+      key: 'EventHubConnection_${eventHubNamespaces[i].location}__fullyQualifiedNamespace'
+      value: eventHubNamespaces[i].fullyQualifiedNamespace
+    }
+    {
+      key: 'EventHubConnection_${eventHubNamespaces[i].location}__credential'
+      value: 'managedidentity'
+    }
+  ])),
+  e => e.key,
+  e => e.value
+)
+
+var teamsSettings = hasTeamsWebhook || contains(current, 'KVWATCH_TEAMS_WEBHOOK_URL') ? {
   KVWATCH_TEAMS_WEBHOOK_URL: '${kvRef}teams-webhook-url)'
 } : {}
 
-var smtpSettings = hasSmtpPassword ? {
+var smtpSettings = hasSmtpPassword || contains(current, 'KVWATCH_SMTP_PASSWORD') ? {
   KVWATCH_SMTP_PASSWORD: '${kvRef}smtp-password)'
 } : {}
 
@@ -85,5 +124,5 @@ resource appsettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
   // Later arguments win: the settings above cannot be overridden by extras.
-  properties: union(extraAppSettings, moreSecrets, acsSettings, smtpSettings, teamsSettings, settings)
+  properties: union(extraAppSettings, moreSecrets, acsSettings, smtpSettings, teamsSettings, regionConnections, settings)
 }

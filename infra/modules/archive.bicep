@@ -8,7 +8,9 @@
 // writes: Azure Monitor appends to each hour's blob, and without it archiving
 // stops. The policy is left unlocked; lock it (az storage container
 // immutability-policy lock) once you have checked it, knowing that a locked
-// policy can be extended but never shortened or removed.
+// policy can be extended but never shortened or removed, then deploy with
+// archiveImmutabilityLocked = true: the policy is no longer part of the
+// deployment (a PUT on a locked policy fails).
 //
 // A lifecycle rule deletes blobs retentionDays after their last write
 // (0: keep them). Immutability never outlasts retention (main.bicep caps it).
@@ -26,6 +28,14 @@ param retentionDays int
 param immutabilityDays int
 
 param allowSharedKeyAccess bool
+
+@description('''The immutability policies were locked (az storage container immutability-policy lock): this
+deployment leaves them alone. A locked policy can only be extended, and a PUT of it fails, so a redeploy that
+touches it would fail.''')
+param immutabilityLocked bool
+
+@description('IPv4 addresses or CIDR ranges admitted through the firewall (people reading the archive with kvwatch replay); Azure Monitor writes as a trusted Microsoft service.')
+param allowedIpRanges string[]
 
 var containerNames = [
   'insights-logs-auditevent'
@@ -49,6 +59,19 @@ resource archive 'Microsoft.Storage/storageAccounts@2024-01-01' = {
     defaultToOAuthAuthentication: true
     allowCrossTenantReplication: false
     publicNetworkAccess: 'Enabled'
+    // Nothing but Azure Monitor writes here, as a trusted Microsoft service
+    // (bypass AzureServices); readers come from allowedIpRanges.
+    networkAcls: {
+      defaultAction: 'Deny'
+      bypass: 'AzureServices'
+      ipRules: [
+        for ip in allowedIpRanges: {
+          value: ip
+          action: 'Allow'
+        }
+      ]
+      virtualNetworkRules: []
+    }
   }
 }
 
@@ -68,7 +91,7 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
 ]
 
 resource immutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2024-01-01' = [
-  for (containerName, i) in containerNames: {
+  for (containerName, i) in containerNames: if (!immutabilityLocked) {
     parent: containers[i]
     name: 'default'
     properties: {

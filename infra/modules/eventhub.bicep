@@ -22,11 +22,25 @@ param namespaceName string
 
 param eventHubName string
 param consumerGroupName string
+
+@description('A second consumer group for local runs (func start, kvwatch consume), so that a laptop never takes partitions from the app; empty: none.')
+param devConsumerGroupName string
+
 param partitionCount int
 param messageRetentionInDays int
 
 @description('Principal (the Function app\'s system-assigned identity) that receives from the hub.')
 param receiverPrincipalId string
+
+@description('Network rule set: Allow keeps public access (the Function app on Flex without a virtual network connects over it); Deny admits only ipRules and trusted Microsoft services (Azure Monitor diagnostic settings among them).')
+@allowed([
+  'Allow'
+  'Deny'
+])
+param networkDefaultAction string
+
+@description('IPv4 addresses or CIDR ranges admitted when networkDefaultAction is Deny.')
+param allowedIpRanges string[]
 
 var roles = loadJsonContent('../roles.json')
 
@@ -64,6 +78,33 @@ resource consumerGroup 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2
   }
 }
 
+resource devConsumerGroup 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2024-01-01' = if (!empty(devConsumerGroupName)) {
+  parent: hub
+  name: empty(devConsumerGroupName) ? 'none' : devConsumerGroupName
+  properties: {
+    userMetadata: 'kvwatch local runs (func start, kvwatch consume); never the app'
+  }
+}
+
+// Trusted Microsoft services (Azure Monitor's diagnostic settings) pass the
+// firewall whatever the default action.
+resource networkRules 'Microsoft.EventHub/namespaces/networkRuleSets@2024-01-01' = {
+  parent: namespace
+  name: 'default'
+  properties: {
+    publicNetworkAccess: 'Enabled'
+    defaultAction: networkDefaultAction
+    trustedServiceAccessEnabled: true
+    ipRules: [
+      for ip in allowedIpRanges: {
+        ipMask: ip
+        action: 'Allow'
+      }
+    ]
+    virtualNetworkRules: []
+  }
+}
+
 // The rule diagnostic settings use: Azure Monitor documents Manage, Send and
 // Listen for streaming to Event Hubs.
 resource diagnosticsRule 'Microsoft.EventHub/namespaces/authorizationRules@2024-01-01' = {
@@ -94,3 +135,4 @@ output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.ne
 output eventHubName string = hub.name
 output consumerGroupName string = consumerGroup.name
 output authorizationRuleId string = diagnosticsRule.id
+output namespaceId string = namespace.id

@@ -80,6 +80,25 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
+// Basic (user name and password) publishing credentials off for FTP and
+// the SCM site: Core Tools and azd deploy to Flex with a Microsoft Entra
+// token, and the deployment storage is reached with the app's identity.
+resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
 output name string = site.name
 output id string = site.id
 output principalId string = site.identity.principalId

@@ -9,7 +9,8 @@
 // useBuiltInRole switches to the built-in one.
 //
 // Deployed at the Communication Services resource's resource group; the custom
-// role is assignable there only.
+// role is assignable there only. Role names are unique per tenant: the name
+// carries a hash of the resource group's ID (subscription and group).
 
 param principalId string
 param communicationServiceName string
@@ -24,7 +25,7 @@ resource acs 'Microsoft.Communication/communicationServices@2023-04-01' existing
 resource emailSender 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (!useBuiltInRole) {
   name: guid(resourceGroup().id, 'kvwatch-acs-email-sender')
   properties: {
-    roleName: 'kvwatch ACS Email Sender (${resourceGroup().name})'
+    roleName: 'kvwatch ACS Email Sender (${resourceGroup().name}, ${take(uniqueString(resourceGroup().id), 6)})'
     description: 'Send email through Azure Communication Services with Microsoft Entra ID. Nothing else.'
     type: 'CustomRole'
     assignableScopes: [

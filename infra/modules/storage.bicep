@@ -13,6 +13,16 @@ param name string
 
 param deploymentContainerName string
 
+@description('Firewall default action: Allow unless the app reaches storage through a virtual network.')
+@allowed([
+  'Allow'
+  'Deny'
+])
+param networkDefaultAction string
+
+@description('IPv4 addresses or CIDR ranges admitted when networkDefaultAction is Deny.')
+param allowedIpRanges string[]
+
 resource storage 'Microsoft.Storage/storageAccounts@2024-01-01' = {
   name: name
   location: location
@@ -30,6 +40,21 @@ resource storage 'Microsoft.Storage/storageAccounts@2024-01-01' = {
     defaultToOAuthAuthentication: true
     allowCrossTenantReplication: false
     publicNetworkAccess: 'Enabled'
+    // The Flex platform (deployment package, host storage) and the app
+    // reach this account over its public endpoint unless the app is
+    // integrated in a virtual network with private endpoints (see
+    // docs/deploy.md, "Private endpoints"): Deny would stop the app.
+    networkAcls: {
+      defaultAction: networkDefaultAction
+      bypass: 'AzureServices'
+      ipRules: [
+        for ip in allowedIpRanges: {
+          value: ip
+          action: 'Allow'
+        }
+      ]
+      virtualNetworkRules: []
+    }
   }
 }
 

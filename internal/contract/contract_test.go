@@ -160,7 +160,18 @@ func (s settings) has(name string) bool {
 func appSettings(t *testing.T, in *infra) settings {
 	t.Helper()
 	f := in.file(t, "modules/appsettings.bicep")
-	res := one(t, f, "Microsoft.Web/sites/config")
+	var res *Decl
+	for _, r := range f.ResourcesOfType("Microsoft.Web/sites/config") {
+		if !r.Existing {
+			if res != nil {
+				t.Fatal("appsettings.bicep: two sites/config resources are written")
+			}
+			res = r
+		}
+	}
+	if res == nil {
+		t.Fatal("appsettings.bicep: no sites/config resource is written")
+	}
 	if n := literal(t, "appsettings name", res.Body().Get("name")); n != "appsettings" {
 		t.Fatalf("the sites/config resource is %q, want appsettings", n)
 	}
@@ -245,7 +256,7 @@ var codeSettings = map[string]string{
 	"FUNCTIONS_HTTPWORKER_PORT":            "host",     // set by the Functions host
 	"KVWATCH_LOG_LEVEL":                    "bicep",    // appsettings.bicep
 	"KVWATCH_CONFIG":                       "bicep",    // appsettings.bicep
-	"KVWATCH_MAX_BODY_BYTES":               "default",  // 64 MiB default fits the host's batches
+	"KVWATCH_MAX_BODY_BYTES":               "default",  // the default fits a full batch (TestBatchFitsBody)
 	"KVWATCH_DEADLETTER_FILE":              "default",  // temp file until dead letters move to Table Storage
 	"KVWATCH_EVENTHUB_NAME":                "bicep",    // also %...% in function.json
 	"KVWATCH_CONSUMER_GROUP":               "bicep",    // also %...% in function.json
@@ -263,6 +274,7 @@ var codeSettings = map[string]string{
 	"TLS1_2":                               "not-env",  // a TLS version, not a variable
 	"TLS1_3":                               "not-env",  // a TLS version, not a variable
 	"KVWATCH_TEST_TABLE_CONNECTION_STRING": "test",     // tests only
+	"EventHubConnection_":                  "not-env",  // handlers.RegionConnection's prefix: EventHubConnection_<region>, set per region (TestRegionsAgree)
 	"KVWATCH_ACS_ENDPOINT":                 "optional", // set when acsEndpoint is given
 	"KVWATCH_TEAMS_WEBHOOK_URL":            "optional", // Key Vault reference when teamsWebhookUrl is given
 	"KVWATCH_SMTP_PASSWORD":                "optional", // Key Vault reference when smtpPassword is given
@@ -418,7 +430,7 @@ func TestBindingSettingsAreSet(t *testing.T) {
 					t.Errorf("function-app/%s: connection %q needs app setting %s (identity-based)", name, conn, want)
 					continue
 				}
-				if !v.identifier && !strings.Contains(v.Text, "servicebus.windows.net") {
+				if !v.identifier && !strings.Contains(v.Text, "servicebus.windows.net") && !strings.HasSuffix(v.Text, ".fullyQualifiedNamespace") {
 					t.Errorf("%s = %s: want the namespace's host name", want, v.Text)
 				}
 			default:
@@ -449,7 +461,11 @@ func TestConfigReferencesAreSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	optional := optionalReceiverLines(t, b)
 	for i, line := range strings.Split(string(b), "\n") {
+		if optional[i+1] {
+			continue // an optional receiver is left out while its settings are unset
+		}
 		if j := strings.Index(line, "#"); j >= 0 && !strings.Contains(line[:j], "'") && !strings.Contains(line[:j], `"`) {
 			line = line[:j]
 		}
@@ -463,6 +479,44 @@ func TestConfigReferencesAreSet(t *testing.T) {
 			}
 		}
 	}
+}
+
+// optionalReceiverLines returns the lines of the receivers marked
+// `optional: true` in a kvwatch.yaml: internal/config leaves such a receiver
+// out, instead of failing, when a variable it names is unset.
+func optionalReceiverLines(t *testing.T, src []byte) map[int]bool {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil || len(doc.Content) == 0 {
+		t.Fatalf("kvwatch.yaml: %v", err)
+	}
+	out := map[int]bool{}
+	top := doc.Content[0]
+	lines := strings.Count(string(src), "\n") + 1
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value != "receivers" {
+			continue
+		}
+		items := top.Content[i+1].Content
+		end := lines
+		if i+2 < len(top.Content) {
+			end = top.Content[i+2].Line - 1
+		}
+		for k, item := range items {
+			last := end
+			if k+1 < len(items) {
+				last = items[k+1].Line - 1
+			}
+			for j := 0; j+1 < len(item.Content); j += 2 {
+				if item.Content[j].Value == "optional" && item.Content[j+1].Value == "true" {
+					for l := item.Line; l <= last; l++ {
+						out[l] = true
+					}
+				}
+			}
+		}
+	}
+	return out
 }
 
 // ---------------------------------------------------------------- names
@@ -479,11 +533,15 @@ func TestHubAndConsumerGroupAgree(t *testing.T) {
 	if got, want := paramDefault(t, main, "auditHubName"), local["KVWATCH_EVENTHUB_NAME"]; got != want {
 		t.Errorf("main.bicep auditHubName defaults to %q; local.settings.json.example says %q", got, want)
 	}
-	if got, want := paramDefault(t, main, "consumerGroupName"), local["KVWATCH_CONSUMER_GROUP"]; got != want {
-		t.Errorf("main.bicep consumerGroupName defaults to %q; local.settings.json.example says %q", got, want)
+	// Local runs read with the development consumer group, never the app's.
+	if got, want := paramDefault(t, main, "devConsumerGroupName"), local["KVWATCH_CONSUMER_GROUP"]; got != want {
+		t.Errorf("main.bicep devConsumerGroupName defaults to %q; local.settings.json.example says %q", got, want)
+	}
+	if paramDefault(t, main, "consumerGroupName") == local["KVWATCH_CONSUMER_GROUP"] {
+		t.Errorf("local.settings.json.example reads with the app's consumer group %q: a laptop would take partitions from the app", local["KVWATCH_CONSUMER_GROUP"])
 	}
 	params := in.file(t, "main.bicepparam")
-	for name, want := range map[string]string{"auditHubName": local["KVWATCH_EVENTHUB_NAME"], "consumerGroupName": local["KVWATCH_CONSUMER_GROUP"]} {
+	for name, want := range map[string]string{"auditHubName": local["KVWATCH_EVENTHUB_NAME"], "devConsumerGroupName": local["KVWATCH_CONSUMER_GROUP"], "consumerGroupName": paramDefault(t, main, "consumerGroupName")} {
 		if d := params.Find("param", name); d != nil {
 			if got, _ := d.Value.Literal(); got != want {
 				t.Errorf("main.bicepparam sets %s = %s; the code and local settings use %q", name, d.Value.Text, want)
@@ -498,7 +556,7 @@ func TestHubAndConsumerGroupAgree(t *testing.T) {
 		{"diagnostics", "eventHubName", "auditHubName"},
 		{"appSettings", "eventHubName", "auditHubName"},
 		{"appSettings", "consumerGroupName", "consumerGroupName"},
-		{"appSettings", "eventHubNamespace", "eventHubs[0].outputs.fullyQualifiedNamespace"},
+		{"eventHubs", "devConsumerGroupName", "devConsumerGroupName"},
 		{"eventHubs", "receiverPrincipalId", "functionApp.outputs.principalId"},
 	} {
 		if got := moduleParam(t, main, c.module, c.param); got != c.want {
@@ -511,8 +569,12 @@ func TestHubAndConsumerGroupAgree(t *testing.T) {
 	if got := text(one(t, eh, "Microsoft.EventHub/namespaces/eventhubs").Body().Get("name")); got != "eventHubName" {
 		t.Errorf("eventhub.bicep: hub name is %s, want eventHubName", got)
 	}
-	if got := text(one(t, eh, "Microsoft.EventHub/namespaces/eventhubs/consumergroups").Body().Get("name")); got != "consumerGroupName" {
-		t.Errorf("eventhub.bicep: consumer group name is %s, want consumerGroupName", got)
+	var groups []string
+	for _, cg := range eh.ResourcesOfType("Microsoft.EventHub/namespaces/eventhubs/consumergroups") {
+		groups = append(groups, text(cg.Body().Get("name")))
+	}
+	if !slices.Contains(groups, "consumerGroupName") {
+		t.Errorf("eventhub.bicep: consumer groups %v, want one named consumerGroupName", groups)
 	}
 	diag := in.file(t, "modules/diagnostics.bicep")
 	if got := text(one(t, diag, "Microsoft.Insights/diagnosticSettings").Body().Path("properties", "eventHubName")); got != "eventHubName" {
@@ -522,7 +584,7 @@ func TestHubAndConsumerGroupAgree(t *testing.T) {
 	for name, want := range map[string]string{
 		"KVWATCH_EVENTHUB_NAME":                       "eventHubName",
 		"KVWATCH_CONSUMER_GROUP":                      "consumerGroupName",
-		"EventHubConnection__fullyQualifiedNamespace": "eventHubNamespace",
+		"EventHubConnection__fullyQualifiedNamespace": "eventHubNamespaces[0].fullyQualifiedNamespace",
 	} {
 		if got := text(s.always[name]); got != want {
 			t.Errorf("appsettings.bicep: %s = %s, want %s", name, got, want)
@@ -654,7 +716,7 @@ func TestHostJSONAndPackage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"defaultExecutablePath", "-o dist/app/$(PACKAGE_EXE)", "CGO_ENABLED=0 GOOS=linux GOARCH=amd64", "-trimpath", "cp host.json dist/app/", "PACKAGE_CONFIG ?= internal/pack/kvwatch.yaml", "cp $(PACKAGE_CONFIG) dist/app/kvwatch.yaml"} {
+	for _, want := range []string{"defaultExecutablePath", "-o dist/app/$(PACKAGE_EXE)", "CGO_ENABLED=0 GOOS=linux GOARCH=amd64", "-trimpath", "cp host.json dist/app/", "PACKAGE_CONFIG ?= internal/pack/kvwatch.yaml", "cp $(PACKAGE_CONFIG) dist/app/kvwatch.yaml", "./internal/contract/cmd/funcapp -out dist/app -regions '$(REGIONS)'"} {
 		if !strings.Contains(string(mk), want) {
 			t.Errorf("Makefile package target lacks %q", want)
 		}
@@ -706,9 +768,7 @@ func TestHostJSONAndPackage(t *testing.T) {
 	for name := range loadFunctions(t) {
 		same(filepath.Join(root, "function-app", name, "function.json"), filepath.Join(app, name, "function.json"))
 	}
-	if _, err := os.Stat(filepath.Join(app, "local.settings.json")); err == nil {
-		t.Errorf("dist/app holds local.settings.json; it must not be deployed")
-	}
+	checkPackageRuntime(t, app)
 }
 
 // ---------------------------------------------------------------- roles
@@ -723,6 +783,9 @@ var builtInRoles = map[string]string{
 	"monitoringMetricsPublisher":        "3913510d-42f4-4e42-8a64-420c390055eb",
 	"keyVaultSecretsUser":               "4633458b-17de-408a-b874-0445c86b69e6",
 	"communicationAndEmailServiceOwner": "09976791-48a7-449e-bb21-39d1a415f350",
+	"reader":                            "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+	"monitoringContributor":             "749f88d5-cbae-40b8-bcfc-e573ddc772fa",
+	"azureEventHubsDataOwner":           "f526a384-b230-433a-b45c-95f59c4a2dec",
 }
 
 // What the Function app's identity needs, and where.
@@ -898,10 +961,12 @@ func TestLogReaderRoles(t *testing.T) {
 		}
 	}
 	// Only the manager may change or delete.
-	for _, v := range f.Find("var", "viewerActions").Value.Array {
-		s, _ := v.Literal()
-		if !strings.HasSuffix(s, "/read") {
-			t.Errorf("viewer action %q is not a read", s)
+	for _, name := range []string{"archiveReadActions", "analystWorkspaceActions"} {
+		for _, v := range f.Find("var", name).Value.Array {
+			s, _ := v.Literal()
+			if !strings.HasSuffix(s, "/read") {
+				t.Errorf("%s: %q is not a read", name, s)
+			}
 		}
 	}
 }

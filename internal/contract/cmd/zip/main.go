@@ -5,7 +5,9 @@
 //
 //	go run ./internal/contract/cmd/zip -o dist/kvwatch.zip dist/app
 //
-// It exists so that `make package` needs nothing but Go.
+// It exists so that `make package` needs nothing but Go. Like Core Tools and
+// azd, it leaves out local.settings.json (dist/app has one for Core Tools'
+// worker runtime; local settings are never deployed).
 package main
 
 import (
@@ -49,6 +51,9 @@ func Zip(out, dir string) (err error) {
 			return err
 		}
 		if d.IsDir() {
+			return nil
+		}
+		if d.Name() == "local.settings.json" {
 			return nil
 		}
 		if !d.Type().IsRegular() {

@@ -31,6 +31,10 @@ func TestZipKeepsModesAndPaths(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Never deployed, as Core Tools and azd leave it out.
+	if err := os.WriteFile(filepath.Join(app, "local.settings.json"), []byte(`{"Values":{"FUNCTIONS_WORKER_RUNTIME":"custom"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(dir, "app.zip")
 	if err := Zip(out, app); err != nil {
 		t.Fatal(err)
