@@ -139,5 +139,17 @@ func bound(e *Event) {
 			c.PublicNetworkAccess = v
 			e.Truncated = append(e.Truncated, "config.publicNetworkAccess")
 		}
+		for i, r := range c.IPRules {
+			if v, cut := Truncate(r, MaxIP); cut {
+				c.IPRules[i] = v
+				e.Truncated = append(e.Truncated, "config.ipRules")
+			}
+		}
+		for i, id := range c.PolicyObjectIDs {
+			if v, cut := Truncate(id, MaxID); cut {
+				c.PolicyObjectIDs[i] = v
+				e.Truncated = append(e.Truncated, "config.policyObjectIds")
+			}
+		}
 	}
 }

@@ -51,8 +51,9 @@ type Event struct {
 
 	CorrelationID string `json:"correlationId,omitempty"`
 
-	// Config is the vault configuration a VaultPut or VaultPatch left behind;
-	// nil for every other operation.
+	// Config is the vault configuration a VaultPut or VaultPatch left
+	// behind, or a VaultGet returned; nil for every other operation and when
+	// the record carries none.
 	Config *VaultConfig `json:"config,omitempty"`
 
 	// Source says where the record came from: Event Hubs partition and
@@ -83,8 +84,9 @@ type Caller struct {
 	KeyFrom string `json:"keyFrom,omitempty"`
 }
 
-// VaultConfig is the configuration of a vault after a VaultPut/VaultPatch.
-// Pointer fields are nil when the record did not say.
+// VaultConfig is the configuration of a vault after a VaultPut/VaultPatch,
+// or as a VaultGet returned it. Pointer fields are nil when the record did
+// not say.
 type VaultConfig struct {
 	NetworkDefaultAction    string `json:"networkDefaultAction,omitempty"` // "Allow" or "Deny"
 	PublicNetworkAccess     string `json:"publicNetworkAccess,omitempty"`  // "Enabled" or "Disabled"
@@ -93,6 +95,17 @@ type VaultConfig struct {
 	SoftDelete              *bool  `json:"softDelete,omitempty"`
 	SoftDeleteRetentionDays *int   `json:"softDeleteRetentionDays,omitempty"`
 	AccessPolicies          *int   `json:"accessPolicies,omitempty"` // number of entries
+	// IPRules are the firewall's allowed addresses and CIDRs (at most
+	// MaxConfigList); nil when the record did not say.
+	IPRules []string `json:"ipRules"` // null: not said; []: none
+	// EnabledFor*: Azure Virtual Machines (deployment), Resource Manager
+	// templates and Azure Disk Encryption may retrieve secrets.
+	EnabledForDeployment         *bool `json:"enabledForDeployment,omitempty"`
+	EnabledForTemplateDeployment *bool `json:"enabledForTemplateDeployment,omitempty"`
+	EnabledForDiskEncryption     *bool `json:"enabledForDiskEncryption,omitempty"`
+	// PolicyObjectIDs are the object ids the access policies grant (at most
+	// MaxConfigList, lower-case, in the record's order).
+	PolicyObjectIDs []string `json:"policyObjectIds,omitempty"`
 }
 
 // Source is the position a record was read from.

@@ -1,13 +1,17 @@
 package audit
 
-import "strconv"
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+)
 
 // FieldNames lists the event fields rules can group by, count distinct
 // values of, or remember as new values, in the names kvwatch.yaml uses.
 var FieldNames = []string{
 	"vault", "subscription", "resource_group", "operation", "family", "kind",
 	"outcome", "status", "caller", "caller_upn", "object_id", "app_id", "tenant",
-	"ip", "object", "object_type", "object_name", "client_info", "tls_version",
+	"ip", "ip_prefix", "object", "object_type", "object_name", "vault_object", "client_info", "tls_version",
 }
 
 // IsField reports whether name is one of FieldNames.
@@ -55,11 +59,18 @@ func (e *Event) Field(name string) string {
 		return e.Caller.TenantID
 	case "ip":
 		return e.CallerIP
+	case "ip_prefix":
+		return IPPrefix(e.CallerIP)
 	case "object":
 		if e.ObjectName == "" {
 			return ""
 		}
 		return e.ObjectType + "/" + e.ObjectName
+	case "vault_object":
+		if e.ObjectName == "" {
+			return ""
+		}
+		return e.Vault + "/" + e.ObjectType + "/" + e.ObjectName
 	case "object_type":
 		return e.ObjectType
 	case "object_name":
@@ -70,4 +81,28 @@ func (e *Event) Field(name string) string {
 		return e.TLSVersion
 	}
 	return ""
+}
+
+// IPPrefix returns the network an address belongs to for grouping: its /24
+// for IPv4, its /48 for IPv6 (an address with a port counts as the
+// address); "" when ip is not an address.
+func IPPrefix(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		ap, err2 := netip.ParseAddrPort(ip)
+		if err2 != nil {
+			return ""
+		}
+		a = ap.Addr()
+	}
+	a = a.Unmap()
+	bits := 48
+	if a.Is4() {
+		bits = 24
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(p.String())
 }

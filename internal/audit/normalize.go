@@ -168,7 +168,7 @@ func (n *Normalizer) Normalize(r *Record, src Source) (Event, Skip, error) {
 
 	e.Caller = n.callerOf(&r.Identity, r.CallerIPAddress)
 
-	if (e.Operation == "VaultPut" || e.Operation == "VaultPatch") && r.Properties.Properties != nil {
+	if (e.Operation == "VaultPut" || e.Operation == "VaultPatch" || e.Operation == "VaultGet") && r.Properties.Properties != nil {
 		e.Config = configOf(r.Properties.Properties)
 	}
 	// Last, once every field is derived from the whole values (the vault
@@ -220,6 +220,15 @@ func configOf(v *VaultRecord) *VaultConfig {
 	if v.AccessPolicies.Set {
 		n := v.AccessPolicies.N
 		c.AccessPolicies = &n
+	}
+	c.EnabledForDeployment = v.EnabledForDeployment
+	c.EnabledForTemplateDeployment = v.EnabledForTemplateDeployment
+	c.EnabledForDiskEncryption = v.EnabledForDiskEncryption
+	if v.NetworkAcls.IPRulesSet {
+		c.IPRules = append([]string{}, v.NetworkAcls.IPRules...)
+	}
+	for _, id := range v.PolicyObjectIDs {
+		c.PolicyObjectIDs = append(c.PolicyObjectIDs, strings.ToLower(id))
 	}
 	return c
 }

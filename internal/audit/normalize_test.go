@@ -284,6 +284,12 @@ func TestVaultConfig(t *testing.T) {
 		SoftDelete:              ptrB(true),
 		SoftDeleteRetentionDays: ptrI(7),
 		AccessPolicies:          ptrI(2),
+		IPRules:                 []string{},
+		// The principals the access policies grant, for judging changes.
+		PolicyObjectIDs:              []string{"a1e2c3d4-5b6f-4789-8a0b-1c2d3e4f5a6b", "e5f6a7b8-c9d0-4e1f-a2b3-c4d5e6f7a8b9"},
+		EnabledForDeployment:         ptrB(false),
+		EnabledForTemplateDeployment: ptrB(false),
+		EnabledForDiskEncryption:     ptrB(false),
 	}
 	if e.Config == nil {
 		t.Fatal("VaultPut: no Config")

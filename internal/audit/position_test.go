@@ -56,3 +56,19 @@ func TestStreamsIsPosition(t *testing.T) {
 		t.Errorf("Streams.Position allocates %.0f times for the stream it just made", n)
 	}
 }
+
+func TestIPPrefix(t *testing.T) {
+	for in, want := range map[string]string{
+		"198.51.100.77": "198.51.100.0/24", "198.51.100.77:443": "198.51.100.0/24",
+		"::ffff:198.51.100.7": "198.51.100.0/24", "2001:DB8:1:2::5": "2001:db8:1::/48",
+		"": "", "not-an-ip": "",
+	} {
+		if got := audit.IPPrefix(in); got != want {
+			t.Errorf("IPPrefix(%q) = %q, want %q", in, got, want)
+		}
+	}
+	e := &audit.Event{Vault: "kv1", ObjectType: "secret", ObjectName: "db"}
+	if got := e.Field("vault_object"); got != "kv1/secret/db" {
+		t.Errorf("vault_object = %q", got)
+	}
+}

@@ -42,18 +42,28 @@ type Properties struct {
 	Properties     *VaultRecord `json:"properties"`
 }
 
-// VaultRecord is the vault configuration VaultPut and VaultPatch records
-// carry under properties.properties.
+// VaultRecord is the vault configuration VaultGet, VaultPut and VaultPatch
+// records carry under properties.properties.
 type VaultRecord struct {
 	NetworkAcls struct {
 		DefaultAction string `json:"defaultAction"`
+		// IPRules are the ipRules' values (addresses or CIDRs), the first
+		// MaxConfigList of them.
+		IPRules    []string `json:"ipRules"`
+		IPRulesSet bool     `json:"-"`
 	} `json:"networkAcls"`
-	PublicNetworkAccess       string `json:"publicNetworkAccess"`
-	EnableRbacAuthorization   *bool  `json:"enableRbacAuthorization"`
-	EnablePurgeProtection     *bool  `json:"enablePurgeProtection"`
-	EnableSoftDelete          *bool  `json:"enableSoftDelete"`
-	SoftDeleteRetentionInDays Number `json:"softDeleteRetentionInDays"`
-	AccessPolicies            Count  `json:"accessPolicies"`
+	PublicNetworkAccess          string `json:"publicNetworkAccess"`
+	EnableRbacAuthorization      *bool  `json:"enableRbacAuthorization"`
+	EnablePurgeProtection        *bool  `json:"enablePurgeProtection"`
+	EnableSoftDelete             *bool  `json:"enableSoftDelete"`
+	EnabledForDeployment         *bool  `json:"enabledForDeployment"`
+	EnabledForTemplateDeployment *bool  `json:"enabledForTemplateDeployment"`
+	EnabledForDiskEncryption     *bool  `json:"enabledForDiskEncryption"`
+	SoftDeleteRetentionInDays    Number `json:"softDeleteRetentionInDays"`
+	AccessPolicies               Count  `json:"accessPolicies"`
+	// PolicyObjectIDs are the accessPolicies' objectIds (the principals
+	// granted), the first MaxConfigList of them.
+	PolicyObjectIDs []string `json:"-"`
 }
 
 // DecodeOptions are the options every record decode uses: member names
@@ -467,9 +477,13 @@ func (v *VaultRecord) decodeFrom(dec *jsontext.Decoder) error {
 				if err != nil {
 					return err
 				}
-				if nameIs(n, "defaultaction") {
+				switch {
+				case nameIs(n, "defaultaction"):
 					v.NetworkAcls.DefaultAction, err = readLenient(dec)
-				} else {
+				case nameIs(n, "iprules") && dec.PeekKind() == '[':
+					v.NetworkAcls.IPRulesSet = true
+					err = readObjectsField(dec, "value", &v.NetworkAcls.IPRules)
+				default:
 					err = dec.SkipValue()
 				}
 				if err != nil {
@@ -490,12 +504,77 @@ func (v *VaultRecord) decodeFrom(dec *jsontext.Decoder) error {
 			v.EnableSoftDelete, err = readBool(dec)
 		case nameIs(name, "softdeleteretentionindays"):
 			err = v.SoftDeleteRetentionInDays.UnmarshalJSONFrom(dec)
+		case nameIs(name, "enabledfordeployment"):
+			v.EnabledForDeployment, err = readBool(dec)
+		case nameIs(name, "enabledfortemplatedeployment"):
+			v.EnabledForTemplateDeployment, err = readBool(dec)
+		case nameIs(name, "enabledfordiskencryption"):
+			v.EnabledForDiskEncryption, err = readBool(dec)
+		case nameIs(name, "accesspolicies") && dec.PeekKind() == '[':
+			n := 0
+			err = readObjectsFieldCount(dec, "objectid", &v.PolicyObjectIDs, &n)
+			v.AccessPolicies = Count{N: n, Set: true}
 		case nameIs(name, "accesspolicies"):
 			err = v.AccessPolicies.UnmarshalJSONFrom(dec)
 		default:
 			err = dec.SkipValue()
 		}
 		if err != nil {
+			return err
+		}
+	}
+	_, err := dec.ReadToken()
+	return err
+}
+
+// MaxConfigList bounds the IP rules and access-policy object ids kept from
+// one vault configuration (a vault allows 1,024 access policies and 1,000 IP
+// rules; past the bound the rest are counted, not kept).
+const MaxConfigList = 64
+
+// readObjectsField reads an array of objects, keeping the string member
+// field (lower-case name) of each, up to MaxConfigList.
+func readObjectsField(dec *jsontext.Decoder, field string, out *[]string) error {
+	n := 0
+	return readObjectsFieldCount(dec, field, out, &n)
+}
+
+// readObjectsFieldCount is readObjectsField that also counts the elements.
+func readObjectsFieldCount(dec *jsontext.Decoder, field string, out *[]string, n *int) error {
+	if _, err := dec.ReadToken(); err != nil { // [
+		return err
+	}
+	for dec.PeekKind() != ']' {
+		*n++
+		if dec.PeekKind() != '{' {
+			if err := dec.SkipValue(); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return err
+		}
+		for dec.PeekKind() != '}' {
+			name, err := dec.ReadValue()
+			if err != nil {
+				return err
+			}
+			if nameIs(name, field) {
+				v, err := readLenient(dec)
+				if err != nil {
+					return err
+				}
+				if v != "" && len(*out) < MaxConfigList {
+					*out = append(*out, v)
+				}
+				continue
+			}
+			if err := dec.SkipValue(); err != nil {
+				return err
+			}
+		}
+		if _, err := dec.ReadToken(); err != nil {
 			return err
 		}
 	}

@@ -76,6 +76,14 @@ type DeliverySettings struct {
 	// GroupWait holds a new alert this long, adding the findings of the
 	// same rule and vault that arrive meanwhile; default 0 (send at once).
 	GroupWait Duration `yaml:"group_wait"`
+	// SendTimeout is the deadline of one send to one receiver; default
+	// 30s. A receiver that does not answer within it is tried again later;
+	// it never holds up ingestion or the other receivers.
+	SendTimeout Duration `yaml:"send_timeout"`
+	// Retention is how long the outbox keeps alerts no receiver waits for
+	// any more (delivered, given up, muted) and the decisions about
+	// findings before Housekeeping deletes them; default 100d.
+	Retention Duration `yaml:"retention"`
 }
 
 // ReceiverSpec is one receiver: a name and exactly one of the kinds.
@@ -181,7 +189,7 @@ type RuleSpec struct {
 	Match       MatchSpec   `yaml:"match"`
 	Except      []MatchSpec `yaml:"except"`
 	GroupBy     []string    `yaml:"group_by"` // event field names (audit.FieldNames)
-	Kind        string      `yaml:"kind"`     // each, threshold, distinct, spike, new_value, sequence
+	Kind        string      `yaml:"kind"`     // each, threshold, distinct, spike, new_value, sequence, config_change
 	Window      Duration    `yaml:"window"`   // threshold, distinct, spike, sequence
 	Count       int         `yaml:"count"`    // threshold: N; distinct: N distinct; sequence: N events of `then`
 	Field       string      `yaml:"field"`    // distinct: the field counted
@@ -192,6 +200,10 @@ type RuleSpec struct {
 	Then        *MatchSpec  `yaml:"then"`     // sequence: event B (event A is `match`)
 	Cooldown    Duration    `yaml:"cooldown"` // default: the window, or 1h for each/new_value
 	Runbook     string      `yaml:"runbook"`
+	// MinEvents (distinct): the window must also hold at least this many
+	// matching events (Sentinel's mass retrieval: more than 10 distinct
+	// secrets and more than 50 reads a day).
+	MinEvents int `yaml:"min_events"`
 }
 
 // Baseline configures a spike rule.

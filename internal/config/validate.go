@@ -16,7 +16,7 @@ import (
 // The values kvwatch.yaml accepts, in the order messages list them.
 var (
 	Severities  = []string{"info", "low", "medium", "high", "critical"}
-	RuleKinds   = []string{"each", "threshold", "distinct", "spike", "new_value", "sequence"}
+	RuleKinds   = []string{"each", "threshold", "distinct", "spike", "new_value", "sequence", "config_change"}
 	ObjectTypes = []string{"secret", "key", "certificate", "storage"}
 	Weekdays    = []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 )
@@ -57,6 +57,7 @@ var kindKeys = []struct {
 	{"window", []string{"threshold", "distinct", "spike", "sequence"}, func(r *RuleSpec) bool { return given(r.Window) }},
 	{"count", []string{"threshold", "distinct", "sequence"}, func(r *RuleSpec) bool { return r.Count != 0 }},
 	{"field", []string{"distinct"}, func(r *RuleSpec) bool { return r.Field != "" }},
+	{"min_events", []string{"distinct"}, func(r *RuleSpec) bool { return r.MinEvents != 0 }},
 	{"fields", []string{"new_value"}, func(r *RuleSpec) bool { return len(r.Fields) > 0 }},
 	{"horizon", []string{"new_value"}, func(r *RuleSpec) bool { return given(r.Horizon) }},
 	{"learning", []string{"spike", "new_value"}, func(r *RuleSpec) bool { return given(r.Learning) }},
@@ -322,6 +323,9 @@ func (v *validator) kind(r *RuleSpec, p string) {
 			} else {
 				v.errf(cp, "distinct rules need a count (how many distinct values fire the rule, at least 2)")
 			}
+		}
+		if r.MinEvents < 0 {
+			v.errf(p+".min_events", "min_events must not be negative")
 		}
 		if r.Field == "" {
 			v.errf(p+".field", "distinct rules need a field (whose distinct values are counted): one of %s", strings.Join(audit.FieldNames, ", "))

@@ -1176,7 +1176,8 @@ func (g *gen) adminChanges() {
 	alice, portal := principals["alice"], clients["portal"]
 	v := g.vaults["kv-web-prod"]
 	t := g.at(10, 15, 0).Add(between(r, 0, 10*time.Minute))
-	g.arm(r, t, v, alice, portal, ipOffice1, "VaultGet", "2023-07-01", nil)
+	// The portal reads the vault first: the VaultGet returns its configuration.
+	g.arm(r, t, v, alice, portal, ipOffice1, "VaultGet", "2023-07-01", v.config())
 	t = t.Add(between(r, 20*time.Second, 90*time.Second))
 	cfg := v.config()
 	cfg.AccessPolicies = append(cfg.AccessPolicies, accessPolicy{
@@ -1309,7 +1310,8 @@ func (g *gen) vaultMadePublic() {
 	v, p, cl := g.vaults["kv-data-dev"], principals["ravi"], clients["cli"]
 	from := len(g.entries)
 	t := g.at(15, 42, 0).Add(between(r, 0, 30*time.Second))
-	g.arm(r, t, v, p, cl, ipVPN, "VaultGet", "2023-07-01", nil)
+	// az keyvault show: the configuration before the change.
+	g.arm(r, t, v, p, cl, ipVPN, "VaultGet", "2023-07-01", v.config())
 	t = t.Add(between(r, 4*time.Second, 8*time.Second))
 	cfg := v.config()
 	cfg.NetworkAcls.DefaultAction = "Allow"

@@ -235,6 +235,10 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 				if c.value = tuple(e, r.Fields); c.value == "" {
 					continue
 				}
+			case rules.ConfigChange:
+				if c.value = configValue(e.Config); c.value == "" {
+					continue
+				}
 			}
 			g := gkeys[sg]
 			k := gkey{ri, g}

@@ -63,7 +63,7 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 			case rules.Spike:
 				put(floorDiv(c.t, 86400))
 				put(state.BlockMeta)
-			case rules.NewValue:
+			case rules.NewValue, rules.ConfigChange:
 				put(state.BlockMeta)
 			}
 		}
@@ -126,6 +126,8 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 						}
 						changed = seen(e, c.value, c.t, int64(r.Horizon/time.Second)) || changed
 						newest = max(newest, c.t)
+					case r.Kind == rules.ConfigChange:
+						changed = addConfig(e, c.t, c.value) || changed
 					}
 				}
 			}
@@ -208,7 +210,7 @@ func contribIn(k rules.Kind, c *contrib, b int64) bool {
 		return floorDiv(c.t, blockSec) == b
 	case rules.Spike:
 		return b == state.BlockMeta || floorDiv(c.t, 86400) == b
-	case rules.NewValue:
+	case rules.NewValue, rules.ConfigChange:
 		return b == state.BlockMeta
 	}
 	return false
@@ -374,6 +376,8 @@ func (en *Engine) evaluate(ctx context.Context, order []*groupWork, ents map[sta
 			en.evalSpike(w, ents, events, &out)
 		case rules.NewValue:
 			en.evalNewValue(w, ents, events, &out)
+		case rules.ConfigChange:
+			en.evalConfigChange(w, ents, events, &out)
 		}
 	}
 	now := en.now().UTC()
@@ -430,7 +434,7 @@ func (en *Engine) needs(w *groupWork, keys []state.Key) []state.Key {
 	case rules.Spike:
 		addRange(tmin-int64(r.Baseline.Days)*86400, tmax, 86400)
 		keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta})
-	case rules.NewValue:
+	case rules.NewValue, rules.ConfigChange:
 		keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta})
 	}
 	return keys

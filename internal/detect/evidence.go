@@ -123,6 +123,10 @@ func summary(f *finding.Finding, r *rules.Rule) string {
 	if f.Example != nil && who != "" && f.Example.Caller.Key == who {
 		who = f.Example.Caller.Display()
 	}
+	// A rule that does not group by caller still names the caller it saw.
+	if who == "" && f.Example != nil && f.Example.Caller.Key != "" {
+		who = f.Example.Caller.Display()
+	}
 	if who == "" {
 		who = "someone"
 	}

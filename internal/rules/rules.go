@@ -27,6 +27,10 @@ const (
 	Spike     Kind = "spike"     // the window's count against a learned baseline
 	NewValue  Kind = "new_value" // a value not seen for the group within Horizon
 	Sequence  Kind = "sequence"  // Match then Count events of Then within Window
+	// ConfigChange judges each vault configuration a record carries
+	// (VaultGet, VaultPut, VaultPatch) against the vault's last known one:
+	// loosening transitions, and the first sighting of a weak one.
+	ConfigChange Kind = "config_change"
 )
 
 // Rule is a compiled rule.
@@ -52,7 +56,9 @@ type Rule struct {
 	Horizon  time.Duration
 	Learning time.Duration
 	Count    int
-	Baseline config.Baseline
+	// MinEvents (distinct): the window must also hold this many events.
+	MinEvents int
+	Baseline  config.Baseline
 	// Off says why the rule does not run (disabled, or its trusted
 	// network list is empty); "" when it runs.
 	Off string
@@ -182,7 +188,7 @@ func compileRule(spec *config.RuleSpec, s *Settings) (*Rule, error) {
 		Severity: sev, Tags: spec.Tags, Kind: Kind(spec.Kind),
 		GroupBy: spec.GroupBy, Field: spec.Field, Fields: spec.Fields,
 		Window: spec.Window.Duration, Cooldown: spec.Cooldown.Duration, Horizon: spec.Horizon.Duration,
-		Learning: spec.Learning.Duration, Count: spec.Count,
+		Learning: spec.Learning.Duration, Count: spec.Count, MinEvents: spec.MinEvents,
 	}
 	if r.Title == "" {
 		r.Title = r.ID
@@ -220,7 +226,7 @@ func compileRule(spec *config.RuleSpec, s *Settings) (*Rule, error) {
 		}
 	}
 	switch r.Kind {
-	case Each:
+	case Each, ConfigChange:
 		if r.Cooldown <= 0 {
 			r.Cooldown = time.Hour
 		}
