@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +18,13 @@ import (
 	"github.com/kvwatch/kvwatch/internal/printer"
 )
 
+const alertsUsage = `Usage:
+  kvwatch alerts list [-n N]                  the newest alerts in the outbox (Table Storage) and each receiver's state
+  kvwatch alerts show ID                      one alert and its delivery, as JSON
+  kvwatch alerts resend [--config FILE] ID    send an alert again through its receivers
+  kvwatch alerts test [--config FILE]         send a test alert through the configured receivers and routes
+`
+
 // alertsCmd: `kvwatch alerts test` sends one test alert to every receiver
 // the routes would choose for a high-severity alert, and says what each
 // answered.
@@ -27,13 +33,16 @@ func alertsCmd(ctx context.Context, args []string, getenv func(string) string, s
 		return alertsOutbox(ctx, args, getenv, stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "test" {
-		return usageError{errors.New("usage: kvwatch alerts list [-n N] | show ID | resend ID | test [--config FILE]")}
+		return groupUsage(args, alertsUsage, stdout)
 	}
-	fs := flag.NewFlagSet("alerts test", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err}
+	fs := newFlags("alerts test", "kvwatch alerts test [--config FILE]",
+		"Sends one test alert to every receiver the routes pick for a high-severity alert, and says what each answered.")
+	cfgPath := fs.String("config", "", configFlagHelp)
+	if err := fs.parse(args[1:], stdout); err != nil {
+		return err
+	}
+	if err := fs.noArgs(); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(*cfgPath, getenv)
 	if err != nil {
@@ -89,12 +98,17 @@ func alertsCmd(ctx context.Context, args []string, getenv func(string) string, s
 // alertsOutbox lists, shows and resends alerts from the outbox in Table
 // Storage: what was sent, to whom, and what each receiver answered.
 func alertsOutbox(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("alerts "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	synopsis := map[string]string{"list": "kvwatch alerts list [-n N]", "show": "kvwatch alerts show ID", "resend": "kvwatch alerts resend [--config FILE] ID"}[args[0]]
+	fs := newFlags("alerts "+args[0], synopsis, "Alerts in the outbox (Table Storage) and their delivery to each receiver.")
 	n := fs.Int("n", 20, "how many recent alerts to list")
 	cfgPath := fs.String("config", "", "kvwatch.yaml (for resend: receivers and routes)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err}
+	if err := fs.parse(args[1:], stdout); err != nil {
+		return err
+	}
+	if args[0] == "list" {
+		if err := fs.noArgs(); err != nil {
+			return err
+		}
 	}
 	log := logger.New(logger.Options{Level: "warn", Console: true, Err: stderr})
 	st, err := openStores(ctx, getenv, log)
@@ -122,15 +136,15 @@ func alertsOutbox(ctx context.Context, args []string, getenv func(string) string
 		}
 		return nil
 	case "show", "resend":
-		if fs.NArg() != 1 {
+		if len(fs.args) != 1 {
 			return usageError{fmt.Errorf("usage: kvwatch alerts %s ID", args[0])}
 		}
-		e, err := st.Outbox.Get(ctx, fs.Arg(0))
+		e, err := st.Outbox.Get(ctx, fs.arg(0))
 		if err != nil {
 			return err
 		}
 		if e == nil {
-			return fmt.Errorf("no alert %s in the outbox", fs.Arg(0))
+			return fmt.Errorf("no alert %s in the outbox", fs.arg(0))
 		}
 		if args[0] == "show" {
 			b, err := json.MarshalIndent(e, "", "  ")

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -39,18 +38,19 @@ import (
 // LoggingSilence timers, and prints the alerts as they arrive. Ctrl-C stops
 // everything. Nothing leaves 127.0.0.1.
 func devCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("dev", "kvwatch dev [--batch N] [--pace D] [--partitions N] [--timers D] [--silence-after D] [--for D]",
+		`Streams the demo day through a local Functions host double, Azurite and local receivers (a webhook
+and an SMTP catcher) into kvwatch serve, and prints the alerts as they arrive. Needs make azurite-install.`)
 	batch := fs.Int("batch", 20, "events (of 10 records) per batch")
 	pace := fs.Duration("pace", 100*time.Millisecond, "pause between two rounds of batches")
 	partitions := fs.Int("partitions", 2, "Event Hubs partitions the demo day is dealt to")
 	every := fs.Duration("timers", 15*time.Second, "how often to fire the Housekeeping and LoggingSilence timers")
 	silence := fs.Duration("silence-after", time.Minute, "settings.logging_silence.after in the generated kvwatch.yaml (the default pack says 60m)")
 	stopAfter := fs.Duration("for", 0, "stop after this long (default: run until Ctrl-C)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	if err := fs.parse(args, stdout); err != nil {
+		return err
 	}
-	if fs.NArg() > 0 || *batch <= 0 || *partitions <= 0 || *every <= 0 || *silence <= 0 {
+	if len(fs.args) > 0 || *batch <= 0 || *partitions <= 0 || *every <= 0 || *silence <= 0 {
 		return usageError{errors.New("usage: kvwatch dev [--batch N] [--pace D] [--partitions N] [--timers D] [--silence-after D] [--for D]")}
 	}
 	if *stopAfter > 0 {

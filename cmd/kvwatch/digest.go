@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -44,8 +43,9 @@ const previewReceiver = "preview"
 // sends it instead to the receivers the routes pick for digests (see
 // digestTargets), saying on stderr what each answered.
 func digestCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("digest", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("digest", "kvwatch digest --period daily|weekly|monthly [flags] [PATH...]",
+		`Replays PATHs (no PATH: the bundled demo day) into memory and prints the digest of the period as text;
+with --send, sends it to the receivers the routes pick for digests instead.`)
 	periodName := fs.String("period", "daily", "daily (the previous day), weekly (the previous Monday–Sunday) or monthly (the previous month)")
 	atFlag := fs.String("at", "", "compute the digest as at this instant: RFC 3339, or YYYY-MM-DD[THH:MM] in the zone (default: the end of the period holding the newest record)")
 	zoneName := fs.String("zone", "", "IANA time zone of the periods (default: settings.business_hours.zone, else UTC)")
@@ -54,8 +54,8 @@ func digestCmd(ctx context.Context, args []string, getenv func(string) string, s
 	cardPath := fs.String("card", "", "also write the Teams Adaptive Card to FILE (JSON)")
 	send := fs.Bool("send", false, "send the digest to the receivers the routes pick for digests (rules: [digest] or tags: [digest]; with no routes, every receiver) instead of printing it")
 	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	if err := fs.parse(args, stdout); err != nil {
+		return err
 	}
 	period, err := digest.ParsePeriod(*periodName)
 	if err != nil {
@@ -132,7 +132,7 @@ func digestCmd(ctx context.Context, args []string, getenv func(string) string, s
 		Next: stats.New(store).Stage(track), Log: log}
 
 	var sum replay.Summary
-	if fs.NArg() == 0 {
+	if len(fs.args) == 0 {
 		blobs := demo.Generate(demo.Options{})
 		inputs := make([]replay.Input, len(blobs))
 		for i, b := range blobs {
@@ -140,7 +140,7 @@ func digestCmd(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		sum, err = replay.RunInputs(ctx, inputs, proc, nil)
 	} else {
-		sum, err = replay.Run(ctx, fs.Args(), proc, nil)
+		sum, err = replay.Run(ctx, fs.args, proc, nil)
 	}
 	fmt.Fprintln(stderr, sum.String())
 	if err != nil {

@@ -325,10 +325,11 @@ mute_intervals:
 		t.Fatalf("muted alert: sent %d, outbox %+v", len(r.got()), es)
 	}
 
-	bad, _ := config.Parse("k.yaml", []byte("receivers: [{name: a, webhook: {url: \"http://127.0.0.1:1\"}}]\nroutes: [{receivers: [b]}]\nsilences: [{starts: x, ends: y}]\n"), config.Options{Getenv: func(string) string { return "" }})
-	if _, err := delivery.Compile(bad); err == nil || !strings.Contains(err.Error(), `no receiver named "b"`) ||
-		!strings.Contains(err.Error(), "silences[0].starts") || !strings.Contains(err.Error(), "name at least one") {
-		t.Errorf("compile errors: %v", err)
+	// config refuses what delivery could not run, with positions.
+	_, err = config.Parse("k.yaml", []byte("receivers: [{name: a, webhook: {url: \"http://127.0.0.1:1\"}}]\nroutes: [{receivers: [b]}]\nsilences: [{starts: x, ends: y}]\n"), config.Options{Getenv: func(string) string { return "" }})
+	if err == nil || !strings.Contains(err.Error(), `k.yaml:2:23: routes[0].receivers[0]: no receiver named "b"`) ||
+		!strings.Contains(err.Error(), "silences[0].starts") || !strings.Contains(err.Error(), "names at least one") {
+		t.Errorf("config errors: %v", err)
 	}
 }
 

@@ -190,23 +190,27 @@ type Compiled struct {
 	Settings config.DeliverySettings
 }
 
-// Compile reads routes, silences and mute intervals, checking that every
-// receiver a route names exists. Every problem is reported.
+// Compile reads routes, silences and mute intervals from a configuration
+// config has validated (config.Parse, config.Load or File.Validate: the
+// receivers routes name exist, times and networks parse). Routes leave out
+// receivers that are off (optional, with their variables unset); a route
+// left with none is dropped.
 func Compile(f *config.File) (*Compiled, error) {
 	c := &Compiled{Settings: f.Delivery}
 	var errs []error
-	names := map[string]bool{}
-	for i, r := range f.Receivers {
-		if r.Name == "" {
-			errs = append(errs, fmt.Errorf("receivers[%d]: name is required", i))
+	off := map[string]bool{}
+	for _, r := range f.Receivers {
+		if r.Off != "" {
+			off[r.Name] = true
 		}
-		if names[r.Name] {
-			errs = append(errs, fmt.Errorf("receivers[%d]: name %q is used twice", i, r.Name))
-		}
-		names[r.Name] = true
 	}
 	for i, r := range f.Routes {
-		rt := Route{Receivers: r.Receivers, Rules: r.Rules, Tags: r.Tags, Vaults: r.Vaults, Continue: r.Continue}
+		rt := Route{Rules: r.Rules, Tags: r.Tags, Vaults: r.Vaults, Continue: r.Continue}
+		for _, n := range r.Receivers {
+			if !off[n] {
+				rt.Receivers = append(rt.Receivers, n)
+			}
+		}
 		if r.MinSeverity != "" {
 			s, err := finding.ParseSeverity(r.MinSeverity)
 			if err != nil {
@@ -214,31 +218,22 @@ func Compile(f *config.File) (*Compiled, error) {
 			}
 			rt.MinSeverity = s
 		}
-		if len(r.Receivers) == 0 {
-			errs = append(errs, fmt.Errorf("routes[%d]: receivers is required", i))
+		if len(rt.Receivers) > 0 {
+			c.Routes = append(c.Routes, rt)
 		}
-		for _, n := range r.Receivers {
-			if !names[n] {
-				errs = append(errs, fmt.Errorf("routes[%d]: no receiver named %q", i, n))
-			}
-		}
-		for _, p := range append(append([]string{}, r.Rules...), r.Vaults...) {
-			if _, err := path.Match(p, ""); err != nil {
-				errs = append(errs, fmt.Errorf("routes[%d]: bad pattern %q", i, p))
-			}
-		}
-		c.Routes = append(c.Routes, rt)
 	}
 	for i, s := range f.Silences {
 		sl := Silence{Comment: s.Comment, Rules: s.Rules, Vaults: s.Vaults, Callers: s.Callers}
 		var err error
-		if sl.Starts, err = time.Parse(time.RFC3339, s.Starts); err != nil {
-			errs = append(errs, fmt.Errorf("silences[%d].starts: %q is not an RFC 3339 time", i, s.Starts))
+		if s.Starts != "" {
+			if sl.Starts, err = config.ParseInstant(s.Starts); err != nil {
+				errs = append(errs, fmt.Errorf("silences[%d].starts: %w", i, err))
+			}
 		}
-		if sl.Ends, err = time.Parse(time.RFC3339, s.Ends); err != nil {
-			errs = append(errs, fmt.Errorf("silences[%d].ends: %q is not an RFC 3339 time", i, s.Ends))
-		} else if !sl.Ends.After(sl.Starts) {
-			errs = append(errs, fmt.Errorf("silences[%d]: ends is not after starts", i))
+		if s.Ends != "" {
+			if sl.Ends, err = config.ParseInstant(s.Ends); err != nil {
+				errs = append(errs, fmt.Errorf("silences[%d].ends: %w", i, err))
+			}
 		}
 		for _, ip := range s.IPs {
 			p, err := parsePrefix(ip)
@@ -247,9 +242,6 @@ func Compile(f *config.File) (*Compiled, error) {
 				continue
 			}
 			sl.IPs = append(sl.IPs, p)
-		}
-		if len(s.Rules)+len(s.Vaults)+len(s.Callers)+len(s.IPs) == 0 {
-			errs = append(errs, fmt.Errorf("silences[%d]: name at least one of rules, vaults, callers, ips", i))
 		}
 		c.Silences = append(c.Silences, sl)
 	}
@@ -322,4 +314,21 @@ func hhmm(s string) (int, error) {
 		return 0, fmt.Errorf("%q is not HH:MM", s)
 	}
 	return hi*60 + mi, nil
+}
+
+// MutedBy names the first silence, then mute interval, that holds an
+// alert back when it is recorded at now; "" when none does. It is what
+// the dispatcher records, and what `kvwatch routes test` shows.
+func MutedBy(a *alert.Alert, silences []Silence, mutes []MuteInterval, now time.Time) string {
+	for i := range silences {
+		if silences[i].MatchesAt(a, now) {
+			return silences[i].Name()
+		}
+	}
+	for i := range mutes {
+		if mutes[i].Contains(a.FirstEvent) {
+			return "mute interval " + mutes[i].Name
+		}
+	}
+	return ""
 }
