@@ -8,13 +8,13 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,6 +41,7 @@ import (
 	"github.com/kvwatch/kvwatch/internal/printer"
 	"github.com/kvwatch/kvwatch/internal/replay"
 	"github.com/kvwatch/kvwatch/internal/rules"
+	"github.com/kvwatch/kvwatch/internal/ruletest"
 	"github.com/kvwatch/kvwatch/internal/state"
 	"github.com/kvwatch/kvwatch/internal/stats"
 )
@@ -54,13 +55,11 @@ Usage:
   kvwatch serve [--port N]                 run as the Azure Functions custom handler
   kvwatch replay [flags] [PATH...]         replay archived logs (no PATH: the bundled demo day)
   kvwatch consume [flags]                  read the Event Hub directly, outside Azure Functions
-  kvwatch rules check [FILE]               validate the configuration as serve would, listing every error
-  kvwatch rules show ID                    print a rule as it runs (the pack's, with overrides and except)
+  kvwatch rules check                      validate the configuration, listing every error
   kvwatch rules test [DIR]                 run rule tests (no DIR: the default pack's own)
-  kvwatch routes test [--severity S] [--rule R] [--vault V] [--tag T]
-                                           print the receivers an alert would reach, or what would mute it
   kvwatch alerts list|show ID|resend ID    alerts in the outbox (Table Storage) and their delivery
   kvwatch alerts test                      send a test alert through the configured receivers and routes
+  kvwatch silence add|list|expire          silences kept in Table Storage, honoured by serve within a minute
   kvwatch digest --period daily|weekly|monthly [--at TIME] [--zone Z] [--html FILE] [--chart FILE] [PATH...]
                                            preview a digest (no PATH: the bundled demo day)
   kvwatch state prune [--at TIME]          delete detection state no rule needs any more (Table Storage)
@@ -70,9 +69,7 @@ Usage:
   kvwatch version                          print the version
 
 Every command but demo and version takes --config FILE (default: $KVWATCH_CONFIG,
-else the embedded default configuration and rule pack). kvwatch COMMAND --help
-prints a command's flags. Where a command reads a file or PATH, "-" is standard
-input. Times (--at) are RFC 3339, a date, today, yesterday, or an age like -2h.
+else the embedded default configuration and rule pack).
 
 Environment:
   FUNCTIONS_CUSTOMHANDLER_PORT, FUNCTIONS_HTTPWORKER_PORT   port to listen on (127.0.0.1 only)
@@ -83,23 +80,18 @@ Environment:
   KVWATCH_TABLE_PREFIX       table name prefix, so deployments can share an account
   KVWATCH_LOG_LEVEL          debug, info, warn, error (default info)
   KVWATCH_CONFIG             path of kvwatch.yaml (default: the embedded pack)
+  KVWATCH_SILENCE_POLL       how often serve reads the silences of kvwatch silence add (default 30s)
 `
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := runWithInput(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
-// run is main without the process, with nothing on standard input.
+// run is main without the process: testable.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	return runWithInput(ctx, args, getenv, strings.NewReader(""), stdout, stderr)
-}
-
-// runWithInput is main without the process: testable. stdin is what "-"
-// reads.
-func runWithInput(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -109,13 +101,15 @@ func runWithInput(ctx context.Context, args []string, getenv func(string) string
 	case "serve":
 		err = serve(ctx, args[1:], getenv, stdout, stderr)
 	case "replay":
-		err = replayCmd(ctx, args[1:], getenv, stdin, stdout, stderr)
+		err = replayCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "consume":
 		err = consumeCmd(ctx, args[1:], getenv, stdout, stderr, wireConsume)
 	case "rules":
-		err = rulesCmd(ctx, args[1:], getenv, stdin, stdout, stderr)
+		err = rulesCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "alerts":
 		err = alertsCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "silence":
+		err = silenceCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "digest":
 		err = digestCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "state":
@@ -124,8 +118,6 @@ func runWithInput(ctx context.Context, args []string, getenv func(string) string
 		err = devCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "demo":
 		err = demoCmd(args[1:], stdout)
-	case "routes":
-		err = routesCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "kvwatch", version)
 	case "help", "-h", "--help":
@@ -133,21 +125,6 @@ func runWithInput(ctx context.Context, args []string, getenv func(string) string
 	default:
 		fmt.Fprintf(stderr, "kvwatch: unknown command %q\n\n%s", args[0], usage)
 		return 2
-	}
-	if errors.Is(err, errHelp) {
-		return 0
-	}
-	var ce *config.Errors
-	if errors.As(err, &ce) {
-		// One error per line, each with its position, as rules check and
-		// serve both report them.
-		fmt.Fprintln(stderr, err)
-		if n := len(ce.List); n == 1 {
-			fmt.Fprintln(stderr, "kvwatch: 1 configuration error")
-		} else {
-			fmt.Fprintf(stderr, "kvwatch: %d configuration errors\n", n)
-		}
-		return 1
 	}
 	if err != nil {
 		var ue usageError
@@ -178,16 +155,13 @@ func newLogger(getenv func(string) string, stdout, stderr io.Writer, level strin
 const defaultMemoryLimit = 200 << 20
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", "kvwatch serve [--port N] [--config FILE] [--grace D]",
-		"Runs as the Azure Functions custom handler: answers the host on 127.0.0.1 (AuditEvents and the timers).")
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	port := fs.Int("port", -1, "port to listen on (default: from the host's environment)")
 	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
 	grace := fs.Duration("grace", 30*time.Second, "how long to wait for in-flight invocations on shutdown")
-	if err := fs.parse(args, stdout); err != nil {
-		return err
-	}
-	if err := fs.noArgs(); err != nil {
-		return err
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
 	}
 	// Listen first: the host polls GET / and gives up after its
 	// initialization timeout, so anything slow comes after.
@@ -238,15 +212,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	start.Ready(handlers.New(handlers.Config{MaxBody: maxBody, Letters: rt.Letters, Timers: rt.Timers}, rt.Proc, log))
-	return <-served
+	// Delivery runs beside the handler, never inside an invocation.
+	stopBackground := startBackground(sctx, rt.Background)
+	err = <-served
+	stopBackground()
+	return err
 }
 
-func replayCmd(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("replay", "kvwatch replay [flags] [PATH...]",
-		`Replays archived audit logs (PT1H.json blobs, JSON Lines, or Event Hubs bodies; files or directories)
-through the pipeline and prints the findings. No PATH: the bundled demo day. "-" reads standard input.
-With --send, alerts go through the configured receivers and routes, and each is printed with the
-receivers it went to, or what muted it.`)
+func replayCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	output := fs.String("output", "text", "output format: text or json (one object per line)")
 	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
 	events := fs.Bool("events", false, "print the normalized events instead of findings")
@@ -254,8 +229,8 @@ receivers it went to, or what muted it.`)
 	stateKind := fs.String("state", "memory", "where detection state lives: memory, or table (Table Storage as configured by the environment)")
 	dlPath := fs.String("deadletter", "", "write dead letters to this JSON Lines file (default: count only)")
 	verbose := fs.Bool("v", false, "log every batch")
-	if err := fs.parse(args, stdout); err != nil {
-		return err
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
 	}
 	format, err := printer.ParseFormat(*output)
 	if err != nil {
@@ -315,7 +290,7 @@ receivers it went to, or what muted it.`)
 		// Replay runs on event time: cooldowns, silences and give-up
 		// follow the records, not the wall clock.
 		var latest time.Time
-		disp, err := buildDispatcher(cfg, rs, outbox, receivers, log, func() time.Time { return latest })
+		disp, err := buildDispatcher(cfg, rs, outbox, receivers, log, func() time.Time { return latest }, nil)
 		if err != nil {
 			return err
 		}
@@ -325,10 +300,19 @@ receivers it went to, or what muted it.`)
 					latest = f.LastEvent
 				}
 			}
-			return disp.Found(ctx, fs)
+			if err := disp.Found(ctx, fs); err != nil {
+				return err
+			}
+			// Replay sends as it goes, in event time, each send with its
+			// deadline; serve leaves it to its sender loop.
+			_, err := disp.Flush(ctx)
+			return err
 		})
 		next = detect.New(rs, settings, detect.Options{Store: store, Sink: sink, Log: log})
-		flush = func() error { return nil }
+		flush = func() error {
+			_, err := disp.Flush(ctx)
+			return err
+		}
 	default:
 		out := printer.NewFindings(stdout, format)
 		next = detect.New(rs, settings, detect.Options{Store: store, Sink: out, Log: log})
@@ -341,25 +325,15 @@ receivers it went to, or what muted it.`)
 		progress = progressBar(stderr)
 	}
 	var sum replay.Summary
-	switch {
-	case len(fs.args) == 0:
+	if fs.NArg() == 0 {
 		blobs := demo.Generate(demo.Options{})
 		inputs := make([]replay.Input, len(blobs))
 		for i, b := range blobs {
 			inputs[i] = replay.Input{Name: b.Path, Data: b.Data}
 		}
 		sum, err = replay.RunInputs(ctx, inputs, proc, progress)
-	case slices.Contains(fs.args, "-"):
-		if len(fs.args) > 1 {
-			return usageError{errors.New("replay: - (standard input) cannot be given with other paths")}
-		}
-		data, rerr := io.ReadAll(stdin)
-		if rerr != nil {
-			return fmt.Errorf("replay: reading standard input: %w", rerr)
-		}
-		sum, err = replay.RunInputs(ctx, []replay.Input{{Name: "<stdin>", Data: data}}, proc, progress)
-	default:
-		sum, err = replay.Run(ctx, fs.args, proc, progress)
+	} else {
+		sum, err = replay.Run(ctx, fs.Args(), proc, progress)
 	}
 	if ferr := flush(); ferr != nil && err == nil {
 		err = ferr
@@ -368,10 +342,6 @@ receivers it went to, or what muted it.`)
 		fmt.Fprint(stderr, "\r\033[K")
 	}
 	fmt.Fprintln(stderr, sum.String())
-	if err == nil && len(fs.args) > 0 && sum.Stats.Accepted == 0 {
-		return fmt.Errorf("replay: no audit records kvwatch could read in %s (%d files, %d bytes, %d records, %d dead-lettered): it reads Key Vault AuditEvent logs (PT1H.json blobs, JSON Lines, Event Hubs bodies)",
-			strings.Join(fs.args, ", "), sum.Files, sum.Bytes, sum.Stats.Records, sum.Stats.DeadLettered)
-	}
 	return err
 }
 
@@ -403,10 +373,6 @@ func buildReceivers(cfg *config.File, client *http.Client, stdout io.Writer, log
 	out := map[string]delivery.Notifier{}
 	var errs []error
 	for _, r := range cfg.Receivers {
-		if r.Off != "" {
-			log.Info().Str("receiver", r.Name).Str("how", r.Off).Msg("optional receiver is off")
-			continue
-		}
 		switch {
 		case r.Webhook != nil:
 			n, err := webhook.New(r.Name, *r.Webhook, client, nil)
@@ -441,17 +407,13 @@ func buildReceivers(cfg *config.File, client *http.Client, stdout io.Writer, log
 // buildDispatcher wires delivery: routes, silences, the rules' cooldowns.
 // With no receivers configured, alerts are written to the log.
 func buildDispatcher(cfg *config.File, rs []*rules.Rule, out delivery.Outbox, receivers map[string]delivery.Notifier,
-	log zerolog.Logger, now ...func() time.Time) (*delivery.Dispatcher, error) {
+	log zerolog.Logger, now func() time.Time, silences func() []delivery.Silence) (*delivery.Dispatcher, error) {
 	c, err := delivery.Compile(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("delivery configuration: %w", err)
 	}
 	if len(receivers) == 0 {
-		msg := cfg.NoReceivers()
-		if msg == "" {
-			msg = "no receivers configured, so alerts go to the log only"
-		}
-		log.Warn().Msg(msg)
+		log.Warn().Msg("no receivers configured: alerts are written to the log only")
 		receivers = map[string]delivery.Notifier{"log": delivery.NotifierFunc(func(_ context.Context, a *alert.Alert) error {
 			log.Warn().Str("alert", a.ID).Str("rule", a.Rule).Str("severity", a.Severity.String()).
 				Str("vault", a.Vault).Int("findings", len(a.Findings)).Str("summary", a.Summary).Msg("alert")
@@ -466,9 +428,8 @@ func buildDispatcher(cfg *config.File, rs []*rules.Rule, out delivery.Outbox, re
 	o := delivery.Options{Outbox: out, Receivers: receivers, Routes: c.Routes, Silences: c.Silences, Mutes: c.Mutes,
 		Cooldowns: cooldowns, GiveUp: c.Settings.GiveUp.Duration, MaxBackoff: c.Settings.MaxBackoff.Duration,
 		MaxReminder: c.Settings.MaxReminder.Duration, GroupWait: c.Settings.GroupWait.Duration, Instance: fmt.Sprintf("%s/%d", host, os.Getpid()), Log: log}
-	if len(now) > 0 {
-		o.Now = now[0]
-	}
+	o.Now, o.SilenceSource = now, silences
+	deliverySettings(cfg, &o)
 	return delivery.New(o), nil
 }
 
@@ -478,6 +439,9 @@ type runtime struct {
 	Proc    *pipeline.Pipeline
 	Letters deadletter.Sink
 	Timers  map[string]handlers.TimerFunc
+	// Background is what runs beside them until the process stops: the
+	// sender loop and the silence watcher.
+	Background []background
 }
 
 // wireRuntime builds everything once: stores, rules, receivers, delivery,
@@ -500,7 +464,15 @@ func wireRuntime(ctx context.Context, cfgPath string, getenv func(string) string
 	if err != nil {
 		return runtime{}, err
 	}
-	disp, err := buildDispatcher(cfg, rs, st.Outbox, receivers, log)
+	poll, err := silencePoll(getenv)
+	if err != nil {
+		return runtime{}, err
+	}
+	silences := delivery.NewSilenceWatcher(st.Silences, poll, nil, log)
+	if err := silences.Refresh(ctx); err != nil {
+		log.Warn().Err(err).Msg("silences: reading the silences failed; trying again in the background")
+	}
+	disp, err := buildDispatcher(cfg, rs, st.Outbox, receivers, log, nil, silences.Active)
 	if err != nil {
 		return runtime{}, err
 	}
@@ -528,12 +500,17 @@ func wireRuntime(ctx context.Context, cfgPath string, getenv func(string) string
 			if err != nil {
 				return nil, err
 			}
+			pruned, err := disp.Prune(ctx)
+			if err != nil {
+				return nil, err
+			}
 			// The monthly trend needs the previous month's day statistics.
 			if _, err := stats.Prune(ctx, store, time.Now().AddDate(0, 0, -100)); err != nil {
 				return nil, err
 			}
-			return []string{fmt.Sprintf("kvwatch: housekeeping: %d alerts delivered, %d still retrying, %d given up",
-				rep.Delivered, rep.Retrying, rep.Undelivered)}, nil
+			return []string{fmt.Sprintf("kvwatch: housekeeping: %d alerts delivered, %d still retrying, %d given up, %d muted; "+
+				"pruned %d alerts, %d decisions, %d cooldowns past the retention",
+				rep.Delivered, rep.Retrying, rep.Undelivered, rep.Muted, pruned.Entries, pruned.Decisions, pruned.Cooldowns)}, nil
 		},
 		"LoggingSilence": func(ctx context.Context, _ handlers.TimerInfo) ([]string, error) {
 			fs, err := hb.Check(ctx)
@@ -546,7 +523,8 @@ func wireRuntime(ctx context.Context, cfgPath string, getenv func(string) string
 			return []string{fmt.Sprintf("kvwatch: logging silence: %d changes", len(fs))}, nil
 		},
 	}
-	return runtime{Proc: proc, Letters: st.Letters, Timers: timers}, nil
+	return runtime{Proc: proc, Letters: st.Letters, Timers: timers,
+		Background: []background{silences, disp.NewSender(delivery.SenderOptions{})}}, nil
 }
 
 // wireConsume adapts wireRuntime for kvwatch consume.
@@ -555,7 +533,7 @@ func wireConsume(ctx context.Context, d consumeDeps) (consumeWiring, error) {
 	if err != nil {
 		return consumeWiring{}, err
 	}
-	return consumeWiring{Proc: rt.Proc, Letters: rt.Letters, Timers: rt.Timers}, nil
+	return consumeWiring{Proc: rt.Proc, Letters: rt.Letters, Timers: rt.Timers, Background: rt.Background}, nil
 }
 
 // heartbeatOptions reads settings.logging_silence.
@@ -583,51 +561,95 @@ func loadRules(path string, getenv func(string) string) ([]*rules.Rule, *rules.S
 	return rs, s, nil
 }
 
-// loadConfig reads the configuration kvwatch runs: the file at path (else
-// $KVWATCH_CONFIG) resolved against the embedded default pack, or the
-// embedded configuration alone. config validates and resolves it; every
-// command goes through here, so `rules check` refuses what `serve` would.
 func loadConfig(path string, getenv func(string) string) (*config.File, error) {
 	if path == "" {
 		path = getenv("KVWATCH_CONFIG")
 	}
 	if path == "" {
-		f, err := config.Parse(embeddedName, pack.Config, config.Options{Getenv: getenv})
-		if err != nil {
-			return nil, err
-		}
-		return f, config.Resolve(f, nil)
+		return config.Parse("kvwatch.yaml (embedded)", pack.Config, config.Options{Getenv: getenv})
 	}
 	f, err := config.Load(path, getenv)
 	if err != nil {
 		return nil, err
 	}
-	return resolveConfig(f, getenv)
-}
-
-// loadConfigData is loadConfig for a file already read (standard input).
-func loadConfigData(name string, data []byte, getenv func(string) string) (*config.File, error) {
-	f, err := config.Parse(name, data, config.Options{Getenv: getenv})
-	if err != nil {
-		return nil, err
-	}
-	return resolveConfig(f, getenv)
-}
-
-// resolveConfig merges the embedded default pack into a user's file.
-func resolveConfig(f *config.File, getenv func(string) string) (*config.File, error) {
-	p, err := config.Parse(embeddedName, pack.Config, config.Options{Getenv: getenv})
-	if err != nil {
-		return nil, err
-	}
-	if err := config.Resolve(f, p); err != nil {
-		return nil, err
+	if f.DefaultPack == nil || *f.DefaultPack {
+		p, err := config.Parse("kvwatch.yaml (embedded)", pack.Config, config.Options{Getenv: getenv})
+		if err != nil {
+			return nil, err
+		}
+		own := map[string]bool{}
+		for _, r := range f.Rules {
+			own[r.ID] = true
+		}
+		var rules []config.RuleSpec
+		for _, r := range p.Rules {
+			if !own[r.ID] {
+				rules = append(rules, r)
+			}
+		}
+		f.Rules = append(rules, f.Rules...)
 	}
 	return f, nil
 }
 
-// embeddedName names the embedded configuration in messages.
-const embeddedName = "kvwatch.yaml (embedded)"
+func rulesCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "check" && args[0] != "test") {
+		return usageError{errors.New("usage: kvwatch rules check|test [--config FILE] [DIR]")}
+	}
+	fs := flag.NewFlagSet("rules "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err}
+	}
+	f, err := loadConfig(*cfgPath, getenv)
+	if err != nil {
+		return err
+	}
+	rs, s, err := rules.Compile(f)
+	if err != nil {
+		return fmt.Errorf("compile rules: %w", err)
+	}
+	if args[0] == "check" {
+		on := 0
+		for _, r := range rs {
+			if r.Off == "" {
+				on++
+			} else {
+				fmt.Fprintf(stdout, "rule %s is off: %s\n", r.ID, r.Off)
+			}
+		}
+		fmt.Fprintf(stdout, "configuration is valid: %d rules, %d on\n", len(rs), on)
+		return nil
+	}
+	var suites map[string]*ruletest.File
+	if fs.NArg() == 0 {
+		suites, err = ruletest.Load(pack.Tests, "tests")
+	} else {
+		suites, err = ruletest.Load(os.DirFS(fs.Arg(0)), ".")
+	}
+	if err != nil {
+		return err
+	}
+	results := ruletest.Run(ctx, rs, s, suites)
+	failed := 0
+	for _, r := range results {
+		if r.Err != nil {
+			failed++
+			fmt.Fprintf(stdout, "FAIL %s: %s: %v\n", r.File, r.Name, r.Err)
+		} else {
+			fmt.Fprintf(stdout, "ok   %s: %s\n", r.File, r.Name)
+		}
+	}
+	fmt.Fprintf(stdout, "rules: %d passed, %d failed\n", len(results)-failed, failed)
+	if failed > 0 {
+		return fmt.Errorf("%d rule tests failed", failed)
+	}
+	if len(results) == 0 {
+		return errors.New("no rule tests found")
+	}
+	return nil
+}
 
 // stateCmd: `kvwatch state prune` deletes window state older than every
 // rule's horizon before --at (default now), and day statistics older than
@@ -635,22 +657,22 @@ const embeddedName = "kvwatch.yaml (embedded)"
 // prunes its windows as event time advances.
 func stateCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "prune" {
-		return groupUsage(args, "Usage:\n  kvwatch state prune [--config FILE] [--at TIME]   delete detection state no rule needs any more (Table Storage)\n", stdout)
+		return usageError{errors.New("usage: kvwatch state prune [--config FILE] [--at RFC3339]")}
 	}
-	fs := newFlags("state prune", "kvwatch state prune [--config FILE] [--at TIME]",
-		`Deletes window state older than every rule's horizon before --at, and day statistics older than
-100 days, from Table Storage.`)
-	cfgPath := fs.String("config", "", configFlagHelp)
-	at := fs.String("at", "now", "prune as if the newest event were at this time: "+timeHelp)
-	if err := fs.parse(args[1:], stdout); err != nil {
-		return err
+	fs := flag.NewFlagSet("state prune", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
+	at := fs.String("at", "", "prune as if the newest event were at this time (RFC 3339; default now)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err}
 	}
-	if err := fs.noArgs(); err != nil {
-		return err
-	}
-	when, err := parseTime(*at, time.Now())
-	if err != nil {
-		return usageError{fmt.Errorf("--at: %w", err)}
+	when := time.Now().UTC()
+	if *at != "" {
+		t, err := time.Parse(time.RFC3339, *at)
+		if err != nil {
+			return usageError{fmt.Errorf("--at: %w", err)}
+		}
+		when = t
 	}
 	log := logger.New(logger.Options{Level: "warn", Console: true, Err: stderr})
 	st, err := openStores(ctx, getenv, log)
@@ -678,22 +700,13 @@ func stateCmd(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 func demoCmd(args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "write" {
-		return groupUsage(args, "Usage:\n  kvwatch demo write DIR   write the bundled demo day as PT1H.json blobs under DIR\n", stdout)
+	if len(args) != 2 || args[0] != "write" {
+		return usageError{errors.New("usage: kvwatch demo write DIR")}
 	}
-	fs := newFlags("demo write", "kvwatch demo write DIR",
-		"Writes the bundled demo day (four vaults, one day) as PT1H.json blobs under DIR, laid out as the archive does.")
-	if err := fs.parse(args[1:], stdout); err != nil {
+	blobs := demo.Generate(demo.Options{})
+	if err := demo.Write(args[1], blobs); err != nil {
 		return err
 	}
-	if len(fs.args) != 1 {
-		return usageError{errors.New("demo write takes one DIR (see kvwatch demo write --help)")}
-	}
-	dir := fs.args[0]
-	blobs := demo.Generate(demo.Options{})
-	if err := demo.Write(dir, blobs); err != nil {
-		return fmt.Errorf("demo write %s: %w", dir, err)
-	}
-	fmt.Fprintf(stdout, "wrote %d blobs under %s\n", len(blobs), dir)
+	fmt.Fprintf(stdout, "wrote %d blobs under %s\n", len(blobs), args[1])
 	return nil
 }

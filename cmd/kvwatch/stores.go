@@ -30,6 +30,8 @@ type stores struct {
 	State   state.Store
 	Outbox  delivery.Outbox
 	Letters deadletter.Sink
+	// Silences are those added at run time (kvwatch silence add).
+	Silences delivery.SilenceStore
 	// Durable is true when they are in Table Storage: they survive a
 	// restart and every instance shares them.
 	Durable bool
@@ -59,6 +61,7 @@ func openStores(ctx context.Context, getenv func(string) string, log zerolog.Log
 		}
 		s := stores{
 			State: state.NewMemory(), Outbox: delivery.NewMemory(), Letters: deadletter.NewFile(path),
+			Silences: &delivery.MemorySilences{},
 			Describe: "memory (state and outbox), dead letters in " + path,
 		}
 		log.Warn().Str("deadletter_file", path).
@@ -88,6 +91,10 @@ func openStores(ctx context.Context, getenv func(string) string, log zerolog.Log
 	if err != nil {
 		return stores{}, fmt.Errorf("%s: %w", desc, err)
 	}
-	log.Info().Str("stores", desc).Msg("state, outbox and dead letters are in Table Storage")
-	return stores{State: j, Outbox: ts.Outbox(), Letters: ts.DeadLetters(), Durable: true, Describe: desc}, nil
+	silences, err := ts.Silences(ctx, client)
+	if err != nil {
+		return stores{}, fmt.Errorf("%s: %w", desc, err)
+	}
+	log.Info().Str("stores", desc).Msg("state, outbox, silences and dead letters are in Table Storage")
+	return stores{State: j, Outbox: ts.Outbox(), Letters: ts.DeadLetters(), Silences: silences, Durable: true, Describe: desc}, nil
 }

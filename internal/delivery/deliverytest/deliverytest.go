@@ -39,7 +39,8 @@ type Fast struct {
 	got []alert.Alert
 }
 
-func newFast(t *testing.T) *Fast {
+// NewFast returns a running Fast.
+func NewFast(t *testing.T) *Fast {
 	f := &Fast{}
 	f.Srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var a alert.Alert
@@ -157,7 +158,7 @@ func WaitFor(t *testing.T, what string, cond func() bool) {
 // recovers it gets each alert, once.
 func HungReceiverScenario(t *testing.T, out delivery.Outbox) {
 	hung := NewHungReceiver(t)
-	teams, mail := newFast(t), newFast(t)
+	teams, mail := NewFast(t), NewFast(t)
 	d := delivery.New(delivery.Options{Outbox: out, Log: zerolog.Nop(), MaxBackoff: 200 * time.Millisecond,
 		Receivers: Webhooks(t, map[string]string{"hook": hung.Srv.URL, "teams": teams.Srv.URL, "email": mail.Srv.URL})})
 	s := d.NewSender(delivery.SenderOptions{Interval: 50 * time.Millisecond})

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/kvwatch/kvwatch/internal/config"
+	"github.com/kvwatch/kvwatch/internal/delivery"
+)
+
+// background is long-lived work beside the handler or the consumer, like
+// Alertmanager's dispatcher: Run until Stop.
+type background interface {
+	Run(ctx context.Context)
+	Stop()
+}
+
+// startBackground runs each job in a goroutine of its own; the function it
+// returns stops them all and waits for them.
+func startBackground(ctx context.Context, jobs []background) (stop func()) {
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			j.Run(ctx)
+		}()
+	}
+	return func() {
+		var sw sync.WaitGroup
+		for _, j := range jobs {
+			sw.Add(1)
+			go func() {
+				defer sw.Done()
+				j.Stop()
+			}()
+		}
+		sw.Wait()
+		wg.Wait()
+	}
+}
+
+// deliverySettings applies kvwatch.yaml's delivery settings that the
+// dispatcher's other options do not carry.
+func deliverySettings(cfg *config.File, o *delivery.Options) {
+	o.SendTimeout = cfg.Delivery.SendTimeout.Duration
+	o.Retention = cfg.Delivery.Retention.Duration
+}
+
+// envSilencePoll is how often serve and consume read the silences added
+// at run time (default delivery.DefaultSilencePoll, 30s).
+const envSilencePoll = "KVWATCH_SILENCE_POLL"
+
+func silencePoll(getenv func(string) string) (time.Duration, error) {
+	v := getenv(envSilencePoll)
+	if v == "" {
+		return delivery.DefaultSilencePoll, nil
+	}
+	d, err := config.ParseDuration(v)
+	if err != nil || d <= 0 || d > time.Minute {
+		return 0, fmt.Errorf("%s=%q: want a duration up to 1m (e.g. 30s)", envSilencePoll, v)
+	}
+	return d, nil
+}
