@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -90,23 +89,18 @@ Flags:
 // SIGINT), then shuts down gracefully: batches under way finish and are
 // checkpointed, partitions are given up for other instances.
 func consumeCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, wire consumeWire) error {
-	fs := flag.NewFlagSet("consume", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, consumeUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlags("consume", "kvwatch consume [flags]", strings.TrimSuffix(strings.TrimPrefix(consumeUsage, "Usage: kvwatch consume [flags]\n"), "Flags:\n"))
 	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
 	batchSize := fs.Int("batch-size", 100, "most events per batch")
 	maxWait := fs.Duration("max-wait", 5*time.Second, "longest wait to fill a batch before handing on what has arrived")
 	grace := fs.Duration("grace", 30*time.Second, "how long batches under way may take to finish on shutdown")
 	start := fs.String("start", "earliest", "where a partition with no checkpoint starts: earliest (all the hub keeps) or latest")
 	timersOff := fs.Bool("no-timers", false, "do not run the timer functions (LoggingSilence, Housekeeping, Digest) here")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	if err := fs.parse(args, stdout); err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("consume takes no arguments, got %q", fs.Args())}
+	if err := fs.noArgs(); err != nil {
+		return err
 	}
 	if *batchSize <= 0 || *maxWait <= 0 || *grace <= 0 {
 		return usageError{errors.New("--batch-size, --max-wait and --grace must be positive")}

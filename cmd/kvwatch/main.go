@@ -8,13 +8,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,7 +41,6 @@ import (
 	"github.com/kvwatch/kvwatch/internal/printer"
 	"github.com/kvwatch/kvwatch/internal/replay"
 	"github.com/kvwatch/kvwatch/internal/rules"
-	"github.com/kvwatch/kvwatch/internal/ruletest"
 	"github.com/kvwatch/kvwatch/internal/state"
 	"github.com/kvwatch/kvwatch/internal/stats"
 )
@@ -55,8 +54,11 @@ Usage:
   kvwatch serve [--port N]                 run as the Azure Functions custom handler
   kvwatch replay [flags] [PATH...]         replay archived logs (no PATH: the bundled demo day)
   kvwatch consume [flags]                  read the Event Hub directly, outside Azure Functions
-  kvwatch rules check                      validate the configuration, listing every error
+  kvwatch rules check [FILE]               validate the configuration as serve would, listing every error
+  kvwatch rules show ID                    print a rule as it runs (the pack's, with overrides and except)
   kvwatch rules test [DIR]                 run rule tests (no DIR: the default pack's own)
+  kvwatch routes test [--severity S] [--rule R] [--vault V] [--tag T]
+                                           print the receivers an alert would reach, or what would mute it
   kvwatch alerts list|show ID|resend ID    alerts in the outbox (Table Storage) and their delivery
   kvwatch alerts test                      send a test alert through the configured receivers and routes
   kvwatch silence add|list|expire          silences kept in Table Storage, honoured by serve within a minute
@@ -69,7 +71,9 @@ Usage:
   kvwatch version                          print the version
 
 Every command but demo and version takes --config FILE (default: $KVWATCH_CONFIG,
-else the embedded default configuration and rule pack).
+else the embedded default configuration and rule pack). kvwatch COMMAND --help
+prints a command's flags. Where a command reads a file or PATH, "-" is standard
+input. Times (--at) are RFC 3339, a date, today, yesterday, or an age like -2h.
 
 Environment:
   FUNCTIONS_CUSTOMHANDLER_PORT, FUNCTIONS_HTTPWORKER_PORT   port to listen on (127.0.0.1 only)
@@ -85,13 +89,19 @@ Environment:
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	code := runWithInput(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
-// run is main without the process: testable.
+// run is main without the process, with nothing on standard input.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	return runWithInput(ctx, args, getenv, strings.NewReader(""), stdout, stderr)
+}
+
+// runWithInput is main without the process: testable. stdin is what "-"
+// reads.
+func runWithInput(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -101,11 +111,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "serve":
 		err = serve(ctx, args[1:], getenv, stdout, stderr)
 	case "replay":
-		err = replayCmd(ctx, args[1:], getenv, stdout, stderr)
+		err = replayCmd(ctx, args[1:], getenv, stdin, stdout, stderr)
 	case "consume":
 		err = consumeCmd(ctx, args[1:], getenv, stdout, stderr, wireConsume)
 	case "rules":
-		err = rulesCmd(ctx, args[1:], getenv, stdout, stderr)
+		err = rulesCmd(ctx, args[1:], getenv, stdin, stdout, stderr)
 	case "alerts":
 		err = alertsCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "silence":
@@ -118,6 +128,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = devCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "demo":
 		err = demoCmd(args[1:], stdout)
+	case "routes":
+		err = routesCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "kvwatch", version)
 	case "help", "-h", "--help":
@@ -125,6 +137,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	default:
 		fmt.Fprintf(stderr, "kvwatch: unknown command %q\n\n%s", args[0], usage)
 		return 2
+	}
+	if errors.Is(err, errHelp) {
+		return 0
+	}
+	var ce *config.Errors
+	if errors.As(err, &ce) {
+		// One error per line, each with its position, as rules check and
+		// serve both report them.
+		fmt.Fprintln(stderr, err)
+		if n := len(ce.List); n == 1 {
+			fmt.Fprintln(stderr, "kvwatch: 1 configuration error")
+		} else {
+			fmt.Fprintf(stderr, "kvwatch: %d configuration errors\n", n)
+		}
+		return 1
 	}
 	if err != nil {
 		var ue usageError
@@ -155,13 +182,16 @@ func newLogger(getenv func(string) string, stdout, stderr io.Writer, level strin
 const defaultMemoryLimit = 200 << 20
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("serve", "kvwatch serve [--port N] [--config FILE] [--grace D]",
+		"Runs as the Azure Functions custom handler: answers the host on 127.0.0.1 (AuditEvents and the timers).")
 	port := fs.Int("port", -1, "port to listen on (default: from the host's environment)")
 	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
 	grace := fs.Duration("grace", 30*time.Second, "how long to wait for in-flight invocations on shutdown")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	if err := fs.parse(args, stdout); err != nil {
+		return err
+	}
+	if err := fs.noArgs(); err != nil {
+		return err
 	}
 	// Listen first: the host polls GET / and gives up after its
 	// initialization timeout, so anything slow comes after.
@@ -219,9 +249,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return err
 }
 
-func replayCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func replayCmd(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("replay", "kvwatch replay [flags] [PATH...]",
+		`Replays archived audit logs (PT1H.json blobs, JSON Lines, or Event Hubs bodies; files or directories)
+through the pipeline and prints the findings. No PATH: the bundled demo day. "-" reads standard input.
+With --send, alerts go through the configured receivers and routes, and each is printed with the
+receivers it went to, or what muted it.`)
 	output := fs.String("output", "text", "output format: text or json (one object per line)")
 	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
 	events := fs.Bool("events", false, "print the normalized events instead of findings")
@@ -229,8 +262,8 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 	stateKind := fs.String("state", "memory", "where detection state lives: memory, or table (Table Storage as configured by the environment)")
 	dlPath := fs.String("deadletter", "", "write dead letters to this JSON Lines file (default: count only)")
 	verbose := fs.Bool("v", false, "log every batch")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	if err := fs.parse(args, stdout); err != nil {
+		return err
 	}
 	format, err := printer.ParseFormat(*output)
 	if err != nil {
@@ -325,15 +358,25 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 		progress = progressBar(stderr)
 	}
 	var sum replay.Summary
-	if fs.NArg() == 0 {
+	switch {
+	case len(fs.args) == 0:
 		blobs := demo.Generate(demo.Options{})
 		inputs := make([]replay.Input, len(blobs))
 		for i, b := range blobs {
 			inputs[i] = replay.Input{Name: b.Path, Data: b.Data}
 		}
 		sum, err = replay.RunInputs(ctx, inputs, proc, progress)
-	} else {
-		sum, err = replay.Run(ctx, fs.Args(), proc, progress)
+	case slices.Contains(fs.args, "-"):
+		if len(fs.args) > 1 {
+			return usageError{errors.New("replay: - (standard input) cannot be given with other paths")}
+		}
+		data, rerr := io.ReadAll(stdin)
+		if rerr != nil {
+			return fmt.Errorf("replay: reading standard input: %w", rerr)
+		}
+		sum, err = replay.RunInputs(ctx, []replay.Input{{Name: "<stdin>", Data: data}}, proc, progress)
+	default:
+		sum, err = replay.Run(ctx, fs.args, proc, progress)
 	}
 	if ferr := flush(); ferr != nil && err == nil {
 		err = ferr
@@ -342,6 +385,10 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprint(stderr, "\r\033[K")
 	}
 	fmt.Fprintln(stderr, sum.String())
+	if err == nil && len(fs.args) > 0 && sum.Stats.Accepted == 0 {
+		return fmt.Errorf("replay: no audit records kvwatch could read in %s (%d files, %d bytes, %d records, %d dead-lettered): it reads Key Vault AuditEvent logs (PT1H.json blobs, JSON Lines, Event Hubs bodies)",
+			strings.Join(fs.args, ", "), sum.Files, sum.Bytes, sum.Stats.Records, sum.Stats.DeadLettered)
+	}
 	return err
 }
 
@@ -373,6 +420,10 @@ func buildReceivers(cfg *config.File, client *http.Client, stdout io.Writer, log
 	out := map[string]delivery.Notifier{}
 	var errs []error
 	for _, r := range cfg.Receivers {
+		if r.Off != "" {
+			log.Info().Str("receiver", r.Name).Str("how", r.Off).Msg("optional receiver is off")
+			continue
+		}
 		switch {
 		case r.Webhook != nil:
 			n, err := webhook.New(r.Name, *r.Webhook, client, nil)
@@ -413,7 +464,11 @@ func buildDispatcher(cfg *config.File, rs []*rules.Rule, out delivery.Outbox, re
 		return nil, fmt.Errorf("delivery configuration: %w", err)
 	}
 	if len(receivers) == 0 {
-		log.Warn().Msg("no receivers configured: alerts are written to the log only")
+		msg := cfg.NoReceivers()
+		if msg == "" {
+			msg = "no receivers configured, so alerts go to the log only"
+		}
+		log.Warn().Msg(msg)
 		receivers = map[string]delivery.Notifier{"log": delivery.NotifierFunc(func(_ context.Context, a *alert.Alert) error {
 			log.Warn().Str("alert", a.ID).Str("rule", a.Rule).Str("severity", a.Severity.String()).
 				Str("vault", a.Vault).Int("findings", len(a.Findings)).Str("summary", a.Summary).Msg("alert")
@@ -561,95 +616,51 @@ func loadRules(path string, getenv func(string) string) ([]*rules.Rule, *rules.S
 	return rs, s, nil
 }
 
+// loadConfig reads the configuration kvwatch runs: the file at path (else
+// $KVWATCH_CONFIG) resolved against the embedded default pack, or the
+// embedded configuration alone. config validates and resolves it; every
+// command goes through here, so `rules check` refuses what `serve` would.
 func loadConfig(path string, getenv func(string) string) (*config.File, error) {
 	if path == "" {
 		path = getenv("KVWATCH_CONFIG")
 	}
 	if path == "" {
-		return config.Parse("kvwatch.yaml (embedded)", pack.Config, config.Options{Getenv: getenv})
+		f, err := config.Parse(embeddedName, pack.Config, config.Options{Getenv: getenv})
+		if err != nil {
+			return nil, err
+		}
+		return f, config.Resolve(f, nil)
 	}
 	f, err := config.Load(path, getenv)
 	if err != nil {
 		return nil, err
 	}
-	if f.DefaultPack == nil || *f.DefaultPack {
-		p, err := config.Parse("kvwatch.yaml (embedded)", pack.Config, config.Options{Getenv: getenv})
-		if err != nil {
-			return nil, err
-		}
-		own := map[string]bool{}
-		for _, r := range f.Rules {
-			own[r.ID] = true
-		}
-		var rules []config.RuleSpec
-		for _, r := range p.Rules {
-			if !own[r.ID] {
-				rules = append(rules, r)
-			}
-		}
-		f.Rules = append(rules, f.Rules...)
+	return resolveConfig(f, getenv)
+}
+
+// loadConfigData is loadConfig for a file already read (standard input).
+func loadConfigData(name string, data []byte, getenv func(string) string) (*config.File, error) {
+	f, err := config.Parse(name, data, config.Options{Getenv: getenv})
+	if err != nil {
+		return nil, err
+	}
+	return resolveConfig(f, getenv)
+}
+
+// resolveConfig merges the embedded default pack into a user's file.
+func resolveConfig(f *config.File, getenv func(string) string) (*config.File, error) {
+	p, err := config.Parse(embeddedName, pack.Config, config.Options{Getenv: getenv})
+	if err != nil {
+		return nil, err
+	}
+	if err := config.Resolve(f, p); err != nil {
+		return nil, err
 	}
 	return f, nil
 }
 
-func rulesCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "check" && args[0] != "test") {
-		return usageError{errors.New("usage: kvwatch rules check|test [--config FILE] [DIR]")}
-	}
-	fs := flag.NewFlagSet("rules "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err}
-	}
-	f, err := loadConfig(*cfgPath, getenv)
-	if err != nil {
-		return err
-	}
-	rs, s, err := rules.Compile(f)
-	if err != nil {
-		return fmt.Errorf("compile rules: %w", err)
-	}
-	if args[0] == "check" {
-		on := 0
-		for _, r := range rs {
-			if r.Off == "" {
-				on++
-			} else {
-				fmt.Fprintf(stdout, "rule %s is off: %s\n", r.ID, r.Off)
-			}
-		}
-		fmt.Fprintf(stdout, "configuration is valid: %d rules, %d on\n", len(rs), on)
-		return nil
-	}
-	var suites map[string]*ruletest.File
-	if fs.NArg() == 0 {
-		suites, err = ruletest.Load(pack.Tests, "tests")
-	} else {
-		suites, err = ruletest.Load(os.DirFS(fs.Arg(0)), ".")
-	}
-	if err != nil {
-		return err
-	}
-	results := ruletest.Run(ctx, rs, s, suites)
-	failed := 0
-	for _, r := range results {
-		if r.Err != nil {
-			failed++
-			fmt.Fprintf(stdout, "FAIL %s: %s: %v\n", r.File, r.Name, r.Err)
-		} else {
-			fmt.Fprintf(stdout, "ok   %s: %s\n", r.File, r.Name)
-		}
-	}
-	fmt.Fprintf(stdout, "rules: %d passed, %d failed\n", len(results)-failed, failed)
-	if failed > 0 {
-		return fmt.Errorf("%d rule tests failed", failed)
-	}
-	if len(results) == 0 {
-		return errors.New("no rule tests found")
-	}
-	return nil
-}
+// embeddedName names the embedded configuration in messages.
+const embeddedName = "kvwatch.yaml (embedded)"
 
 // stateCmd: `kvwatch state prune` deletes window state older than every
 // rule's horizon before --at (default now), and day statistics older than
@@ -657,22 +668,22 @@ func rulesCmd(ctx context.Context, args []string, getenv func(string) string, st
 // prunes its windows as event time advances.
 func stateCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "prune" {
-		return usageError{errors.New("usage: kvwatch state prune [--config FILE] [--at RFC3339]")}
+		return groupUsage(args, "Usage:\n  kvwatch state prune [--config FILE] [--at TIME]   delete detection state no rule needs any more (Table Storage)\n", stdout)
 	}
-	fs := flag.NewFlagSet("state prune", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "kvwatch.yaml (default: $KVWATCH_CONFIG, else the embedded pack)")
-	at := fs.String("at", "", "prune as if the newest event were at this time (RFC 3339; default now)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err}
+	fs := newFlags("state prune", "kvwatch state prune [--config FILE] [--at TIME]",
+		`Deletes window state older than every rule's horizon before --at, and day statistics older than
+100 days, from Table Storage.`)
+	cfgPath := fs.String("config", "", configFlagHelp)
+	at := fs.String("at", "now", "prune as if the newest event were at this time: "+timeHelp)
+	if err := fs.parse(args[1:], stdout); err != nil {
+		return err
 	}
-	when := time.Now().UTC()
-	if *at != "" {
-		t, err := time.Parse(time.RFC3339, *at)
-		if err != nil {
-			return usageError{fmt.Errorf("--at: %w", err)}
-		}
-		when = t
+	if err := fs.noArgs(); err != nil {
+		return err
+	}
+	when, err := parseTime(*at, time.Now())
+	if err != nil {
+		return usageError{fmt.Errorf("--at: %w", err)}
 	}
 	log := logger.New(logger.Options{Level: "warn", Console: true, Err: stderr})
 	st, err := openStores(ctx, getenv, log)
@@ -700,13 +711,22 @@ func stateCmd(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 func demoCmd(args []string, stdout io.Writer) error {
-	if len(args) != 2 || args[0] != "write" {
-		return usageError{errors.New("usage: kvwatch demo write DIR")}
+	if len(args) == 0 || args[0] != "write" {
+		return groupUsage(args, "Usage:\n  kvwatch demo write DIR   write the bundled demo day as PT1H.json blobs under DIR\n", stdout)
 	}
-	blobs := demo.Generate(demo.Options{})
-	if err := demo.Write(args[1], blobs); err != nil {
+	fs := newFlags("demo write", "kvwatch demo write DIR",
+		"Writes the bundled demo day (four vaults, one day) as PT1H.json blobs under DIR, laid out as the archive does.")
+	if err := fs.parse(args[1:], stdout); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %d blobs under %s\n", len(blobs), args[1])
+	if len(fs.args) != 1 {
+		return usageError{errors.New("demo write takes one DIR (see kvwatch demo write --help)")}
+	}
+	dir := fs.args[0]
+	blobs := demo.Generate(demo.Options{})
+	if err := demo.Write(dir, blobs); err != nil {
+		return fmt.Errorf("demo write %s: %w", dir, err)
+	}
+	fmt.Fprintf(stdout, "wrote %d blobs under %s\n", len(blobs), dir)
 	return nil
 }

@@ -189,7 +189,7 @@ type RuleSpec struct {
 	Match       MatchSpec   `yaml:"match"`
 	Except      []MatchSpec `yaml:"except"`
 	GroupBy     []string    `yaml:"group_by"` // event field names (audit.FieldNames)
-	Kind        string      `yaml:"kind"`     // each, threshold, distinct, spike, new_value, sequence
+	Kind        string      `yaml:"kind"`     // each, threshold, distinct, spike, new_value, sequence, config_change
 	Window      Duration    `yaml:"window"`   // threshold, distinct, spike, sequence
 	Count       int         `yaml:"count"`    // threshold: N; distinct: N distinct; sequence: N events of `then`
 	Field       string      `yaml:"field"`    // distinct: the field counted
@@ -200,6 +200,10 @@ type RuleSpec struct {
 	Then        *MatchSpec  `yaml:"then"`     // sequence: event B (event A is `match`)
 	Cooldown    Duration    `yaml:"cooldown"` // default: the window, or 1h for each/new_value
 	Runbook     string      `yaml:"runbook"`
+	// MinEvents (distinct): the window must also hold at least this many
+	// matching events (Sentinel's mass retrieval: more than 10 distinct
+	// secrets and more than 50 reads a day).
+	MinEvents int `yaml:"min_events"`
 }
 
 // Baseline configures a spike rule.
