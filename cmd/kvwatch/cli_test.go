@@ -341,3 +341,36 @@ func TestEmbeddedConfigAlertsFromTheEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// replay --send says, for each alert, the receivers it went to, or what
+// muted it.
+func TestReplaySendSaysWhereAlertsWent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kvwatch.yaml")
+	os.WriteFile(path, []byte(`receivers: [{name: out, stdout: {format: json}}]
+silences: [{comment: planned purge, rules: [object-destroyed]}]
+`), 0o644)
+	code, out, errOut := runIn(t, "", nil, "", "replay", "--send", "--config", path)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "alert ") {
+			lines = append(lines, l)
+		}
+	}
+	muted, sent := 0, 0
+	for _, l := range lines {
+		switch {
+		case strings.Contains(l, " object-destroyed ") && strings.HasSuffix(l, ": muted by silence: planned purge"):
+			muted++
+		case strings.Contains(l, ": sent to out ("):
+			sent++
+		default:
+			t.Errorf("unexpected line %q", l)
+		}
+	}
+	if muted != 1 || sent < 10 {
+		t.Errorf("%d muted, %d sent lines:\n%s", muted, sent, strings.Join(lines, "\n"))
+	}
+}

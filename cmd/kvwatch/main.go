@@ -308,6 +308,7 @@ receivers it went to, or what muted it.`)
 	}
 	var flush func() error
 	var next pipeline.Stage
+	var found []string // with --send: the findings handed to delivery, in order
 	switch {
 	case *events:
 		out := printer.NewEvents(stdout, format)
@@ -332,6 +333,7 @@ receivers it went to, or what muted it.`)
 				if f.LastEvent.After(latest) {
 					latest = f.LastEvent
 				}
+				found = append(found, f.ID)
 			}
 			if err := disp.Found(ctx, fs); err != nil {
 				return err
@@ -380,6 +382,10 @@ receivers it went to, or what muted it.`)
 	}
 	if ferr := flush(); ferr != nil && err == nil {
 		err = ferr
+	}
+	if *send && err == nil {
+		// Where each alert went, or what muted it.
+		err = printDeliveries(ctx, outbox, found, stdout)
 	}
 	if progress != nil {
 		fmt.Fprint(stderr, "\r\033[K")
