@@ -215,10 +215,15 @@ func sortedPartitions(h *host.Hub) []string {
 	return ps
 }
 
-// housekeeping fires the Housekeeping timer until the outbox is empty or
-// the timeout passes.
-func housekeeping(t *testing.T, p *host.Process, rounds int) {
-	for i := 0; i < rounds; i++ {
+// housekeeping waits until no alert in the outbox waits for a receiver
+// any more: delivery is off the ingest path (the process's sender loop
+// sends), so it fires the Housekeeping timer — at least rounds times, as
+// the host's schedule would — and reads the outbox (kvwatch alerts list)
+// until nothing there is pending, for up to two minutes.
+func (e *env) housekeeping(t *testing.T, p *host.Process, rounds int) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for i := 0; ; i++ {
 		now := time.Now().UTC()
 		r, err := host.Invoke(context.Background(), http.DefaultClient, p.BaseURL, "Housekeeping",
 			host.TimerBody("Housekeeping", now.Add(-10*time.Minute), now.Add(10*time.Minute), false))
@@ -226,7 +231,32 @@ func housekeeping(t *testing.T, p *host.Process, rounds int) {
 			t.Fatalf("housekeeping: %v %+v", err, r)
 		}
 		time.Sleep(300 * time.Millisecond)
+		if i+1 < rounds {
+			continue
+		}
+		pending, err := e.pending()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pending == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d alerts still wait for a receiver after two minutes", pending)
+		}
 	}
+}
+
+// pending counts the alerts of the outbox that a receiver still waits for.
+func (e *env) pending() (int, error) {
+	cmd := exec.Command(binary, "alerts", "list", "-n", "100000")
+	cmd.Env = append(os.Environ(), "KVWATCH_TABLE_CONNECTION_STRING="+e.conn, "KVWATCH_TABLE_PREFIX="+e.prefix,
+		"KVWATCH_CONFIG="+e.cfg)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("alerts list: %v\n%s", err, out)
+	}
+	return strings.Count(string(out), ":pending"), nil
 }
 
 var reference struct {
@@ -241,7 +271,7 @@ func want(t *testing.T) []string {
 		e := newEnv(t)
 		p := e.start("ref")
 		drain(t, demoHub(1), func(string) *host.Process { return p }, 100)
-		housekeeping(t, p, 2)
+		e.housekeeping(t, p, 2)
 		lines, dups := e.hook.summary()
 		if len(dups) > 0 {
 			t.Fatalf("reference run sent alerts twice: %v", dups)
@@ -285,7 +315,7 @@ func TestFourPartitionsTwoHandlers(t *testing.T) {
 		}
 		return b
 	}, 100)
-	housekeeping(t, a, 2)
+	e.housekeeping(t, a, 2)
 	check(t, e)
 }
 
@@ -309,7 +339,7 @@ func TestCrashAndRedelivery(t *testing.T) {
 	}
 	q := e.start("second")
 	drain(t, h, func(string) *host.Process { return q }, 100)
-	housekeeping(t, q, 2)
+	e.housekeeping(t, q, 2)
 	check(t, e)
 }
 
@@ -343,7 +373,7 @@ func TestStorageOutage(t *testing.T) {
 	}
 	t.Logf("the batch sent during the outage went through after %d attempt(s)", attempts)
 	drain(t, h, func(string) *host.Process { return p }, 100)
-	housekeeping(t, p, 2)
+	e.housekeeping(t, p, 2)
 	check(t, e)
 }
 
@@ -354,7 +384,7 @@ func TestReceiverDownForAWhile(t *testing.T) {
 	e.hook.fail = []int{429, 500, 500, 500, 500, 500, 500, 500, 500, 500, 500, 500}
 	p := e.start("h")
 	drain(t, demoHub(1), func(string) *host.Process { return p }, 100)
-	housekeeping(t, p, 12)
+	e.housekeeping(t, p, 12)
 	check(t, e)
 }
 
@@ -387,6 +417,6 @@ func TestPartitionMove(t *testing.T) {
 		wg.Wait()
 	}
 	drain(t, h, func(string) *host.Process { return b }, 100)
-	housekeeping(t, b, 2)
+	e.housekeeping(t, b, 2)
 	check(t, e)
 }
