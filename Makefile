@@ -37,7 +37,8 @@ FUZZ_TARGETS := \
 	./internal/audit:FuzzParseTime \
 	./internal/config:FuzzParse \
 	./internal/groupkey:FuzzGroupKey \
-	./internal/state:FuzzDiffMerge
+	./internal/state:FuzzDiffMerge \
+	./internal/detect:FuzzEngine
 
 fuzz-short:
 	@sum=""; for t in $(FUZZ_TARGETS); do \

@@ -215,7 +215,7 @@ func TestReplayDemoByDefault(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "0 dead-lettered") || !strings.Contains(stderr.String(), " 17 findings") || !strings.Contains(stderr.String(), " 5 duplicates") {
+	if !strings.Contains(stderr.String(), "0 dead-lettered") || !strings.Contains(stderr.String(), " 18 findings") || !strings.Contains(stderr.String(), " 5 duplicates") {
 		t.Fatalf("demo replay: %s", stderr.String())
 	}
 	for _, rule := range []string{"mass-secret-retrieval", "object-destroyed", "vault-protection-weakened",

@@ -19,8 +19,15 @@ import (
 // configuration that differs from the one before it in event time is kept,
 // and only the newest maxConfigs: what every record is judged against is
 // the configuration last seen before it. Adding one is idempotent (a set
-// member under its time), so the entity needs no input positions.
-const maxConfigs = 8
+// member under its time), so the entity needs no input positions. The
+// configurations a batch's records are judged against (from the one before
+// its earliest record on) are kept while the batch is applied, up to
+// maxConfigsBatch: a batch is judged as the same records cut into smaller
+// batches would be.
+const (
+	maxConfigs      = 8
+	maxConfigsBatch = 256
+)
 
 // configValue is the value a configuration contributes: its JSON ("" when
 // the event carries none).
@@ -53,8 +60,9 @@ func configBefore(e *state.Entity, t int64) string {
 }
 
 // addConfig records configuration v seen at t unless the one seen before it
-// is the same; it keeps the newest maxConfigs. It reports a change.
-func addConfig(e *state.Entity, t int64, v string) bool {
+// is the same; it keeps the newest maxConfigs, and every one from the last
+// seen before batchFirst on (up to maxConfigsBatch). It reports a change.
+func addConfig(e *state.Entity, t int64, v string, batchFirst int64) bool {
 	if configBefore(e, t) == v {
 		return false
 	}
@@ -67,6 +75,12 @@ func addConfig(e *state.Entity, t int64, v string) bool {
 		return false
 	}
 	e.Values[t] = slices.Insert(slices.Clone(vs), i, v)
+	keep := batchFirst
+	for slot := range e.Values {
+		if slot < batchFirst && (keep == batchFirst || slot > keep) {
+			keep = slot
+		}
+	}
 	for len(e.Values) > maxConfigs {
 		oldest := int64(0)
 		first := true
@@ -74,6 +88,9 @@ func addConfig(e *state.Entity, t int64, v string) bool {
 			if first || slot < oldest {
 				oldest, first = slot, false
 			}
+		}
+		if oldest >= keep && len(e.Values) <= maxConfigsBatch {
+			break
 		}
 		delete(e.Values, oldest)
 	}

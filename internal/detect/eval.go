@@ -127,7 +127,11 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 						changed = seen(e, c.value, c.t, int64(r.Horizon/time.Second)) || changed
 						newest = max(newest, c.t)
 					case r.Kind == rules.ConfigChange:
-						changed = addConfig(e, c.t, c.value) || changed
+						first := c.t
+						for x := range w.contribs {
+							first = min(first, w.contribs[x].t)
+						}
+						changed = addConfig(e, c.t, c.value, first) || changed
 					}
 				}
 			}
@@ -192,6 +196,9 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 						vb, vbExact = valuesLen(e.Values), true
 					}
 					vb += addValue(e, floorDiv(c.t, bucketSec), c.value, max(2*r.Count, 16), valuesBytes-vb)
+					if r.MinEvents > 0 {
+						inc(&e.Counts, floorDiv(c.t, bucketSec))
+					}
 				case r.Kind == rules.Spike:
 					inc(&e.Counts, floorDiv(c.t, int64(r.Window/time.Second)))
 				}
@@ -489,7 +496,7 @@ type scratch struct {
 	buckets []int64
 	starts  []int64
 	cands   []bool
-	set     map[string]struct{}
+	set     map[string]int32
 }
 
 // zeroed returns s resized to n and cleared, reusing its array if it can.
@@ -569,25 +576,51 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 		prefix[i+1] = prefix[i] + c
 	}
 	if sc.set == nil {
-		sc.set = map[string]struct{}{}
+		sc.set = map[string]int32{}
 	}
+	// Distinct values are counted over a window that slides forward (the
+	// windows evaluated end later and later): each bucket's values are
+	// added once and removed once, so a day-long window costs what its
+	// values cost, not a day of buckets per window.
 	set := sc.set
+	clear(set)
+	wf, wt := int64(1), int64(0) // the buckets set holds, inclusive; empty
 	windowValue := func(end int64) int64 {
 		from, to := max(end-n+1, lo), end // inclusive
 		if !distinct {
 			return prefix[to-lo+1] - prefix[from-lo]
 		}
-		clear(set)
-		for b := from; b <= to; b++ {
-			for _, v := range sr.values[b-lo] {
-				set[v] = struct{}{}
+		if from > wt || from < wf {
+			clear(set)
+			wf, wt = from, from-1
+		}
+		for ; wf < from; wf++ {
+			for _, v := range sr.values[wf-lo] {
+				if set[v]--; set[v] <= 0 {
+					delete(set, v)
+				}
+			}
+		}
+		for wt < to {
+			wt++
+			for _, v := range sr.values[wt-lo] {
+				set[v]++
 			}
 		}
 		return int64(len(set))
 	}
 	cond := func(end int64) (int64, bool) {
 		v := windowValue(end)
-		return v, v >= int64(r.Count)
+		if v < int64(r.Count) {
+			return v, false
+		}
+		if r.MinEvents > 0 {
+			from := max(end-n+1, lo)
+			if prefix[end-lo+1]-prefix[from-lo] < int64(r.MinEvents) {
+				return v, false
+			}
+		}
+		return v, true
 	}
 	// A window is anchored at its first bucket, which must hold a matching
 	// event, and belongs to the cooldown period that bucket falls in; the

@@ -16,7 +16,7 @@ import (
 )
 
 // packRules is the number of rules the default pack ships.
-const packRules = 19
+const packRules = 25
 
 func parseDefault(t *testing.T) *config.File {
 	t.Helper()
@@ -122,5 +122,47 @@ func TestDefaultPackRuleTests(t *testing.T) {
 	if len(missing) > 0 {
 		sort.Strings(missing)
 		t.Errorf("rule test coverage:\n%s", strings.Join(missing, "\n"))
+	}
+}
+
+// attack lists the ATT&CK techniques the pack may use, checked against
+// attack.mitre.org: a tag that is not here is a typo or an unchecked claim.
+var attack = map[string]string{
+	"T1078": "Valid Accounts", "T1098": "Account Manipulation", "T1133": "External Remote Services",
+	"T1485": "Data Destruction", "T1526": "Cloud Service Discovery", "T1552.004": "Unsecured Credentials: Private Keys",
+	"T1555.006": "Credentials from Password Stores: Cloud Secrets Management Stores",
+	"T1562": "Impair Defenses", "T1562.007": "Impair Defenses: Disable or Modify Cloud Firewall",
+	"T1565": "Data Manipulation", "T1580": "Cloud Infrastructure Discovery",
+}
+
+// TestMITRETags checks every tag against the list, and the tags the rules'
+// subjects call for: reads T1555.006, weakening T1562, destruction T1485;
+// no T1552.001 (credentials in files) for backups, no T1110 (brute force)
+// for denials.
+func TestMITRETags(t *testing.T) {
+	f := parseDefault(t)
+	for _, r := range f.Rules {
+		for _, tag := range r.Tags {
+			if strings.HasPrefix(tag, "T") && attack[tag] == "" {
+				t.Errorf("rule %s: tag %s is not a checked ATT&CK technique", r.ID, tag)
+			}
+		}
+		reads := slices.Contains(r.Match.Kinds, "read") && slices.Contains(r.Match.Families, "secret")
+		if reads && !slices.Contains(r.Tags, "T1555.006") {
+			t.Errorf("rule %s reads secrets but is not tagged T1555.006", r.ID)
+		}
+		if slices.Contains(r.Match.Outcomes, "denied") && slices.Contains(r.Tags, "T1110") {
+			t.Errorf("rule %s: denials are not brute force (T1110)", r.ID)
+		}
+		if slices.Contains(r.Match.Kinds, "backup") && slices.Contains(r.Tags, "T1552.001") {
+			t.Errorf("rule %s: a backup is not credentials in files (T1552.001)", r.ID)
+		}
+	}
+	for id, tag := range map[string]string{"object-destroyed": "T1485", "vault-protection-weakened": "T1562"} {
+		for _, r := range f.Rules {
+			if r.ID == id && !slices.Contains(r.Tags, tag) {
+				t.Errorf("rule %s is not tagged %s", id, tag)
+			}
+		}
 	}
 }
