@@ -76,7 +76,11 @@ func build(tb testing.TB, days ...time.Time) *world {
 				latest = f.LastEvent
 			}
 		}
-		return disp.Found(ctx, fs)
+		if err := disp.Found(ctx, fs); err != nil {
+			return err
+		}
+		_, err := disp.Flush(ctx) // as replay --send does: sending is apart from recording
+		return err
 	})
 	en := detect.New(rs, settings, detect.Options{Store: w.store, Sink: sink, Log: zerolog.Nop()})
 	proc := &pipeline.Pipeline{Dedup: pipeline.NewDedup(200_000), Next: stats.New(w.store).Stage(en), Log: zerolog.Nop()}
