@@ -115,7 +115,11 @@ with --send, sends it to the receivers the routes pick for digests instead.`)
 			}
 		}
 		mu.Unlock()
-		return disp.Found(ctx, fs)
+		if err := disp.Found(ctx, fs); err != nil {
+			return err
+		}
+		_, err := disp.Flush(ctx) // sending is apart from recording: as replay --send
+		return err
 	})
 	en := detect.New(rs, settings, detect.Options{Store: store, Sink: sink, Log: log})
 	track := pipeline.StageFunc(func(ctx context.Context, evs []audit.Event) (pipeline.Result, error) {
