@@ -209,7 +209,8 @@ func TestSilenceCommandErrors(t *testing.T) {
 		{[]string{"silence", "add", "--vault", "v", "--starts", "2026-12-02", "--until", "2026-12-01"}, 2, "ends before it starts"},
 		{[]string{"silence", "expire"}, 2, "usage"},
 		{[]string{"silence", "list"}, 1, "no Table Storage configured"},
-		{[]string{"silence", "frobnicate"}, 2, "usage"},
+		{[]string{"silence", "frobnicate"}, 2, "unknown subcommand"},
+		{[]string{"silence", "list", "extra"}, 2, "takes no arguments"},
 	} {
 		var o, e bytes.Buffer
 		code := run(ctx, c.args, noTable, &o, &e)

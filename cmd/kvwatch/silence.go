@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -50,15 +49,9 @@ func (m *multi) Set(v string) error {
 // silenceCmd: kvwatch silence add|list|expire.
 func silenceCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != "add" && args[0] != "list" && args[0] != "expire") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			fmt.Fprint(stdout, silenceUsage)
-			return nil
-		}
-		return usageError{errors.New("usage: kvwatch silence add|list|expire (kvwatch silence --help)")}
+		return groupUsage(args, silenceUsage, stdout)
 	}
-	fs := flag.NewFlagSet("silence "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, silenceUsage) }
+	fs := newFlags("silence "+args[0], "kvwatch silence "+args[0]+" ...", strings.TrimPrefix(silenceUsage, "Usage:\n"))
 	var rules, vaults, callers, ips multi
 	fs.Var(&rules, "rule", "rule ID or glob (repeatable)")
 	fs.Var(&vaults, "vault", "vault name or glob (repeatable)")
@@ -66,28 +59,30 @@ func silenceCmd(ctx context.Context, args []string, getenv func(string) string, 
 	fs.Var(&ips, "ip", "IP address or CIDR (repeatable)")
 	comment := fs.String("comment", "", "why: shown wherever the silence mutes an alert")
 	forD := fs.String("for", "", "how long from --starts (e.g. 2h, 1d); default: open-ended")
-	until := fs.String("until", "", "when it ends (RFC 3339 or YYYY-MM-DD); default: open-ended")
-	starts := fs.String("starts", "", "when it starts (RFC 3339 or YYYY-MM-DD); default now")
+	until := fs.String("until", "", "when it ends: "+timeHelp+"; default: open-ended")
+	starts := fs.String("starts", "", "when it starts: "+timeHelp+"; default now")
 	all := fs.Bool("all", false, "list: also the silences that are over")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
+	if err := fs.parse(args[1:], stdout); err != nil {
+		return err
 	}
 	log := logger.New(logger.Options{Level: "warn", Console: true, Err: stderr})
 	now := time.Now().UTC()
 	var s delivery.Silence
 	if args[0] == "add" {
-		if fs.NArg() > 0 {
-			return usageError{fmt.Errorf("silence add takes flags only, not %q", fs.Arg(0))}
+		if err := fs.noArgs(); err != nil {
+			return err
 		}
 		var err error
 		if s, err = newSilence(now, rules, vaults, callers, ips, *comment, *starts, *forD, *until); err != nil {
 			return usageError{err}
 		}
 	}
-	if args[0] == "expire" && fs.NArg() == 0 {
+	if args[0] == "list" {
+		if err := fs.noArgs(); err != nil {
+			return err
+		}
+	}
+	if args[0] == "expire" && len(fs.args) == 0 {
 		return usageError{errors.New("usage: kvwatch silence expire ID...")}
 	}
 	st, err := openStores(ctx, getenv, log)
@@ -127,7 +122,7 @@ func silenceCmd(ctx context.Context, args []string, getenv func(string) string, 
 		}
 	case "expire":
 		var errs []error
-		for _, id := range fs.Args() {
+		for _, id := range fs.args {
 			got, ok, err := st.Silences.ExpireSilence(ctx, id, now)
 			switch {
 			case err != nil:
@@ -157,7 +152,7 @@ func newSilence(now time.Time, rules, vaults, callers, ips []string, comment, st
 		s.IPs = append(s.IPs, p)
 	}
 	if starts != "" {
-		t, err := silenceTime(starts)
+		t, err := parseTime(starts, now)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("--starts: %w", err))
 		}
@@ -173,7 +168,7 @@ func newSilence(now time.Time, rules, vaults, callers, ips []string, comment, st
 		}
 		s.Ends = s.Starts.Add(d)
 	case until != "":
-		t, err := silenceTime(until)
+		t, err := parseTime(until, now)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("--until: %w", err))
 		}
@@ -185,17 +180,6 @@ func newSilence(now time.Time, rules, vaults, callers, ips []string, comment, st
 		}
 	}
 	return s, errors.Join(errs...)
-}
-
-// silenceTime reads a time: RFC 3339, or a date (midnight UTC).
-func silenceTime(v string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t.UTC(), nil
-	}
-	if t, err := time.Parse(time.DateOnly, v); err == nil {
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("%q is not a time (RFC 3339, e.g. 2026-11-23T18:00:00Z, or a date, 2026-11-23)", v)
 }
 
 func whoAmI() string {
