@@ -77,7 +77,7 @@ input. Times (--at) are RFC 3339, a date, today, yesterday, or an age like -2h.
 
 Environment:
   FUNCTIONS_CUSTOMHANDLER_PORT, FUNCTIONS_HTTPWORKER_PORT   port to listen on (127.0.0.1 only)
-  KVWATCH_MAX_BODY_BYTES     invocation body limit (default 67108864)
+  KVWATCH_MAX_BODY_BYTES     invocation body limit (default 134217728)
   KVWATCH_DEADLETTER_FILE    dead-letter JSON Lines file without Table Storage (default $TMPDIR/kvwatch/deadletter.jsonl)
   KVWATCH_TABLE_CONNECTION_STRING, KVWATCH_TABLE_ENDPOINT, AzureWebJobsStorage[__tableServiceUri]
                              Table Storage for state, outbox and dead letters (else memory, with a warning)
