@@ -257,6 +257,7 @@ var codeSettings = map[string]string{
 	"KVWATCH_LOG_LEVEL":                    "bicep",    // appsettings.bicep
 	"KVWATCH_CONFIG":                       "bicep",    // appsettings.bicep
 	"KVWATCH_MAX_BODY_BYTES":               "default",  // the default fits a full batch (TestBatchFitsBody)
+	"KVWATCH_SILENCE_POLL":                 "default",  // how often serve reads runtime silences (30s)
 	"KVWATCH_DEADLETTER_FILE":              "default",  // temp file until dead letters move to Table Storage
 	"KVWATCH_EVENTHUB_NAME":                "bicep",    // also %...% in function.json
 	"KVWATCH_CONSUMER_GROUP":               "bicep",    // also %...% in function.json
