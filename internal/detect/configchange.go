@@ -141,7 +141,7 @@ func (en *Engine) evalConfigChange(w *groupWork, ents map[state.Key]*state.Entit
 			value = "first seen: " + value
 		}
 		k := handedKey{w.ri, w.group, period(c.t, cd), value}
-		if en.known(k, 1) {
+		if en.known(k, 1, func() []string { return []string{e.Operation} }) {
 			continue
 		}
 		f := en.newFinding(w, k.period, value)

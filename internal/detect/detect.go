@@ -164,6 +164,7 @@ type groupWork struct {
 	ri       int
 	group    string
 	contribs []contrib
+	ops      []string // the operations of contribs, once windowOps needs them
 }
 
 type gkey struct {

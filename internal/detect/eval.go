@@ -466,7 +466,7 @@ func (en *Engine) evalEach(w *groupWork, events []audit.Event, out *candidates) 
 	for _, p := range periods {
 		idx := byPeriod[p]
 		k := handedKey{w.ri, w.group, p, ""}
-		if en.known(k, int64(len(idx))) {
+		if en.known(k, int64(len(idx)), func() []string { return opsOf(w, events, idx) }) {
 			continue
 		}
 		f := en.newFinding(w, p, "")
@@ -658,7 +658,9 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 		}
 		done, anyDone = p, true
 		k := handedKey{w.ri, w.group, p, ""}
-		if en.known(k, v) {
+		if en.known(k, v, func() []string {
+			return w.windowOps(events, st*bs, (end+1)*bs, false)
+		}) {
 			continue
 		}
 		f := en.newFinding(w, p, "")
@@ -671,6 +673,23 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 		f.Summary = summary(&f, r)
 		out.add(f, k)
 	}
+}
+
+// windowOps returns the operations of the group's contributions in
+// [from, to) (with sequence's A events of the first bucket when second):
+// the group's own operations when it has only one, which is the usual case.
+func (w *groupWork) windowOps(events []audit.Event, from, to int64, second bool) []string {
+	if w.ops == nil {
+		w.ops = opsOf(w, events, nil)
+	}
+	if len(w.ops) <= 1 {
+		return w.ops
+	}
+	idx := inWindow(w, from, to, false)
+	if second {
+		idx = append(inWindow(w, from, to, true), idx...)
+	}
+	return opsOf(w, events, idx)
 }
 
 func inWindow(w *groupWork, from, to int64, second bool) []int {
@@ -732,7 +751,7 @@ func (en *Engine) evalSequence(w *groupWork, ents map[state.Key]*state.Entity, e
 		}
 		done, anyDone = p, true
 		k := handedKey{w.ri, w.group, p, ""}
-		if en.known(k, sum) {
+		if en.known(k, sum, func() []string { return w.windowOps(events, a*bs, (a+n)*bs, true) }) {
 			continue
 		}
 		f := en.newFinding(w, p, "")
@@ -800,7 +819,7 @@ func (en *Engine) evalSpike(w *groupWork, ents map[state.Key]*state.Entity, even
 			continue
 		}
 		hk := handedKey{w.ri, w.group, period(start, cd), ""}
-		if en.known(hk, c) {
+		if en.known(hk, c, func() []string { return w.windowOps(events, start, start+ws, false) }) {
 			continue
 		}
 		f := en.newFinding(w, hk.period, "")
@@ -837,7 +856,7 @@ func (en *Engine) evalNewValue(w *groupWork, ents map[state.Key]*state.Entity, e
 		}
 		done[c.value] = true
 		k := handedKey{w.ri, w.group, period(s.First, hz), c.value}
-		if en.known(k, 1) {
+		if en.known(k, 1, func() []string { return nil }) {
 			continue
 		}
 		f := en.newFinding(w, k.period, c.value)

@@ -66,6 +66,48 @@ func evidence(w *groupWork, events []audit.Event, idx []int) *evidenceSet {
 	return ev
 }
 
+// opNames returns the operations of a count map, sorted, at most
+// finding.MaxOperations.
+func opNames(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for op := range m {
+		out = append(out, op)
+	}
+	slices.Sort(out)
+	if len(out) > finding.MaxOperations {
+		out = out[:finding.MaxOperations]
+	}
+	return out
+}
+
+// opsOf returns the distinct operations of a group's contributions idx
+// (all of them when idx is nil), sorted. A group's events mostly share one
+// operation or a few: a slice, not a map.
+func opsOf(w *groupWork, events []audit.Event, idx []int) []string {
+	var out []string
+	last := ""
+	add := func(op string) {
+		if op == last && len(out) > 0 {
+			return
+		}
+		last = op
+		if !slices.Contains(out, op) && len(out) < finding.MaxOperations {
+			out = append(out, op)
+		}
+	}
+	if idx == nil {
+		for i := range w.contribs {
+			add(events[w.contribs[i].ev].Operation)
+		}
+	} else {
+		for _, i := range idx {
+			add(events[w.contribs[i].ev].Operation)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 func top(m map[string]int, n int) []finding.Count {
 	out := make([]finding.Count, 0, len(m))
 	for v, c := range m {
@@ -84,6 +126,7 @@ func (ev *evidenceSet) fill(f *finding.Finding) {
 	f.FirstEvent, f.LastEvent = ev.first, ev.last
 	f.TopObjects, f.TopIPs, f.TopOperations = top(ev.objects, 5), top(ev.ips, 5), top(ev.ops, 5)
 	f.CorrelationIDs = ev.corr
+	f.Operations = opNames(ev.ops)
 	if ev.example != nil {
 		ex := *ev.example
 		f.Example = &ex

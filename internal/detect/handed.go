@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -20,7 +21,10 @@ import (
 // is above the count last handed on (a sink that shows the newest count of
 // an incident, as the tests of exactly-once counting read it, still sees
 // every count; a window that stays over its threshold while the batches add
-// to later windows of its period, the usual case, is skipped). A finding
+// to later windows of its period, the usual case, is skipped), or it holds
+// an operation not handed on with it before (a VaultDelete after the
+// VaultPatch that raised the finding: an incident grows by what it does,
+// not only by how much). A finding
 // is marked handed only once sink.Found returned nil: a batch retried after
 // the sink failed hands its findings on again, exactly as before.
 
@@ -38,6 +42,9 @@ type handedKey struct {
 type handedState struct {
 	recorded bool  // the store answered AddFinding for its ID
 	count    int64 // the count a sink accepted last; 0: never handed on
+	// ops are the operations handed on with it, sorted (at most
+	// finding.MaxOperations).
+	ops []string
 }
 
 // maxHanded bounds Engine.handed; at the bound the memory is cleared, and a
@@ -50,12 +57,21 @@ type handedMemo struct {
 }
 
 // known reports whether a candidate finding can be skipped: it was handed
-// on, and its count is not above the count handed on.
-func (en *Engine) known(k handedKey, count int64) bool {
+// on, its count is not above the count handed on, and its operations
+// (ops, called only when the rest holds) were all handed on with it.
+func (en *Engine) known(k handedKey, count int64, ops func() []string) bool {
 	en.handed.Lock()
 	s, ok := en.handed.m[k]
 	en.handed.Unlock()
-	return ok && s.count > 0 && count <= s.count
+	if !ok || s.count == 0 || count > s.count {
+		return false
+	}
+	for _, op := range ops() {
+		if _, found := slices.BinarySearch(s.ops, op); !found {
+			return false
+		}
+	}
+	return true
 }
 
 // wasRecorded reports whether the store answered AddFinding for k.
@@ -78,9 +94,33 @@ func (en *Engine) remember(keys []handedKey, fs []finding.Finding, handed bool) 
 		s.recorded = true
 		if handed {
 			s.count = max(s.count, fs[i].Count, 1)
+			s.ops = unionSorted(s.ops, fs[i].Operations)
 		}
 		en.handed.m[k] = s
 	}
+}
+
+// unionSorted returns the sorted union of two sorted lists, at most
+// finding.MaxOperations long; a unchanged when b adds nothing.
+func unionSorted(a, b []string) []string {
+	var out []string
+	for _, x := range b {
+		if _, found := slices.BinarySearch(a, x); found {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(a)
+		}
+		if len(out) >= finding.MaxOperations {
+			break
+		}
+		i, _ := slices.BinarySearch(out, x)
+		out = slices.Insert(out, i, x)
+	}
+	if out == nil {
+		return a
+	}
+	return out
 }
 
 // forgetHandedBefore drops what the engine knows of findings whose period,

@@ -3,6 +3,7 @@ package detect_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -136,5 +137,55 @@ func TestARetryAfterASinkFailureHandsOnAgain(t *testing.T) {
 	}
 	if calls != 4 || len(ids) != 1 {
 		t.Fatalf("sink called %d times (want 4: every attempt), handed on %v (want one finding)", calls, ids)
+	}
+}
+
+// An each finding is handed on again, with its operations, when a later
+// batch of its period brings an operation it was not handed on with, even
+// with no more events than before: a VaultDelete after the VaultPatch
+// that raised the finding is the incident growing, not a repeat. A batch
+// that only repeats known operations at the same count is not handed on.
+func TestANewOperationHandsTheFindingOnAgain(t *testing.T) {
+	rs, s := compile(t, `
+rules:
+  - id: admin
+    kind: each
+    match: {families: [vault], kinds: [write, delete, purge]}
+    group_by: [vault, caller]
+    cooldown: 1h
+`)
+	var got []finding.Finding
+	en := detect.New(rs, s, detect.Options{Store: state.NewMemory(), Log: zerolog.Nop(), Now: func() time.Time { return t0 },
+		Sink: detect.SinkFunc(func(_ context.Context, fs []finding.Finding) error {
+			got = append(got, fs...)
+			return nil
+		})})
+	seq := int64(0)
+	op := func(name string, k audit.Kind, at time.Time) audit.Event {
+		seq++
+		return ev("alice", at, seq, func(e *audit.Event) {
+			e.Operation, e.Family, e.Kind, e.ObjectType, e.ObjectName = name, audit.FamilyVault, k, "", ""
+		})
+	}
+	feed := func(evs ...audit.Event) {
+		t.Helper()
+		if _, err := en.Consume(context.Background(), evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	feed(op("VaultPatch", audit.KindWrite, t0.Add(5*time.Minute)))
+	feed(op("VaultPatch", audit.KindWrite, t0.Add(10*time.Minute))) // the same fact again
+	feed(op("VaultDelete", audit.KindDelete, t0.Add(30*time.Minute)))
+	feed(op("VaultPurge", audit.KindPurge, t0.Add(31*time.Minute)))
+	var ops [][]string
+	for _, f := range got {
+		if f.ID != got[0].ID {
+			t.Fatalf("handed on %s and %s: want one finding of the hour", got[0].ID, f.ID)
+		}
+		ops = append(ops, f.Operations)
+	}
+	want := [][]string{{"VaultPatch"}, {"VaultDelete"}, {"VaultPurge"}}
+	if fmt.Sprint(ops) != fmt.Sprint(want) {
+		t.Fatalf("handed on with operations %v, want %v", ops, want)
 	}
 }

@@ -118,6 +118,10 @@ type Finding struct {
 	TopObjects    []Count `json:"topObjects,omitempty"`
 	TopIPs        []Count `json:"topIps,omitempty"`
 	TopOperations []Count `json:"topOperations,omitempty"`
+	// Operations are the distinct operations of the events the finding
+	// saw, sorted (at most MaxOperations): the same incident handed on
+	// again names the operations that are new to it.
+	Operations []string `json:"operations,omitempty"`
 	// CorrelationIDs are up to ten of the events' correlation ids.
 	CorrelationIDs []string `json:"correlationIds,omitempty"`
 	// Example is one of the events.
@@ -135,6 +139,9 @@ type Finding struct {
 	// MaxBodyBytes; empty when nothing was.
 	Trimmed string `json:"trimmed,omitempty"`
 }
+
+// MaxOperations bounds Finding.Operations (Key Vault has about 80).
+const MaxOperations = 64
 
 // NewID derives a finding's stable ID from its rule, group and period (and,
 // for new_value rules, the value).

@@ -19,12 +19,13 @@ func (f *Finding) Fit() bool {
 	}
 	f.CorrelationIDs = nil
 	f.TopObjects, f.TopIPs, f.TopOperations = firstOf(f.TopObjects), firstOf(f.TopIPs), firstOf(f.TopOperations)
-	f.Trimmed = "correlation ids and all but the first top value left out: the finding was over 512 KiB"
+	f.Operations = shortOnly(f.Operations)
+	f.Trimmed = "correlation ids, operation names over 128 bytes and all but the first top value left out: the finding was over 512 KiB"
 	if size(f) <= MaxBodyBytes {
 		return true
 	}
 	f.Example = nil
-	f.Trimmed = "example event, correlation ids and all but the first top value left out: the finding was over 512 KiB"
+	f.Trimmed = "example event, correlation ids, operation names over 128 bytes and all but the first top value left out: the finding was over 512 KiB"
 	return true
 }
 
@@ -38,6 +39,18 @@ func (f *Finding) Encode() ([]byte, error) {
 	}
 	f.Fit()
 	return json.Marshal(f)
+}
+
+// shortOnly keeps the operation names of at most 128 bytes (Key Vault's
+// are under 64): a hostile record's cut-off name is left out.
+func shortOnly(ops []string) []string {
+	var out []string
+	for _, op := range ops {
+		if len(op) <= 128 {
+			out = append(out, op)
+		}
+	}
+	return out
 }
 
 func firstOf(c []Count) []Count {
