@@ -136,7 +136,7 @@ func TestLoadFull(t *testing.T) {
 			},
 		},
 		GroupBy: []string{"caller", "vault"}, Kind: "threshold",
-		Window: dur(10 * time.Minute), Count: 200, Cooldown: dur(time.Hour),
+		Window: dur(10 * time.Minute), Count: 200, Cooldown: dur(time.Hour), UpdateOn: defaultUpdateOn(),
 	}
 	if got := rule("secret-read-burst"); !reflect.DeepEqual(*got, wantBurst) {
 		t.Errorf("secret-read-burst\n%+v, want\n%+v", *got, wantBurst)
@@ -149,6 +149,7 @@ func TestLoadFull(t *testing.T) {
 			PurgeProtection: &no, RetentionBelow: 90,
 		}},
 		Cooldown: dur(0), // given as 0: kept
+		UpdateOn: defaultUpdateOn(),
 	}
 	if got := rule("vault-weakened"); !reflect.DeepEqual(*got, wantWeakened) {
 		t.Errorf("vault-weakened\n%+v, want\n%+v", *got, wantWeakened)
@@ -800,7 +801,7 @@ func TestValidate(t *testing.T) {
 			`14:50: rules[1].baseline.min_count: |integer "99999999999999999999" is out of range`,
 			`16:16: rules[1].match.status[0]: |expected an integer, got "abc"`,
 			`17:7: rules[1].match.outside_business_hours: |expected true or false, got "1"`}},
-		{"root", "- a\n- b\n", []string{"1:1: |expected a mapping (keys: settings, include, rules, default_pack, delivery, receivers, routes, silences, mute_intervals, overrides, except), got a list"}},
+		{"root", "- a\n- b\n", []string{"1:1: |expected a mapping (keys: settings, include, rules, default_pack, delivery, receivers, routes, silences, mute_intervals, overrides, except, inhibit), got a list"}},
 		{"scalar root", "hello\n", []string{"1:1: |expected a mapping"}},
 		{"rules not a list", "rules: {id: a}\n", []string{"1:1: rules: |expected a list, got a mapping"}},
 		{"duplicate keys", "settings: {}\nrules: []\nsettings: {bucket: 2m}\n", []string{

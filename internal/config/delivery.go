@@ -289,6 +289,7 @@ func (v *validator) tuning(f *File) {
 		}
 		v.globs(p+".vaults", o.Vaults)
 		v.globs(p+".tags", o.Tags)
+		v.updateOn(o.UpdateOn, p+".update_on")
 		for i := range o.Except {
 			v.exceptEntry(&o.Except[i], indexPath(p+".except", i))
 		}

@@ -73,9 +73,19 @@ func Resolve(f *File, pack *File) error {
 		r := &overridden[i]
 		r.Except = append(slices.Clip(r.Except), f.Except...)
 	}
+	// The default pack's inhibitions apply unless the file writes its own
+	// inhibit section (inhibit: [] for none) or leaves the pack out.
+	inhibit := f.Inhibit
+	if pack != nil && (f.DefaultPack == nil || *f.DefaultPack) && f.Inhibit == nil && !m.given(f.name, "inhibit") {
+		inhibit = pack.Inhibit
+	}
+	if f.Inhibit != nil || m.given(f.name, "inhibit") {
+		v.inhibitRules(f.Inhibit, ids)
+	}
 	if err := errs.err(); err != nil {
 		return err
 	}
+	f.Inhibit = inhibit
 	f.Rules = overridden
 	for i := range f.Rules {
 		f.Rules[i].ApplyDefaults()
@@ -134,6 +144,9 @@ func (v *validator) override(r RuleSpec, o OverrideSpec, p string) RuleSpec {
 	}
 	if o.Runbook != "" {
 		out.Runbook = o.Runbook
+	}
+	if o.UpdateOn != nil {
+		out.UpdateOn = mergeUpdateOn(r.UpdateOn, o.UpdateOn)
 	}
 	// What the change leaves: a window the rule's kind cannot use, a
 	// count below what it needs.

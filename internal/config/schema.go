@@ -37,6 +37,12 @@ type File struct {
 	// Except lists events no rule fires on (any one matching is enough):
 	// a caller, app, vault or network allowed everywhere.
 	Except []MatchSpec `yaml:"except"`
+	// Inhibit makes one message of rules that fire on the same evidence
+	// (Alertmanager's inhibit_rules): an alert of a target rule is recorded
+	// as inhibited, and named in the source rule's alert, when a source
+	// alert has the same values of the equal fields. Without the key, the
+	// default pack's apply; `inhibit: []` turns them off.
+	Inhibit []InhibitSpec `yaml:"inhibit"`
 
 	// name and meta are where the file was read from and where each of
 	// its keys was written, for Resolve's messages; nil for a File built
@@ -61,6 +67,37 @@ type OverrideSpec struct {
 	Except  []MatchSpec `yaml:"except"`
 	Tags    []string    `yaml:"tags"` // added to the rule's tags
 	Runbook string      `yaml:"runbook"`
+	// UpdateOn replaces the keys of the rule's update_on it sets.
+	UpdateOn *UpdateOn `yaml:"update_on"`
+}
+
+// InhibitSpec is one inhibition: while an alert of a source rule stands
+// (within that rule's cooldown), an alert of a target rule with the same
+// values of every equal field is not sent on its own but named in the
+// source's. A target that brings what the source did not report (an
+// operation of the administrative, delete, purge, backup or restore kinds
+// the source's evidence does not hold, a higher severity than a source
+// already sent) is never inhibited.
+type InhibitSpec struct {
+	SourceRules []string `yaml:"source_rules"` // rule ids (globs)
+	TargetRules []string `yaml:"target_rules"` // rule ids (globs)
+	// Equal are event fields (audit.FieldNames) both must agree on: a
+	// finding's group value, else its vault, else its example event's.
+	Equal []string `yaml:"equal"`
+}
+
+// UpdateOn says which later evidence for an incident the user was told of
+// is sent as an update of it (cooldowns and reminders hold back only
+// repeats of the facts already reported).
+type UpdateOn struct {
+	// Operations: an operation of the administrative, delete, purge, backup
+	// or restore kinds not reported yet; default true.
+	Operations *bool `yaml:"operations"`
+	// Severity: a severity above the one reported; default true.
+	Severity *bool `yaml:"severity"`
+	// CountFactor: a count at least this many times the count last
+	// reported (2: 25, then 50, 100, …); default 2, 0 never.
+	CountFactor *float64 `yaml:"count_factor"`
 }
 
 // DeliverySettings tune the alert lifecycle.
@@ -204,6 +241,9 @@ type RuleSpec struct {
 	// matching events (Sentinel's mass retrieval: more than 10 distinct
 	// secrets and more than 50 reads a day).
 	MinEvents int `yaml:"min_events"`
+	// UpdateOn says what later evidence makes an update of an incident
+	// already reported; defaults in DefaultUpdateOn.
+	UpdateOn *UpdateOn `yaml:"update_on"`
 }
 
 // Baseline configures a spike rule.

@@ -94,6 +94,7 @@ func validate(f *File, name string, m *meta, errs *collector) {
 	v.settings(&f.Settings)
 	v.delivery(f)
 	v.tuning(f)
+	v.inhibit(f.Inhibit)
 	for i := range f.Rules {
 		o := origin{file: name, index: i}
 		if i < len(m.rules) {
@@ -272,6 +273,7 @@ func (v *validator) rule(r *RuleSpec, p string) {
 	for i, name := range r.GroupBy {
 		v.fieldName(indexPath(p+".group_by", i), name)
 	}
+	v.updateOn(r.UpdateOn, p+".update_on")
 	for _, d := range []struct {
 		key string
 		d   Duration
@@ -533,6 +535,7 @@ func (r *RuleSpec) ApplyDefaults() {
 			r.Count = DefaultSequenceCount
 		}
 	}
+	applyUpdateOn(&r.UpdateOn)
 	switch {
 	case given(r.Cooldown):
 	case r.Kind == "each" || r.Kind == "new_value" || !given(r.Window):
