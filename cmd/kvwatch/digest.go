@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kvwatch/kvwatch/handlers"
 	"github.com/kvwatch/kvwatch/internal/alert"
 	"github.com/kvwatch/kvwatch/internal/audit"
 	"github.com/kvwatch/kvwatch/internal/deadletter"
@@ -21,9 +21,9 @@ import (
 	"github.com/kvwatch/kvwatch/internal/digest"
 	"github.com/kvwatch/kvwatch/internal/finding"
 	"github.com/kvwatch/kvwatch/internal/logger"
-	"github.com/kvwatch/kvwatch/internal/notify"
 	stdoutnotify "github.com/kvwatch/kvwatch/internal/notify/stdout"
 	"github.com/kvwatch/kvwatch/internal/pipeline"
+	"github.com/kvwatch/kvwatch/internal/receiver"
 	"github.com/kvwatch/kvwatch/internal/replay"
 	"github.com/kvwatch/kvwatch/internal/rules"
 	"github.com/kvwatch/kvwatch/internal/state"
@@ -41,7 +41,7 @@ const previewReceiver = "preview"
 // statistics, detection and delivery (to a preview receiver that sends
 // nothing), computes the digest and prints it as text; with --send it
 // sends it instead to the receivers the routes pick for digests (see
-// digestTargets), saying on stderr what each answered.
+// digest.Targets), saying on stderr what each answered.
 func digestCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("digest", "kvwatch digest --period daily|weekly|monthly [flags] [PATH...]",
 		`Replays PATHs (no PATH: the bundled demo day) into memory and prints the digest of the period as text;
@@ -166,9 +166,9 @@ with --send, sends it to the receivers the routes pick for digests instead.`)
 			return err
 		}
 		if len(receivers) == 0 {
-			receivers["stdout"] = stdoutnotify.New(stdoutnotify.Config{}, stdout)
+			receivers["stdout"] = receiver.Stdout(stdoutnotify.Config{}, stdout)
 		}
-		if err := sendDigestNow(ctx, r, dc.Routes, receivers, stderr); err != nil {
+		if err := digest.SendNow(ctx, r, dc.Routes, receivers, stderr); err != nil {
 			return err
 		}
 	} else if _, err := io.WriteString(stdout, digest.Text(r)); err != nil {
@@ -217,30 +217,7 @@ func parseAt(s string, zone *time.Location) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("--at %q: not RFC 3339 nor YYYY-MM-DD[THH:MM[:SS]]", s)
 }
 
-// sendDigestNow sends a digest to the receivers routes pick for digests,
-// once each, and says on w what each answered. Receivers that cannot take
-// digests are skipped; no receiver at all, or a failed send, is an error.
-func sendDigestNow(ctx context.Context, r *digest.Report, routes []delivery.Route, receivers map[string]delivery.Notifier, w io.Writer) error {
-	id := digestID(r)
-	targets, skipped := digestTargets(routes, receivers)
-	for _, name := range skipped {
-		fmt.Fprintf(w, "digest %s: receiver %s does not take digests, skipped\n", id, name)
-	}
-	if len(targets) == 0 {
-		return fmt.Errorf("digest %s: no receiver takes digests (route them with rules: [digest] or tags: [digest])", id)
-	}
-	var errs []error
-	for _, t := range targets {
-		if err := t.Sender.SendDigest(ctx, r); err != nil {
-			msg := notify.Redact(err.Error())
-			fmt.Fprintf(w, "digest %s: sending to %s failed: %s\n", id, t.Name, msg)
-			errs = append(errs, fmt.Errorf("%s: %s", t.Name, msg))
-			continue
-		}
-		fmt.Fprintf(w, "digest %s: sent to %s\n", id, t.Name)
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("digest %s not sent everywhere: %w", id, errors.Join(errs...))
-	}
-	return nil
+// digestTimer is the Digest timer function: t run hourly by the host.
+func digestTimer(t *digest.Timer) handlers.TimerFunc {
+	return func(ctx context.Context, _ handlers.TimerInfo) ([]string, error) { return t.Run(ctx) }
 }

@@ -29,16 +29,15 @@ import (
 	"github.com/kvwatch/kvwatch/internal/delivery"
 	"github.com/kvwatch/kvwatch/internal/demo"
 	"github.com/kvwatch/kvwatch/internal/detect"
+	"github.com/kvwatch/kvwatch/internal/digest"
 	"github.com/kvwatch/kvwatch/internal/finding"
 	"github.com/kvwatch/kvwatch/internal/heartbeat"
 	"github.com/kvwatch/kvwatch/internal/logger"
-	"github.com/kvwatch/kvwatch/internal/notify/email"
 	stdoutnotify "github.com/kvwatch/kvwatch/internal/notify/stdout"
-	"github.com/kvwatch/kvwatch/internal/notify/teams"
-	"github.com/kvwatch/kvwatch/internal/notify/webhook"
 	"github.com/kvwatch/kvwatch/internal/pack"
 	"github.com/kvwatch/kvwatch/internal/pipeline"
 	"github.com/kvwatch/kvwatch/internal/printer"
+	"github.com/kvwatch/kvwatch/internal/receiver"
 	"github.com/kvwatch/kvwatch/internal/replay"
 	"github.com/kvwatch/kvwatch/internal/rules"
 	"github.com/kvwatch/kvwatch/internal/state"
@@ -421,44 +420,10 @@ func progressBar(w io.Writer) replay.Progress {
 	}
 }
 
-// buildReceivers builds a notifier for every configured receiver.
+// buildReceivers builds a notifier for every configured receiver that is
+// on (internal/receiver); each also takes digests.
 func buildReceivers(cfg *config.File, client *http.Client, stdout io.Writer, log zerolog.Logger) (map[string]delivery.Notifier, error) {
-	out := map[string]delivery.Notifier{}
-	var errs []error
-	for _, r := range cfg.Receivers {
-		if r.Off != "" {
-			log.Info().Str("receiver", r.Name).Str("how", r.Off).Msg("optional receiver is off")
-			continue
-		}
-		switch {
-		case r.Webhook != nil:
-			n, err := webhook.New(r.Name, *r.Webhook, client, nil)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			out[r.Name] = n
-		case r.Teams != nil:
-			n, err := teams.New(r.Name, *r.Teams, client, nil)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			out[r.Name] = n
-		case r.Email != nil:
-			n, err := email.New(r.Name, *r.Email, email.Deps{HTTPClient: client})
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			out[r.Name] = n
-		case r.Stdout != nil:
-			out[r.Name] = stdoutnotify.New(*r.Stdout, stdout)
-		default:
-			errs = append(errs, fmt.Errorf("receiver %s: no kind configured (teams, email, webhook or stdout)", r.Name))
-		}
-	}
-	return out, errors.Join(errs...)
+	return receiver.Build(cfg, receiver.Deps{HTTPClient: client, Stdout: stdout, Log: log})
 }
 
 // buildDispatcher wires delivery: routes, silences, the rules' cooldowns.
@@ -555,7 +520,8 @@ func wireRuntime(ctx context.Context, cfgPath string, getenv func(string) string
 	proc := &pipeline.Pipeline{Letters: st.Letters, Dedup: pipeline.NewDedup(dedupSize),
 		Next: hb.Stage(stats.New(store).Stage(en)), Log: log}
 	timers := map[string]handlers.TimerFunc{
-		"Digest": digestTimer(store, st.Outbox, receivers, dc.Routes, zone, time.Now, log),
+		"Digest": digestTimer(&digest.Timer{Store: store, Outbox: st.Outbox, Receivers: receivers, Routes: dc.Routes,
+			Zone: zone, Log: log}),
 		"Housekeeping": func(ctx context.Context, _ handlers.TimerInfo) ([]string, error) {
 			rep, err := disp.Flush(ctx)
 			if err != nil {

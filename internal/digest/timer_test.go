@@ -1,42 +1,23 @@
-package main
+package digest_test
 
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"image/png"
-	"io"
-	"log"
-	"mime"
-	"mime/multipart"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"net/mail"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"github.com/rs/zerolog"
 
-	"github.com/kvwatch/kvwatch/handlers"
 	"github.com/kvwatch/kvwatch/internal/alert"
 	"github.com/kvwatch/kvwatch/internal/audit"
 	"github.com/kvwatch/kvwatch/internal/delivery"
 	"github.com/kvwatch/kvwatch/internal/digest"
 	"github.com/kvwatch/kvwatch/internal/finding"
 	"github.com/kvwatch/kvwatch/internal/notify"
-	"github.com/kvwatch/kvwatch/internal/notify/email"
-	stdoutnotify "github.com/kvwatch/kvwatch/internal/notify/stdout"
-	"github.com/kvwatch/kvwatch/internal/notify/teams"
-	"github.com/kvwatch/kvwatch/internal/notify/webhook"
 	"github.com/kvwatch/kvwatch/internal/state"
 	"github.com/kvwatch/kvwatch/internal/stats"
 )
@@ -67,7 +48,7 @@ func (f *fakeDigestReceiver) sent() []string {
 	defer f.mu.Unlock()
 	var out []string
 	for _, r := range f.reports {
-		out = append(out, digestID(r))
+		out = append(out, digest.ID(r))
 	}
 	return out
 }
@@ -117,9 +98,14 @@ func seeded(t *testing.T) state.Store {
 	return st
 }
 
-func runTimer(t *testing.T, fn handlers.TimerFunc) ([]string, error) {
+// timer is the Digest timer as serve wires it, on a settable clock.
+func timer(st state.Store, outbox delivery.Outbox, receivers map[string]delivery.Notifier, zone *time.Location, now func() time.Time) *digest.Timer {
+	return &digest.Timer{Store: st, Outbox: outbox, Receivers: receivers, Zone: zone, Now: now, Log: zerolog.Nop()}
+}
+
+func runTimer(t *testing.T, tm *digest.Timer) ([]string, error) {
 	t.Helper()
-	return fn(context.Background(), handlers.TimerInfo{})
+	return tm.Run(context.Background())
 }
 
 func TestDigestTimerTwoTimersSendOnce(t *testing.T) {
@@ -130,12 +116,12 @@ func TestDigestTimerTwoTimersSendOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 2 {
 		// Two instances, each with its own timer, one shared store.
-		fn := digestTimer(st, delivery.NewMemory(), receivers, nil, time.UTC, clk.Now, zerolog.Nop())
+		fn := timer(st, delivery.NewMemory(), receivers, time.UTC, clk.Now)
 		for range 4 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := fn(context.Background(), handlers.TimerInfo{}); err != nil {
+				if _, err := fn.Run(context.Background()); err != nil {
 					t.Error(err)
 				}
 			}()
@@ -151,7 +137,7 @@ func TestDigestTimerTwoTimersSendOnce(t *testing.T) {
 	}
 	// An hour later: already sent.
 	clk.Add(time.Hour)
-	lines, err := runTimer(t, digestTimer(st, nil, receivers, nil, time.UTC, clk.Now, zerolog.Nop()))
+	lines, err := runTimer(t, timer(st, nil, receivers, time.UTC, clk.Now))
 	if err != nil || len(rcv.sent()) != 1 || !strings.Contains(strings.Join(lines, "\n"), "daily-2026-11-23: already sent (or being sent") {
 		t.Errorf("second run: %v %v, %d sent", lines, err, len(rcv.sent()))
 	}
@@ -162,7 +148,7 @@ func TestDigestTimerRetriesFailedSend(t *testing.T) {
 	ok, flaky := &fakeDigestReceiver{}, &fakeDigestReceiver{fail: 2}
 	receivers := map[string]delivery.Notifier{"ok": ok, "flaky": flaky}
 	clk := &clock{t: at("2026-11-24 08:00", time.UTC)}
-	fn := digestTimer(st, nil, receivers, nil, time.UTC, clk.Now, zerolog.Nop())
+	fn := timer(st, nil, receivers, time.UTC, clk.Now)
 
 	lines, err := runTimer(t, fn)
 	if err == nil || !strings.Contains(err.Error(), "flaky") {
@@ -210,7 +196,7 @@ func TestDigestTimerNotBefore8Local(t *testing.T) {
 	rcv := &fakeDigestReceiver{}
 	receivers := map[string]delivery.Notifier{"ops": rcv}
 	clk := &clock{t: at("2026-11-24 00:00", berlin)}
-	fn := digestTimer(st, nil, receivers, nil, berlin, clk.Now, zerolog.Nop())
+	fn := timer(st, nil, receivers, berlin, clk.Now)
 	for h := range 8 { // 00:00 .. 07:00 Berlin (07:00 UTC is already 08:00 there)
 		clk.Set(at("2026-11-24 00:00", berlin).Add(time.Duration(h) * time.Hour))
 		lines, err := runTimer(t, fn)
@@ -241,7 +227,7 @@ func TestDigestTimerWeeklyAndMonthly(t *testing.T) {
 	rcv := &fakeDigestReceiver{}
 	receivers := map[string]delivery.Notifier{"ops": rcv}
 	clk := &clock{}
-	fn := digestTimer(st, nil, receivers, nil, time.UTC, clk.Now, zerolog.Nop())
+	fn := timer(st, nil, receivers, time.UTC, clk.Now)
 	for _, step := range []struct {
 		now  string
 		want []string
@@ -272,7 +258,7 @@ func (alertOnly) Notify(context.Context, *alert.Alert) error { return nil }
 func TestDigestRouting(t *testing.T) {
 	a, b, c := &fakeDigestReceiver{}, &fakeDigestReceiver{}, &fakeDigestReceiver{}
 	receivers := map[string]delivery.Notifier{"a": a, "b": b, "c": c, "pager": alertOnly{}}
-	names := func(ts []digestTarget) (out []string) {
+	names := func(ts []digest.Target) (out []string) {
 		for _, t := range ts {
 			out = append(out, t.Name)
 		}
@@ -305,7 +291,7 @@ func TestDigestRouting(t *testing.T) {
 		}, []string{"c"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts, skipped := digestTargets(tc.routes, receivers)
+			ts, skipped := digest.Targets(tc.routes, receivers)
 			if got := names(ts); !slices.Equal(got, tc.want) || !slices.Equal(skipped, tc.skipped) {
 				t.Errorf("targets %v skipped %v, want %v and %v", got, skipped, tc.want, tc.skipped)
 			}
@@ -316,220 +302,13 @@ func TestDigestRouting(t *testing.T) {
 	// takes digests (no retry every hour).
 	st := seeded(t)
 	clk := &clock{t: at("2026-11-24 09:00", time.UTC)}
-	lines, err := runTimer(t, digestTimer(st, nil, map[string]delivery.Notifier{"pager": alertOnly{}}, nil, time.UTC, clk.Now, zerolog.Nop()))
+	lines, err := runTimer(t, timer(st, nil, map[string]delivery.Notifier{"pager": alertOnly{}}, time.UTC, clk.Now))
 	all := strings.Join(lines, "\n")
 	if err != nil || !strings.Contains(all, "receiver pager does not take digests, skipped") || !strings.Contains(all, "no receiver takes digests") {
 		t.Errorf("lines %v err %v", lines, err)
 	}
 	if first, _ := digest.Once(context.Background(), st, digest.Daily, at("2026-11-23 00:00", time.UTC)); first {
 		t.Error("the claim was released with nothing to send")
-	}
-}
-
-// --- the real receivers -------------------------------------------------
-
-// smtpSink is a loopback SMTP server that keeps what it is sent.
-type smtpSink struct {
-	mu   sync.Mutex
-	msgs [][]byte
-}
-
-func (s *smtpSink) NewSession(*smtp.Conn) (smtp.Session, error) { return &sinkSession{s}, nil }
-
-type sinkSession struct{ s *smtpSink }
-
-func (*sinkSession) Reset()                               {}
-func (*sinkSession) Logout() error                        { return nil }
-func (*sinkSession) Mail(string, *smtp.MailOptions) error { return nil }
-func (*sinkSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
-func (ss *sinkSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	ss.s.mu.Lock()
-	ss.s.msgs = append(ss.s.msgs, b)
-	ss.s.mu.Unlock()
-	return err
-}
-
-func startSMTPSink(t *testing.T) (*smtpSink, int) {
-	t.Helper()
-	sink := &smtpSink{}
-	srv := smtp.NewServer(sink)
-	srv.Domain = "localhost"
-	srv.ErrorLog = log.New(io.Discard, "", 0)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return sink, l.Addr().(*net.TCPAddr).Port
-}
-
-// inlinePNG finds the part of a mail whose Content-ID is cid, and checks
-// the HTML refers to it.
-func inlinePNG(t *testing.T, data []byte, cid string) (html string, chart []byte) {
-	t.Helper()
-	msg, err := mail.ReadMessage(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var walk func(h map[string][]string, body io.Reader)
-	walk = func(h map[string][]string, body io.Reader) {
-		get := func(k string) string {
-			if v := h[k]; len(v) > 0 {
-				return v[0]
-			}
-			return ""
-		}
-		mt, params, err := mime.ParseMediaType(get("Content-Type"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasPrefix(mt, "multipart/") {
-			mr := multipart.NewReader(body, params["boundary"])
-			for {
-				p, err := mr.NextPart()
-				if err == io.EOF {
-					return
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				walk(p.Header, p)
-			}
-		}
-		b, _ := io.ReadAll(body)
-		switch {
-		case get("Content-Id") == "<"+cid+">":
-			chart, err = base64.StdEncoding.DecodeString(strings.NewReplacer("\r", "", "\n", "").Replace(string(b)))
-			if err != nil {
-				t.Fatal(err)
-			}
-		case mt == "text/html":
-			html = string(b)
-		}
-	}
-	walk(msg.Header, msg.Body)
-	return html, chart
-}
-
-func TestDigestThroughRealReceivers(t *testing.T) {
-	st := seeded(t)
-	now := at("2026-11-24 08:00", time.UTC)
-
-	var hookBody []byte
-	var hookHeader http.Header
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hookBody, _ = io.ReadAll(r.Body)
-		hookHeader = r.Header.Clone()
-	}))
-	defer hook.Close()
-	var teamsBody []byte
-	teamsSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		teamsBody, _ = io.ReadAll(r.Body)
-		w.WriteHeader(http.StatusAccepted)
-	}))
-	defer teamsSrv.Close()
-	sink, port := startSMTPSink(t)
-
-	wh, err := webhook.New("siem", webhook.Config{URL: hook.URL + "/digest?token=SECRET"}, hook.Client(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tm, err := teams.New("channel", teams.Config{URL: teamsSrv.URL + "/flow?sig=SECRET"}, teamsSrv.Client(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	em, err := email.New("mail", email.Config{From: "kvwatch@contoso.com", To: []string{"secops@contoso.com"},
-		SMTP: email.SMTPConfig{Host: "127.0.0.1", Port: port, TLS: email.TLSNone}}, email.Deps{Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	so := stdoutnotify.New(stdoutnotify.Config{}, &out)
-	receivers := map[string]delivery.Notifier{"siem": wh, "channel": tm, "mail": em, "console": so}
-
-	lines, err := runTimer(t, digestTimer(st, delivery.NewMemory(), receivers, nil, time.UTC, func() time.Time { return now }, zerolog.Nop()))
-	if err != nil {
-		t.Fatalf("%v\n%s", err, strings.Join(lines, "\n"))
-	}
-	for _, name := range []string{"channel", "console", "mail", "siem"} {
-		if !slices.Contains(lines, "kvwatch: digest daily-2026-11-23: sent to "+name) {
-			t.Errorf("no line for %s: %v", name, lines)
-		}
-	}
-	r, err := digest.Compute(context.Background(), st, nil, digest.Daily, now, time.UTC)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// webhook: the JSON form.
-	var doc map[string]any
-	if err := json.Unmarshal(hookBody, &doc); err != nil {
-		t.Fatalf("webhook body: %v", err)
-	}
-	if doc["schema"] != "kvwatch.digest/v1" || doc["id"] != "daily-2026-11-23" || doc["period"] != "daily" || doc["zone"] != "UTC" ||
-		doc["start"] != "2026-11-23T00:00:00Z" || doc["end"] != "2026-11-24T00:00:00Z" {
-		t.Errorf("webhook body head: %.300s", hookBody)
-	}
-	overall, _ := doc["overall"].(map[string]any)
-	if overall["requests"] != float64(144) || overall["denied"] != float64(r.Overall.Denied) {
-		t.Errorf("overall %v", overall)
-	}
-	if vs, _ := doc["vaults"].([]any); len(vs) != 2 {
-		t.Errorf("vaults %v", doc["vaults"])
-	}
-	if ch, _ := doc["chart"].(map[string]any); ch["unit"] != "hour" || len(ch["slots"].([]any)) != 24 {
-		t.Errorf("chart %v", doc["chart"])
-	}
-	if hookHeader.Get("X-Kvwatch-Schema") != webhook.DigestSchemaVersion || hookHeader.Get("X-Kvwatch-Digest-Id") != "daily-2026-11-23" {
-		t.Errorf("webhook headers %v", hookHeader)
-	}
-
-	// teams: the card in its envelope, within 28 KB.
-	var env struct {
-		Type        string `json:"type"`
-		Attachments []struct {
-			ContentType string         `json:"contentType"`
-			Content     map[string]any `json:"content"`
-		} `json:"attachments"`
-	}
-	if err := json.Unmarshal(teamsBody, &env); err != nil || env.Type != "message" || len(env.Attachments) != 1 ||
-		env.Attachments[0].ContentType != teams.ContentType || env.Attachments[0].Content["type"] != "AdaptiveCard" {
-		t.Errorf("teams body (%v): %.300s", err, teamsBody)
-	}
-	if len(teamsBody) > 28*1024 {
-		t.Errorf("teams message of %d bytes", len(teamsBody))
-	}
-
-	// email: the HTML refers to the chart, which is an inline PNG.
-	sink.mu.Lock()
-	msgs := sink.msgs
-	sink.mu.Unlock()
-	if len(msgs) != 1 {
-		t.Fatalf("%d mails", len(msgs))
-	}
-	html, chart := inlinePNG(t, msgs[0], digest.ChartCID)
-	if !strings.Contains(html, `src="cid:`+digest.ChartCID+`"`) {
-		t.Error("the HTML part does not show the chart by cid")
-	}
-	img, err := png.Decode(bytes.NewReader(chart))
-	if err != nil {
-		t.Fatalf("inline chart: %v", err)
-	}
-	if b := img.Bounds(); b.Dx() != digest.ChartWidth || b.Dy() != digest.ChartHeight {
-		t.Errorf("chart %v", b)
-	}
-	if m, _ := mail.ReadMessage(bytes.NewReader(msgs[0])); m != nil {
-		s, _ := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
-		if s != "[kvwatch] Daily digest — Monday 23 November 2026" {
-			t.Errorf("subject %q", s)
-		}
-	}
-
-	// stdout: the text.
-	if out.String() != digest.Text(r) {
-		t.Errorf("stdout wrote:\n%.300s", out.String())
 	}
 }
 
@@ -540,7 +319,7 @@ func TestDigestJSONSeverities(t *testing.T) {
 	r.Overall.FindingsBySeverity[finding.Critical] = 1
 	r.Findings = []digest.Finding{{Raised: day, Severity: finding.High, Rule: "r", Summary: "s",
 		Delivery: []digest.Delivery{{Receiver: "x", State: delivery.Pending, Attempts: 2}}}}
-	b, err := digestJSON(r)
+	b, err := digest.JSON(r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -551,60 +330,38 @@ func TestDigestJSONSeverities(t *testing.T) {
 	}
 }
 
-func TestDigestCmdSend(t *testing.T) {
-	var bodies []string
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		bodies = append(bodies, string(b))
-	}))
-	defer hook.Close()
-	cfg := filepath.Join(t.TempDir(), "kvwatch.yaml")
-	os.WriteFile(cfg, []byte(`
-receivers:
-  - name: siem
-    webhook: {url: "${HOOK}/x?token=SECRETTOKEN"}
-  - name: pager
-    webhook: {url: "${HOOK}/pager?token=SECRETTOKEN"}
-routes:
-  - receivers: [pager]
-    min_severity: high
-  - receivers: [siem]
-    tags: [digest]
-`), 0o644)
-	env := map[string]string{"HOOK": hook.URL}
-	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"digest", "--config", cfg, "--send"}, func(k string) string { return env[k] }, &stdout, &stderr)
-	if code != 0 {
-		t.Fatalf("exit %d:\n%s%s", code, stdout.String(), stderr.String())
+// A run that claims a period's digest and dies before sending it (no
+// Done, no Release) holds the period only for the claim's lease: a run
+// within it leaves it alone, the next run after it sends the digest.
+func TestDigestTimerCrashBetweenClaimAndSend(t *testing.T) {
+	st := seeded(t)
+	rcv := &fakeDigestReceiver{}
+	receivers := map[string]delivery.Notifier{"ops": rcv}
+	clk := &clock{t: at("2026-11-24 08:05", time.UTC)} // a Tuesday: the daily digest only
+	start, _ := digest.Bounds(digest.Daily, clk.Now(), time.UTC)
+	// The run that crashed: it claimed, and nothing more.
+	if first, err := digest.OnceAt(context.Background(), st, digest.Daily, start, clk.Now(), digest.DefaultLease); err != nil || !first {
+		t.Fatalf("claim: %v %v", first, err)
 	}
-	if !strings.Contains(stderr.String(), "digest daily-2026-11-23: sent to siem") || strings.Contains(stderr.String(), "pager") {
-		t.Errorf("stderr:\n%s", stderr.String())
+	fn := timer(st, delivery.NewMemory(), receivers, time.UTC, clk.Now)
+	clk.Add(10 * time.Minute)
+	lines, err := runTimer(t, fn)
+	if err != nil || len(rcv.sent()) != 0 || !strings.Contains(strings.Join(lines, "\n"), "being sent by another run") {
+		t.Fatalf("within the lease: %v %v, sent %v", lines, err, rcv.sent())
 	}
-	if stdout.Len() != 0 {
-		t.Errorf("--send printed the digest too:\n%.200s", stdout.String())
+	clk.Add(time.Hour) // the next hourly run
+	if _, err := runTimer(t, fn); err != nil {
+		t.Fatal(err)
 	}
-	if len(bodies) != 1 || !strings.Contains(bodies[0], `"schema":"kvwatch.digest/v1"`) {
-		t.Fatalf("webhook got %d bodies: %.200v", len(bodies), bodies)
+	if got := rcv.sent(); !slices.Equal(got, []string{"daily-2026-11-23"}) {
+		t.Fatalf("after the lease: sent %v, want the daily digest of 23 November", got)
 	}
-	var doc struct {
-		Overall struct{ Requests int64 } `json:"overall"`
+	// Sent and marked done: later runs, past any lease, send nothing more.
+	clk.Add(3 * time.Hour)
+	if _, err := runTimer(t, fn); err != nil {
+		t.Fatal(err)
 	}
-	json.Unmarshal([]byte(bodies[0]), &doc)
-	if doc.Overall.Requests < 16000 {
-		t.Errorf("the demo day's digest counts %d requests", doc.Overall.Requests)
-	}
-	if strings.Contains(stdout.String()+stderr.String(), "SECRETTOKEN") {
-		t.Error("a secret leaked")
-	}
-
-	// A failing receiver: exit 1, said on stderr.
-	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
-	defer down.Close()
-	env["HOOK"] = down.URL
-	stdout.Reset()
-	stderr.Reset()
-	if code := run(context.Background(), []string{"digest", "--config", cfg, "--send"}, func(k string) string { return env[k] }, &stdout, &stderr); code != 1 ||
-		!strings.Contains(stderr.String(), "sending to siem failed") || strings.Contains(stderr.String(), "SECRETTOKEN") {
-		t.Errorf("exit %d:\n%s", code, stderr.String())
+	if got := rcv.sent(); len(got) != 1 {
+		t.Fatalf("sent %v, want once", got)
 	}
 }
