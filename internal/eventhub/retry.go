@@ -49,9 +49,12 @@ func status(err error) (int, string, bool) {
 	return 0, "", false
 }
 
-// transient reports whether err is worth retrying: tablestore's one
-// classification of Table Storage errors, shared with the state store.
-func transient(ctx context.Context, err error) bool { return tablestore.IsTransient(ctx, err) }
+// transient reports whether err is worth retrying: tablestore.Classify,
+// the one classification of Azure Table Storage errors, shared with the
+// state store; there is no copy of it here.
+func transient(ctx context.Context, err error) bool {
+	return tablestore.Classify(ctx, err) == tablestore.Transient
+}
 
 // call runs one Table Storage request, retrying transient failures with
 // exponential backoff and jitter while the retry budget and ctx allow. The
