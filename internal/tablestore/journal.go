@@ -388,17 +388,30 @@ func (j *Journal) write(ctx context.Context, stream string, keys []state.Key, fn
 }
 
 // foldLocked merges one item into the view, copy on write.
-func (j *Journal) foldLocked(it journalItem) {
+func (j *Journal) foldLocked(it journalItem) { j.foldOwned(it, nil) }
+
+// foldOwned merges one item into the view. Entities in owned were copied by
+// this pass, under the lock it still holds, and never handed to anyone:
+// they are changed in place, so a pass folding many entries that touch one
+// large entity (a restore) copies it once, not once per entry.
+func (j *Journal) foldOwned(it journalItem, owned map[state.Key]bool) {
 	if it.Drop {
 		delete(j.view, it.K)
+		delete(owned, it.K)
 		return
 	}
-	e := j.view[it.K].Clone()
-	if e == nil {
-		e = &state.Entity{}
+	e := j.view[it.K]
+	if !owned[it.K] {
+		e = e.Clone()
+		if e == nil {
+			e = &state.Entity{}
+		}
+		j.view[it.K] = e
+		if owned != nil {
+			owned[it.K] = true
+		}
 	}
 	state.Merge(e, it.D)
-	j.view[it.K] = e
 }
 
 // packEntries encodes items as log entries of at most maxEntryRaw stored
@@ -650,6 +663,7 @@ func (j *Journal) catchUpStreams(ctx context.Context, names []string) error {
 	// shared log) must not be undone by older changes to the same
 	// entity read from another stream's log in the same pass.
 	var drops []journalItem
+	owned := map[state.Key]bool{}
 	for i, n := range names {
 		g := &res[i]
 		c := j.cursorOf(n)
@@ -672,7 +686,7 @@ func (j *Journal) catchUpStreams(ctx context.Context, names []string) error {
 					drops = append(drops, it)
 					continue
 				}
-				j.foldLocked(it)
+				j.foldOwned(it, owned)
 			}
 			c.index = idx
 			j.tail.entries++
