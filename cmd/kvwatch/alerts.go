@@ -131,8 +131,11 @@ func alertsOutbox(ctx context.Context, args []string, getenv func(string) string
 				r := e.Receivers[name]
 				states = append(states, name+":"+string(r.State))
 			}
-			fmt.Fprintf(stdout, "%s  %s  %-8s %-32s %-20s %s\n", a.ID, a.Created.Format(time.RFC3339),
-				a.Severity, a.Rule, printer.Safe(a.Vault), strings.Join(states, " "))
+			if e.InhibitedBy != "" {
+				states = []string{"inhibited by " + e.InhibitedBy}
+			}
+			fmt.Fprintf(stdout, "%s  %s  %-8s %-32s %-20s %s%s\n", a.ID, a.Created.Format(time.RFC3339),
+				a.Severity, a.Rule, printer.Safe(a.Vault), strings.Join(states, " "), incidentNote(a))
 		}
 		return nil
 	case "show", "resend":
@@ -182,6 +185,26 @@ func alertsOutbox(ctx context.Context, args []string, getenv func(string) string
 		return nil
 	}
 	return nil
+}
+
+// incidentNote says what an update changed and which rules an alert
+// folds in: "  update 2: +VaultDelete, +VaultPurge; also mass-secret-retrieval".
+func incidentNote(a *alert.Alert) string {
+	var parts []string
+	if a.IsUpdate() {
+		parts = append(parts, fmt.Sprintf("update %d of %s: %s", a.Version, a.Incident, printer.Safe(strings.Join(a.Changes, ", "))))
+	}
+	if len(a.Related) > 0 {
+		rules := make([]string, len(a.Related))
+		for i, r := range a.Related {
+			rules[i] = r.Rule
+		}
+		parts = append(parts, "also "+strings.Join(rules, ", "))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "  " + strings.Join(parts, "; ")
 }
 
 func sortedKeys[V any](m map[string]V) []string {

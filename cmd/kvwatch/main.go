@@ -452,7 +452,7 @@ func buildDispatcher(cfg *config.File, rs []*rules.Rule, out delivery.Outbox, re
 	}
 	host, _ := os.Hostname()
 	o := delivery.Options{Outbox: out, Receivers: receivers, Routes: c.Routes, Silences: c.Silences, Mutes: c.Mutes,
-		Cooldowns: cooldowns, GiveUp: c.Settings.GiveUp.Duration, MaxBackoff: c.Settings.MaxBackoff.Duration,
+		Cooldowns: cooldowns, Updates: c.Updates, Inhibits: c.Inhibits, GiveUp: c.Settings.GiveUp.Duration, MaxBackoff: c.Settings.MaxBackoff.Duration,
 		MaxReminder: c.Settings.MaxReminder.Duration, GroupWait: c.Settings.GroupWait.Duration, Instance: fmt.Sprintf("%s/%d", host, os.Getpid()), Log: log}
 	o.Now, o.SilenceSource = now, silences
 	deliverySettings(cfg, &o)

@@ -8,43 +8,46 @@ import (
 	"strings"
 
 	"github.com/kvwatch/kvwatch/internal/delivery"
+	"github.com/kvwatch/kvwatch/internal/finding"
 	"github.com/kvwatch/kvwatch/internal/printer"
 )
 
 // printDeliveries says, for each alert the findings (by ID, in the order
-// they were found) made, where it went: each receiver and what it
-// answered, or the silence or mute interval that held it, or that no route
-// took it. Findings a cooldown held back are counted at the end.
+// they were found) made, first messages and updates alike, where it went:
+// each receiver and what it answered, or the silence or mute interval that
+// held it, or the alert of another rule it was folded into (inhibited), or
+// that no route took it. Findings a cooldown held back are counted at the
+// end.
 func printDeliveries(ctx context.Context, out delivery.Outbox, findingIDs []string, w io.Writer) error {
-	seen := map[string]bool{}
+	ids := map[string]bool{}
 	held := 0
 	for _, id := range findingIDs {
+		if ids[id] {
+			continue
+		}
+		ids[id] = true
 		dec, ok, err := out.Decision(ctx, id)
 		if err != nil {
 			return fmt.Errorf("replay: reading what delivery decided: %w", err)
 		}
-		switch {
-		case !ok:
-			continue
-		case dec.Alert == "":
-			if dec.Suppressed && !seen["held:"+id] {
-				seen["held:"+id] = true
-				held++
-			}
-			continue
-		case seen[dec.Alert]:
+		if ok && dec.Alert == "" && dec.Suppressed {
+			held++
+		}
+	}
+	// Every alert carrying one of the findings: the outbox's newest first,
+	// printed oldest first.
+	es, err := out.Recent(ctx, 4*len(ids)+100)
+	if err != nil {
+		return fmt.Errorf("replay: reading the outbox: %w", err)
+	}
+	slices.Reverse(es)
+	slices.SortStableFunc(es, func(a, b *delivery.Entry) int { return a.Alert.Created.Compare(b.Alert.Created) })
+	for _, e := range es {
+		if !slices.ContainsFunc(e.Alert.Findings, func(f finding.Finding) bool { return ids[f.ID] }) {
 			continue
 		}
-		seen[dec.Alert] = true
-		e, err := out.Get(ctx, dec.Alert)
-		if err != nil {
-			return fmt.Errorf("replay: reading alert %s: %w", dec.Alert, err)
-		}
-		if e == nil {
-			continue
-		}
-		fmt.Fprintf(w, "alert %s %-8s %s %s: %s\n", e.Alert.ID, strings.ToUpper(e.Alert.Severity.String()), e.Alert.Rule,
-			printer.Safe(e.Alert.Vault), whereItWent(e))
+		fmt.Fprintf(w, "alert %s %-8s %s %s: %s%s\n", e.Alert.ID, strings.ToUpper(e.Alert.Severity.String()), e.Alert.Rule,
+			printer.Safe(e.Alert.Vault), whereItWent(e), incidentNote(e.Alert))
 	}
 	if held > 0 {
 		fmt.Fprintf(w, "%d findings held back by cooldowns (counted into the next alert of their group)\n", held)
@@ -54,6 +57,9 @@ func printDeliveries(ctx context.Context, out delivery.Outbox, findingIDs []stri
 
 // whereItWent describes an outbox entry's delivery on one line.
 func whereItWent(e *delivery.Entry) string {
+	if e.InhibitedBy != "" {
+		return "inhibited by " + e.InhibitedBy
+	}
 	if e.MutedBy != "" {
 		return "muted by " + e.MutedBy
 	}

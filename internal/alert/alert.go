@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,12 +53,46 @@ type Alert struct {
 	// reminder while it persists.
 	Repeat int `json:"repeat,omitempty"`
 
+	// Incident names the incident the alert reports (the ID of the
+	// finding that opened it); Version is 1 for its first message and
+	// grows with each update. Changes say what an update adds to what the
+	// user was told: "+VaultDelete", "count 25 → 525", "severity high →
+	// critical"; empty on a first message.
+	Incident string   `json:"incident,omitempty"`
+	Version  int      `json:"version,omitempty"`
+	Changes  []string `json:"changes,omitempty"`
+	// Related are the alerts of other rules that fired on the same
+	// evidence and were folded into this one (inhibition): one incident,
+	// one message.
+	Related []Related `json:"related,omitempty"`
+
 	FirstEvent time.Time `json:"firstEvent"`
 	LastEvent  time.Time `json:"lastEvent"`
 	Created    time.Time `json:"created"`
 
 	// Test marks an alert sent by `kvwatch alerts test`.
 	Test bool `json:"test,omitempty"`
+}
+
+// Related is an alert of another rule folded into this one.
+type Related struct {
+	Rule     string           `json:"rule"`
+	Title    string           `json:"title"`
+	Severity finding.Severity `json:"severity"`
+	Summary  string           `json:"summary"`
+	// Alert is the folded alert's ID: it is in the outbox, recorded as
+	// inhibited by this one.
+	Alert string `json:"alert"`
+}
+
+// IsUpdate reports whether the alert updates an incident the user was
+// told of before.
+func (a *Alert) IsUpdate() bool { return a.Version > 1 }
+
+// UpdateID is the ID of version v of an incident's messages.
+func UpdateID(incident string, version int) string {
+	h := sha256.Sum256([]byte(incident + "#" + strconv.Itoa(version)))
+	return hex.EncodeToString(h[:12])
 }
 
 // New builds an alert from findings of one rule and vault (the lead first).

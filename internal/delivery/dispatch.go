@@ -76,6 +76,12 @@ type Options struct {
 	// (kvwatch silence add; a SilenceWatcher's Active), applied beside
 	// Silences.
 	SilenceSource func() []Silence
+	// Updates are the rules' update policies (update_on); rules not
+	// listed use DefaultUpdatePolicy.
+	Updates map[string]UpdatePolicy
+	// Inhibits fold the alerts of target rules into those of source rules
+	// that fired on the same evidence (kvwatch.yaml's inhibit).
+	Inhibits []InhibitRule
 	// GroupWait holds a new alert this long before sending it, and adds
 	// to it the findings of the same rule and vault that arrive meanwhile;
 	// 0 (the default) sends at once.
@@ -126,22 +132,28 @@ func New(o Options) *Dispatcher {
 	return &Dispatcher{o: o, recorded: make(chan struct{}, 1)}
 }
 
-// Found implements detect.Sink: it decides, for every finding not decided
-// before, whether the cooldown holds it back or it makes an alert, and
-// writes the alerts to the outbox. It sends nothing and waits for no
-// receiver: a Sender (woken at once) or Flush delivers them. It is
-// idempotent by finding ID, so a retried batch changes nothing.
+// Found implements detect.Sink: it decides, for every finding, whether
+// it opens an incident (an alert), adds a fact the user was not told of
+// to the incident of its rule and group (an update, sent whatever the
+// cooldown), or repeats known facts (held back by the cooldown, or, for a
+// finding decided before, dropped), folds the alerts of rules that fired
+// on the same evidence into one (inhibition), and writes the alerts to the
+// outbox. It sends nothing and waits for no receiver: a Sender (woken at
+// once) or Flush delivers them. It is idempotent: a retried batch changes
+// nothing.
 func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
 	byKey := map[string][]finding.Finding{}
+	decided := map[string]bool{}
 	var keys []string
 	for _, f := range fs {
+		if _, dup := decided[f.ID]; dup {
+			continue // twice in one batch: the first stands
+		}
 		dec, ok, err := d.o.Outbox.Decision(ctx, f.ID)
 		if err != nil {
 			return fmt.Errorf("delivery: %w", err)
 		}
-		if ok && (dec.Suppressed || dec.Alert != "") {
-			continue
-		}
+		decided[f.ID] = ok && (dec.Suppressed || dec.Alert != "")
 		k := alert.CooldownKey(&f)
 		if _, seen := byKey[k]; !seen {
 			keys = append(keys, k)
@@ -150,23 +162,32 @@ func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
 	}
 	slices.Sort(keys)
 	var alerting []finding.Finding
+	var updates []*alert.Alert
 	repeat := map[string]int{}
 	suppressed := map[string]int{}
+	incident := map[string]string{}
 	decisions := map[string]Decision{}
 	for _, k := range keys {
 		group := byKey[k]
 		slices.SortFunc(group, func(a, b finding.Finding) int {
 			return cmp.Or(a.FirstEvent.Compare(b.FirstEvent), cmp.Compare(a.ID, b.ID))
 		})
-		send, rep, sup, err := d.cooldown(ctx, k, group)
+		vs, err := d.cooldown(ctx, k, group, decided)
 		if err != nil {
 			return err
 		}
-		for _, f := range group {
-			if send[f.ID] {
+		for i, f := range group {
+			v := vs[i]
+			switch v.what {
+			case opens:
 				alerting = append(alerting, f)
-				repeat[f.ID], suppressed[f.ID] = rep, sup
-			} else {
+				repeat[f.ID], suppressed[f.ID], incident[f.ID] = v.repeat, v.suppressed, v.incident
+			case updates_:
+				a := alert.New([]finding.Finding{f}, d.o.Now())
+				a.Incident, a.Version, a.Changes = v.incident, v.version, v.changes
+				a.ID = alert.UpdateID(v.incident, v.version)
+				updates = append(updates, a)
+			case holds:
 				decisions[f.ID] = Decision{Suppressed: true}
 			}
 		}
@@ -176,7 +197,16 @@ func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
 		return err
 	}
 	for _, a := range alerts {
-		if d.o.GroupWait > 0 {
+		a.Incident, a.Version = incident[a.Lead().ID], 1
+	}
+	alerts = append(alerts, updates...)
+	inhibited, err := d.inhibit(ctx, alerts)
+	if err != nil {
+		return err
+	}
+	for _, a := range alerts {
+		by := inhibited[a.ID]
+		if d.o.GroupWait > 0 && !a.IsUpdate() && by == "" {
 			into, err := d.joinOpen(ctx, a)
 			if err != nil {
 				return err
@@ -189,6 +219,12 @@ func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
 			}
 		}
 		e := d.entry(a)
+		if by != "" {
+			e.InhibitedBy, e.MutedBy = by, ""
+			for _, r := range e.Receivers {
+				r.State = Muted
+			}
+		}
 		if d.o.GroupWait > 0 {
 			for _, r := range e.Receivers {
 				r.Next = a.Created.Add(d.o.GroupWait)
@@ -197,7 +233,7 @@ func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
 		if _, err := d.o.Outbox.Add(ctx, e); err != nil {
 			return fmt.Errorf("delivery: outbox: %w", err)
 		}
-		if d.o.GroupWait > 0 {
+		if d.o.GroupWait > 0 && !a.IsUpdate() && by == "" {
 			if err := d.openGroup(ctx, a); err != nil {
 				return err
 			}
@@ -205,11 +241,17 @@ func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
 		for _, f := range a.Findings {
 			decisions[f.ID] = Decision{Alert: a.ID}
 		}
-		if e.MutedBy != "" {
+		switch {
+		case e.InhibitedBy != "":
+			d.o.Log.Info().Str("alert", a.ID).Str("rule", a.Rule).Str("inhibited_by", e.InhibitedBy).Msg("alert inhibited")
+		case e.MutedBy != "":
 			d.o.Log.Info().Str("alert", a.ID).Str("rule", a.Rule).Str("muted_by", e.MutedBy).Msg("alert muted")
-		} else if len(e.Receivers) == 0 {
+		case len(e.Receivers) == 0:
 			d.o.Log.Warn().Str("alert", a.ID).Str("rule", a.Rule).Msg("alert matches no route: recorded, sent nowhere")
 		}
+	}
+	if err := d.markSources(ctx, alerts); err != nil {
+		return err
 	}
 	if len(decisions) > 0 {
 		at := d.o.Now()
@@ -332,34 +374,90 @@ func (d *Dispatcher) unclaimed(ctx context.Context, alerts []*alert.Alert, repea
 	return alerts, nil
 }
 
-// cooldown decides, for one key's new findings (in event-time order),
-// which make an alert. A finding within the current interval of the last
-// alert is held back; the interval doubles (up to MaxReminder) while the
-// condition keeps coming back, and resets when it stays away. The state
-// is written with optimistic concurrency; on a conflict it is read again.
-func (d *Dispatcher) cooldown(ctx context.Context, key string, group []finding.Finding) (send map[string]bool, repeat, suppressed int, err error) {
-	base := d.o.Cooldowns[group[0].Rule]
+// What the cooldown decided about one finding.
+type verdict struct {
+	what       verdictKind
+	repeat     int // opens: the reminder it is
+	suppressed int // opens: findings held back since the last alert
+	incident   string
+	version    int      // updates: the incident's message it is
+	changes    []string // updates: what it adds
+}
+
+type verdictKind int
+
+const (
+	drops    verdictKind = iota // a decided finding repeating known facts: nothing
+	holds                       // a new finding repeating known facts within the cooldown
+	opens                       // a new incident's first message (or a reminder)
+	updates_                    // an update of the key's incident
+)
+
+// cooldown decides, for one key's findings (in event-time order), which
+// open an incident, which update the key's incident and which repeat what
+// the user was told. A finding within the current interval of the last
+// alert, or decided before, makes a message only with a new fact (an
+// update); otherwise it is held back (or dropped). The interval doubles
+// (up to MaxReminder) while the condition keeps coming back, and resets
+// when it stays away. The state is written with optimistic concurrency; on
+// a conflict it is read again.
+func (d *Dispatcher) cooldown(ctx context.Context, key string, group []finding.Finding, decided map[string]bool) ([]verdict, error) {
+	rule := group[0].Rule
+	base := d.o.Cooldowns[rule]
 	if base <= 0 {
 		base = DefaultCooldown
+	}
+	policy, ok := d.o.Updates[rule]
+	if !ok {
+		policy = DefaultUpdatePolicy
 	}
 	for attempt := 0; attempt < 8; attempt++ {
 		c, err := d.o.Outbox.Cooldown(ctx, key)
 		if err != nil {
-			return nil, 0, 0, fmt.Errorf("delivery: cooldown: %w", err)
+			return nil, fmt.Errorf("delivery: cooldown: %w", err)
 		}
-		send = map[string]bool{}
-		for _, f := range group {
+		vs := make([]verdict, len(group))
+		changed := false
+		for i := range group {
+			f := &group[i]
 			at := f.FirstEvent
 			if at.IsZero() {
 				at = f.WindowStart
 			}
-			if c.LastFinding == f.ID { // decided by an attempt that stopped half way
-				send[f.ID], repeat, suppressed = true, c.Repeat, 0
+			t := c.Told
+			if c.LastFinding == f.ID && (t == nil || t.Facts == facts(f)) {
+				// Decided by an attempt that stopped half way, or the very
+				// facts of the last message again: the same message, which
+				// the outbox and the decisions take once.
+				switch {
+				case t != nil && t.Version > 1:
+					vs[i] = verdict{what: updates_, incident: t.Incident, version: t.Version, changes: t.Changes}
+				case decided[f.ID]:
+					vs[i] = verdict{what: drops}
+				default:
+					vs[i] = verdict{what: opens, repeat: c.Repeat, incident: f.ID}
+				}
 				continue
 			}
 			interval := min(base<<min(c.Repeat, 20), max(d.o.MaxReminder, base))
-			if !c.Last.IsZero() && at.Sub(c.Last) < interval && c.Last.Sub(at) < interval {
+			within := !c.Last.IsZero() && at.Sub(c.Last) < interval && c.Last.Sub(at) < interval
+			if decided[f.ID] || within {
+				// The incident the user was told of goes on: a new fact is
+				// an update, sent at once; known facts are a repeat.
+				if t != nil && !f.Period.Before(t.Opened) {
+					if ch, next := changes(t, f, policy); len(ch) > 0 {
+						c.Told, c.LastFinding, changed = next, f.ID, true
+						vs[i] = verdict{what: updates_, incident: next.Incident, version: next.Version, changes: ch}
+						continue
+					}
+				}
+				if decided[f.ID] {
+					vs[i] = verdict{what: drops}
+					continue
+				}
 				c.Suppressed++
+				changed = true
+				vs[i] = verdict{what: holds}
 				continue
 			}
 			if !c.Last.IsZero() && at.Sub(c.Last) < 2*interval {
@@ -367,19 +465,23 @@ func (d *Dispatcher) cooldown(ctx context.Context, key string, group []finding.F
 			} else {
 				c.Repeat = 0
 			}
-			send[f.ID], repeat, suppressed = true, c.Repeat, c.Suppressed
-			c.Last, c.LastFinding, c.Suppressed = at, f.ID, 0
+			vs[i] = verdict{what: opens, repeat: c.Repeat, suppressed: c.Suppressed, incident: f.ID}
+			c.Last, c.LastFinding, c.Suppressed, c.Told = at, f.ID, 0, newTold(f)
+			changed = true
+		}
+		if !changed {
+			return vs, nil
 		}
 		switch err := d.o.Outbox.SetCooldown(ctx, key, c); {
 		case err == nil:
-			return send, repeat, suppressed, nil
+			return vs, nil
 		case errors.Is(err, ErrConflict):
 			continue
 		default:
-			return nil, 0, 0, fmt.Errorf("delivery: cooldown: %w", err)
+			return nil, fmt.Errorf("delivery: cooldown: %w", err)
 		}
 	}
-	return nil, 0, 0, fmt.Errorf("delivery: cooldown %s: too many concurrent writers", key)
+	return nil, fmt.Errorf("delivery: cooldown %s: too many concurrent writers", key)
 }
 
 // group makes one alert per rule and vault of the findings that alert.

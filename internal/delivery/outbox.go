@@ -42,6 +42,10 @@ type Entry struct {
 	Alert     *alert.Alert        `json:"alert"`
 	Receivers map[string]*Attempt `json:"receivers"`
 	MutedBy   string              `json:"mutedBy,omitempty"`
+	// InhibitedBy names the alert of another rule, fired on the same
+	// evidence, that carries this one ("rule (alert ID)"): it is recorded,
+	// and sent to no receiver.
+	InhibitedBy string `json:"inhibitedBy,omitempty"`
 	// Version is the store's concurrency token (an ETag); writes with a
 	// stale one fail with ErrConflict.
 	Version string `json:"-"`
@@ -74,7 +78,12 @@ type Cooldown struct {
 	// LastFinding is the finding that made the last alert: an attempt that
 	// stopped after writing the cooldown recognises its own decision.
 	LastFinding string `json:"lastFinding,omitempty"`
-	Version     string `json:"-"`
+	// Told is what the user was told of the key's incident (incident.go).
+	Told *Told `json:"told,omitempty"`
+	// Source, under an inhibition's key (inhibit.go), is the last alert of
+	// a source rule with the key's equal values.
+	Source  *SourceMark `json:"source,omitempty"`
+	Version string      `json:"-"`
 }
 
 // Outbox is where alerts wait for their receivers, and where the decisions

@@ -188,6 +188,9 @@ type Compiled struct {
 	Silences []Silence
 	Mutes    []MuteInterval
 	Settings config.DeliverySettings
+	// Updates are the rules' update_on, by rule id.
+	Updates  map[string]UpdatePolicy
+	Inhibits []InhibitRule
 }
 
 // Compile reads routes, silences and mute intervals from a configuration
@@ -196,8 +199,26 @@ type Compiled struct {
 // receivers that are off (optional, with their variables unset); a route
 // left with none is dropped.
 func Compile(f *config.File) (*Compiled, error) {
-	c := &Compiled{Settings: f.Delivery}
+	c := &Compiled{Settings: f.Delivery, Updates: map[string]UpdatePolicy{}}
 	var errs []error
+	for _, r := range f.Rules {
+		p := DefaultUpdatePolicy
+		if u := r.UpdateOn; u != nil {
+			if u.Operations != nil {
+				p.Operations = *u.Operations
+			}
+			if u.Severity != nil {
+				p.Severity = *u.Severity
+			}
+			if u.CountFactor != nil {
+				p.CountFactor = *u.CountFactor
+			}
+		}
+		c.Updates[r.ID] = p
+	}
+	for _, in := range f.Inhibit {
+		c.Inhibits = append(c.Inhibits, InhibitRule{Sources: in.SourceRules, Targets: in.TargetRules, Equal: in.Equal})
+	}
 	off := map[string]bool{}
 	for _, r := range f.Receivers {
 		if r.Off != "" {
