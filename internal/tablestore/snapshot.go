@@ -15,6 +15,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/kvwatch/kvwatch/internal/state"
 )
@@ -158,7 +159,7 @@ func (j *Journal) readSnapshot(ctx context.Context) (*restoredView, error) {
 		return nil, fmt.Errorf("tablestore: journal: snapshot %d: %w", h.gen, err)
 	}
 	var sd snapshotData
-	if err := json.Unmarshal(js, &sd); err != nil {
+	if err := jsonv2.Unmarshal(js, &sd); err != nil {
 		return nil, fmt.Errorf("tablestore: journal: snapshot %d: %w", h.gen, err)
 	}
 	for _, it := range sd.Items {

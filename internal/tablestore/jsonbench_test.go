@@ -1,0 +1,90 @@
+package tablestore
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	jsonv2 "github.com/go-json-experiment/json"
+
+	"github.com/kvwatch/kvwatch/internal/state"
+)
+
+// snapshotSample is a view of n window entities of one shape, with the
+// kinds of values detection and statistics store (sorted and odd strings,
+// spans, tallies, negative and large keys).
+func snapshotSample(n int) snapshotData {
+	r := rand.New(rand.NewPCG(3, 4))
+	sd := snapshotData{Cut: map[string]int64{"p:ns/hub/0": 42, "f:blob/PT1H.json": 7}}
+	for i := range n {
+		e := &state.Entity{Applied: map[string]int64{"p:ns/hub/0": int64(i), "p:ns/hub/1": 5}, Counts: map[int64]int64{},
+			Counts2: map[int64]int64{-1: 3}, Values: map[int64][]string{29923740: {"a", "b\x1fc", "ü\u2028", `q"'<>&`}},
+			Seen: map[string]state.Span{fmt.Sprintf("10.0.%d.%d", i%7, i%251): {First: int64(i), Last: int64(i + r.IntN(99))}},
+			Tally: map[string]int64{"f|secret|success": int64(i)}, First: 1764000000 + int64(i)}
+		for k := range 30 {
+			e.Counts[int64(29923740+k)] = int64(k * r.IntN(9))
+		}
+		sd.Items = append(sd.Items, snapshotItem{K: state.Key{Rule: "burst", Group: fmt.Sprintf("kv%d\x1fcaller-%d", i%20, i), Block: int64(498729 - i%3)}, E: e})
+	}
+	return sd
+}
+
+// The journal reads with go-json-experiment/json what it wrote with
+// encoding/json: both decoders give the same view.
+func TestJournalJSONDecoders(t *testing.T) {
+	sd := snapshotSample(300)
+	js, err := json.Marshal(&sd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b snapshotData
+	if err := json.Unmarshal(js, &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := jsonv2.Unmarshal(js, &b); err != nil {
+		t.Fatal(err)
+	}
+	ja, _ := json.Marshal(&a)
+	jb, _ := json.Marshal(&b)
+	if string(ja) != string(jb) || string(ja) != string(js) {
+		t.Fatal("encoding/json and go-json-experiment/json read the snapshot differently")
+	}
+	d := state.Diff(sd.Items[0].E, sd.Items[1].E)
+	items := []journalItem{{K: sd.Items[0].K, D: d}, {K: sd.Items[1].K, Drop: true}}
+	js, _ = json.Marshal(items)
+	var ia, ib []journalItem
+	json.Unmarshal(js, &ia)
+	if err := jsonv2.Unmarshal(js, &ib); err != nil {
+		t.Fatal(err)
+	}
+	ja, _ = json.Marshal(ia)
+	jb, _ = json.Marshal(ib)
+	if string(ja) != string(jb) {
+		t.Fatalf("log entries read differently:\n%s\n%s", ja, jb)
+	}
+}
+
+// BenchmarkSnapshotDecode: why the journal reads with go-json-experiment.
+func BenchmarkSnapshotDecode(b *testing.B) {
+	sd := snapshotSample(20000)
+	js, _ := json.Marshal(&sd)
+	b.Run("encoding-json", func(b *testing.B) {
+		b.SetBytes(int64(len(js)))
+		for b.Loop() {
+			var x snapshotData
+			if err := json.Unmarshal(js, &x); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("go-json-experiment", func(b *testing.B) {
+		b.SetBytes(int64(len(js)))
+		for b.Loop() {
+			var x snapshotData
+			if err := jsonv2.Unmarshal(js, &x); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
