@@ -110,12 +110,18 @@ func subjectOf(a *alert.Alert, prefix string) string {
 	if a.Test {
 		b.WriteString(" TEST")
 	}
+	if a.IsUpdate() {
+		b.WriteString(" UPDATE")
+	}
 	b.WriteString(" " + strings.ToUpper(a.Severity.String()) + " " + a.Title)
 	if a.Vault != "" {
 		b.WriteString(" — " + a.Vault)
 	}
 	if a.Repeat > 0 {
 		b.WriteString(" (reminder " + strconv.Itoa(a.Repeat) + ")")
+	}
+	if a.IsUpdate() && len(a.Changes) > 0 {
+		b.WriteString(": " + strings.Join(a.Changes, ", "))
 	}
 	return notify.Defang(headerText(b.String(), maxSubject))
 }
@@ -142,6 +148,17 @@ func newView(a *alert.Alert, prefix string) *view {
 	}
 	if a.Repeat > 0 {
 		v.Notes = append(v.Notes, "Reminder "+strconv.Itoa(a.Repeat)+": the condition still holds.")
+	}
+	if a.IsUpdate() {
+		v.Notes = append(v.Notes, "Update "+strconv.Itoa(a.Version-1)+" of incident "+clean(a.Incident, 64)+
+			": what changed since the last message: "+hostile(clean(strings.Join(a.Changes, ", "), maxLong))+".")
+	}
+	if len(a.Related) > 0 {
+		rel := make([]string, len(a.Related))
+		for i, r := range a.Related {
+			rel[i] = clean(r.Rule, maxValue) + " (" + r.Severity.String() + ")"
+		}
+		v.Notes = append(v.Notes, "Also fired on the same evidence, folded into this message: "+strings.Join(rel, ", ")+".")
 	}
 
 	add := func(list *[]fact, label, value string) {

@@ -65,10 +65,16 @@ func (n *Notifier) Notify(_ context.Context, a *alert.Alert) error {
 	if a.Repeat > 0 {
 		head = fmt.Sprintf("ALERT (reminder %d)", a.Repeat)
 	}
+	if a.IsUpdate() {
+		head = fmt.Sprintf("UPDATE %d (%s)", a.Version-1, printer.Safe(strings.Join(a.Changes, ", ")))
+	}
 	if a.Test {
 		head = "TEST ALERT"
 	}
 	fmt.Fprintf(&b, "%s %s", head, printer.FindingText(a.Lead()))
+	for _, r := range a.Related {
+		fmt.Fprintf(&b, "    also fired on the same evidence: %s (%s) %s\n", r.Rule, r.Severity, printer.Clean(r.Summary))
+	}
 	if n := len(a.Findings); n > 1 {
 		fmt.Fprintf(&b, "    and %d more findings of this rule on this vault\n", n-1)
 	}

@@ -329,6 +329,9 @@ func header(a *alert.Alert, v *view) *Container {
 	if a.Repeat > 0 {
 		line += " · reminder " + strconv.Itoa(a.Repeat)
 	}
+	if a.IsUpdate() {
+		line = "UPDATE " + strconv.Itoa(a.Version-1) + " · " + line
+	}
 	if a.Test {
 		line = "TEST · " + line
 	}
@@ -342,6 +345,12 @@ func header(a *alert.Alert, v *view) *Container {
 	items := []Element{sev, title}
 	if a.Summary != "" {
 		items = append(items, text(Hostile(a.Summary, min(longMax, 2*v.valueMax))))
+	}
+	if a.IsUpdate() && len(a.Changes) > 0 {
+		// What this update adds to what the incident's earlier messages said.
+		ch := text("What changed: " + Hostile(strings.Join(a.Changes, ", "), min(longMax, 2*v.valueMax)))
+		ch.Spacing = "Small"
+		items = append(items, ch)
 	}
 	return &Container{Type: "Container", Style: style, Bleed: true, Items: items}
 }
@@ -393,6 +402,16 @@ func facts(a *alert.Alert, lead *finding.Finding, v *view) []Fact {
 	}
 	if a.Repeat > 0 {
 		add("Repeat", "reminder "+strconv.Itoa(a.Repeat)+" while the condition persists")
+	}
+	if a.IsUpdate() {
+		add("Incident", v.p(a.Incident)+", update "+strconv.Itoa(a.Version-1))
+	}
+	if len(a.Related) > 0 {
+		var rel []string
+		for _, r := range a.Related {
+			rel = append(rel, v.p(r.Rule)+" \\("+strings.ToLower(r.Severity.String())+"\\)")
+		}
+		add("Also fired", strings.Join(rel, ", ")+" on the same evidence")
 	}
 	if e := lead.Example; e != nil {
 		if e.HTTPStatus != 0 || e.ResultDescription != "" {
