@@ -763,7 +763,7 @@ func requestTable(line []byte) string {
 	if i := strings.IndexAny(name, "(?"); i >= 0 {
 		name = name[:i]
 	}
-	for _, suf := range []string{"journal", "state", "findings", "deadletters", "outbox", "checkpoints"} {
+	for _, suf := range []string{"journal", "state", "findings", "deadletters", "outbox", "checkpoints", "silences"} {
 		if strings.HasSuffix(strings.ToLower(name), suf) {
 			return suf
 		}
