@@ -132,7 +132,7 @@ func alertsOutbox(ctx context.Context, args []string, getenv func(string) string
 				states = append(states, name+":"+string(r.State))
 			}
 			if e.InhibitedBy != "" {
-				states = []string{"inhibited by " + e.InhibitedBy}
+				states = append(states, "inhibited by "+e.InhibitedBy)
 			}
 			fmt.Fprintf(stdout, "%s  %s  %-8s %-32s %-20s %s%s\n", a.ID, a.Created.Format(time.RFC3339),
 				a.Severity, a.Rule, printer.Safe(a.Vault), strings.Join(states, " "), incidentNote(a))

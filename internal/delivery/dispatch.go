@@ -220,7 +220,7 @@ func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
 		}
 		e := d.entry(a)
 		if by != "" {
-			e.InhibitedBy, e.MutedBy = by, ""
+			e.InhibitedBy = by
 			for _, r := range e.Receivers {
 				r.State = Muted
 			}
