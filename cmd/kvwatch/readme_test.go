@@ -286,3 +286,35 @@ func TestReadmeVariablesExist(t *testing.T) {
 		}
 	}
 }
+
+// The output "What you see" shows is what make run (kvwatch replay of the
+// demo day) prints: the same findings in the same order, and the same
+// summary but for its duration.
+func TestReadmeShowsWhatMakeRunPrints(t *testing.T) {
+	text := readFile(t, "README.md")
+	i := strings.Index(text, "## What you see")
+	if i < 0 {
+		t.Fatal("README.md has no \"What you see\" section")
+	}
+	block := regexp.MustCompile("(?s)```\n(.*?)```").FindStringSubmatch(text[i:])
+	if block == nil {
+		t.Fatal("no output block in \"What you see\"")
+	}
+	duration := regexp.MustCompile(` in [0-9.]+[mµn]?s$`)
+	heads := func(s string) (out []string) {
+		for _, l := range strings.Split(s, "\n") {
+			if l != "" && !strings.HasPrefix(l, " ") {
+				out = append(out, duration.ReplaceAllString(l, ""))
+			}
+		}
+		return out
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"replay"}, func(string) string { return "" }, &stdout, &stderr); code != 0 {
+		t.Fatalf("kvwatch replay exits %d:\n%s", code, stderr.String())
+	}
+	got := append(heads(stdout.String()), heads(strings.TrimSpace(stderr.String()))...)
+	if want := heads(block[1]); !slices.Equal(got, want) {
+		t.Errorf("README.md shows\n%s\n\nkvwatch replay prints\n%s", strings.Join(want, "\n"), strings.Join(got, "\n"))
+	}
+}
