@@ -150,6 +150,15 @@ param acsResourceId string = ''
 @description('Endpoint of that resource, https://<name>.communication.azure.com; sets KVWATCH_ACS_ENDPOINT.')
 param acsEndpoint string = ''
 
+@description('Sender address of the email receiver of the shipped configuration; sets KVWATCH_EMAIL_FROM. With emailTo and acsEndpoint or smtpHost, high and critical alerts are emailed as soon as the app is deployed.')
+param emailFrom string = ''
+
+@description('Recipient of the email receiver of the shipped configuration; sets KVWATCH_EMAIL_TO.')
+param emailTo string = ''
+
+@description('SMTP host of the SMTP email receiver of the shipped configuration (instead of ACS); sets KVWATCH_SMTP_HOST. Its password is smtpPassword.')
+param smtpHost string = ''
+
 @description('Assign the built-in "Communication and Email Service Owner" role instead of the narrower custom role Microsoft documents for sending.')
 param acsUseBuiltInRole bool = false
 
@@ -418,6 +427,9 @@ module appSettings 'modules/appsettings.bicep' = {
     hasSmtpPassword: !empty(smtpPassword)
     secretAppSettings: secretAppSettings
     acsEndpoint: acsEndpoint
+    emailFrom: emailFrom
+    emailTo: emailTo
+    smtpHost: smtpHost
     extraAppSettings: extraAppSettings
     silenceSchedule: silenceSchedule
     digestSchedule: digestSchedule

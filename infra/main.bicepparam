@@ -61,6 +61,12 @@ param smtpPassword = readEnvironmentVariable('KVWATCH_SMTP_PASSWORD', '')
 param acsResourceId = ''
 param acsEndpoint = ''
 
+// The shipped configuration emails high and critical alerts once a sender and
+// a recipient are set (and acsEndpoint, or smtpHost with smtpPassword).
+param emailFrom = readEnvironmentVariable('KVWATCH_EMAIL_FROM', '')
+param emailTo = readEnvironmentVariable('KVWATCH_EMAIL_TO', '')
+param smtpHost = readEnvironmentVariable('KVWATCH_SMTP_HOST', '')''
+
 // Plain settings your kvwatch.yaml references as ${NAME}.
 param extraAppSettings = {}
 

@@ -34,6 +34,10 @@ param hasTeamsWebhook bool
 param hasSmtpPassword bool
 param secretAppSettings object
 param acsEndpoint string
+@description('KVWATCH_EMAIL_FROM, KVWATCH_EMAIL_TO and KVWATCH_SMTP_HOST for the email receiver of the shipped configurations (empty: not set).')
+param emailFrom string
+param emailTo string
+param smtpHost string
 param extraAppSettings object
 param silenceSchedule string
 param digestSchedule string
@@ -118,11 +122,15 @@ var acsSettings = empty(acsEndpoint) ? {} : {
   KVWATCH_ACS_ENDPOINT: acsEndpoint
 }
 
+// The email receiver of the shipped configurations are off, saying what to set,
+// until these are present (internal/pack/kvwatch.yaml).
+var emailSettings = union(empty(emailFrom) ? {} : { KVWATCH_EMAIL_FROM: emailFrom }, empty(emailTo) ? {} : { KVWATCH_EMAIL_TO: emailTo }, empty(smtpHost) ? {} : { KVWATCH_SMTP_HOST: smtpHost })
+
 var moreSecrets = toObject(items(secretAppSettings), item => item.key, item => '${kvRef}${item.value})')
 
 resource appsettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
   // Later arguments win: the settings above cannot be overridden by extras.
-  properties: union(extraAppSettings, moreSecrets, acsSettings, smtpSettings, teamsSettings, regionConnections, settings)
+  properties: union(extraAppSettings, moreSecrets, emailSettings, acsSettings, smtpSettings, teamsSettings, regionConnections, settings)
 }

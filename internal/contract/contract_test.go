@@ -277,6 +277,9 @@ var codeSettings = map[string]string{
 	"KVWATCH_TEST_TABLE_CONNECTION_STRING": "test",     // tests only
 	"EventHubConnection_":                  "not-env",  // handlers.RegionConnection's prefix: EventHubConnection_<region>, set per region (TestRegionsAgree)
 	"KVWATCH_ACS_ENDPOINT":                 "optional", // set when acsEndpoint is given
+	"KVWATCH_EMAIL_FROM":                   "optional", // set when emailFrom is given
+	"KVWATCH_EMAIL_TO":                     "optional", // set when emailTo is given
+	"KVWATCH_SMTP_HOST":                    "optional", // set when smtpHost is given
 	"KVWATCH_TEAMS_WEBHOOK_URL":            "optional", // Key Vault reference when teamsWebhookUrl is given
 	"KVWATCH_SMTP_PASSWORD":                "optional", // Key Vault reference when smtpPassword is given
 }
