@@ -693,7 +693,7 @@ func TestValidate(t *testing.T) {
 			"2:5: rules[0].kind: |kind is required: one of each, threshold, distinct, spike, new_value, sequence",
 			`3:13: rules[1].kind: |unknown kind "counter"`}},
 		{"each takes no window", "rules:\n  - {id: a, kind: each, window: 5m, count: 3, field: ip, baseline: {}}\n", []string{
-			"2:25: rules[0].window: |each rules take no window (only threshold, distinct, spike and sequence rules do)",
+			"2:25: rules[0].window: |each rules take no window (only threshold, distinct, spike, sequence and access_grant rules do)",
 			"2:37: rules[0].count: |each rules take no count",
 			"2:47: rules[0].field: |each rules take no field (only distinct rules do)",
 			"2:58: rules[0].baseline: |each rules take no baseline (only spike rules do)"}},

@@ -226,7 +226,7 @@ type RuleSpec struct {
 	Match       MatchSpec   `yaml:"match"`
 	Except      []MatchSpec `yaml:"except"`
 	GroupBy     []string    `yaml:"group_by"` // event field names (audit.FieldNames)
-	Kind        string      `yaml:"kind"`     // each, threshold, distinct, spike, new_value, sequence, config_change
+	Kind        string      `yaml:"kind"`     // each, threshold, distinct, spike, new_value, sequence, config_change, access_grant
 	Window      Duration    `yaml:"window"`   // threshold, distinct, spike, sequence
 	Count       int         `yaml:"count"`    // threshold: N; distinct: N distinct; sequence: N events of `then`
 	Field       string      `yaml:"field"`    // distinct: the field counted
@@ -234,7 +234,7 @@ type RuleSpec struct {
 	Horizon     Duration    `yaml:"horizon"`  // new_value: how long a value stays known (L)
 	Learning    Duration    `yaml:"learning"` // new_value, spike: silence after the first event seen
 	Baseline    *Baseline   `yaml:"baseline"` // spike
-	Then        *MatchSpec  `yaml:"then"`     // sequence: event B (event A is `match`)
+	Then        *MatchSpec  `yaml:"then"`     // sequence: event B (event A is `match`); access_grant: what the grantee does
 	Cooldown    Duration    `yaml:"cooldown"` // default: the window, or 1h for each/new_value
 	Runbook     string      `yaml:"runbook"`
 	// MinEvents (distinct): the window must also hold at least this many
@@ -244,6 +244,9 @@ type RuleSpec struct {
 	// UpdateOn says what later evidence makes an update of an incident
 	// already reported; defaults in DefaultUpdateOn.
 	UpdateOn *UpdateOn `yaml:"update_on"`
+	// Routine: a group that fired on After distinct days within Within is
+	// routine; it is told once and then no longer alerted (routine.go).
+	Routine *Routine `yaml:"routine"`
 }
 
 // Baseline configures a spike rule.

@@ -16,7 +16,7 @@ import (
 // The values kvwatch.yaml accepts, in the order messages list them.
 var (
 	Severities  = []string{"info", "low", "medium", "high", "critical"}
-	RuleKinds   = []string{"each", "threshold", "distinct", "spike", "new_value", "sequence", "config_change"}
+	RuleKinds   = []string{"each", "threshold", "distinct", "spike", "new_value", "sequence", "config_change", "access_grant"}
 	ObjectTypes = []string{"secret", "key", "certificate", "storage"}
 	Weekdays    = []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 )
@@ -54,15 +54,16 @@ var kindKeys = []struct {
 	kinds []string
 	set   func(*RuleSpec) bool
 }{
-	{"window", []string{"threshold", "distinct", "spike", "sequence"}, func(r *RuleSpec) bool { return given(r.Window) }},
-	{"count", []string{"threshold", "distinct", "sequence"}, func(r *RuleSpec) bool { return r.Count != 0 }},
+	{"window", []string{"threshold", "distinct", "spike", "sequence", "access_grant"}, func(r *RuleSpec) bool { return given(r.Window) }},
+	{"count", []string{"threshold", "distinct", "sequence", "access_grant"}, func(r *RuleSpec) bool { return r.Count != 0 }},
 	{"field", []string{"distinct"}, func(r *RuleSpec) bool { return r.Field != "" }},
 	{"min_events", []string{"distinct"}, func(r *RuleSpec) bool { return r.MinEvents != 0 }},
 	{"fields", []string{"new_value"}, func(r *RuleSpec) bool { return len(r.Fields) > 0 }},
 	{"horizon", []string{"new_value"}, func(r *RuleSpec) bool { return given(r.Horizon) }},
 	{"learning", []string{"spike", "new_value"}, func(r *RuleSpec) bool { return given(r.Learning) }},
 	{"baseline", []string{"spike"}, func(r *RuleSpec) bool { return r.Baseline != nil }},
-	{"then", []string{"sequence"}, func(r *RuleSpec) bool { return r.Then != nil }},
+	{"then", []string{"sequence", "access_grant"}, func(r *RuleSpec) bool { return r.Then != nil }},
+	{"routine", RoutineKinds, func(r *RuleSpec) bool { return r.Routine != nil }},
 }
 
 // given reports whether a Duration was written (or set by code).
@@ -293,7 +294,7 @@ func (v *validator) kind(r *RuleSpec, p string) {
 		}
 	}
 
-	if slices.Contains([]string{"threshold", "distinct", "spike", "sequence"}, k) {
+	if slices.Contains([]string{"threshold", "distinct", "spike", "sequence", "access_grant"}, k) {
 		wp := p + ".window"
 		switch {
 		case !given(r.Window):
@@ -359,7 +360,10 @@ func (v *validator) kind(r *RuleSpec, p string) {
 		if r.Count < 0 || (r.Count == 0 && v.m.given(v.file, cp)) {
 			v.errf(cp, "count must be at least 1")
 		}
+	case "access_grant":
+		v.accessGrant(r, p)
 	}
+	v.routine(r.Routine, p+".routine")
 }
 
 // positive checks a number that has a default: when given it must be > 0.
@@ -534,7 +538,15 @@ func (r *RuleSpec) ApplyDefaults() {
 		if r.Count == 0 {
 			r.Count = DefaultSequenceCount
 		}
+	case "access_grant":
+		if r.Count == 0 {
+			r.Count = DefaultSequenceCount
+		}
+		if len(r.GroupBy) == 0 {
+			r.GroupBy = []string{"vault"}
+		}
 	}
+	applyRoutine(r.Routine)
 	applyUpdateOn(&r.UpdateOn)
 	switch {
 	case given(r.Cooldown):

@@ -204,7 +204,7 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 			r := en.rules[ri]
 			a := r.Matches(e)
 			b := false
-			if r.Kind == rules.Sequence && !a && r.Then.Match(e) {
+			if (r.Kind == rules.Sequence || r.Kind == rules.AccessGrant) && !a && r.Then != nil && r.Then.Match(e) {
 				b = true
 				for _, x := range r.Except {
 					if x.Match(e) {
@@ -242,6 +242,12 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 				}
 			}
 			g := gkeys[sg]
+			if r.Kind == rules.AccessGrant {
+				var ok bool
+				if g, ok = grantContrib(e, g, &c); !ok {
+					continue
+				}
+			}
 			k := gkey{ri, g}
 			w := work[k]
 			if w == nil {

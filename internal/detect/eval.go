@@ -65,6 +65,12 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 				put(state.BlockMeta)
 			case rules.NewValue, rules.ConfigChange:
 				put(state.BlockMeta)
+			case rules.AccessGrant:
+				if c.second {
+					put(floorDiv(c.t, blockSec))
+				} else {
+					put(state.BlockMeta)
+				}
 			}
 		}
 		for _, b := range blocks {
@@ -81,6 +87,12 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 				keys = append(keys, k)
 				ends[k] = [2]int32{i, i}
 			}
+		}
+	}
+	batchMin := int64(math.MaxInt64) // the batch's earliest event time
+	for _, w := range order {
+		for i := range w.contribs {
+			batchMin = min(batchMin, w.contribs[i].t)
 		}
 	}
 	apply := func(k state.Key, e *state.Entity) bool {
@@ -132,6 +144,11 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 							first = min(first, w.contribs[x].t)
 						}
 						changed = addConfig(e, c.t, c.value, first) || changed
+					case r.Kind == rules.AccessGrant:
+						keep := int64((r.Window + en.settings.Lateness + en.settings.Bucket) / time.Second)
+						// What the batch's events judge grants with: from a window
+						// before its earliest event on.
+						changed = addGrantConfig(e, c.t, c.value, keep, batchMin-int64(r.Window/time.Second)) || changed
 					}
 				}
 			}
@@ -184,7 +201,7 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 				switch {
 				case r.Kind == rules.Threshold:
 					inc(&e.Counts, floorDiv(c.t, bucketSec))
-				case r.Kind == rules.Sequence && c.second:
+				case (r.Kind == rules.Sequence || r.Kind == rules.AccessGrant) && c.second:
 					inc(&e.Counts2, floorDiv(c.t, bucketSec))
 				case r.Kind == rules.Sequence:
 					inc(&e.Counts, floorDiv(c.t, bucketSec))
@@ -218,6 +235,11 @@ func contribIn(k rules.Kind, c *contrib, b int64) bool {
 	case rules.Spike:
 		return b == state.BlockMeta || floorDiv(c.t, 86400) == b
 	case rules.NewValue, rules.ConfigChange:
+		return b == state.BlockMeta
+	case rules.AccessGrant:
+		if c.second {
+			return floorDiv(c.t, blockSec) == b
+		}
 		return b == state.BlockMeta
 	}
 	return false
@@ -370,6 +392,7 @@ func (en *Engine) evaluate(ctx context.Context, order []*groupWork, ents map[sta
 		}
 	}
 	var out candidates
+	var grants []*groupWork // access_grant groups, judged together
 	sc := &scratch{}
 	for _, w := range order {
 		switch w.rule.Kind {
@@ -385,7 +408,12 @@ func (en *Engine) evaluate(ctx context.Context, order []*groupWork, ents map[sta
 			en.evalNewValue(w, ents, events, &out)
 		case rules.ConfigChange:
 			en.evalConfigChange(w, ents, events, &out)
+		case rules.AccessGrant:
+			grants = append(grants, w)
 		}
+	}
+	if err := en.evalAccessGrants(ctx, grants, ents, events, &out); err != nil {
+		return nil, nil, err
 	}
 	now := en.now().UTC()
 	for i := range out.fs {
@@ -443,6 +471,8 @@ func (en *Engine) needs(w *groupWork, keys []state.Key) []state.Key {
 		keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta})
 	case rules.NewValue, rules.ConfigChange:
 		keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta})
+	case rules.AccessGrant:
+		keys = en.grantNeeds(w, tmin, tmax, keys)
 	}
 	return keys
 }

@@ -65,6 +65,18 @@ func fuzzEvents(data []byte) []audit.Event {
 			if b[4]&16 != 0 {
 				e.Config.IPRules = []string{"0.0.0.0/0"}
 			}
+			// Access policies: the callers of b[6]'s low bits (access_grant
+			// rules follow them), unless bit 7 says the record lists none.
+			if b[6]&128 == 0 {
+				n := 0
+				for c := range 6 {
+					if b[6]&(1<<c) != 0 {
+						e.Config.PolicyObjectIDs = append(e.Config.PolicyObjectIDs, fmt.Sprintf("c%d", c))
+						n++
+					}
+				}
+				e.Config.AccessPolicies = &n
+			}
 		}
 		out = append(out, e)
 	}
@@ -85,20 +97,40 @@ func FuzzEngine(f *testing.F) {
 		rnd[i] = byte(x >> 24)
 	}
 	f.Add(rnd, uint8(5))
+	fuzzRules, fuzzSettings = fuzzPack(f)
+	f.Fuzz(func(t *testing.T, data []byte, cuts uint8) { runFuzzBody(t, data, cuts) })
+}
+
+// fuzzPack is the default pack with every rule on.
+func fuzzPack(tb testing.TB) ([]*rules.Rule, *rules.Settings) {
 	cf, err := config.Parse("kvwatch.yaml", pack.Config, config.Options{Getenv: func(string) string { return "" }})
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
 	rs, s, err := rules.Compile(cf)
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
 	for _, r := range rs {
 		r.Off = "" // the untrusted-network rule too
 	}
 	s.Trusted = nil
-	f.Fuzz(func(t *testing.T, data []byte, cuts uint8) {
+	return rs, s
+}
+
+var fuzzRules []*rules.Rule
+var fuzzSettings *rules.Settings
+
+func runFuzzBody(t *testing.T, data []byte, cuts uint8) {
+	rs, s := fuzzRules, fuzzSettings
+	{
 		evs := fuzzEvents(data)
+		start := time.Now()
+		defer func() {
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("slow: %s for %d events", d, len(evs))
+			}
+		}()
 		run := func(n int) []string {
 			got := map[string]string{}
 			en := detect.New(rs, s, detect.Options{Store: state.NewMemory(), Log: zerolog.Nop(),
@@ -138,5 +170,5 @@ func FuzzEngine(f *testing.F) {
 			}
 			t.Fatalf("one batch: %d findings, %d batches: %d findings\nonly in one batch: %q\nonly in batches: %q", len(one), int(cuts%8)+2, len(many), only1, onlyN)
 		}
-	})
+	}
 }

@@ -16,7 +16,7 @@ import (
 )
 
 // packRules is the number of rules the default pack ships.
-const packRules = 25
+const packRules = 27
 
 func parseDefault(t *testing.T) *config.File {
 	t.Helper()
@@ -129,9 +129,9 @@ func TestDefaultPackRuleTests(t *testing.T) {
 // attack.mitre.org: a tag that is not here is a typo or an unchecked claim.
 var attack = map[string]string{
 	"T1078": "Valid Accounts", "T1098": "Account Manipulation", "T1133": "External Remote Services",
-	"T1485": "Data Destruction", "T1526": "Cloud Service Discovery", "T1552.004": "Unsecured Credentials: Private Keys",
+	"T1070": "Indicator Removal", "T1485": "Data Destruction", "T1526": "Cloud Service Discovery", "T1552.004": "Unsecured Credentials: Private Keys",
 	"T1555.006": "Credentials from Password Stores: Cloud Secrets Management Stores",
-	"T1562": "Impair Defenses", "T1562.007": "Impair Defenses: Disable or Modify Cloud Firewall",
+	"T1562":     "Impair Defenses", "T1562.007": "Impair Defenses: Disable or Modify Cloud Firewall",
 	"T1565": "Data Manipulation", "T1580": "Cloud Infrastructure Discovery",
 }
 

@@ -31,6 +31,12 @@ const (
 	// (VaultGet, VaultPut, VaultPatch) against the vault's last known one:
 	// loosening transitions, and the first sighting of a weak one.
 	ConfigChange Kind = "config_change"
+	// AccessGrant follows each principal an access policy grants (an
+	// object id in a vault configuration's access policies that the
+	// configuration before it did not hold): with Then, Count events of
+	// Then by that principal within Window of the grant; without, the
+	// grant removed again within Window (access.go in package detect).
+	AccessGrant Kind = "access_grant"
 )
 
 // Rule is a compiled rule.
@@ -59,6 +65,13 @@ type Rule struct {
 	// MinEvents (distinct): the window must also hold this many events.
 	MinEvents int
 	Baseline  config.Baseline
+	// Routine (After > 0): a group that fired on After distinct days
+	// within Within before the day at hand is routine: told once, then
+	// not alerted (routine.go in package detect).
+	Routine struct {
+		After  int
+		Within time.Duration
+	}
 	// Off says why the rule does not run (disabled, or its trusted
 	// network list is empty); "" when it runs.
 	Off string
@@ -134,6 +147,8 @@ func (r *Rule) StateHorizon(s *Settings) time.Duration {
 	case NewValue:
 		return r.Horizon + s.Lateness
 	}
+	// (AccessGrant: the grantee's events, in time blocks; the
+	// configurations it keeps are in the vault's meta entity.)
 	return r.Window + s.Lateness + s.Bucket
 }
 
@@ -196,6 +211,15 @@ func compileRule(spec *config.RuleSpec, s *Settings) (*Rule, error) {
 	if spec.Baseline != nil {
 		r.Baseline = *spec.Baseline
 	}
+	if rt := spec.Routine; rt != nil {
+		r.Routine.After, r.Routine.Within = rt.After, rt.Within.Duration
+		if r.Routine.After <= 0 {
+			r.Routine.After = config.DefaultRoutineAfter
+		}
+		if r.Routine.Within < 24*time.Hour {
+			r.Routine.Within = config.DefaultRoutineWithin
+		}
+	}
 	var off []string
 	if spec.Enabled != nil && !*spec.Enabled {
 		off = append(off, "disabled")
@@ -245,6 +269,19 @@ func compileRule(spec *config.RuleSpec, s *Settings) (*Rule, error) {
 		}
 		if r.Kind == Sequence && r.Then == nil {
 			return nil, errors.New("kind sequence needs then")
+		}
+	case AccessGrant:
+		if r.Window <= 0 || r.Window%s.Bucket != 0 {
+			return nil, fmt.Errorf("kind access_grant needs a window that is a multiple of the bucket %s", s.Bucket)
+		}
+		if len(r.GroupBy) == 0 {
+			r.GroupBy = []string{"vault"}
+		}
+		if len(r.GroupBy) != 1 || r.GroupBy[0] != "vault" {
+			return nil, errors.New("kind access_grant groups by vault")
+		}
+		if r.Count <= 0 {
+			r.Count = 1
 		}
 	case Spike:
 		if r.Window <= 0 || (24*time.Hour)%r.Window != 0 {
