@@ -82,13 +82,21 @@ func newCatcher(t *testing.T) *catcher {
 
 // summary is what a scenario is judged on: one line per finding the
 // receiver got (rule, vault, group), sorted, and the findings that arrived
-// in more than one alert. (How findings are grouped into alerts depends on
-// how batches were cut, which differs between scenarios by design.)
+// in more than one first message. (How findings are grouped into alerts
+// depends on how batches were cut, which differs between scenarios by
+// design; so do updates of an incident, which say what a later batch
+// added: each must say what changed, and none may arrive twice.)
 func (c *catcher) summary() (lines []string, dups []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	seen := map[string]int{}
 	for _, a := range c.alerts {
+		if a.IsUpdate() {
+			if len(a.Changes) == 0 || a.Incident == "" {
+				dups = append(dups, "update "+a.ID+" says nothing new")
+			}
+			continue
+		}
 		for _, f := range a.Findings {
 			var pairs []string
 			for _, p := range f.Group {
@@ -100,6 +108,7 @@ func (c *catcher) summary() (lines []string, dups []string) {
 				lines = append(lines, line)
 			}
 		}
+
 	}
 	slices.Sort(lines)
 	for l, n := range seen {
@@ -260,8 +269,30 @@ func (e *env) pending() (int, error) {
 }
 
 var reference struct {
-	once  sync.Once
-	lines []string
+	once   sync.Once
+	lines  []string
+	folded []string
+}
+
+// folded is one line per rule that fired on the same evidence as an alert
+// the receiver got and was folded into it (inhibition): "rule group period
+// (in source-rule)". Which batch raises a rule decides whether it is
+// folded into its source's message or recorded as inhibited by one sent
+// before, so scenarios are not compared on it.
+func (c *catcher) folded() (lines []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range c.alerts {
+		for _, r := range a.Related {
+			var pairs []string
+			for _, p := range r.Group {
+				pairs = append(pairs, p.Field+"="+p.Value)
+			}
+			lines = append(lines, r.Rule+" "+strings.Join(pairs, ",")+" "+r.Period.Format(time.RFC3339)+" (in "+a.Rule+")")
+		}
+	}
+	slices.Sort(lines)
+	return lines
 }
 
 // want is the alerts of the demo day delivered through one handler and one
@@ -276,7 +307,7 @@ func want(t *testing.T) []string {
 		if len(dups) > 0 {
 			t.Fatalf("reference run sent alerts twice: %v", dups)
 		}
-		reference.lines = lines
+		reference.lines, reference.folded = lines, e.hook.folded()
 	})
 	if len(reference.lines) == 0 {
 		t.Fatal("the reference run raised no alerts")
@@ -295,9 +326,12 @@ func check(t *testing.T, e *env) {
 	}
 }
 
+// Every planted incident is found: alerted, or named in the alert of the
+// rule it fired beside (the mass read and the burst of the 13:37 sweep in
+// the listing's alert).
 func TestDemoDayFindsThePlantedIncidents(t *testing.T) {
 	w := want(t)
-	joined := strings.Join(w, "\n")
+	joined := strings.Join(append(slices.Clone(w), reference.folded...), "\n")
 	for _, rule := range []string{"mass-secret-retrieval", "object-destroyed", "vault-protection-weakened",
 		"object-exfiltration-prone", "denied-burst-caller", "denied-across-vaults", "listing-then-read-burst"} {
 		if !strings.Contains(joined, rule+" ") {

@@ -80,6 +80,9 @@ type Related struct {
 	Title    string           `json:"title"`
 	Severity finding.Severity `json:"severity"`
 	Summary  string           `json:"summary"`
+	// Group and Period are its lead finding's.
+	Group  []finding.Pair `json:"group,omitempty"`
+	Period time.Time      `json:"period,omitzero"`
 	// Alert is the folded alert's ID: it is in the outbox, recorded as
 	// inhibited by this one.
 	Alert string `json:"alert"`

@@ -136,7 +136,7 @@ func TestLoadFull(t *testing.T) {
 			},
 		},
 		GroupBy: []string{"caller", "vault"}, Kind: "threshold",
-		Window: dur(10 * time.Minute), Count: 200, Cooldown: dur(time.Hour), UpdateOn: defaultUpdateOn(),
+		Window: dur(10 * time.Minute), Count: 200, Cooldown: dur(time.Hour), UpdateOn: defaultUpdateOn("threshold"),
 	}
 	if got := rule("secret-read-burst"); !reflect.DeepEqual(*got, wantBurst) {
 		t.Errorf("secret-read-burst\n%+v, want\n%+v", *got, wantBurst)
@@ -149,7 +149,7 @@ func TestLoadFull(t *testing.T) {
 			PurgeProtection: &no, RetentionBelow: 90,
 		}},
 		Cooldown: dur(0), // given as 0: kept
-		UpdateOn: defaultUpdateOn(),
+		UpdateOn: defaultUpdateOn("each"),
 	}
 	if got := rule("vault-weakened"); !reflect.DeepEqual(*got, wantWeakened) {
 		t.Errorf("vault-weakened\n%+v, want\n%+v", *got, wantWeakened)

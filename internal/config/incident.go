@@ -35,8 +35,10 @@ func (v *validator) updateOn(u *UpdateOn, p string) {
 	}
 }
 
-// applyUpdateOn fills in update_on's defaults.
-func applyUpdateOn(u **UpdateOn) {
+// applyUpdateOn fills in update_on's defaults for a rule of kind: each
+// rules count the events of one batch, not of their incident, so their
+// count makes no update by default (their operations and severity do).
+func applyUpdateOn(u **UpdateOn, kind string) {
 	if *u == nil {
 		*u = &UpdateOn{}
 	}
@@ -51,6 +53,9 @@ func applyUpdateOn(u **UpdateOn) {
 	}
 	if x.CountFactor == nil {
 		f := DefaultCountFactor
+		if kind == "each" {
+			f = 0
+		}
 		x.CountFactor = &f
 	}
 }

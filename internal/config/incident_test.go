@@ -5,15 +5,16 @@ import (
 	"testing"
 )
 
-func defaultUpdateOn() *UpdateOn {
+func defaultUpdateOn(kind string) *UpdateOn {
 	u := &UpdateOn{}
-	applyUpdateOn(&u)
+	applyUpdateOn(&u, kind)
 	return u
 }
 
 // update_on is checked like other rule keys, with positions; an override
 // changes only the keys it sets; defaults are what a security team picks:
-// new operations and a higher severity always, the count when it doubles.
+// new operations and a higher severity always, the count when it doubles
+// (but for each rules, whose count is a batch's).
 func TestUpdateOn(t *testing.T) {
 	_, err := Parse("kvwatch.yaml", []byte(`
 rules:
@@ -45,6 +46,10 @@ rules:
   - id: b
     kind: each
     update_on: {count_factor: 4}
+  - id: c
+    kind: threshold
+    window: 5m
+    count: 10
 inhibit:
   - {source_rules: [a], target_rules: [b], equal: [vault]}
 `), Options{Getenv: func(string) string { return "" }})
@@ -66,12 +71,16 @@ overrides:
 		u := r.UpdateOn
 		switch r.ID {
 		case "a":
-			if !*u.Operations || !*u.Severity || *u.CountFactor != DefaultCountFactor {
-				t.Errorf("a: defaults %+v", *u)
+			if !*u.Operations || !*u.Severity || *u.CountFactor != 0 {
+				t.Errorf("a: defaults of an each rule (its count is a batch's) %+v", *u)
 			}
 		case "b":
 			if *u.Operations || !*u.Severity || *u.CountFactor != 4 {
 				t.Errorf("b: the override sets operations only: %+v", *u)
+			}
+		case "c":
+			if !*u.Operations || !*u.Severity || *u.CountFactor != DefaultCountFactor {
+				t.Errorf("c: defaults %+v", *u)
 			}
 		}
 	}

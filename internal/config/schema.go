@@ -96,7 +96,8 @@ type UpdateOn struct {
 	// Severity: a severity above the one reported; default true.
 	Severity *bool `yaml:"severity"`
 	// CountFactor: a count at least this many times the count last
-	// reported (2: 25, then 50, 100, …); default 2, 0 never.
+	// reported (2: 25, then 50, 100, …); 0 never. Default 2, and 0 for
+	// each rules (whose count is a batch's events, not the incident's).
 	CountFactor *float64 `yaml:"count_factor"`
 }
 
@@ -244,6 +245,9 @@ type RuleSpec struct {
 	// UpdateOn says what later evidence makes an update of an incident
 	// already reported; defaults in DefaultUpdateOn.
 	UpdateOn *UpdateOn `yaml:"update_on"`
+	// Routine: a group that fired on After distinct days within Within is
+	// routine; it is told once and then no longer alerted (routine.go).
+	Routine *Routine `yaml:"routine"`
 }
 
 // Baseline configures a spike rule.

@@ -144,7 +144,8 @@ func (d *Dispatcher) inhibit(ctx context.Context, alerts []*alert.Alert) (map[st
 		}
 		s := alerts[root]
 		out[t.ID] = s.Rule + " (alert " + s.ID + ")"
-		s.Related = append(s.Related, alert.Related{Rule: t.Rule, Title: t.Title, Severity: t.Severity, Summary: t.Summary, Alert: t.ID})
+		s.Related = append(s.Related, alert.Related{Rule: t.Rule, Title: t.Title, Severity: t.Severity, Summary: t.Summary,
+			Group: t.Group, Period: t.Lead().Period, Alert: t.ID})
 		s.Severity = max(s.Severity, t.Severity)
 	}
 	// Targets no alert of this call covers: an earlier source's mark.
