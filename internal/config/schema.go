@@ -245,9 +245,6 @@ type RuleSpec struct {
 	// UpdateOn says what later evidence makes an update of an incident
 	// already reported; defaults in DefaultUpdateOn.
 	UpdateOn *UpdateOn `yaml:"update_on"`
-	// Routine: a group that fired on After distinct days within Within is
-	// routine; it is told once and then no longer alerted (routine.go).
-	Routine *Routine `yaml:"routine"`
 }
 
 // Baseline configures a spike rule.

@@ -63,7 +63,6 @@ var kindKeys = []struct {
 	{"learning", []string{"spike", "new_value"}, func(r *RuleSpec) bool { return given(r.Learning) }},
 	{"baseline", []string{"spike"}, func(r *RuleSpec) bool { return r.Baseline != nil }},
 	{"then", []string{"sequence", "access_grant"}, func(r *RuleSpec) bool { return r.Then != nil }},
-	{"routine", RoutineKinds, func(r *RuleSpec) bool { return r.Routine != nil }},
 }
 
 // given reports whether a Duration was written (or set by code).
@@ -363,7 +362,6 @@ func (v *validator) kind(r *RuleSpec, p string) {
 	case "access_grant":
 		v.accessGrant(r, p)
 	}
-	v.routine(r.Routine, p+".routine")
 }
 
 // positive checks a number that has a default: when given it must be > 0.
@@ -546,7 +544,6 @@ func (r *RuleSpec) ApplyDefaults() {
 			r.GroupBy = []string{"vault"}
 		}
 	}
-	applyRoutine(r.Routine)
 	applyUpdateOn(&r.UpdateOn, r.Kind)
 	switch {
 	case given(r.Cooldown):

@@ -166,3 +166,40 @@ func TestMITRETags(t *testing.T) {
 		}
 	}
 }
+
+// TestExceptionTemplates uncomments the exception templates at the end of
+// the pack (from its last "# overrides:") and checks that they are a valid
+// kvwatch.yaml once the pack is merged in, matching by identity only.
+func TestExceptionTemplates(t *testing.T) {
+	s := string(pack.Config)
+	i := strings.LastIndex(s, "\n# overrides:\n")
+	if i < 0 {
+		t.Fatal("no exception templates (# overrides:) at the end of the pack")
+	}
+	var lines []string
+	for _, l := range strings.Split(s[i+1:], "\n") {
+		lines = append(lines, strings.TrimPrefix(strings.TrimPrefix(l, "#"), " "))
+	}
+	text := strings.Join(lines, "\n")
+	for _, tool := range []string{"AKS Secrets Store CSI", ".NET configuration provider", "Azure DevOps", "Terraform"} {
+		if !strings.Contains(s, tool) {
+			t.Errorf("the templates do not mention %s", tool)
+		}
+	}
+	if strings.Contains(text, "client_info") {
+		t.Error("a template matches by clientInfo, which any caller can send")
+	}
+	f, err := config.Parse("templates.yaml", []byte(text), config.Options{Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatalf("the templates do not parse:\n%s\n%v", text, err)
+	}
+	if len(f.Overrides) < 5 {
+		t.Errorf("%d rules overridden, want the burst, listing, mass and cross-vault rules", len(f.Overrides))
+	}
+	if err := config.Resolve(f, parseDefault(t)); err != nil {
+		t.Fatalf("the templates do not resolve against the pack: %v", err)
+	}
+	if _, _, err := rules.Compile(f); err != nil {
+		t.Fatalf("the templates do not compile: %v", err)
+	}
+}

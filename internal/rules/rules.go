@@ -65,13 +65,6 @@ type Rule struct {
 	// MinEvents (distinct): the window must also hold this many events.
 	MinEvents int
 	Baseline  config.Baseline
-	// Routine (After > 0): a group that fired on After distinct days
-	// within Within before the day at hand is routine: told once, then
-	// not alerted (routine.go in package detect).
-	Routine struct {
-		After  int
-		Within time.Duration
-	}
 	// Off says why the rule does not run (disabled, or its trusted
 	// network list is empty); "" when it runs.
 	Off string
@@ -211,15 +204,7 @@ func compileRule(spec *config.RuleSpec, s *Settings) (*Rule, error) {
 	if spec.Baseline != nil {
 		r.Baseline = *spec.Baseline
 	}
-	if rt := spec.Routine; rt != nil {
-		r.Routine.After, r.Routine.Within = rt.After, rt.Within.Duration
-		if r.Routine.After <= 0 {
-			r.Routine.After = config.DefaultRoutineAfter
-		}
-		if r.Routine.Within < 24*time.Hour {
-			r.Routine.Within = config.DefaultRoutineWithin
-		}
-	}
+
 	var off []string
 	if spec.Enabled != nil && !*spec.Enabled {
 		off = append(off, "disabled")
