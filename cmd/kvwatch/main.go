@@ -349,6 +349,13 @@ receivers it went to, or what muted it.`)
 		}
 	default:
 		out := printer.NewFindings(stdout, format)
+		// An incident that grows is printed again as an update, when it
+		// tells what an alert's update would (the rules' update_on).
+		dc, err := delivery.Compile(cfg)
+		if err != nil {
+			return fmt.Errorf("delivery configuration: %w", err)
+		}
+		out.Updates = &delivery.Incidents{Updates: dc.Updates}
 		next = detect.New(rs, settings, detect.Options{Store: store, Sink: out, Log: log})
 		flush = out.Flush
 	}

@@ -215,7 +215,7 @@ func TestReplayDemoByDefault(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "0 dead-lettered") || !strings.Contains(stderr.String(), " 18 findings") || !strings.Contains(stderr.String(), " 5 duplicates") {
+	if !strings.Contains(stderr.String(), "0 dead-lettered") || !strings.Contains(stderr.String(), " 19 findings") || !strings.Contains(stderr.String(), " 5 duplicates") {
 		t.Fatalf("demo replay: %s", stderr.String())
 	}
 	for _, rule := range []string{"mass-secret-retrieval", "object-destroyed", "vault-protection-weakened",
@@ -223,6 +223,12 @@ func TestReplayDemoByDefault(t *testing.T) {
 		if !strings.Contains(stdout.String(), " "+rule+" ") {
 			t.Errorf("demo replay did not find %s:\n%s", rule, stdout.String())
 		}
+	}
+	// The escalation: kv-legacy-archive patched at 16:05, deleted and
+	// purged at 16:40 (a later batch), printed as an update of the same
+	// incident naming what changed.
+	if !strings.Contains(stdout.String(), "T16:40Z UPDATE 2 vault-admin-operation  +VaultDelete, +VaultPurge\n") {
+		t.Errorf("demo replay shows no update of the 16:05 VaultPatch:\n%s", stdout.String())
 	}
 }
 

@@ -172,3 +172,40 @@ func changes(t *Told, f *finding.Finding, p UpdatePolicy) ([]string, *Told) {
 	next.Facts, next.Changes = facts(f), out
 	return out, &next
 }
+
+// Incidents follows what was told of each finding, by finding ID, under
+// the rules' update policies, for a printer of findings (kvwatch replay):
+// the first sighting of a finding is version 1, and a finding handed on
+// again is a new version when it tells something new (the changes an
+// update would say), and nothing otherwise. It is not safe for concurrent
+// use; the printer holds its own lock.
+type Incidents struct {
+	// Updates are the rules' policies; rules not listed get
+	// DefaultUpdatePolicy.
+	Updates map[string]UpdatePolicy
+	told    map[string]*Told
+}
+
+// Tell returns the version of the message f makes and what it changes:
+// (1, nil) for a finding not seen before, (n, changes) for an update,
+// (0, nil) for a repeat of known facts.
+func (in *Incidents) Tell(f *finding.Finding) (int, []string) {
+	if in.told == nil {
+		in.told = map[string]*Told{}
+	}
+	t, ok := in.told[f.ID]
+	if !ok {
+		in.told[f.ID] = newTold(f)
+		return 1, nil
+	}
+	p, ok := in.Updates[f.Rule]
+	if !ok {
+		p = DefaultUpdatePolicy
+	}
+	out, next := changes(t, f, p)
+	if len(out) == 0 {
+		return 0, nil
+	}
+	in.told[f.ID] = next
+	return next.Version, out
+}

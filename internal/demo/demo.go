@@ -17,8 +17,10 @@
 //
 // Planted on top, and listed by Incidents: a mass secret read after a
 // listing, a denied burst that then spreads to other vaults, a secret purge
-// at 02:13, a vault opened to public networks, and a secret backup by a
-// service principal seen nowhere else.
+// at 02:13, a vault opened to public networks, a secret backup by a
+// service principal seen nowhere else, and an escalation: a fifth vault,
+// kv-legacy-archive, patched at 16:05 then deleted and purged at 16:40 by
+// the same service principal.
 //
 // Records are written as Azure writes them: fixed field order, upper-cased
 // resourceId, time with 7 fractional digits, durationMs as a string,
@@ -423,8 +425,9 @@ var principals = map[string]*principal{
 	"dave":   {name: "dave.okafor@contoso.com", oid: "55e6f708-192a-43b4-85d6-e7f8091a2b3c", upn: "dave.okafor@contoso.com", human: true},
 	"jordan": {name: "jordan.miles@contoso.com", oid: "66f70819-2a3b-44c5-96e7-f8091a2b3c4d", upn: "jordan.miles@contoso.com", human: true},
 
-	"intruder":    {name: "service principal legacy-reporting-app", oid: "d4c3b2a1-9f8e-4d7c-b6a5-948372615f0e", appid: "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d", acr: "1", external: true},
-	"backup-tool": {name: "service principal kv-backup-tool", oid: "e5f6a7b8-c9d0-4e1f-a2b3-c4d5e6f7a8b9", appid: "f6a7b8c9-d0e1-4f2a-b3c4-d5e6f7a8b9c0", acr: "1"},
+	"intruder":       {name: "service principal legacy-reporting-app", oid: "d4c3b2a1-9f8e-4d7c-b6a5-948372615f0e", appid: "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d", acr: "1", external: true},
+	"ops-automation": {name: "service principal sp-ops-automation", oid: "f7a8b9c0-d1e2-4f3a-84b5-c6d7e8f9a0b1", appid: "a8b9c0d1-e2f3-4a4b-95c6-d7e8f9a0b1c2", acr: "1"},
+	"backup-tool":    {name: "service principal kv-backup-tool", oid: "e5f6a7b8-c9d0-4e1f-a2b3-c4d5e6f7a8b9", appid: "f6a7b8c9-d0e1-4f2a-b3c4-d5e6f7a8b9c0", acr: "1"},
 }
 
 // IP addresses: private endpoint traffic from apps, documentation ranges
@@ -437,6 +440,7 @@ const (
 	ipIntrude = "203.0.113.66"
 	ipBackup  = "203.0.113.145"
 	ipGHA     = "20.57.79.114"
+	ipOpsAuto = "203.0.113.88"
 )
 
 var argIPs = []string{"20.50.2.81", "20.50.2.83", "20.103.83.21"}
@@ -1210,6 +1214,7 @@ func (g *gen) incidents() {
 	g.secretPurge()
 	g.vaultMadePublic()
 	g.secretBackup()
+	g.vaultDestroyed()
 }
 
 // plant records an incident covering the entries emitted since from.
@@ -1336,6 +1341,28 @@ func (g *gen) secretBackup() {
 	}
 	g.plant(from, "secret-backup", v.name, p,
 		"service principal kv-backup-tool, never seen before, lists and backs up 6 secrets of kv-payments-prod")
+}
+
+// (6) an escalation: a service principal patches kv-legacy-archive (a
+// fifth vault, with no traffic of its own) at 16:05, then, 35 minutes
+// later in the same hour, deletes and purges it. The patch is alerted at
+// once; the deletion and purge reach detection in a later batch and are
+// sent as an update of the same incident ("+VaultDelete, +VaultPurge").
+func (g *gen) vaultDestroyed() {
+	r := g.rng("incident/vault-destroyed")
+	v := &vault{name: "kv-legacy-archive", sub: subPlat, rg: rgPlat, rbac: true}
+	p, cl := principals["ops-automation"], clients["cli-gha"]
+	from := len(g.entries)
+	t := g.at(16, 5, 0).Add(between(r, 0, time.Minute))
+	g.arm(r, t, v, p, cl, ipOpsAuto, "VaultGet", "2023-07-01", v.config())
+	t = t.Add(between(r, 5*time.Second, 15*time.Second))
+	g.arm(r, t, v, p, cl, ipOpsAuto, "VaultPatch", "2023-07-01", v.config())
+	t = g.at(16, 40, 0).Add(between(r, 0, time.Minute))
+	g.arm(r, t, v, p, cl, ipOpsAuto, "VaultDelete", "2023-07-01", nil)
+	t = t.Add(between(r, 20*time.Second, 40*time.Second))
+	g.arm(r, t, v, p, cl, ipOpsAuto, "VaultPurge", "2023-07-01", nil)
+	g.plant(from, "vault-destroyed", v.name, p,
+		"service principal sp-ops-automation patches kv-legacy-archive at 16:05, then deletes and purges it at 16:40: an update of the same incident, +VaultDelete, +VaultPurge")
 }
 
 // ---------------------------------------------------------------------------

@@ -516,6 +516,23 @@ func TestIncidents(t *testing.T) {
 				t.Errorf("config %+v", c)
 			}
 		},
+		"vault-destroyed": func(t *testing.T, inc Incident, in, _ []audit.Event) {
+			// A VaultPatch, then VaultDelete and VaultPurge in the same
+			// clock hour (one vault-admin-operation incident) but a later
+			// replayed batch (replay hands an hour on in half hours).
+			if got := strings.Join(ops(in), ","); got != "VaultGet,VaultPatch,VaultDelete,VaultPurge" {
+				t.Fatalf("operations %s", got)
+			}
+			patch, del := in[1].Time, in[2].Time
+			if patch.Hour() != del.Hour() || patch.Minute() >= 30 || del.Minute() < 30 {
+				t.Errorf("patch at %s, delete at %s: want one clock hour, two half hours", patch.Format(time.TimeOnly), del.Format(time.TimeOnly))
+			}
+			for _, e := range in {
+				if e.Outcome != audit.OutcomeSuccess {
+					t.Errorf("%s: outcome %s", e.Operation, e.Outcome)
+				}
+			}
+		},
 		"secret-backup": func(t *testing.T, inc Incident, in, all []audit.Event) {
 			if n := distinct(in, "SecretBackup"); n < 3 {
 				t.Errorf("%d secrets backed up, want several", n)

@@ -401,3 +401,28 @@ func parseInt(v jsontext.Value) (int64, bool) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	return n, err == nil
 }
+
+// Split cuts the batch, whose events are in time order, into consecutive
+// batches, a new one starting wherever cut(prev, next) says, as an Event
+// Hub delivers a stream in batches. The first carries the batch's dead
+// letters, statistics and problems (the others have none of their own);
+// all share its raw bodies, so RecordRaw answers for every one of them.
+func (b *Batch) Split(cut func(prev, next *audit.Event) bool) []*Batch {
+	var out []*Batch
+	start := 0
+	add := func(end int) {
+		nb := &Batch{Partition: b.Partition, Retry: b.Retry, Events: b.Events[start:end:end], raws: b.raws}
+		if len(out) == 0 {
+			nb.Letters, nb.Stats, nb.Problems = b.Letters, b.Stats, b.Problems
+		}
+		out = append(out, nb)
+		start = end
+	}
+	for i := 1; i < len(b.Events); i++ {
+		if cut(&b.Events[i-1], &b.Events[i]) {
+			add(i)
+		}
+	}
+	add(len(b.Events))
+	return out
+}

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/kvwatch/kvwatch/internal/audit"
 	"github.com/kvwatch/kvwatch/internal/ingest"
 	"github.com/kvwatch/kvwatch/internal/pipeline"
 )
@@ -159,10 +160,17 @@ func RunInputs(ctx context.Context, inputs []Input, proc Processor, progress Pro
 	return run(ctx, names, func(i int) (Input, error) { return inputs[i], nil }, total, proc, progress)
 }
 
+// Slice is how much event time one replayed batch covers.
+const Slice = 30 * time.Minute
+
 // run replays group by group: the files of one archive hour are decoded
 // into one batch whose events are put in time order, as the Event Hub
 // would have delivered them, so that detection sees every vault's traffic
 // of the hour together instead of one vault's whole day after another's.
+// The hour is then handed on in batches of Slice of event time, as the
+// hub delivers a stream: what a caller does later in the hour reaches
+// detection in a later batch (an incident that grows is updated, not
+// found whole at once).
 // Positions stay file and line, so replaying the same files again is a
 // no-op for a durable store.
 func run(ctx context.Context, names []string, read func(int) (Input, error), total int64, proc Processor, progress Progress) (Summary, error) {
@@ -184,15 +192,19 @@ func run(ctx context.Context, names []string, read func(int) (Input, error), tot
 			size += int64(len(in.Data))
 		}
 		sort.SliceStable(b.Events, func(x, y int) bool { return b.Events[x].Time.Before(b.Events[y].Time) })
-		res, err := proc.Process(ctx, b)
-		if err != nil {
-			return sum, fmt.Errorf("replay %s: %w", names[g[0]], err)
+		for _, sb := range b.Split(func(prev, next *audit.Event) bool {
+			return !prev.Time.Truncate(Slice).Equal(next.Time.Truncate(Slice))
+		}) {
+			res, err := proc.Process(ctx, sb)
+			if err != nil {
+				return sum, fmt.Errorf("replay %s: %w", names[g[0]], err)
+			}
+			sum.Stats.Add(sb.Stats)
+			sum.Findings += res.Result.Findings
+			sum.Duplicates += res.Duplicates
 		}
 		sum.Files += len(g)
 		sum.Bytes += size
-		sum.Stats.Add(b.Stats)
-		sum.Findings += res.Result.Findings
-		sum.Duplicates += res.Duplicates
 		if progress != nil {
 			progress(sum.Files, len(names), sum.Bytes, total)
 		}
