@@ -145,12 +145,28 @@ func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
 	byKey := map[string][]finding.Finding{}
 	decided := map[string]bool{}
 	var keys []string
+	// The batch's decisions in as few reads as the outbox allows.
+	var known map[string]Decision
+	if dr, ok := d.o.Outbox.(DecisionsReader); ok && len(fs) > 1 {
+		ids := make([]string, len(fs))
+		for i := range fs {
+			ids[i] = fs[i].ID
+		}
+		var err error
+		if known, err = dr.Decisions(ctx, ids); err != nil {
+			return fmt.Errorf("delivery: %w", err)
+		}
+	}
 	for _, f := range fs {
 		if _, dup := decided[f.ID]; dup {
 			continue // twice in one batch: the first stands
 		}
-		dec, ok, err := d.o.Outbox.Decision(ctx, f.ID)
-		if err != nil {
+		var dec Decision
+		var ok bool
+		var err error
+		if known != nil {
+			dec, ok = known[f.ID]
+		} else if dec, ok, err = d.o.Outbox.Decision(ctx, f.ID); err != nil {
 			return fmt.Errorf("delivery: %w", err)
 		}
 		decided[f.ID] = ok && (dec.Suppressed || dec.Alert != "")

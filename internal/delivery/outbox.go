@@ -116,6 +116,13 @@ type Outbox interface {
 	Prune(ctx context.Context, before time.Time) (Pruned, error)
 }
 
+// DecisionsReader is implemented by outboxes that read many findings'
+// decisions in fewer requests than one each (a batch hands on many).
+// Decisions returns those that exist.
+type DecisionsReader interface {
+	Decisions(ctx context.Context, findingIDs []string) (map[string]Decision, error)
+}
+
 // Pruned counts what an Outbox.Prune deleted.
 type Pruned struct {
 	Entries, Decisions, Cooldowns int
@@ -158,6 +165,21 @@ func (m *Memory) version() string {
 }
 
 // Decision implements Outbox.
+// Decisions implements DecisionsReader.
+func (m *Memory) Decisions(ctx context.Context, ids []string) (map[string]Decision, error) {
+	out := map[string]Decision{}
+	for _, id := range ids {
+		d, ok, err := m.Decision(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[id] = d
+		}
+	}
+	return out, nil
+}
+
 func (m *Memory) Decision(_ context.Context, id string) (Decision, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

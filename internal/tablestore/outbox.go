@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -124,6 +125,59 @@ func (o *Outbox) Decision(ctx context.Context, findingID string) (delivery.Decis
 	if err != nil || !ok {
 		return delivery.Decision{}, false, err
 	}
+	return decisionOf(props, findingID)
+}
+
+// decisionsPerQuery: the service evaluates at most 15 comparisons in a
+// $filter; one is the PartitionKey's.
+const decisionsPerQuery = 14
+
+// Decisions implements delivery.DecisionsReader: one query per 14 IDs (in
+// parallel) instead of a read each.
+func (o *Outbox) Decisions(ctx context.Context, ids []string) (map[string]delivery.Decision, error) {
+	byRK := map[string][]string{}
+	var rks []string
+	for _, id := range ids {
+		rk := outboxKey(id)
+		if _, ok := byRK[rk]; !ok {
+			rks = append(rks, rk)
+		}
+		byRK[rk] = append(byRK[rk], id)
+	}
+	out := map[string]delivery.Decision{}
+	var mu sync.Mutex
+	n := (len(rks) + decisionsPerQuery - 1) / decisionsPerQuery
+	err := o.s.parallel(ctx, n, func(ctx context.Context, q int) error {
+		part := rks[q*decisionsPerQuery : min(len(rks), (q+1)*decisionsPerQuery)]
+		var or []string
+		for _, rk := range part {
+			or = append(or, "RowKey eq "+odataQuote(rk))
+		}
+		filter := "PartitionKey eq " + odataQuote(pkDecision) + " and (" + strings.Join(or, " or ") + ")"
+		return o.s.query(ctx, o.s.outbox, filter, nil, func(raw []byte) error {
+			var ent aztables.EDMEntity
+			if err := json.Unmarshal(raw, &ent); err != nil {
+				return fmt.Errorf("tablestore: outbox decisions: %w", err)
+			}
+			for _, id := range byRK[ent.RowKey] {
+				if d, ok, err := decisionOf(ent.Properties, id); err == nil && ok {
+					mu.Lock()
+					out[id] = d
+					mu.Unlock()
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tablestore: outbox decisions: %w", err)
+	}
+	return out, nil
+}
+
+// decisionOf reads a decision row; ok is false when it belongs to another
+// finding (a hashed row key shared).
+func decisionOf(props map[string]any, findingID string) (delivery.Decision, bool, error) {
 	if id, _ := props[propID].(string); id != findingID {
 		return delivery.Decision{}, false, nil
 	}

@@ -105,6 +105,27 @@ func outboxContract(t *testing.T, newOutbox func(t *testing.T) delivery.Outbox) 
 				t.Fatalf("Decision(%q) = %+v, %v, %v; want %+v", id, d, ok, err, w)
 			}
 		}
+		// A batch's decisions read together (more than one query's worth)
+		// are what Decision reads one by one; undecided IDs are left out.
+		if dr, ok := o.(delivery.DecisionsReader); ok {
+			ids := []string{"f1", "f2", odd, "nothing", "nothing-either"}
+			for i := 0; i < 150; i += 5 {
+				ids = append(ids, fmt.Sprintf("g%03d", i))
+			}
+			got, err := dr.Decisions(ctx, ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(ids)-2 {
+				t.Fatalf("Decisions returned %d, want %d", len(got), len(ids)-2)
+			}
+			for _, id := range ids {
+				d, ok, _ := o.Decision(ctx, id)
+				if g, have := got[id]; have != ok || g != d {
+					t.Fatalf("Decisions[%q] = %+v (%v), Decision = %+v (%v)", id, g, have, d, ok)
+				}
+			}
+		}
 	})
 
 	t.Run("cooldowns are written with their version", func(t *testing.T) {
