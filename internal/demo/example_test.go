@@ -30,7 +30,7 @@ func Example() {
 	// 02:13 secret-purge         kv-shared-infra
 	// 13:37 mass-secret-read     kv-payments-prod
 	// 15:42 vault-made-public    kv-data-dev
-// 16:05 vault-destroyed      kv-legacy-archive
+	// 16:05 vault-destroyed      kv-legacy-archive
 	// 19:31 secret-backup        kv-payments-prod
 	// 21:05 denied-burst         kv-web-prod
 	// 21:05 denied-across-vaults (several vaults)

@@ -307,4 +307,3 @@ func TestDigestThroughRealReceivers(t *testing.T) {
 		t.Errorf("stdout wrote:\n%.300s", out.String())
 	}
 }
-

@@ -20,7 +20,7 @@ func snapshotSample(n int) snapshotData {
 	for i := range n {
 		e := &state.Entity{Applied: map[string]int64{"p:ns/hub/0": int64(i), "p:ns/hub/1": 5}, Counts: map[int64]int64{},
 			Counts2: map[int64]int64{-1: 3}, Values: map[int64][]string{29923740: {"a", "b\x1fc", "ü\u2028", `q"'<>&`}},
-			Seen: map[string]state.Span{fmt.Sprintf("10.0.%d.%d", i%7, i%251): {First: int64(i), Last: int64(i + r.IntN(99))}},
+			Seen:  map[string]state.Span{fmt.Sprintf("10.0.%d.%d", i%7, i%251): {First: int64(i), Last: int64(i + r.IntN(99))}},
 			Tally: map[string]int64{"f|secret|success": int64(i)}, First: 1764000000 + int64(i)}
 		for k := range 30 {
 			e.Counts[int64(29923740+k)] = int64(k * r.IntN(9))

@@ -73,8 +73,8 @@ func (w *World) Op(op, vault, caller string, at time.Time, mods ...func(*audit.E
 	e := audit.Event{Time: at, Vault: vault, Operation: op, Family: fam, Kind: kind, Outcome: audit.OutcomeSuccess,
 		HTTPStatus: 200, CallerIP: "203.0.113.24", SubscriptionID: "sub", ResourceGroup: "rg",
 		ResourceID: "/SUBSCRIPTIONS/SUB/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/" + strings.ToUpper(vault),
-		Caller: audit.Caller{ObjectID: caller, Key: caller, KeyFrom: "oid"},
-		Source: audit.Source{Partition: "0", Sequence: w.seq, HasSequence: true}}
+		Caller:     audit.Caller{ObjectID: caller, Key: caller, KeyFrom: "oid"},
+		Source:     audit.Source{Partition: "0", Sequence: w.seq, HasSequence: true}}
 	switch fam {
 	case audit.FamilySecret, audit.FamilyKey, audit.FamilyCertificate:
 		e.ObjectType = string(fam)
