@@ -153,6 +153,38 @@ func events(seed uint64, part string, n int, start time.Time, span time.Duration
 	return evs
 }
 
+// feed is a harness and the batches it is to consume.
+type feed struct {
+	h       *harness
+	batches [][]audit.Event
+}
+
+// feedConcurrently runs the feeds at once (two instances, two partitions
+// or one partition held twice), each in batch order, and fails on the
+// first error.
+func feedConcurrently(t *testing.T, feeds ...feed) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(feeds))
+	for _, f := range feeds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, b := range f.batches {
+				if err := f.h.feed(context.Background(), b); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
 func batches(evs []audit.Event, size int) [][]audit.Event {
 	var out [][]audit.Event
 	for i := 0; i < len(evs); i += size {
@@ -308,28 +340,7 @@ func TestTwoInstancesConcurrent(t *testing.T) {
 	prefix := testPrefix()
 	a, b := newStore(t, prefix, Options{}), newStore(t, prefix, Options{})
 	ha, hb := newHarness(t, a), newHarness(t, b)
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	for _, run := range []struct {
-		h   *harness
-		evs []audit.Event
-	}{{ha, p0}, {hb, p1}} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, bt := range batches(run.evs, 50) {
-				if err := run.h.feed(context.Background(), bt); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	feedConcurrently(t, feed{ha, batches(p0, 50)}, feed{hb, batches(p1, 50)})
 	sameState(t, a, mem)
 	// Which findings two racing instances raise can differ from one
 	// sequential run where a rule's decision is not monotone in its state

@@ -42,10 +42,10 @@ func findingPK(id string, period time.Time) string {
 }
 
 type findingOp struct {
-	i     int
-	id    string
-	nonce string
-	ent   []byte
+	i      int
+	pk, id string
+	nonce  string
+	ent    []byte
 }
 
 // AddFindings implements state.FindingsAdder: the records of one partition
@@ -79,7 +79,7 @@ func (s *Store) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]
 		if _, ok := byPK[pk]; !ok {
 			pks = append(pks, pk)
 		}
-		byPK[pk] = append(byPK[pk], findingOp{i: i, id: r.ID, nonce: nonce, ent: ent})
+		byPK[pk] = append(byPK[pk], findingOp{i: i, pk: pk, id: r.ID, nonce: nonce, ent: ent})
 	}
 	var chunks [][]findingOp
 	for _, pk := range pks {
@@ -146,11 +146,7 @@ func (s *Store) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]
 // earlier request of ours may have inserted it (mayBeOurs, or this insert
 // was sent again): then the entity's nonce tells.
 func (s *Store) addFinding(ctx context.Context, op findingOp, mayBeOurs bool) (bool, error) {
-	var e aztables.EDMEntity
-	if err := json.Unmarshal(op.ent, &e); err != nil {
-		return false, err
-	}
-	pk, id := e.PartitionKey, e.RowKey
+	pk, id := op.pk, op.id
 	s.stats.inserts.Add(1)
 	attempts := 0
 	err := s.call(ctx, "record finding", func(ctx context.Context) error {

@@ -66,15 +66,12 @@ type Journal struct {
 	streams  map[string]*cursor // every stream known, by name
 	restored bool
 	caught   time.Time // last full catch-up
-	snapCut  map[string]int64
-	snapGen  int64
-	tail     tailSize // folded since the snapshot
+	tail     tailSize  // folded since the snapshot
 	regd     map[string]bool
 	listed   time.Time // registry last read
 	registry []string  // the streams it listed
 
 	compacting atomic.Bool
-	compactErr atomic.Pointer[error]
 	wg         sync.WaitGroup
 }
 
@@ -165,10 +162,6 @@ func (s *Store) Journal(ctx context.Context, client *aztables.ServiceClient, opt
 	return &Journal{s: s, table: client.NewClient(name), opts: opts, log: opts.Log,
 		view: map[state.Key]*state.Entity{}, streams: map[string]*cursor{}, regd: map[string]bool{}}, nil
 }
-
-// Store returns the store the journal keeps its claims, findings, dead
-// letters and outbox in.
-func (j *Journal) Store() *Store { return j.s }
 
 // Row layout of the journal table.
 const (
@@ -308,6 +301,53 @@ func (j *Journal) withView(ctx context.Context, f func() error) error {
 // stream's log, again after another writer extended the log first. out
 // gets what fn made of entities it left absent (returned, not stored).
 func (j *Journal) write(ctx context.Context, stream string, keys []state.Key, fn state.ApplyFunc, out map[state.Key]*state.Entity) error {
+	return j.appendRounds(ctx, stream, func() (*pending, error) {
+		p := &pending{}
+		j.mu.Lock()
+		base := make([]*state.Entity, len(keys))
+		for i, k := range keys {
+			base[i] = j.view[k]
+		}
+		p.cur = *j.cursorOf(stream)
+		j.mu.Unlock()
+		for i, k := range keys {
+			e := base[i].Clone()
+			if e == nil {
+				e = &state.Entity{}
+			}
+			d := (*state.Delta)(nil)
+			if fn(k, e) {
+				d = state.Diff(base[i], e)
+			}
+			if d == nil {
+				if base[i] == nil {
+					out[k] = e
+				}
+				continue
+			}
+			p.items = append(p.items, journalItem{K: k, D: d})
+			p.base = append(p.base, base[i])
+			p.next = append(p.next, e)
+		}
+		return p, nil
+	})
+}
+
+// pending is one round of a change to a stream's log: the cursor the round
+// was computed at, the items, and for each the view entity it was computed
+// from and the entity as written (nil for a drop).
+type pending struct {
+	cur   cursor
+	items []journalItem
+	base  []*state.Entity
+	next  []*state.Entity
+}
+
+// appendRounds writes one change to stream's log: build computes it from
+// the view as it is (nothing to write: no items) and is called again when
+// another writer extended the log first. One writer per stream in this
+// process at a time.
+func (j *Journal) appendRounds(ctx context.Context, stream string, build func() (*pending, error)) error {
 	wl := j.wlock(stream)
 	wl.Lock()
 	defer wl.Unlock()
@@ -318,74 +358,53 @@ func (j *Journal) write(ctx context.Context, stream string, keys []state.Key, fn
 		if round >= j.s.opts.MaxConflictRounds {
 			return fmt.Errorf("%w: stream %s still contended after %d rounds", ErrContention, stream, round)
 		}
-		j.mu.Lock()
-		base := make([]*state.Entity, len(keys))
-		for i, k := range keys {
-			base[i] = j.view[k]
+		p, err := build()
+		if err != nil || len(p.items) == 0 {
+			return err
 		}
-		cur := *j.cursorOf(stream)
-		j.mu.Unlock()
-
-		var items []journalItem
-		var nexts []*state.Entity
-		for i, k := range keys {
-			e := base[i].Clone()
-			if e == nil {
-				e = &state.Entity{}
-			}
-			if !fn(k, e) {
-				if base[i] == nil {
-					out[k] = e
-				}
-				continue
-			}
-			if d := state.Diff(base[i], e); d != nil {
-				items = append(items, journalItem{K: k, D: d})
-				nexts = append(nexts, e)
-			} else if base[i] == nil {
-				out[k] = e
-			}
+		done, err := j.commit(ctx, stream, p)
+		if err != nil || done {
+			return err
 		}
-		if len(items) == 0 {
-			return nil
-		}
-		entries, err := packEntries(items)
-		if err != nil {
-			return fmt.Errorf("tablestore: journal %s: %w", stream, err)
-		}
-		idx, etag, err := j.append(ctx, &cur, entries)
-		if errors.Is(err, errConflict) {
-			// Another writer extended the log: fold what it wrote, apply again.
-			if err := j.catchUpStreams(ctx, []string{stream}); err != nil {
-				return err
-			}
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("tablestore: journal %s: %w", stream, err)
-		}
-		j.mu.Lock()
-		c := j.cursorOf(stream)
-		if c.index == cur.index {
-			// Nothing folded meanwhile for this stream (the usual case):
-			// the view takes the entities as written, or merges the delta
-			// where another stream's fold changed the entity meanwhile.
-			for i, it := range items {
-				if j.view[it.K] == base[slices.IndexFunc(keys, func(k state.Key) bool { return k == it.K })] {
-					j.view[it.K] = nexts[i]
-				} else {
-					j.foldLocked(it)
-				}
-			}
-			c.index, c.etag = idx, etag
-			for _, e := range entries {
-				j.tail.entries++
-				j.tail.bytes += len(e)
-			}
-		}
-		j.mu.Unlock()
-		return nil
 	}
+}
+
+// commit appends p to its stream's log and takes it into the view. It
+// reports false when another writer extended the log first: what that one
+// wrote is folded, and the round must be computed again.
+func (j *Journal) commit(ctx context.Context, stream string, p *pending) (bool, error) {
+	entries, err := packEntries(p.items)
+	if err != nil {
+		return false, fmt.Errorf("tablestore: journal %s: %w", stream, err)
+	}
+	idx, etag, err := j.append(ctx, &p.cur, entries)
+	if errors.Is(err, errConflict) {
+		return false, j.catchUpStreams(ctx, []string{stream})
+	}
+	if err != nil {
+		return false, fmt.Errorf("tablestore: journal %s: %w", stream, err)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	c := j.cursorOf(stream)
+	if c.index != p.cur.index {
+		return true, nil // a reader of this stream folded the entries meanwhile
+	}
+	// The view takes the entities as written, or merges the delta where
+	// another stream's fold changed the entity meanwhile.
+	for i, it := range p.items {
+		if p.next[i] != nil && j.view[it.K] == p.base[i] {
+			j.view[it.K] = p.next[i]
+		} else {
+			j.foldLocked(it)
+		}
+	}
+	c.index, c.etag = idx, etag
+	for _, e := range entries {
+		j.tail.entries++
+		j.tail.bytes += len(e)
+	}
+	return true, nil
 }
 
 // foldLocked merges one item into the view, copy on write.
@@ -780,55 +799,21 @@ func (j *Journal) Prune(ctx context.Context, drop func(state.Key) bool) (int, er
 		if err := j.catchUp(ctx, stream); err != nil {
 			return err
 		}
-		wl := j.wlock(stream)
-		wl.Lock()
-		defer wl.Unlock()
-		if err := j.register(ctx, stream); err != nil {
-			return err
-		}
-		for round := 0; ; round++ {
-			if round >= j.s.opts.MaxConflictRounds {
-				return fmt.Errorf("%w: stream %s still contended after %d rounds", ErrContention, stream, round)
-			}
+		return j.appendRounds(ctx, stream, func() (*pending, error) {
+			p := &pending{}
 			j.mu.Lock()
-			var items []journalItem
+			defer j.mu.Unlock()
 			for _, k := range sortedKeys(j.view) {
 				if k.Block >= 0 && !j.opts.Direct(k) && drop(k) {
-					items = append(items, journalItem{K: k, Drop: true})
+					p.items = append(p.items, journalItem{K: k, Drop: true})
+					p.base = append(p.base, j.view[k])
+					p.next = append(p.next, nil)
 				}
 			}
-			cur := *j.cursorOf(stream)
-			j.mu.Unlock()
-			if len(items) == 0 {
-				return nil
-			}
-			entries, err := packEntries(items)
-			if err != nil {
-				return err
-			}
-			idx, etag, err := j.append(ctx, &cur, entries)
-			if errors.Is(err, errConflict) {
-				if err := j.catchUpStreams(ctx, []string{stream}); err != nil {
-					return err
-				}
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("tablestore: journal: prune: %w", err)
-			}
-			j.mu.Lock()
-			for _, it := range items {
-				if _, ok := j.view[it.K]; ok {
-					dropped++
-				}
-				j.foldLocked(it)
-			}
-			if c := j.cursorOf(stream); c.index == cur.index {
-				c.index, c.etag = idx, etag
-			}
-			j.mu.Unlock()
-			return nil
-		}
+			p.cur = *j.cursorOf(stream)
+			dropped = len(p.items)
+			return p, nil
+		})
 	})
 	return n + dropped, err
 }
@@ -883,7 +868,6 @@ func (j *Journal) restoreOnce(ctx context.Context) error {
 	for n, idx := range snap.cut {
 		j.cursorOf(n).index = idx
 	}
-	j.snapCut, j.snapGen = snap.cut, snap.gen
 	j.tail = tailSize{}
 	j.listed = time.Time{}
 	j.mu.Unlock()

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/kvwatch/kvwatch/internal/audit"
 	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
 	"github.com/kvwatch/kvwatch/internal/state"
 	"github.com/kvwatch/kvwatch/internal/stats"
@@ -214,28 +212,7 @@ func TestJournalTwoInstancesConcurrent(t *testing.T) {
 	a, prefix := newJournal(t, "", JournalOptions{CompactEntries: 20, CompactEvery: time.Millisecond})
 	b, _ := newJournal(t, prefix, JournalOptions{CompactEntries: 20, CompactEvery: time.Millisecond})
 	ha, hb := newHarness(t, a), newHarness(t, b)
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	for _, run := range []struct {
-		h   *harness
-		evs []audit.Event
-	}{{ha, p0}, {hb, p1}} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, bt := range batches(run.evs, 50) {
-				if err := run.h.feed(context.Background(), bt); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	feedConcurrently(t, feed{ha, batches(p0, 50)}, feed{hb, batches(p1, 50)})
 	a.Wait()
 	b.Wait()
 	caughtUp(t, a)
@@ -260,25 +237,7 @@ func TestJournalSameStreamTwoWriters(t *testing.T) {
 	a, prefix := newJournal(t, "", JournalOptions{})
 	b, _ := newJournal(t, prefix, JournalOptions{})
 	ha, hb := newHarness(t, a), newHarness(t, b)
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	for _, h := range []*harness{ha, hb} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, bt := range batches(evs, 100) {
-				if err := h.feed(context.Background(), bt); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	feedConcurrently(t, feed{ha, batches(evs, 100)}, feed{hb, batches(evs, 100)})
 	sameView(t, restored(t, prefix), mem)
 	if a.s.Stats().Conflicts+b.s.Stats().Conflicts == 0 {
 		t.Log("no conflict happened: the two writers did not overlap in this run")
@@ -372,25 +331,7 @@ func TestJournalPartitionMove(t *testing.T) {
 		ha.mustFeed(t, bt)
 	}
 	rest := batches(evs[20*30-120:], 100)
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	for _, h := range []*harness{ha, hb} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, bt := range rest[:5] {
-				if err := h.feed(context.Background(), bt); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	feedConcurrently(t, feed{ha, rest[:5]}, feed{hb, rest[:5]})
 	for _, bt := range rest[5:] {
 		hb.mustFeed(t, bt)
 	}

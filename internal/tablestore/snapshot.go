@@ -190,7 +190,6 @@ func (j *Journal) maybeCompact() {
 		defer cancel()
 		if _, err := j.Compact(ctx); err != nil {
 			j.log.Warn().Err(err).Msg("state journal: compaction failed; the next batch tries again")
-			j.compactErr.Store(&err)
 		}
 	}()
 }
@@ -213,7 +212,7 @@ func (j *Journal) Compact(ctx context.Context) (bool, error) {
 	now := j.opts.Now()
 	if h.gen > 0 && now.Sub(h.at) < j.opts.CompactEvery {
 		j.mu.Lock()
-		j.snapGen, j.snapCut, j.tail = h.gen, h.cut, j.tailSince(h.cut)
+		j.tail = j.tailSince(h.cut)
 		j.mu.Unlock()
 		return false, nil
 	}
@@ -306,7 +305,7 @@ func (j *Journal) Compact(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("tablestore: journal: move snapshot head: %w", err)
 	}
 	j.mu.Lock()
-	j.snapGen, j.snapCut, j.tail = gen, sd.Cut, j.tailSince(sd.Cut)
+	j.tail = j.tailSince(sd.Cut)
 	j.mu.Unlock()
 	// What the previous snapshot covered is no longer needed by anyone
 	// restoring from this one; older generations' rows neither.
