@@ -172,6 +172,7 @@ const (
 	propIndex  = "Index"
 	propGen    = "Gen"
 	propRows   = "Rows"
+	propPart   = "Part"
 	propTime   = "Time"
 	entryRKLen = 19
 	// maxEntryRaw: stored bytes of one journal or snapshot row. Binary
@@ -197,7 +198,14 @@ func b64Len(b []byte) int { return (len(b) + 2) / 3 * 4 }
 
 func entryRK(i int64) string { return fmt.Sprintf("%019d", i) }
 
-func snapPK(gen int64) string { return "snap-" + entryRK(gen) }
+// snapPK is the partition of a snapshot's rows: its generation and the
+// writing attempt's nonce ("" for snapshots written before the nonce).
+func snapPK(gen int64, nonce string) string {
+	if nonce == "" {
+		return "snap-" + entryRK(gen)
+	}
+	return "snap-" + entryRK(gen) + "-" + nonce
+}
 
 // item is one entity's change in a log entry.
 type journalItem struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -470,5 +471,35 @@ func TestAddFindingsBatched(t *testing.T) {
 	}
 	if body, ok, err := s.Finding(ctx, recs[7].ID, period); err != nil || !ok || string(body) != `{}` {
 		t.Fatalf("Finding: %q %v %v", body, ok, err)
+	}
+}
+
+// Two instances compacting at once never spoil the snapshot: the one that
+// loses the head deletes only its own rows, and a fresh instance restores
+// the state.
+func TestJournalConcurrentCompactions(t *testing.T) {
+	evs := events(12, "0", 600, t0, 30*time.Minute)
+	mem := state.NewMemory()
+	ref := newHarness(t, mem)
+	a, prefix := newJournal(t, "", JournalOptions{CompactEntries: 1 << 30, CompactEvery: time.Nanosecond})
+	b, _ := newJournal(t, prefix, JournalOptions{CompactEntries: 1 << 30, CompactEvery: time.Nanosecond})
+	h := newHarness(t, a)
+	for _, bt := range batches(evs, 100) {
+		ref.mustFeed(t, bt)
+		h.mustFeed(t, bt)
+		caughtUp(t, b)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, j := range []*Journal{a, b} {
+			wg.Add(1)
+			go func() { defer wg.Done(); _, errs[i] = j.Compact(context.Background()) }()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		sameView(t, restored(t, prefix), mem)
 	}
 }

@@ -22,9 +22,9 @@ import (
 
 // A snapshot is the view of one instance at a cut (for every stream, the
 // last log entry folded into it), written as generation gen: its data in
-// rows of PartitionKey snap-<gen>, then the head row (PartitionKey
+// rows of PartitionKey snap-<gen>-<nonce> (the attempt's own), then the head row (PartitionKey
 // "snapshot", RowKey "~head") moved to it with If-Match. The data is the
-// deflated JSON of snapshotData, cut into rows of at most 900 KiB.
+// deflated JSON of snapshotData, cut into rows of at most 600 KiB.
 type snapshotData struct {
 	Cut   map[string]int64 `json:"cut"`
 	Items []snapshotItem   `json:"items"`
@@ -38,6 +38,7 @@ type snapshotItem struct {
 // snapshotHead is the head row's content.
 type snapshotHead struct {
 	gen  int64
+	pk   string // the partition holding the snapshot's rows
 	rows int
 	at   time.Time
 	cut  map[string]int64 // the snapshot's cut
@@ -85,6 +86,10 @@ func (j *Journal) readHead(ctx context.Context) (*snapshotHead, error) {
 	if g, ok := ent.Properties[propGen].(aztables.EDMInt64); ok {
 		h.gen = int64(g)
 	}
+	h.pk, _ = ent.Properties[propPart].(string)
+	if h.pk == "" {
+		h.pk = snapPK(h.gen, "")
+	}
 	if r, ok := ent.Properties[propRows].(int32); ok {
 		h.rows = int(r)
 	}
@@ -121,7 +126,7 @@ func (j *Journal) readSnapshot(ctx context.Context) (*restoredView, error) {
 		return out, nil
 	}
 	rows := map[int][]byte{}
-	err = j.s.query(ctx, j.table, "PartitionKey eq "+odataQuote(snapPK(h.gen)), nil, func(raw []byte) error {
+	err = j.s.query(ctx, j.table, "PartitionKey eq "+odataQuote(h.pk), nil, func(raw []byte) error {
 		var ent aztables.EDMEntity
 		if err := json.Unmarshal(raw, &ent); err != nil {
 			return fmt.Errorf("decode snapshot row: %w", err)
@@ -246,7 +251,10 @@ func (j *Journal) Compact(ctx context.Context) (bool, error) {
 	w.Close()
 	data := buf.Bytes()
 	gen := h.gen + 1
-	pk := snapPK(gen)
+	// Rows under a partition of this attempt's own: two instances compacting
+	// at once write apart, and the one that loses the head deletes only its
+	// rows, never the winner's.
+	pk := snapPK(gen, newNonce())
 	var rows [][]byte
 	for len(data) > 0 {
 		n := min(len(data), maxEntryRaw)
@@ -278,7 +286,7 @@ func (j *Journal) Compact(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	props := map[string]any{propGen: aztables.EDMInt64(gen), propRows: int32(len(rows)), propTime: aztables.EDMInt64(now.UnixMilli())}
+	props := map[string]any{propGen: aztables.EDMInt64(gen), propPart: pk, propRows: int32(len(rows)), propTime: aztables.EDMInt64(now.UnixMilli())}
 	if err := putChunks(props, packBytes(hd, true)); err != nil {
 		return false, err
 	}
@@ -311,7 +319,7 @@ func (j *Journal) Compact(ctx context.Context) (bool, error) {
 	// restoring from this one; older generations' rows neither.
 	var errs []error
 	if h.gen > 0 {
-		errs = append(errs, j.deletePartition(ctx, snapPK(h.gen), ""))
+		errs = append(errs, j.deletePartition(ctx, h.pk, ""))
 	}
 	for n, idx := range h.cut {
 		errs = append(errs, j.deletePartition(ctx, streamPK(n), entryRK(idx)))
