@@ -514,3 +514,58 @@ rules:
 		t.Fatalf("findings %v, want one many-secrets", ids)
 	}
 }
+
+// A day-long distinct window slides by 15-minute buckets (ruleBucket): the
+// user still sees the finding the moment both conditions are crossed, with
+// the caller's count, over a window of exactly the rule's width, and reads
+// a day and a half apart are never counted together.
+func TestDayWindowDistinct(t *testing.T) {
+	const rule = `
+rules:
+  - id: day
+    kind: distinct
+    match: {families: [secret], kinds: [read]}
+    group_by: [caller]
+    field: object_name
+    window: 24h
+    count: 11
+    min_events: 51
+    cooldown: 24h
+`
+	read := func(caller string, at time.Time, name string, seq int64) audit.Event {
+		return ev(caller, at, seq, func(e *audit.Event) { e.ObjectName = name })
+	}
+	h := newHarness(t, rule)
+	seq := int64(0)
+	// Caller a: 12 secrets, 5 reads each, one read every 17 minutes (17 hours), an hour per batch.
+	var batch []audit.Event
+	for i := range 60 {
+		at := t0.Add(time.Duration(i*17) * time.Minute)
+		batch = append(batch, read("a", at, fmt.Sprintf("s%02d", i%12), seq))
+		seq++
+		if i%4 == 3 {
+			h.feed(t, batch)
+			batch = nil
+		}
+	}
+	h.feed(t, batch)
+	if len(h.found) != 1 {
+		t.Fatalf("findings %v, want one for a", h.ids())
+	}
+	f := h.found[0]
+	if f.Count != 12 || f.WindowEnd.Sub(f.WindowStart) != 24*time.Hour || f.WindowStart.Minute()%15 != 0 {
+		t.Errorf("count %d over %v..%v, want 12 distinct over a 24h window starting on a quarter hour", f.Count, f.WindowStart, f.WindowEnd)
+	}
+	// Caller b: the same reads, but half of them 36 hours after the other half.
+	h2 := newHarness(t, rule)
+	for i := range 60 {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		if i%2 == 1 {
+			at = at.Add(36 * time.Hour)
+		}
+		h2.feed(t, []audit.Event{read("b", at, fmt.Sprintf("s%02d", i%12), int64(i))})
+	}
+	if len(h2.found) != 0 {
+		t.Fatalf("reads 36 hours apart counted together: %v", h2.ids())
+	}
+}

@@ -200,7 +200,7 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 				e.MarkApplied(c.stream, c.pos)
 				switch {
 				case r.Kind == rules.Threshold:
-					inc(&e.Counts, floorDiv(c.t, bucketSec))
+					inc(&e.Counts, en.bucketKey(r, c.t))
 				case (r.Kind == rules.Sequence || r.Kind == rules.AccessGrant) && c.second:
 					inc(&e.Counts2, floorDiv(c.t, bucketSec))
 				case r.Kind == rules.Sequence:
@@ -212,9 +212,11 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 					if !vbExact && vb+valueCostUpper(c.value) > valuesBytes {
 						vb, vbExact = valuesLen(e.Values), true
 					}
-					vb += addValue(e, floorDiv(c.t, bucketSec), c.value, max(2*r.Count, 16), valuesBytes-vb)
+					bk := en.bucketKey(r, c.t)
+					// A coarser bucket holds as many values as its settings' buckets would.
+					vb += addValue(e, bk, c.value, max(2*r.Count, 16)*int(en.ruleBucket(r)/bucketSec), valuesBytes-vb)
 					if r.MinEvents > 0 {
-						inc(&e.Counts, floorDiv(c.t, bucketSec))
+						inc(&e.Counts, bk)
 					}
 				case r.Kind == rules.Spike:
 					inc(&e.Counts, floorDiv(c.t, int64(r.Window/time.Second)))
@@ -464,7 +466,7 @@ func (en *Engine) needs(w *groupWork, keys []state.Key) []state.Key {
 	case rules.Threshold, rules.Distinct, rules.Sequence:
 		// evalWindow and evalSequence read the buckets from a window before
 		// the first touched bucket to a window after the last.
-		bs := int64(en.settings.Bucket / time.Second)
+		bs := en.ruleBucket(r)
 		addRange(floorDiv(tmin, bs)*bs-win, floorDiv(tmax, bs)*bs+win, blockSec)
 	case rules.Spike:
 		addRange(tmin-int64(r.Baseline.Days)*86400, tmax, 86400)
@@ -539,15 +541,23 @@ func zeroed[T any](s []T, n int) []T {
 	return s
 }
 
-// series returns the group's series from bucket lo to hi, in sc's buffers
-// (valid until the next call).
-func (en *Engine) series(w *groupWork, ents map[state.Key]*state.Entity, lo, hi int64, distinct bool, sc *scratch) *series {
-	bs := int64(en.settings.Bucket / time.Second)
+// series returns the group's series from bucket lo to hi (in units of
+// the rule's bucket, bs seconds), in sc's buffers (valid until the next
+// call). Entities keep counts and values by the settings' bucket; a rule
+// with a coarser bucket (ruleBucket) sums them into its own.
+func (en *Engine) series(w *groupWork, ents map[state.Key]*state.Entity, lo, hi, bs int64, distinct bool, sc *scratch) *series {
+	fine := int64(en.settings.Bucket / time.Second)
 	sr := &sc.sr
 	sr.lo = lo
 	sr.counts, sr.second = zeroed(sr.counts, int(hi-lo+1)), zeroed(sr.second, int(hi-lo+1))
 	if distinct {
 		sr.values = zeroed(sr.values, int(hi-lo+1))
+	}
+	at := func(b int64) (int64, bool) { // a fine bucket's index in the series
+		if bs != fine {
+			b = floorDiv(b*fine, bs)
+		}
+		return b - lo, b >= lo && b <= hi
 	}
 	for blk := floorDiv(lo*bs, blockSec); blk <= floorDiv(hi*bs, blockSec); blk++ {
 		e := ents[state.Key{Rule: w.rule.ID, Group: w.group, Block: blk}]
@@ -555,19 +565,23 @@ func (en *Engine) series(w *groupWork, ents map[state.Key]*state.Entity, lo, hi 
 			continue
 		}
 		for b, v := range e.Counts {
-			if b >= lo && b <= hi {
-				sr.counts[b-lo] = v
+			if i, ok := at(b); ok {
+				sr.counts[i] += v
 			}
 		}
 		for b, v := range e.Counts2 {
-			if b >= lo && b <= hi {
-				sr.second[b-lo] = v
+			if i, ok := at(b); ok {
+				sr.second[i] += v
 			}
 		}
 		if distinct {
 			for b, v := range e.Values {
-				if b >= lo && b <= hi {
-					sr.values[b-lo] = v
+				if i, ok := at(b); ok {
+					if sr.values[i] == nil {
+						sr.values[i] = v // shared with the entity: read only
+					} else {
+						sr.values[i] = append(slices.Clip(sr.values[i]), v...)
+					}
 				}
 			}
 		}
@@ -575,10 +589,38 @@ func (en *Engine) series(w *groupWork, ents map[state.Key]*state.Entity, lo, hi 
 	return sr
 }
 
+// ruleBucket is the width in seconds of a rule's buckets: the settings'
+// bucket, or for a threshold or distinct window of 6 hours or more a
+// coarser one of about a 96th of the window that divides an hour (a day's
+// window slides by 15 minutes, not by the minute: evaluating it costs 96
+// buckets, not 1,440). Entities still keep their counts by the settings'
+// bucket, each at the start of the rule's bucket it falls in.
+func (en *Engine) ruleBucket(r *rules.Rule) int64 {
+	fine := int64(en.settings.Bucket / time.Second)
+	if (r.Kind != rules.Threshold && r.Kind != rules.Distinct) || r.Window < 6*time.Hour {
+		return fine
+	}
+	want := int64(r.Window/time.Second) / 96
+	best := fine
+	for _, c := range []int64{120, 180, 240, 300, 360, 600, 720, 900, 1200, 1800, 3600} {
+		if c <= want && c > best && c%fine == 0 && blockSec%c == 0 {
+			best = c
+		}
+	}
+	return best
+}
+
+// bucketKey is the settings'-bucket index an event at t is counted under
+// for rule r: the first of the rule's bucket it falls in.
+func (en *Engine) bucketKey(r *rules.Rule, t int64) int64 {
+	fine := int64(en.settings.Bucket / time.Second)
+	bs := en.ruleBucket(r)
+	return floorDiv(t, bs) * (bs / fine)
+}
+
 // touched returns the buckets the group's contributions fall in, sorted,
 // in sc's buffer.
-func (en *Engine) touched(w *groupWork, sc *scratch) (buckets []int64, lo, hi int64) {
-	bs := int64(en.settings.Bucket / time.Second)
+func (en *Engine) touched(w *groupWork, bs int64, sc *scratch) (buckets []int64, lo, hi int64) {
 	buckets = sc.buckets[:0]
 	for i := range w.contribs {
 		buckets = append(buckets, floorDiv(w.contribs[i].t, bs))
@@ -593,13 +635,13 @@ func (en *Engine) touched(w *groupWork, sc *scratch) (buckets []int64, lo, hi in
 // ending in or after every touched bucket.
 func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event, out *candidates, sc *scratch) {
 	r := w.rule
-	bs := int64(en.settings.Bucket / time.Second)
+	bs := en.ruleBucket(r)
 	n := int64(r.Window / time.Second / time.Duration(bs))
 	cd := int64(r.Cooldown / time.Second)
-	buckets, tlo, thi := en.touched(w, sc)
+	buckets, tlo, thi := en.touched(w, bs, sc)
 	lo, hi := tlo-n, thi+n
 	distinct := r.Kind == rules.Distinct
-	sr := en.series(w, ents, lo, hi, distinct, sc)
+	sr := en.series(w, ents, lo, hi, bs, distinct, sc)
 	prefix := zeroed(sc.prefix, len(sr.counts)+1)
 	sc.prefix = prefix
 	for i, c := range sr.counts {
@@ -739,9 +781,9 @@ func (en *Engine) evalSequence(w *groupWork, ents map[state.Key]*state.Entity, e
 	bs := int64(en.settings.Bucket / time.Second)
 	n := int64(r.Window / time.Second / time.Duration(bs))
 	cd := int64(r.Cooldown / time.Second)
-	_, tlo, thi := en.touched(w, sc)
+	_, tlo, thi := en.touched(w, bs, sc)
 	lo, hi := tlo-n, thi+n
-	sr := en.series(w, ents, lo, hi, false, sc)
+	sr := en.series(w, ents, lo, hi, bs, false, sc)
 	prefix := zeroed(sc.prefix, len(sr.second)+1)
 	sc.prefix = prefix
 	for i, c := range sr.second {
