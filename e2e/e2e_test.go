@@ -136,12 +136,14 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, conn: azuritetest.Start(t), hook: newCatcher(t)}
 	e.prefix = fmt.Sprintf("e%d", time.Now().UnixNano()%1_000_000_000)
 	e.cfg = filepath.Join(t.TempDir(), "kvwatch.yaml")
-	os.WriteFile(e.cfg, []byte(fmt.Sprintf(`
+	// The demo day's tenant: its receiver and its exceptions (demo.Config,
+	// as kvwatch replay and kvwatch dev run the day).
+	os.WriteFile(e.cfg, append([]byte(fmt.Sprintf(`
 receivers:
   - name: hook
     webhook: {url: %q, timeout: 2s}
 delivery: {max_backoff: 2s}
-`, e.hook.srv.URL+"/alerts")), 0o644)
+`, e.hook.srv.URL+"/alerts")), demo.Config...), 0o644)
 	return e
 }
 

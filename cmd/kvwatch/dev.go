@@ -96,7 +96,10 @@ and an SMTP catcher) into kvwatch serve, and prints the alerts as they arrive. N
 	out.printf("kvwatch dev: webhook catcher on %s/alerts, SMTP catcher on %s\n", hook.url, smtpAddr)
 
 	cfg := filepath.Join(work, "kvwatch.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`# Written by kvwatch dev: the default rule pack, alerts to the local catchers.
+	// The demo day's tenant: the pack, its exceptions (demo.Config, as
+	// kvwatch replay runs the day), alerts to the local catchers.
+	if err := os.WriteFile(cfg, append([]byte(fmt.Sprintf(`# Written by kvwatch dev: the default rule pack, alerts to the local catchers,
+# and the demo tenant's exceptions (internal/demo/kvwatch.yaml).
 settings:
   logging_silence: {after: %s}   # the default is 60m; short here so the silence after the demo day shows
 receivers:
@@ -108,7 +111,7 @@ receivers:
       to: [secops@example.com]
       smtp: {host: 127.0.0.1, port: %s, tls: none, timeout: 5s}
 delivery: {max_backoff: 5s}
-`, *silence, hook.url+"/alerts", smtpPort)), 0o644); err != nil {
+`, *silence, hook.url+"/alerts", smtpPort)), demo.Config...), 0o644); err != nil {
 		return err
 	}
 

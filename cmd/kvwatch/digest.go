@@ -61,7 +61,7 @@ with --send, sends it to the receivers the routes pick for digests instead.`)
 	if err != nil {
 		return usageError{err}
 	}
-	cfg, err := loadConfig(*cfgPath, getenv)
+	cfg, err := loadRunConfig(*cfgPath, len(fs.args) == 0, getenv, stderr)
 	if err != nil {
 		return err
 	}

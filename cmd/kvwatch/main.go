@@ -281,7 +281,7 @@ receivers it went to, or what muted it.`)
 	if *dlPath != "" {
 		letters = deadletter.NewFile(*dlPath)
 	}
-	cfg, err := loadConfig(*cfgPath, getenv)
+	cfg, err := loadRunConfig(*cfgPath, len(fs.args) == 0, getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -615,6 +615,50 @@ func loadConfig(path string, getenv func(string) string) (*config.File, error) {
 		return nil, err
 	}
 	return resolveConfig(f, getenv)
+}
+
+// demoConfigLine says which configuration a replay of the bundled demo
+// day runs when the user names none.
+const demoConfigLine = "config: embedded pack + the demo tenant's exceptions (" + demo.ConfigName + ")"
+
+// loadRunConfig is loadConfig for a command that replays the bundled demo
+// day when it names no PATH (demo): with no --config and no
+// $KVWATCH_CONFIG, it runs the demo tenant's kvwatch.yaml (demo.Config,
+// the pack's exception templates filled in for the demo day's platform
+// identities), merged with the pack as any user file is, and says so on
+// stderr. serve and consume never come here.
+func loadRunConfig(path string, demoDay bool, getenv func(string) string, stderr io.Writer) (*config.File, error) {
+	if !demoDay || path != "" || getenv("KVWATCH_CONFIG") != "" {
+		return loadConfig(path, getenv)
+	}
+	f, err := demoConfig(getenv)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(stderr, demoConfigLine)
+	return f, nil
+}
+
+// demoConfig is the demo tenant's configuration: demo.Config resolved
+// against the pack. Naming no receivers or routes of its own, it keeps the
+// shipped file's (which turn on from the environment), as the tenant's
+// file would copy them.
+func demoConfig(getenv func(string) string) (*config.File, error) {
+	f, err := config.Parse(demo.ConfigName, demo.Config, config.Options{Getenv: getenv})
+	if err != nil {
+		return nil, err
+	}
+	p, err := config.Parse(embeddedName, pack.Config, config.Options{Getenv: getenv})
+	if err != nil {
+		return nil, err
+	}
+	if len(f.Receivers) == 0 && len(f.Routes) == 0 {
+		f.Receivers, f.Routes = p.Receivers, p.Routes
+	}
+	if err := config.Resolve(f, p); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // loadConfigData is loadConfig for a file already read (standard input).

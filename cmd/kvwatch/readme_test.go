@@ -288,8 +288,8 @@ func TestReadmeVariablesExist(t *testing.T) {
 }
 
 // The output "What you see" shows is what make run (kvwatch replay of the
-// demo day) prints: the same findings in the same order, and the same
-// summary but for its duration.
+// demo day) prints: the configuration line (stderr, first), the same
+// findings in the same order, and the same summary but for its duration.
 func TestReadmeShowsWhatMakeRunPrints(t *testing.T) {
 	text := readFile(t, "README.md")
 	i := strings.Index(text, "## What you see")
@@ -313,7 +313,11 @@ func TestReadmeShowsWhatMakeRunPrints(t *testing.T) {
 	if code := run(context.Background(), []string{"replay"}, func(string) string { return "" }, &stdout, &stderr); code != 0 {
 		t.Fatalf("kvwatch replay exits %d:\n%s", code, stderr.String())
 	}
-	got := append(heads(stdout.String()), heads(strings.TrimSpace(stderr.String()))...)
+	errs := heads(strings.TrimSpace(stderr.String()))
+	if len(errs) == 0 || errs[0] != demoConfigLine {
+		t.Fatalf("kvwatch replay of the demo day does not say first which configuration it runs:\n%s", stderr.String())
+	}
+	got := append(append(errs[:1:1], heads(stdout.String())...), errs[1:]...)
 	if want := heads(block[1]); !slices.Equal(got, want) {
 		t.Errorf("README.md shows\n%s\n\nkvwatch replay prints\n%s", strings.Join(want, "\n"), strings.Join(got, "\n"))
 	}

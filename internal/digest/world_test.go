@@ -38,8 +38,17 @@ type world struct {
 func build(tb testing.TB, days ...time.Time) *world {
 	tb.Helper()
 	ctx := context.Background()
-	f, err := config.Parse("kvwatch.yaml", pack.Config, config.Options{Getenv: func(string) string { return "" }})
+	// The demo day's tenant: the pack and its exceptions (demo.Config), as
+	// kvwatch replay and kvwatch digest run the day.
+	p, err := config.Parse("kvwatch.yaml", pack.Config, config.Options{Getenv: func(string) string { return "" }})
 	if err != nil {
+		tb.Fatal(err)
+	}
+	f, err := config.Parse(demo.ConfigName, demo.Config, config.Options{Getenv: func(string) string { return "" }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := config.Resolve(f, p); err != nil {
 		tb.Fatal(err)
 	}
 	rs, settings, err := rules.Compile(f)

@@ -167,6 +167,20 @@ func TestMITRETags(t *testing.T) {
 	}
 }
 
+// TestExceptionsByIdentity: no rule of the pack excepts events by
+// clientInfo, which any caller can send (an attacker would send the
+// excepted tool's); platform identities are excepted by object id or app
+// id, in a tenant's own file (the templates below).
+func TestExceptionsByIdentity(t *testing.T) {
+	for _, r := range parseDefault(t).Rules {
+		for i, x := range r.Except {
+			if len(x.ClientInfo) > 0 {
+				t.Errorf("rule %s: except[%d] matches by client_info %v", r.ID, i, x.ClientInfo)
+			}
+		}
+	}
+}
+
 // TestExceptionTemplates uncomments the exception templates at the end of
 // the pack (from its last "# overrides:") and checks that they are a valid
 // kvwatch.yaml once the pack is merged in, matching by identity only.
