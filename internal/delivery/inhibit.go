@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -102,10 +101,20 @@ func covers(r *InhibitRule, s, t *finding.Finding) bool {
 	return true
 }
 
+// markShard is the shard a mark of inhibition r lives in: the vault of
+// its equal values when they include the vault (its source alerts', as a
+// rule grouped by vault keeps its state in its vault's shard), else "".
+func markShard(r *InhibitRule, f *finding.Finding) string {
+	if slices.Contains(r.Equal, "vault") {
+		return field(f, "vault")
+	}
+	return ""
+}
+
 // inhibit decides which alerts are inhibited, and by what: it returns, by
 // alert ID, "rule (alert ID)" of the source. Sources of the same call get
 // the alerts they fold in as Related, and the highest severity.
-func (d *Dispatcher) inhibit(ctx context.Context, alerts []*alert.Alert) (map[string]string, error) {
+func (d *Dispatcher) inhibit(ctx context.Context, snap *Snapshot, alerts []*alert.Alert) (map[string]string, error) {
 	if len(d.o.Inhibits) == 0 || len(alerts) == 0 {
 		return nil, nil
 	}
@@ -148,16 +157,36 @@ func (d *Dispatcher) inhibit(ctx context.Context, alerts []*alert.Alert) (map[st
 			Group: t.Group, Period: t.Lead().Period, Alert: t.ID})
 		s.Severity = max(s.Severity, t.Severity)
 	}
-	// Targets no alert of this call covers: an earlier source's mark.
+	// Targets no alert of this call covers: an earlier source's mark,
+	// read together for all of them.
+	var rest []*alert.Alert
+	var refs []Ref
 	for _, t := range alerts {
 		if out[t.ID] != "" {
 			continue
 		}
-		by, err := d.markedSource(ctx, t)
-		if err != nil {
-			return nil, err
+		for ri := range d.o.Inhibits {
+			r := &d.o.Inhibits[ri]
+			if !globMatch(r.Targets, t.Rule) {
+				continue
+			}
+			if len(rest) == 0 || rest[len(rest)-1] != t {
+				rest = append(rest, t)
+			}
+			for i := range t.Findings {
+				f := &t.Findings[i]
+				refs = append(refs, Ref{markShard(r, f), equalKey(ri, r, f)})
+			}
 		}
-		if by != "" {
+	}
+	if len(refs) == 0 {
+		return out, nil
+	}
+	if err := d.o.Outbox.Load(ctx, snap, Query{Read: refs}); err != nil {
+		return nil, fmt.Errorf("delivery: inhibit: %w", err)
+	}
+	for _, t := range rest {
+		if by := d.markedSource(snap, t); by != "" {
 			out[t.ID] = by
 		}
 	}
@@ -184,7 +213,8 @@ func allCovered(r *InhibitRule, s, t *alert.Alert) bool {
 
 // markedSource returns the earlier source alert that inhibits t, "" if
 // none: every finding of t must be covered by a mark of one inhibition.
-func (d *Dispatcher) markedSource(ctx context.Context, t *alert.Alert) (string, error) {
+// The marks are in snap.
+func (d *Dispatcher) markedSource(snap *Snapshot, t *alert.Alert) string {
 	for ri := range d.o.Inhibits {
 		r := &d.o.Inhibits[ri]
 		if !globMatch(r.Targets, t.Rule) {
@@ -193,15 +223,8 @@ func (d *Dispatcher) markedSource(ctx context.Context, t *alert.Alert) (string, 
 		by := ""
 		for i := range t.Findings {
 			f := &t.Findings[i]
-			c, err := d.o.Outbox.Cooldown(ctx, equalKey(ri, r, f))
-			if err != nil {
-				return "", fmt.Errorf("delivery: inhibit: %w", err)
-			}
-			m := c.Source
-			at := f.FirstEvent
-			if at.IsZero() {
-				at = f.WindowStart
-			}
+			m := snap.Cooldowns[equalKey(ri, r, f)].Source
+			at := alertAt(f)
 			if m == nil || m.Rule == t.Rule || at.After(m.Until) || f.Severity > m.Severity || t.Severity > m.Severity {
 				by = ""
 				break
@@ -220,56 +243,79 @@ func (d *Dispatcher) markedSource(ctx context.Context, t *alert.Alert) (string, 
 			by = m.Rule + " (alert " + m.Alert + ")"
 		}
 		if by != "" {
-			return by, nil
+			return by
 		}
 	}
-	return "", nil
+	return ""
 }
 
-// markSources records each alert of a source rule under its equal values,
-// for targets raised by later batches. A write that loses to another
-// writer is dropped: theirs is as good.
-func (d *Dispatcher) markSources(ctx context.Context, alerts []*alert.Alert) error {
+// A markWrite is a mark to record, and the source alerts it comes from.
+type markWrite struct {
+	key, shard string
+	c          Cooldown
+	sources    []string
+}
+
+// markSources returns the marks of the alerts of source rules under their
+// equal values, for targets raised by later batches: written with those
+// alerts (or, kept in another shard, after them). A later alert of the
+// same rule that marked a key already keeps its mark.
+func (d *Dispatcher) markSources(ctx context.Context, snap *Snapshot, alerts []*alert.Alert) ([]*markWrite, error) {
+	type src struct {
+		ri int
+		a  *alert.Alert
+		f  *finding.Finding
+	}
+	var srcs []src
+	var refs []Ref
 	for ri := range d.o.Inhibits {
 		r := &d.o.Inhibits[ri]
 		for _, a := range alerts {
 			if !globMatch(r.Sources, a.Rule) {
 				continue
 			}
-			base := d.o.Cooldowns[a.Rule]
-			if base <= 0 {
-				base = DefaultCooldown
-			}
 			for i := range a.Findings {
 				f := &a.Findings[i]
-				ops := slices.Clone(operations(f))
-				m := &SourceMark{Rule: a.Rule, Alert: a.ID, Severity: a.Severity, Last: f.LastEvent,
-					Until: f.LastEvent.Add(base), Operations: ops}
-				if err := d.setMark(ctx, equalKey(ri, r, f), m); err != nil {
-					return err
-				}
+				srcs = append(srcs, src{ri, a, f})
+				refs = append(refs, Ref{markShard(r, f), equalKey(ri, r, f)})
 			}
 		}
 	}
-	return nil
-}
-
-func (d *Dispatcher) setMark(ctx context.Context, key string, m *SourceMark) error {
-	for i := 0; i < 4; i++ {
-		c, err := d.o.Outbox.Cooldown(ctx, key)
-		if err != nil {
-			return fmt.Errorf("delivery: inhibit: %w", err)
+	if len(srcs) == 0 {
+		return nil, nil
+	}
+	if err := d.o.Outbox.Load(ctx, snap, Query{Keys: refs}); err != nil {
+		return nil, fmt.Errorf("delivery: inhibit: %w", err)
+	}
+	byKey := map[string]*markWrite{}
+	var out []*markWrite
+	for i, s := range srcs {
+		r := &d.o.Inhibits[s.ri]
+		base := d.o.Cooldowns[s.a.Rule]
+		if base <= 0 {
+			base = DefaultCooldown
+		}
+		m := &SourceMark{Rule: s.a.Rule, Alert: s.a.ID, Severity: s.a.Severity, Last: s.f.LastEvent,
+			Until: s.f.LastEvent.Add(base), Operations: slices.Clone(operations(s.f))}
+		key := refs[i].Key
+		w := byKey[key]
+		c := snap.Cooldowns[key]
+		if w != nil {
+			c = w.c
 		}
 		if old := c.Source; old != nil && old.Rule == m.Rule && old.Until.After(m.Until) {
-			return nil // a later alert of the same rule marked it already
+			continue // a later alert of the same rule marked it already
 		}
 		c.Source, c.Last = m, m.Last
-		switch err := d.o.Outbox.SetCooldown(ctx, key, c); {
-		case err == nil:
-			return nil
-		case !errors.Is(err, ErrConflict):
-			return fmt.Errorf("delivery: inhibit: %w", err)
+		if w == nil {
+			w = &markWrite{key: key, shard: markShard(r, s.f)}
+			byKey[key] = w
+			out = append(out, w)
+		}
+		w.c = c
+		if !slices.Contains(w.sources, s.a.ID) {
+			w.sources = append(w.sources, s.a.ID)
 		}
 	}
-	return nil
+	return out, nil
 }

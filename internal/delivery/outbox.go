@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kvwatch/kvwatch/internal/alert"
+	"github.com/kvwatch/kvwatch/internal/finding"
 )
 
 // ErrConflict is returned by an Outbox write whose version is stale:
@@ -68,6 +69,10 @@ type Decision struct {
 	Suppressed bool   `json:"suppressed,omitempty"`
 	// At is when it was decided (the dispatcher's clock); Prune goes by it.
 	At time.Time `json:"at,omitzero"`
+	// Facts fingerprints the finding as it was decided: handed on again
+	// with the same facts, it tells nothing new, whatever the cooldown of
+	// its key says now.
+	Facts string `json:"facts,omitempty"`
 }
 
 // Cooldown is the state of one cooldown key (rule and group).
@@ -108,12 +113,114 @@ type Outbox interface {
 	Due(ctx context.Context, now time.Time, limit int) ([]*Entry, error)
 	// Recent lists the newest entries, newest first.
 	Recent(ctx context.Context, limit int) ([]*Entry, error)
+	Batch
 	// Prune deletes what delivery no longer needs from before an instant:
 	// entries no receiver waits for (delivered, given up, muted, routed
 	// nowhere) whose last change was before it, decisions made before it,
 	// and cooldowns whose last alert was before it. An entry a receiver
 	// still waits for is kept, however old.
 	Prune(ctx context.Context, before time.Time) (Pruned, error)
+}
+
+// Batch is how the dispatcher decides a batch's findings in a few
+// requests: it loads the state their keys and IDs need into a Snapshot
+// (Load, as often as it learns what else it needs), decides, and writes
+// the outcome as Units, each atomically and only if nothing it was decided
+// from changed since it was loaded (Commit). Both outboxes implement it.
+type Batch interface {
+	// Load adds to s the state q names: for every key its cooldown (the
+	// zero Cooldown, Version "", when there is none or the outbox does not
+	// know and assumes none), for every finding its decision if one is
+	// known, for every entry the entry. Keys in q.Read are read if the
+	// outbox does not know them; a key assumed absent that exists makes
+	// the unit writing it conflict, so only keys whose state matters
+	// without a write following need reading.
+	Load(ctx context.Context, s *Snapshot, q Query) error
+	// Commit writes units, each atomically, each only if the rows it was
+	// decided from are as s had them: cooldowns in their Version (""
+	// absent), decisions and added entries absent, put entries in their
+	// Version. It returns per unit nil or ErrConflict; added and put
+	// entries get their new Version ("" if the outbox did not learn it).
+	Commit(ctx context.Context, s *Snapshot, units []*Unit) ([]error, error)
+	// PutAll writes entries back as Put does, in as few requests as it
+	// can, and returns per entry nil or ErrConflict.
+	PutAll(ctx context.Context, es []*Entry) ([]error, error)
+	// GetAll reads entries (of the shards given) in as few requests as it
+	// can; those that do not exist are left out.
+	GetAll(ctx context.Context, refs []Ref) (map[string]*Entry, error)
+}
+
+// Ref names a row of delivery state: a cooldown key, a finding ID or an
+// alert ID, and the shard it lives in (rows of one shard can be written in
+// one transaction: Shard).
+type Ref struct{ Shard, Key string }
+
+// Query is what a Load asks for.
+type Query struct {
+	Keys, Read, Decisions, Entries []Ref
+}
+
+// Snapshot is delivery state as a Load found it, and what the outbox needs
+// to commit against it.
+type Snapshot struct {
+	Cooldowns map[string]Cooldown
+	Decisions map[string]Decision
+	Entries   map[string]*Entry
+	// Unknown are keys the outbox did not know and assumed absent.
+	Unknown map[string]bool
+	// Token is the outbox's own: what the snapshot was read under.
+	Token any
+}
+
+func (s *Snapshot) init() {
+	if s.Cooldowns == nil {
+		s.Cooldowns, s.Decisions, s.Entries, s.Unknown = map[string]Cooldown{}, map[string]Decision{}, map[string]*Entry{}, map[string]bool{}
+	}
+}
+
+// Init makes s ready to be filled (outboxes call it in Load).
+func (s *Snapshot) Init() { s.init() }
+
+// Unit is what one decision writes: rows of one shard, written together
+// or not at all.
+type Unit struct {
+	Shard string
+	// Cooldowns are written, each from the state the snapshot had.
+	Cooldowns map[string]Cooldown
+	// Decisions are inserted: a unit with a decided finding conflicts.
+	Decisions map[string]Decision
+	// Add are inserted entries, Put entries written back in their Version.
+	Add, Put []*Entry
+}
+
+// Rows is how many rows the unit writes, an entry counting twice (the
+// Table outbox keeps an index row beside it).
+func (u *Unit) Rows() int {
+	return len(u.Cooldowns) + len(u.Decisions) + 2*len(u.Add) + len(u.Put)
+}
+
+// MaxUnitRows bounds Unit.Rows: a Table Storage entity-group transaction
+// holds at most 100 entities, of which the Table outbox uses two itself.
+const MaxUnitRows = 98
+
+// Shard is the shard a finding's delivery state lives in: the vault of its
+// group ("" if it is not grouped by vault). A cooldown key's findings, and
+// so an alert's (one rule, one vault), share it.
+func Shard(f *finding.Finding) string {
+	for _, p := range f.Group {
+		if p.Field == "vault" {
+			return p.Value
+		}
+	}
+	return ""
+}
+
+// EntryShard is the shard an entry lives in, its lead finding's.
+func EntryShard(e *Entry) string {
+	if e == nil || e.Alert == nil || len(e.Alert.Findings) == 0 {
+		return ""
+	}
+	return Shard(&e.Alert.Findings[0])
 }
 
 // DecisionsReader is implemented by outboxes that read many findings'
@@ -164,7 +271,6 @@ func (m *Memory) version() string {
 	return strconv.Itoa(m.seq)
 }
 
-// Decision implements Outbox.
 // Decisions implements DecisionsReader.
 func (m *Memory) Decisions(ctx context.Context, ids []string) (map[string]Decision, error) {
 	out := map[string]Decision{}
@@ -180,6 +286,7 @@ func (m *Memory) Decisions(ctx context.Context, ids []string) (map[string]Decisi
 	return out, nil
 }
 
+// Decision implements Outbox.
 func (m *Memory) Decision(_ context.Context, id string) (Decision, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -319,6 +426,117 @@ func (m *Memory) Prune(_ context.Context, before time.Time) (Pruned, error) {
 		}
 	}
 	return p, nil
+}
+
+// Load implements Batch: the memory outbox knows everything.
+func (m *Memory) Load(_ context.Context, s *Snapshot, q Query) error {
+	s.init()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, refs := range [][]Ref{q.Keys, q.Read} {
+		for _, r := range refs {
+			s.Cooldowns[r.Key] = m.cooldowns[r.Key]
+		}
+	}
+	for _, r := range q.Decisions {
+		if d, ok := m.decisions[r.Key]; ok {
+			s.Decisions[r.Key] = d
+		}
+	}
+	for _, r := range q.Entries {
+		if e, ok := m.entries[r.Key]; ok {
+			s.Entries[r.Key] = clone(e)
+		}
+	}
+	return nil
+}
+
+// Commit implements Batch.
+func (m *Memory) Commit(_ context.Context, _ *Snapshot, units []*Unit) ([]error, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	errs := make([]error, len(units))
+	for i, u := range units {
+		if !m.fits(u) {
+			errs[i] = ErrConflict
+			continue
+		}
+		for k, c := range u.Cooldowns {
+			c.Version = m.version()
+			m.cooldowns[k] = c
+		}
+		for id, d := range u.Decisions {
+			m.decisions[id] = d
+		}
+		for _, e := range u.Add {
+			c := clone(e)
+			c.Version = m.version()
+			m.entries[e.Alert.ID] = c
+			m.order = append(m.order, e.Alert.ID)
+			e.Version = c.Version
+		}
+		for _, e := range u.Put {
+			c := clone(e)
+			c.Version = m.version()
+			m.entries[e.Alert.ID] = c
+			e.Version = c.Version
+		}
+	}
+	return errs, nil
+}
+
+// fits reports whether u was decided from what the outbox holds now.
+func (m *Memory) fits(u *Unit) bool {
+	for k, c := range u.Cooldowns {
+		if m.cooldowns[k].Version != c.Version {
+			return false
+		}
+	}
+	for id := range u.Decisions {
+		if _, ok := m.decisions[id]; ok {
+			return false
+		}
+	}
+	for _, e := range u.Add {
+		if _, ok := m.entries[e.Alert.ID]; ok {
+			return false
+		}
+	}
+	for _, e := range u.Put {
+		if cur, ok := m.entries[e.Alert.ID]; !ok || cur.Version != e.Version {
+			return false
+		}
+	}
+	return true
+}
+
+// PutAll implements Batch.
+func (m *Memory) PutAll(ctx context.Context, es []*Entry) ([]error, error) {
+	errs := make([]error, len(es))
+	for i, e := range es {
+		if err := m.Put(ctx, e); err != nil {
+			if !errors.Is(err, ErrConflict) {
+				return nil, err
+			}
+			errs[i] = err
+		}
+	}
+	return errs, nil
+}
+
+// GetAll implements Batch.
+func (m *Memory) GetAll(ctx context.Context, refs []Ref) (map[string]*Entry, error) {
+	out := map[string]*Entry{}
+	for _, r := range refs {
+		e, err := m.Get(ctx, r.Key)
+		if err != nil {
+			return nil, err
+		}
+		if e != nil {
+			out[r.Key] = e
+		}
+	}
+	return out, nil
 }
 
 func clone(e *Entry) *Entry {

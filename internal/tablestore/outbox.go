@@ -23,49 +23,67 @@ import (
 )
 
 // Outbox is a delivery.Outbox on the store's outbox table (prefix+"outbox"),
-// shared by every instance on the same tables. Its entities:
+// shared by every instance on the same tables. Its rows are spread over
+// outboxShards partitions, "o0" to "o3", by delivery.Shard (the vault of a
+// finding's group) hashed: a cooldown key's rows, its findings' decisions
+// and the alerts they make share a partition, so that deciding a batch's
+// findings is one entity-group transaction or a few per partition (see
+// outbox_batch.go). In each partition:
 //
-//   - PartitionKey "decision", RowKey the finding ID: what delivery decided
-//     about the finding (Alert, Suppressed) and when (At, unix
-//     microseconds). Written only if absent: the first decision stays.
-//   - PartitionKey "cooldown", RowKey the cooldown key: the key (Key), the
-//     cooldown as JSON (J) and its last alert's time (Last, unix
-//     microseconds). Written with optimistic concurrency.
-//   - PartitionKey "alert", RowKey "a-" and the alert ID: the entry, as JSON
-//     (deflated when long) in binary properties D0..Dn-1, and beside it
-//     what queries filter on, rewritten on every write: Pending (some
-//     receiver waits) and NextDue (the earliest Next of the waiting
-//     receivers, unix microseconds), Done (when the last receiver was done
-//     with it, unix microseconds; 0 while one waits), with ID, Rule and
-//     Created. Written
+//   - RowKey "~head": the partition's head, Seq the number of its last log
+//     entry. Every transaction that writes cooldowns or decisions moves it
+//     on, with If-Match on the ETag it was read with: it orders, and
+//     guards, every read-modify-write of them.
+//   - RowKey "l-" and Seq (19 digits): a log entry, what one transaction
+//     changed (cooldowns and decisions, deflated JSON in D0..Dn-1) and when
+//     (At): instances fold the entries since they last looked into their
+//     view of the partition, reading them with the head in one query.
+//     Prune deletes entries older than logKeep.
+//   - RowKey "c-" and the cooldown key: the key (Key), the cooldown as JSON
+//     (J) and its last alert's time (Last, unix microseconds): cooldown,
+//     group wait and inhibition mark rows.
+//   - RowKey "d-" and the finding ID: what delivery decided about the
+//     finding (Alert, Suppressed), the fingerprint of its facts
+//     then (Facts) and when (At, unix microseconds). Inserted once: the
+//     first decision stays.
+//   - RowKey "a-" and the alert ID: the entry, as JSON (deflated when
+//     long) in binary properties D0..Dn-1, and beside it what queries
+//     filter on, rewritten on every write: Pending (some receiver waits)
+//     and NextDue (the earliest Next of the waiting receivers, unix
+//     microseconds), Done (when the last receiver was done with it, unix
+//     microseconds; 0 while one waits), with ID, Rule and Created. Written
 //     with optimistic concurrency: the entry's Version is its ETag.
-//   - PartitionKey "alert", RowKey "r-", Created inverted and the alert ID:
-//     the index Recent reads, newest first; inserted with the entry in one
-//     entity-group transaction, never changed; Prune deletes it with the
-//     entry.
+//   - RowKey "r-", Created inverted and the alert ID: the index Recent
+//     reads, newest first; inserted with the entry, never changed; Prune
+//     deletes it with the entry.
 //
-// Prune goes by At, Done and Last: entities written before they existed
-// are not pruned.
+// Prune goes by At, Done and Last.
 //
 // Keys that are not plain (letters, digits and . _ : = -; at most 200
 // characters) are stored under "~" and a SHA-256 of the key.
 //
-// Every write carries a fresh nonce, so that a write whose answer was lost
-// and that was retried recognises its own entity instead of reporting a
-// conflict with itself.
-type Outbox struct{ s *Store }
+// Entries carry a fresh nonce on every write, so that a write whose answer
+// was lost and that was retried recognises its own entity instead of
+// reporting a conflict with itself; a commit whose answer was lost and
+// that was retried fails on the head it moved itself, and the next round
+// finds its own decisions.
+type Outbox struct {
+	s     *Store
+	mu    sync.Mutex
+	parts map[string]*outboxPart
+}
 
 var _ delivery.Outbox = (*Outbox)(nil)
 
-// Outbox returns the store's outbox.
-func (s *Store) Outbox() *Outbox { return &Outbox{s} }
+// Outbox returns the store's outbox (one per store: it holds the
+// instance's view of the outbox's partitions).
+func (s *Store) Outbox() *Outbox {
+	s.outboxOnce.Do(func() { s.outboxV = &Outbox{s: s, parts: map[string]*outboxPart{}} })
+	return s.outboxV
+}
 
-// Partitions, row key prefixes and properties of the outbox table.
+// Row key prefixes and properties of the outbox table.
 const (
-	pkDecision = "decision"
-	pkCooldown = "cooldown"
-	pkAlert    = "alert"
-
 	rkEntry  = "a-"
 	rkRecent = "r-"
 
@@ -119,26 +137,37 @@ func isStatus(err error, codes ...int) bool {
 	return ok && slices.Contains(codes, st)
 }
 
-// Decision implements delivery.Outbox.
+// allPKs are the outbox's partitions.
+func allPKs() []string {
+	out := make([]string, outboxShards)
+	for i := range out {
+		out[i] = shardPKn(i)
+	}
+	return out
+}
+
+// Decision implements delivery.Outbox (tools; the dispatcher loads
+// decisions with their shard): a read in every partition.
 func (o *Outbox) Decision(ctx context.Context, findingID string) (delivery.Decision, bool, error) {
-	props, _, ok, err := o.read(ctx, "decision", pkDecision, outboxKey(findingID))
-	if err != nil || !ok {
+	got, err := o.Decisions(ctx, []string{findingID})
+	if err != nil {
 		return delivery.Decision{}, false, err
 	}
-	return decisionOf(props, findingID)
+	d, ok := got[findingID]
+	return d, ok, nil
 }
 
 // decisionsPerQuery: the service evaluates at most 15 comparisons in a
 // $filter; one is the PartitionKey's.
 const decisionsPerQuery = 14
 
-// Decisions implements delivery.DecisionsReader: one query per 14 IDs (in
-// parallel) instead of a read each.
+// Decisions implements delivery.DecisionsReader (tools): one query per 14
+// IDs and partition, in parallel.
 func (o *Outbox) Decisions(ctx context.Context, ids []string) (map[string]delivery.Decision, error) {
 	byRK := map[string][]string{}
 	var rks []string
 	for _, id := range ids {
-		rk := outboxKey(id)
+		rk := rkDecision + outboxKey(id)
 		if _, ok := byRK[rk]; !ok {
 			rks = append(rks, rk)
 		}
@@ -146,14 +175,22 @@ func (o *Outbox) Decisions(ctx context.Context, ids []string) (map[string]delive
 	}
 	out := map[string]delivery.Decision{}
 	var mu sync.Mutex
-	n := (len(rks) + decisionsPerQuery - 1) / decisionsPerQuery
-	err := o.s.parallel(ctx, n, func(ctx context.Context, q int) error {
-		part := rks[q*decisionsPerQuery : min(len(rks), (q+1)*decisionsPerQuery)]
+	type job struct {
+		pk  string
+		rks []string
+	}
+	var jobs []job
+	for _, pk := range allPKs() {
+		for i := 0; i < len(rks); i += decisionsPerQuery {
+			jobs = append(jobs, job{pk, rks[i:min(len(rks), i+decisionsPerQuery)]})
+		}
+	}
+	err := o.s.parallel(ctx, len(jobs), func(ctx context.Context, q int) error {
 		var or []string
-		for _, rk := range part {
+		for _, rk := range jobs[q].rks {
 			or = append(or, "RowKey eq "+odataQuote(rk))
 		}
-		filter := "PartitionKey eq " + odataQuote(pkDecision) + " and (" + strings.Join(or, " or ") + ")"
+		filter := "PartitionKey eq " + odataQuote(jobs[q].pk) + " and (" + strings.Join(or, " or ") + ")"
 		return o.s.query(ctx, o.s.outbox, filter, nil, func(raw []byte) error {
 			var ent aztables.EDMEntity
 			if err := json.Unmarshal(raw, &ent); err != nil {
@@ -187,119 +224,154 @@ func decisionOf(props map[string]any, findingID string) (delivery.Decision, bool
 	if at, ok := props[propAt].(aztables.EDMInt64); ok && at > 0 {
 		d.At = time.UnixMicro(int64(at)).UTC()
 	}
+	d.Facts, _ = props[propFacts].(string)
 	return d, true, nil
 }
 
-// Decide implements delivery.Outbox: the decisions are inserted in
-// entity-group transactions of up to 100; a transaction that meets a
-// decision already there is done again one by one, keeping what exists.
+// decisionEntity is a decision's row in partition pk.
+func decisionEntity(pk, id string, d delivery.Decision) aztables.EDMEntity {
+	return aztables.EDMEntity{
+		Entity: aztables.Entity{PartitionKey: pk, RowKey: rkDecision + outboxKey(id)},
+		Properties: map[string]any{
+			propID: id, propAlert: d.Alert, propSuppressed: d.Suppressed,
+			propAt: aztables.EDMInt64(micros(d.At)), propFacts: d.Facts,
+		},
+	}
+}
+
+// Decide implements delivery.Outbox (tools and tests; the dispatcher
+// commits decisions with its units): the decisions not made yet are
+// inserted in shard "", through the shard's head and log like any commit.
 func (o *Outbox) Decide(ctx context.Context, ds map[string]delivery.Decision) error {
 	ids := make([]string, 0, len(ds))
 	for id := range ds {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	bodies := make([][]byte, len(ids))
-	for i, id := range ids {
-		b, err := json.Marshal(aztables.EDMEntity{
-			Entity: aztables.Entity{PartitionKey: pkDecision, RowKey: outboxKey(id)},
-			Properties: map[string]any{
-				propID: id, propAlert: ds[id].Alert, propSuppressed: ds[id].Suppressed,
-				propAt: aztables.EDMInt64(micros(ds[id].At)),
-			},
-		})
+	for try := 0; ; try++ {
+		snap := &delivery.Snapshot{}
+		q := delivery.Query{}
+		for _, id := range ids {
+			q.Decisions = append(q.Decisions, delivery.Ref{Key: id})
+		}
+		if err := o.Load(ctx, snap, q); err != nil {
+			return err
+		}
+		var units []*delivery.Unit
+		u := &delivery.Unit{Decisions: map[string]delivery.Decision{}}
+		for _, id := range ids {
+			if _, ok := snap.Decisions[id]; ok {
+				continue // decided before: the first decision stays
+			}
+			if u.Rows() == delivery.MaxUnitRows {
+				units = append(units, u)
+				u = &delivery.Unit{Decisions: map[string]delivery.Decision{}}
+			}
+			u.Decisions[id] = ds[id]
+		}
+		if len(u.Decisions) > 0 {
+			units = append(units, u)
+		}
+		if len(units) == 0 {
+			return nil
+		}
+		errs, err := o.Commit(ctx, snap, units)
 		if err != nil {
-			return fmt.Errorf("tablestore: outbox decision: %w", err)
+			return err
 		}
-		bodies[i] = b
+		if !slices.ContainsFunc(errs, func(err error) bool { return err != nil }) {
+			return nil
+		}
+		if try == 50 {
+			return conflict("decisions: too many concurrent writers")
+		}
 	}
-	var txs [][][]byte
-	for len(bodies) > 0 {
-		n := min(len(bodies), maxTxOps)
-		txs = append(txs, bodies[:n])
-		bodies = bodies[n:]
-	}
-	s := o.s
-	return s.parallel(ctx, len(txs), func(ctx context.Context, i int) error {
-		tx := txs[i]
-		if len(tx) > 1 {
-			actions := make([]aztables.TransactionAction, len(tx))
-			for j, b := range tx {
-				actions[j] = aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: b}
-			}
-			s.stats.transactions.Add(1)
-			s.stats.writes.Add(int64(len(tx)))
-			_, err := s.transact(ctx, s.outbox, actions)
-			var f *txFailure
-			if err == nil {
-				return nil
-			}
-			if !errors.As(err, &f) || f.status != http.StatusConflict {
-				return fmt.Errorf("tablestore: outbox decisions: %w", err)
-			}
-		}
-		for _, b := range tx {
-			s.stats.inserts.Add(1)
-			err := s.call(ctx, "outbox decision", func(ctx context.Context) error {
-				_, err := s.outbox.AddEntity(ctx, b, nil)
-				return err
-			})
-			if err != nil && !isStatus(err, http.StatusConflict) { // 409: decided before; the first decision stays
-				return fmt.Errorf("tablestore: outbox decision: %w", err)
-			}
-		}
-		return nil
-	})
 }
 
-// Cooldown implements delivery.Outbox.
+// Cooldown implements delivery.Outbox (tools and tests): the cooldown of
+// key in shard "", its Version the row's ETag.
 func (o *Outbox) Cooldown(ctx context.Context, key string) (delivery.Cooldown, error) {
-	props, etag, ok, err := o.read(ctx, "cooldown", pkCooldown, outboxKey(key))
+	props, etag, ok, err := o.read(ctx, "cooldown", shardPK(""), rkCooldown+outboxKey(key))
 	if err != nil || !ok {
 		return delivery.Cooldown{}, err
 	}
-	if k, _ := props[propKey].(string); k != key {
-		return delivery.Cooldown{}, nil
-	}
-	js, _ := props[propJSON].(string)
-	var c delivery.Cooldown
-	if err := json.Unmarshal([]byte(js), &c); err != nil {
-		return delivery.Cooldown{}, fmt.Errorf("tablestore: outbox cooldown %q: %w", key, err)
+	c, mine, err := cooldownOf(props, key)
+	if err != nil || !mine {
+		return delivery.Cooldown{}, err
 	}
 	c.Version = etag
 	return c, nil
 }
 
-// SetCooldown implements delivery.Outbox: with c.Version "" it inserts the
-// cooldown if there is none; otherwise it replaces the one of that version.
-// Either fails with delivery.ErrConflict if another writer got there first.
+// SetCooldown implements delivery.Outbox (tools and tests): with c.Version
+// "" it inserts the cooldown if there is none; otherwise it replaces the
+// one of that version (the row's ETag), through the shard's head and log
+// like any commit. Either fails with delivery.ErrConflict if another
+// writer got there first.
 func (o *Outbox) SetCooldown(ctx context.Context, key string, c delivery.Cooldown) error {
-	js, err := json.Marshal(&c)
-	if err != nil {
-		return fmt.Errorf("tablestore: outbox cooldown: %w", err)
+	pk := shardPK("")
+	for try := 0; try < 50; try++ {
+		snap := &delivery.Snapshot{}
+		if err := o.Load(ctx, snap, delivery.Query{Keys: []delivery.Ref{{Key: key}}}); err != nil {
+			return err
+		}
+		// The row as it is now: read after the head, so that a writer
+		// changing it since moves the head and fails the commit.
+		props, etag, ok, err := o.read(ctx, "cooldown", pk, rkCooldown+outboxKey(key))
+		if err != nil {
+			return err
+		}
+		if ok != (c.Version != "") || ok && etag != c.Version {
+			return conflict("cooldown " + key)
+		}
+		w := c
+		w.Version = ""
+		if ok {
+			w.Version = "x"
+		}
+		errs, err := o.Commit(ctx, snap, []*delivery.Unit{{Cooldowns: map[string]delivery.Cooldown{key: w}}})
+		if err != nil {
+			return err
+		}
+		if errs[0] == nil {
+			return nil
+		}
+		// Maybe an earlier try of this very commit, whose answer was lost:
+		// the row holds what it wrote.
+		props, _, ok, err = o.read(ctx, "cooldown", pk, rkCooldown+outboxKey(key))
+		if err != nil {
+			return err
+		}
+		if cur, mine, _ := cooldownOf(props, key); ok && mine && sameCooldown(cur, c) {
+			return nil
+		}
 	}
-	props := map[string]any{propKey: key, propJSON: string(js), propLast: aztables.EDMInt64(micros(c.Last))}
-	_, err = o.write(ctx, "cooldown", pkCooldown, outboxKey(key), props, c.Version)
-	return err
+	return conflict("cooldown " + key + ": too many concurrent writers")
 }
 
-// Add implements delivery.Outbox: the entry and its index entity are
-// inserted in one transaction; added is false if the entry exists. Like
-// Memory, it leaves e.Version alone: Get the entry to write it.
+func sameCooldown(a, b delivery.Cooldown) bool {
+	a.Version, b.Version = "", ""
+	ja, _ := json.Marshal(&a)
+	jb, _ := json.Marshal(&b)
+	return string(ja) == string(jb)
+}
+
+// Add implements delivery.Outbox: the entry and its index row are
+// inserted in one transaction in the entry's partition; added is false if
+// the entry exists. Like Memory, it leaves e.Version alone: Get the entry
+// to write it.
 func (o *Outbox) Add(ctx context.Context, e *delivery.Entry) (bool, error) {
 	if e == nil || e.Alert == nil {
 		return false, errors.New("tablestore: outbox: an entry without an alert")
 	}
 	s := o.s
+	pk := shardPK(delivery.EntryShard(e))
 	nonce := newNonce()
-	body, err := encodeEntry(e, nonce)
+	body, err := encodeEntry(e, pk, nonce)
 	if err != nil {
 		return false, err
 	}
-	index, err := json.Marshal(aztables.EDMEntity{
-		Entity:     aztables.Entity{PartitionKey: pkAlert, RowKey: recentKey(e.Alert.Created, e.Alert.ID)},
-		Properties: map[string]any{propID: e.Alert.ID},
-	})
+	index, err := json.Marshal(indexEntity(pk, e))
 	if err != nil {
 		return false, err
 	}
@@ -314,7 +386,7 @@ func (o *Outbox) Add(ctx context.Context, e *delivery.Entry) (bool, error) {
 	if errors.As(err, &f) && f.status == http.StatusConflict {
 		// There already: added by another attempt or instance — or by an
 		// earlier try of this one whose answer was lost.
-		props, _, ok, err := o.read(ctx, "entry", pkAlert, rkEntry+outboxKey(e.Alert.ID))
+		props, _, ok, err := o.read(ctx, "entry", pk, rkEntry+outboxKey(e.Alert.ID))
 		if err != nil {
 			return false, err
 		}
@@ -326,9 +398,38 @@ func (o *Outbox) Add(ctx context.Context, e *delivery.Entry) (bool, error) {
 	return true, nil
 }
 
-// Get implements delivery.Outbox: nil if there is no such entry.
+// indexEntity is an entry's row in the index Recent reads.
+func indexEntity(pk string, e *delivery.Entry) aztables.EDMEntity {
+	return aztables.EDMEntity{
+		Entity:     aztables.Entity{PartitionKey: pk, RowKey: recentKey(e.Alert.Created, e.Alert.ID)},
+		Properties: map[string]any{propID: e.Alert.ID},
+	}
+}
+
+// Get implements delivery.Outbox: nil if there is no such entry. An ID
+// alone does not say the entry's partition: it is read in every one (the
+// sender reads entries with their shard, GetAll).
 func (o *Outbox) Get(ctx context.Context, id string) (*delivery.Entry, error) {
-	props, etag, ok, err := o.read(ctx, "entry", pkAlert, rkEntry+outboxKey(id))
+	got := make([]*delivery.Entry, outboxShards)
+	err := o.s.parallel(ctx, outboxShards, func(ctx context.Context, i int) error {
+		e, err := o.getIn(ctx, shardPKn(i), id)
+		got[i] = e
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range got {
+		if e != nil {
+			return e, nil
+		}
+	}
+	return nil, nil
+}
+
+// getIn reads an entry of partition pk.
+func (o *Outbox) getIn(ctx context.Context, pk, id string) (*delivery.Entry, error) {
+	props, etag, ok, err := o.read(ctx, "entry", pk, rkEntry+outboxKey(id))
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -357,7 +458,7 @@ func (o *Outbox) Put(ctx context.Context, e *delivery.Entry) error {
 	if err != nil {
 		return err
 	}
-	etag, err := o.write(ctx, "entry "+e.Alert.ID, pkAlert, rkEntry+outboxKey(e.Alert.ID), props, e.Version)
+	etag, err := o.write(ctx, "entry "+e.Alert.ID, shardPK(delivery.EntryShard(e)), rkEntry+outboxKey(e.Alert.ID), props, e.Version)
 	if err != nil {
 		return err
 	}
@@ -366,118 +467,107 @@ func (o *Outbox) Put(ctx context.Context, e *delivery.Entry) error {
 }
 
 // Due implements delivery.Outbox: the entries with a pending receiver due
-// at or before now, oldest (by the alert's Created, then ID) first. A
-// server-side filter on Pending and NextDue finds them, reading only their
-// IDs and creation times; the first limit are then read in full.
+// at or before now, oldest (by the alert's Created, then ID) first: a
+// query per partition, in parallel, filtering on Pending and NextDue and
+// reading the entries whole.
 func (o *Outbox) Due(ctx context.Context, now time.Time, limit int) ([]*delivery.Entry, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	filter := fmt.Sprintf("PartitionKey eq '%s' and RowKey ge '%s' and RowKey lt '%s' and %s eq true and %s le %dL",
-		pkAlert, rkEntry, rkEntry[:1]+".", propPending, propNextDue, micros(now))
-	type due struct {
-		id      string
-		created int64
-	}
-	var ds []due
-	sel := propID + "," + propCreated
-	err := o.s.query(ctx, o.s.outbox, filter, &sel, func(raw []byte) error {
-		var ent aztables.EDMEntity
-		if err := json.Unmarshal(raw, &ent); err != nil {
-			return err
-		}
-		id, _ := ent.Properties[propID].(string)
-		created, _ := ent.Properties[propCreated].(aztables.EDMInt64)
-		if id != "" {
-			ds = append(ds, due{id, int64(created)})
-		}
-		return nil
+	pks := allPKs()
+	got := make([][]*delivery.Entry, len(pks))
+	err := o.s.parallel(ctx, len(pks), func(ctx context.Context, i int) error {
+		filter := fmt.Sprintf("PartitionKey eq '%s' and RowKey ge '%s' and RowKey lt '%s' and %s eq true and %s le %dL",
+			pks[i], rkEntry, rkEntry[:1]+".", propPending, propNextDue, micros(now))
+		return o.s.query(ctx, o.s.outbox, filter, nil, func(raw []byte) error {
+			var ent aztables.EDMEntity
+			if err := json.Unmarshal(raw, &ent); err != nil {
+				return err
+			}
+			e, err := decodeEntry(ent.Properties)
+			if err != nil {
+				return fmt.Errorf("entry %s: %w", ent.RowKey, err)
+			}
+			e.Version = ent.ETag
+			for _, a := range e.Receivers { // still due: not changed since it was found
+				if a.State == delivery.Pending && !a.Next.After(now) {
+					got[i] = append(got[i], e)
+					break
+				}
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tablestore: outbox due: %w", err)
 	}
-	slices.SortFunc(ds, func(a, b due) int { return cmp.Or(cmp.Compare(a.created, b.created), cmp.Compare(a.id, b.id)) })
-	ids := make([]string, 0, min(len(ds), limit))
-	for _, d := range ds[:min(len(ds), limit)] {
-		ids = append(ids, d.id)
-	}
-	return o.getAll(ctx, ids, func(e *delivery.Entry) bool { // still due: not changed since the query
-		for _, a := range e.Receivers {
-			if a.State == delivery.Pending && !a.Next.After(now) {
-				return true
-			}
-		}
-		return false
+	out := slices.Concat(got...)
+	slices.SortFunc(out, func(a, b *delivery.Entry) int {
+		return cmp.Or(cmp.Compare(micros(a.Alert.Created), micros(b.Alert.Created)), cmp.Compare(a.Alert.ID, b.Alert.ID))
 	})
+	return out[:min(len(out), limit)], nil
 }
 
 // Recent implements delivery.Outbox: the newest entries (by the alert's
-// Created), newest first, through the index.
+// Created), newest first, through each partition's index.
 func (o *Outbox) Recent(ctx context.Context, limit int) ([]*delivery.Entry, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	filter := fmt.Sprintf("PartitionKey eq '%s' and RowKey ge '%s' and RowKey lt '%s'", pkAlert, rkRecent, rkRecent[:1]+".")
-	sel := propID
-	var ids []string
+	type ref struct{ pk, rk, id string }
+	pks := allPKs()
+	got := make([][]ref, len(pks))
 	s := o.s
-	var nextPK, nextRK *string
-	for len(ids) < limit {
-		top := int32(min(limit-len(ids), 1000))
-		s.stats.queries.Add(1)
-		var page aztables.ListEntitiesResponse
-		err := s.call(ctx, "query", func(ctx context.Context) error {
-			var err error
-			pager := s.outbox.NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: &filter, Select: &sel, Top: &top,
-				NextPartitionKey: nextPK, NextRowKey: nextRK})
-			page, err = pager.NextPage(ctx)
-			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("tablestore: outbox recent: %w", err)
-		}
-		for _, raw := range page.Entities {
-			var ent aztables.EDMEntity
-			if err := json.Unmarshal(raw, &ent); err != nil {
-				return nil, fmt.Errorf("tablestore: outbox recent: %w", err)
+	err := s.parallel(ctx, len(pks), func(ctx context.Context, i int) error {
+		filter := fmt.Sprintf("PartitionKey eq '%s' and RowKey ge '%s' and RowKey lt '%s'", pks[i], rkRecent, rkRecent[:1]+".")
+		sel := "PartitionKey,RowKey," + propID
+		var nextPK, nextRK *string
+		for len(got[i]) < limit {
+			top := int32(min(limit-len(got[i]), 1000))
+			s.stats.queries.Add(1)
+			var page aztables.ListEntitiesResponse
+			err := s.call(ctx, "query", func(ctx context.Context) error {
+				var err error
+				pager := s.outbox.NewListEntitiesPager(&aztables.ListEntitiesOptions{Filter: &filter, Select: &sel, Top: &top,
+					NextPartitionKey: nextPK, NextRowKey: nextRK})
+				page, err = pager.NextPage(ctx)
+				return err
+			})
+			if err != nil {
+				return err
 			}
-			if id, _ := ent.Properties[propID].(string); id != "" && len(ids) < limit {
-				ids = append(ids, id)
+			for _, raw := range page.Entities {
+				var ent aztables.EDMEntity
+				if err := json.Unmarshal(raw, &ent); err != nil {
+					return err
+				}
+				if id, _ := ent.Properties[propID].(string); id != "" && len(got[i]) < limit {
+					got[i] = append(got[i], ref{pks[i], ent.RowKey, id})
+				}
+			}
+			nextPK, nextRK = page.NextPartitionKey, page.NextRowKey
+			if (nextPK == nil || *nextPK == "") && (nextRK == nil || *nextRK == "") {
+				break
 			}
 		}
-		nextPK, nextRK = page.NextPartitionKey, page.NextRowKey
-		if (nextPK == nil || *nextPK == "") && (nextRK == nil || *nextRK == "") {
-			break
-		}
-	}
-	return o.getAll(ctx, ids, nil)
-}
-
-// getAll reads entries in parallel, in the order of ids, leaving out those
-// that are gone or that keep rejects.
-func (o *Outbox) getAll(ctx context.Context, ids []string, keep func(*delivery.Entry) bool) ([]*delivery.Entry, error) {
-	got := make([]*delivery.Entry, len(ids))
-	var mu sync.Mutex
-	err := o.s.parallel(ctx, len(ids), func(ctx context.Context, i int) error {
-		e, err := o.Get(ctx, ids[i])
-		if err != nil {
-			return err
-		}
-		mu.Lock()
-		got[i] = e
-		mu.Unlock()
 		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tablestore: outbox recent: %w", err)
+	}
+	refs := slices.Concat(got...)
+	slices.SortFunc(refs, func(a, b ref) int { return cmp.Or(strings.Compare(a.rk, b.rk), strings.Compare(a.pk, b.pk)) })
+	refs = refs[:min(len(refs), limit)]
+	es := make([]*delivery.Entry, len(refs))
+	err = s.parallel(ctx, len(refs), func(ctx context.Context, i int) error {
+		e, err := o.getIn(ctx, refs[i].pk, refs[i].id)
+		es[i] = e
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*delivery.Entry, 0, len(got))
-	for _, e := range got {
-		if e != nil && (keep == nil || keep(e)) {
-			out = append(out, e)
-		}
-	}
-	return out, nil
+	return slices.DeleteFunc(es, func(e *delivery.Entry) bool { return e == nil }), nil
 }
 
 // read reads one entity of the outbox table: its properties and ETag, ok
@@ -591,15 +681,15 @@ func entryProps(e *delivery.Entry) (map[string]any, error) {
 	return props, nil
 }
 
-// encodeEntry returns the entity of a new entry.
-func encodeEntry(e *delivery.Entry, nonce string) ([]byte, error) {
+// encodeEntry returns an entry's entity in partition pk.
+func encodeEntry(e *delivery.Entry, pk, nonce string) ([]byte, error) {
 	props, err := entryProps(e)
 	if err != nil {
 		return nil, err
 	}
 	props[propNonce] = nonce
 	return json.Marshal(aztables.EDMEntity{
-		Entity:     aztables.Entity{PartitionKey: pkAlert, RowKey: rkEntry + outboxKey(e.Alert.ID)},
+		Entity:     aztables.Entity{PartitionKey: pk, RowKey: rkEntry + outboxKey(e.Alert.ID)},
 		Properties: props,
 	})
 }

@@ -2,6 +2,7 @@ package tablestore
 
 import (
 	"context"
+	"sync"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,62 +15,75 @@ import (
 	"github.com/kvwatch/kvwatch/internal/delivery"
 )
 
-// Prune implements delivery.Outbox: three queries (entries no receiver
-// waits for that were done before before, decisions made before it,
-// cooldowns whose last alert was before it) and deletes in entity-group
-// transactions of up to 100. An entry or cooldown is deleted only in the
-// version the query read: one written since is kept until a later prune.
+// Prune implements delivery.Outbox: per partition, queries for entries no
+// receiver waits for that were done before before, decisions made before
+// it, cooldowns whose last alert was before it and log entries older than
+// logKeep, and deletes in entity-group transactions of up to 100. An entry
+// or cooldown is deleted only in the version the query read: one written
+// since is kept until a later prune.
 func (o *Outbox) Prune(ctx context.Context, before time.Time) (delivery.Pruned, error) {
 	var p delivery.Pruned
 	cut := micros(before)
 	if cut <= 0 {
 		return p, nil
 	}
-	// Entries, with their index rows.
+	var mu sync.Mutex
 	var refs []deleteRef
-	filter := fmt.Sprintf("PartitionKey eq '%s' and RowKey ge '%s' and RowKey lt '%s' and %s eq false and %s gt 0L and %s lt %dL",
-		pkAlert, rkEntry, rkEntry[:1]+".", propPending, propDone, propDone, cut)
-	sel := "PartitionKey,RowKey," + propID + "," + propCreated
-	err := o.s.query(ctx, o.s.outbox, filter, &sel, func(raw []byte) error {
-		var ent aztables.EDMEntity
-		if err := json.Unmarshal(raw, &ent); err != nil {
-			return err
-		}
-		id, _ := ent.Properties[propID].(string)
-		created, _ := ent.Properties[propCreated].(aztables.EDMInt64)
-		refs = append(refs, deleteRef{pkAlert, ent.RowKey, etagOr(ent.ETag), false})
-		if id != "" {
-			refs = append(refs, deleteRef{pkAlert, recentKey(time.UnixMicro(int64(created)), id), "*", true})
-		}
-		p.Entries++
-		return nil
-	})
-	if err != nil {
-		return p, fmt.Errorf("tablestore: outbox prune entries: %w", err)
+	logCut := micros(time.Now().Add(-logKeep))
+	type scan struct {
+		pk, filter, sel string
+		each            func(pk string, ent *aztables.EDMEntity)
 	}
-	for _, part := range []struct {
-		pk, prop string
-		n        *int
-	}{{pkDecision, propAt, &p.Decisions}, {pkCooldown, propLast, &p.Cooldowns}} {
-		filter := fmt.Sprintf("PartitionKey eq '%s' and %s lt %dL", part.pk, part.prop, cut)
-		sel := "PartitionKey,RowKey"
-		err := o.s.query(ctx, o.s.outbox, filter, &sel, func(raw []byte) error {
+	var scans []scan
+	for _, pk := range allPKs() {
+		scans = append(scans,
+			scan{pk, fmt.Sprintf("PartitionKey eq '%s' and RowKey ge '%s' and RowKey lt '%s' and %s eq false and %s gt 0L and %s lt %dL",
+				pk, rkEntry, rkEntry[:1]+".", propPending, propDone, propDone, cut), "PartitionKey,RowKey," + propID + "," + propCreated,
+				func(pk string, ent *aztables.EDMEntity) {
+					id, _ := ent.Properties[propID].(string)
+					created, _ := ent.Properties[propCreated].(aztables.EDMInt64)
+					refs = append(refs, deleteRef{pk, ent.RowKey, etagOr(ent.ETag), false})
+					if id != "" {
+						refs = append(refs, deleteRef{pk, recentKey(time.UnixMicro(int64(created)), id), "*", true})
+					}
+					p.Entries++
+				}},
+			scan{pk, fmt.Sprintf("PartitionKey eq '%s' and RowKey ge '%s' and RowKey lt '%s' and %s lt %dL",
+				pk, rkDecision, rkDecision[:1]+".", propAt, cut), "PartitionKey,RowKey",
+				func(pk string, ent *aztables.EDMEntity) {
+					refs = append(refs, deleteRef{pk, ent.RowKey, "*", false}) // never changed once written
+					p.Decisions++
+				}},
+			scan{pk, fmt.Sprintf("PartitionKey eq '%s' and RowKey ge '%s' and RowKey lt '%s' and %s lt %dL",
+				pk, rkCooldown, rkCooldown[:1]+".", propLast, cut), "PartitionKey,RowKey",
+				func(pk string, ent *aztables.EDMEntity) {
+					refs = append(refs, deleteRef{pk, ent.RowKey, etagOr(ent.ETag), false})
+					p.Cooldowns++
+				}},
+			scan{pk, fmt.Sprintf("PartitionKey eq '%s' and RowKey ge '%s' and RowKey lt '%s' and %s lt %dL",
+				pk, rkLog, rkLog[:1]+".", propAt, logCut), "PartitionKey,RowKey",
+				func(pk string, ent *aztables.EDMEntity) {
+					refs = append(refs, deleteRef{pk, ent.RowKey, "*", false})
+				}})
+	}
+	err := o.s.parallel(ctx, len(scans), func(ctx context.Context, i int) error {
+		sc := scans[i]
+		return o.s.query(ctx, o.s.outbox, sc.filter, &sc.sel, func(raw []byte) error {
 			var ent aztables.EDMEntity
 			if err := json.Unmarshal(raw, &ent); err != nil {
 				return err
 			}
-			etag := etagOr(ent.ETag)
-			if part.pk == pkDecision {
-				etag = "*" // never changed once written
-			}
-			refs = append(refs, deleteRef{part.pk, ent.RowKey, etag, false})
-			*part.n++
+			mu.Lock()
+			defer mu.Unlock()
+			sc.each(sc.pk, &ent)
 			return nil
 		})
-		if err != nil {
-			return p, fmt.Errorf("tablestore: outbox prune %s: %w", part.pk, err)
-		}
+	})
+	if err != nil {
+		return p, fmt.Errorf("tablestore: outbox prune: %w", err)
 	}
+	// An entry's index row follows it (deleteRef.withPrev): each scan
+	// appends the pair under the lock.
 	if err := o.s.deleteAll(ctx, o.s.outbox, refs); err != nil {
 		return p, fmt.Errorf("tablestore: outbox prune: %w", err)
 	}

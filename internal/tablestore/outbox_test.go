@@ -451,7 +451,7 @@ func TestOutboxLargeEntryChunks(t *testing.T) {
 	if got, err := s.Outbox().Get(ctx, a.ID); err != nil || got == nil || got.Alert.Findings[7].Summary != a.Findings[7].Summary {
 		t.Fatalf("read back: %v", err)
 	}
-	resp, err := s.outbox.GetEntity(ctx, pkAlert, rkEntry+a.ID, nil)
+	resp, err := s.outbox.GetEntity(ctx, shardPK(delivery.EntryShard(&delivery.Entry{Alert: a})), rkEntry+a.ID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,6 +109,8 @@ type Store struct {
 	outbox      *aztables.Client
 	cache       *cache
 	stats       counters
+	outboxOnce  sync.Once
+	outboxV     *Outbox
 
 	// testBeforeTx, when set (tests), runs before each transaction is
 	// submitted; an error from it fails the transaction as a permanent

@@ -1,0 +1,946 @@
+package tablestore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/kvwatch/kvwatch/internal/delivery"
+)
+
+// The outbox's shards, each one table partition ("o0" to "o3"): a
+// delivery.Shard (the vault of a finding's group, "" for findings not
+// grouped by vault) is hashed onto one. A batch's findings land in at most
+// outboxShards partitions, so deciding them costs a query and a
+// transaction or two per partition, whatever their number; four partitions
+// give the outbox four times one partition's throughput (2,000 entities a
+// second each, Microsoft's target).
+const outboxShards = 4
+
+// viewRows bounds the rows an instance keeps in its view of one shard
+// (cooldowns and decisions); past it the least recently used half is
+// forgotten (and read again, or assumed absent and checked, when needed).
+const viewRows = 40_000
+
+// logKeep is how long a shard's log entries are kept: an instance whose
+// view of a shard is older than that starts it afresh.
+const logKeep = 15 * time.Minute
+
+// Row keys of the rows of a shard partition besides entries (rkEntry) and
+// their index (rkRecent).
+const (
+	rkCooldown = "c-"
+	rkDecision = "d-"
+	rkLog      = "l-"
+	rkHead     = "~head"
+
+	propSeq   = "Seq"
+	propFacts = "Facts"
+)
+
+// shardPK is the partition of a delivery shard.
+func shardPK(shard string) string {
+	h := fnv.New32a()
+	h.Write([]byte(shard))
+	return shardPKn(int(h.Sum32() % outboxShards))
+}
+
+func shardPKn(i int) string { return "o" + strconv.Itoa(i) }
+
+func logKey(seq int64) string { return fmt.Sprintf("%s%019d", rkLog, seq) }
+
+// A shard's view: the cooldowns and decisions this instance knows, as of
+// the shard's log entry seq, whose head had ETag etag.
+type outboxPart struct {
+	pk string
+
+	mu     sync.Mutex
+	loaded bool
+	seq    int64
+	etag   string // "" while the head does not exist
+	cool   map[string]*viewRow
+	dec    map[string]*viewDec
+	tick   int64
+}
+
+type viewRow struct {
+	c       delivery.Cooldown // Version "x" when present
+	present bool
+	used    int64
+}
+
+type viewDec struct {
+	d    delivery.Decision
+	used int64
+}
+
+func newPart(pk string) *outboxPart {
+	return &outboxPart{pk: pk, cool: map[string]*viewRow{}, dec: map[string]*viewDec{}}
+}
+
+// reset forgets everything (a gap in the log: what it missed is unknown).
+func (p *outboxPart) reset() {
+	p.cool, p.dec = map[string]*viewRow{}, map[string]*viewDec{}
+}
+
+func (p *outboxPart) setCooldown(key string, c delivery.Cooldown, present bool) {
+	p.tick++
+	c.Version = ""
+	if present {
+		c.Version = "x"
+	}
+	p.cool[key] = &viewRow{c: c, present: present, used: p.tick}
+	p.evict()
+}
+
+func (p *outboxPart) setDecision(id string, d delivery.Decision) {
+	p.tick++
+	p.dec[id] = &viewDec{d: d, used: p.tick}
+	p.evict()
+}
+
+func (p *outboxPart) evict() {
+	if len(p.cool)+len(p.dec) <= viewRows {
+		return
+	}
+	ticks := make([]int64, 0, len(p.cool)+len(p.dec))
+	for _, r := range p.cool {
+		ticks = append(ticks, r.used)
+	}
+	for _, d := range p.dec {
+		ticks = append(ticks, d.used)
+	}
+	slices.Sort(ticks)
+	cut := ticks[len(ticks)/2]
+	for k, r := range p.cool {
+		if r.used < cut {
+			delete(p.cool, k)
+		}
+	}
+	for k, d := range p.dec {
+		if d.used < cut {
+			delete(p.dec, k)
+		}
+	}
+}
+
+// apply folds a log entry (or this instance's own commit) into the view.
+func (p *outboxPart) apply(le *logEntry) {
+	for _, c := range le.C {
+		p.setCooldown(c.Key, c.C, true)
+	}
+	for _, d := range le.D {
+		p.setDecision(d.ID, d.D)
+	}
+}
+
+// logEntry is what one transaction changed of a shard's cooldowns and
+// decisions: instances fold it into their views.
+type logEntry struct {
+	C []logCooldown `json:"c,omitempty"`
+	D []logDecision `json:"d,omitempty"`
+}
+
+type logCooldown struct {
+	Key string            `json:"k"`
+	C   delivery.Cooldown `json:"v"`
+}
+
+type logDecision struct {
+	ID string            `json:"id"`
+	D  delivery.Decision `json:"v"`
+}
+
+// headTok is a shard's head as a snapshot read it.
+type headTok struct {
+	seq    int64
+	etag   string
+	exists bool
+}
+
+// snapToks are the shard heads a snapshot was read under.
+type snapToks struct {
+	mu   sync.Mutex
+	toks map[string]*headTok
+}
+
+func toks(s *delivery.Snapshot) *snapToks {
+	if t, ok := s.Token.(*snapToks); ok {
+		return t
+	}
+	t := &snapToks{toks: map[string]*headTok{}}
+	s.Token = t
+	return t
+}
+
+func (t *snapToks) get(pk string) *headTok {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.toks[pk]
+}
+
+func (t *snapToks) set(pk string, h *headTok) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.toks[pk] = h
+}
+
+func (o *Outbox) part(pk string) *outboxPart {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p := o.parts[pk]
+	if p == nil {
+		p = newPart(pk)
+		o.parts[pk] = p
+	}
+	return p
+}
+
+// catchUp brings a shard's view up to its head: the first time, it reads
+// the head alone (the view starts empty: everything unknown); then, with
+// one query, the log entries written since and the head. It returns the
+// head the view is now at.
+func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := o.s
+	if !p.loaded {
+		props, etag, ok, err := o.read(ctx, "head", p.pk, rkHead)
+		if err != nil {
+			return nil, err
+		}
+		p.seq, p.etag = 0, ""
+		if ok {
+			seq, _ := props[propSeq].(aztables.EDMInt64)
+			p.seq, p.etag = int64(seq), etag
+		}
+		p.loaded = true
+		return &headTok{seq: p.seq, etag: p.etag, exists: ok}, nil
+	}
+	filter := fmt.Sprintf("PartitionKey eq '%s' and ((RowKey gt '%s' and RowKey lt '%s') or RowKey eq '%s')",
+		p.pk, logKey(p.seq), rkLog[:1]+".", rkHead)
+	headSeq, headETag, headSeen := int64(0), "", false
+	applied := 0
+	err := s.query(ctx, s.outbox, filter, nil, func(raw []byte) error {
+		var ent aztables.EDMEntity
+		if err := json.Unmarshal(raw, &ent); err != nil {
+			return err
+		}
+		if ent.RowKey == rkHead {
+			seq, _ := ent.Properties[propSeq].(aztables.EDMInt64)
+			headSeq, headETag, headSeen = int64(seq), ent.ETag, true
+			return nil
+		}
+		seq, err := strconv.ParseInt(strings.TrimPrefix(ent.RowKey, rkLog), 10, 64)
+		if err != nil || seq <= p.seq {
+			return nil
+		}
+		if seq != p.seq+1 {
+			p.reset() // entries were pruned before this instance read them
+		}
+		var le logEntry
+		if err := decodeLog(ent.Properties, &le); err != nil {
+			return fmt.Errorf("log entry %d: %w", seq, err)
+		}
+		p.apply(&le)
+		p.seq = seq
+		applied++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tablestore: outbox shard %s: %w", p.pk, err)
+	}
+	switch {
+	case !headSeen:
+		if p.seq != 0 {
+			p.reset() // the head is gone: start afresh
+			p.seq = 0
+		}
+		p.etag = ""
+	case headSeq == p.seq:
+		p.etag = headETag
+	case headSeq > p.seq && applied == 0:
+		// Entries pruned (or the head moved between the two reads and
+		// none of its entries was seen yet): the view is behind by what
+		// it cannot see; start afresh from the head.
+		p.reset()
+		p.seq, p.etag = headSeq, headETag
+	default:
+		// The head moved while the query ran: keep the head the view is
+		// at (a commit against it fails, and the next catch-up reads the
+		// rest).
+	}
+	return &headTok{seq: p.seq, etag: p.etag, exists: p.etag != ""}, nil
+}
+
+func decodeLog(props map[string]any, le *logEntry) error {
+	data, err := getChunks(props)
+	if err != nil {
+		return err
+	}
+	js, err := unpackBytes(data)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(js, le)
+}
+
+// Load implements delivery.Batch: the shards q touches are caught up
+// (one query each, once per snapshot), and what q asks for is answered
+// from the view; keys in q.Read the view does not know are read (a query
+// per 14 keys and shard), entries too.
+func (o *Outbox) Load(ctx context.Context, snap *delivery.Snapshot, q delivery.Query) error {
+	snap.Init()
+	t := toks(snap)
+	var pks []string
+	for _, refs := range [][]delivery.Ref{q.Keys, q.Read, q.Decisions, q.Entries} {
+		for _, r := range refs {
+			if pk := shardPK(r.Shard); !slices.Contains(pks, pk) && t.get(pk) == nil {
+				pks = append(pks, pk)
+			}
+		}
+	}
+	err := o.s.parallel(ctx, len(pks), func(ctx context.Context, i int) error {
+		h, err := o.catchUp(ctx, o.part(pks[i]))
+		if err != nil {
+			return err
+		}
+		t.set(pks[i], h)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	toRead := map[string][]string{} // partition → keys the view does not know
+	for pass, refs := range [][]delivery.Ref{q.Keys, q.Read} {
+		read := pass == 1
+		for _, r := range refs {
+			pk := shardPK(r.Shard)
+			p := o.part(pk)
+			p.mu.Lock()
+			row, ok := p.cool[r.Key]
+			if ok {
+				p.tick++
+				row.used = p.tick
+				snap.Cooldowns[r.Key] = row.c
+				delete(snap.Unknown, r.Key)
+			} else if _, have := snap.Cooldowns[r.Key]; !have || snap.Unknown[r.Key] {
+				snap.Cooldowns[r.Key] = delivery.Cooldown{}
+				snap.Unknown[r.Key] = true
+				if read && !slices.Contains(toRead[pk], r.Key) {
+					toRead[pk] = append(toRead[pk], r.Key)
+				}
+			}
+			p.mu.Unlock()
+		}
+	}
+	for _, r := range q.Decisions {
+		p := o.part(shardPK(r.Shard))
+		p.mu.Lock()
+		if d, ok := p.dec[r.Key]; ok {
+			p.tick++
+			d.used = p.tick
+			snap.Decisions[r.Key] = d.d
+		}
+		p.mu.Unlock()
+	}
+	if len(toRead) > 0 {
+		if err := o.readRows(ctx, toRead, nil); err != nil {
+			return err
+		}
+		for pk, keys := range toRead {
+			p := o.part(pk)
+			p.mu.Lock()
+			for _, k := range keys {
+				if row, ok := p.cool[k]; ok {
+					snap.Cooldowns[k] = row.c
+					delete(snap.Unknown, k)
+				}
+			}
+			p.mu.Unlock()
+		}
+	}
+	if len(q.Entries) > 0 {
+		es, err := o.GetAll(ctx, q.Entries)
+		if err != nil {
+			return err
+		}
+		for id, e := range es {
+			snap.Entries[id] = e
+		}
+	}
+	return nil
+}
+
+// readRows reads cooldown rows (keys) and decisions (ids) of partitions
+// into their views, 14 to a query; a key not there is known absent.
+func (o *Outbox) readRows(ctx context.Context, keys, ids map[string][]string) error {
+	type job struct {
+		pk   string
+		rks  []string
+		what map[string]string // row key → cooldown key or finding ID
+	}
+	var jobs []job
+	add := func(pk, prefix string, names []string) {
+		for len(names) > 0 {
+			part := names[:min(len(names), decisionsPerQuery)]
+			names = names[len(part):]
+			j := job{pk: pk, what: map[string]string{}}
+			for _, n := range part {
+				rk := prefix + outboxKey(n)
+				j.rks = append(j.rks, rk)
+				j.what[rk] = n
+			}
+			jobs = append(jobs, j)
+		}
+	}
+	for pk, ks := range keys {
+		add(pk, rkCooldown, ks)
+	}
+	for pk, is := range ids {
+		add(pk, rkDecision, is)
+	}
+	return o.s.parallel(ctx, len(jobs), func(ctx context.Context, i int) error {
+		j := jobs[i]
+		var or []string
+		for _, rk := range j.rks {
+			or = append(or, "RowKey eq "+odataQuote(rk))
+		}
+		filter := "PartitionKey eq " + odataQuote(j.pk) + " and (" + strings.Join(or, " or ") + ")"
+		found := map[string]bool{}
+		cools := map[string]delivery.Cooldown{}
+		decs := map[string]delivery.Decision{}
+		err := o.s.query(ctx, o.s.outbox, filter, nil, func(raw []byte) error {
+			var ent aztables.EDMEntity
+			if err := json.Unmarshal(raw, &ent); err != nil {
+				return err
+			}
+			name, ok := j.what[ent.RowKey]
+			if !ok {
+				return nil
+			}
+			if strings.HasPrefix(ent.RowKey, rkCooldown) {
+				c, mine, err := cooldownOf(ent.Properties, name)
+				if err != nil {
+					return err
+				}
+				if mine {
+					found[ent.RowKey], cools[name] = true, c
+				}
+				return nil
+			}
+			if d, mine, err := decisionOf(ent.Properties, name); err == nil && mine {
+				found[ent.RowKey], decs[name] = true, d
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("tablestore: outbox read: %w", err)
+		}
+		p := o.part(j.pk)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, rk := range j.rks {
+			name := j.what[rk]
+			switch {
+			case strings.HasPrefix(rk, rkCooldown):
+				p.setCooldown(name, cools[name], found[rk])
+			case found[rk]:
+				p.setDecision(name, decs[name])
+			}
+		}
+		return nil
+	})
+}
+
+// cooldownOf reads a cooldown row; mine is false when it belongs to
+// another key (a hashed row key shared).
+func cooldownOf(props map[string]any, key string) (delivery.Cooldown, bool, error) {
+	if k, _ := props[propKey].(string); k != key {
+		return delivery.Cooldown{}, false, nil
+	}
+	js, _ := props[propJSON].(string)
+	var c delivery.Cooldown
+	if err := json.Unmarshal([]byte(js), &c); err != nil {
+		return delivery.Cooldown{}, false, fmt.Errorf("tablestore: outbox cooldown %q: %w", key, err)
+	}
+	return c, true, nil
+}
+
+// An op is one row a commit writes.
+type op struct {
+	action aztables.TransactionAction
+	size   int
+	entry  *delivery.Entry // an entry written: its Version is set after
+}
+
+// Commit implements delivery.Batch: each shard's units are written in
+// entity-group transactions (at most 100 entities, 3.5 MB), each
+// transaction moving the shard's head on with If-Match on the ETag the
+// snapshot read it with and adding a log entry of what it changed, so a
+// transaction whose shard changed since the snapshot writes nothing
+// (delivery.ErrConflict for its units and the shard's later ones). Rows
+// the view did not know are inserted, so that one that exists fails its
+// transaction too; they are then read, for the next round to know them.
+func (o *Outbox) Commit(ctx context.Context, snap *delivery.Snapshot, units []*delivery.Unit) ([]error, error) {
+	t := toks(snap)
+	errs := make([]error, len(units))
+	byPK := map[string][]int{}
+	var pks []string
+	for i, u := range units {
+		if u.Rows() > delivery.MaxUnitRows {
+			return nil, fmt.Errorf("tablestore: outbox: a unit of %d rows", u.Rows())
+		}
+		pk := shardPK(u.Shard)
+		if _, ok := byPK[pk]; !ok {
+			pks = append(pks, pk)
+			if t.get(pk) == nil { // not loaded: catch up now
+				h, err := o.catchUp(ctx, o.part(pk))
+				if err != nil {
+					return nil, err
+				}
+				t.set(pk, h)
+			}
+		}
+		byPK[pk] = append(byPK[pk], i)
+	}
+	err := o.s.parallel(ctx, len(pks), func(ctx context.Context, n int) error {
+		pk := pks[n]
+		return o.commitShard(ctx, t, pk, units, byPK[pk], errs)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return errs, nil
+}
+
+// commitShard writes the units idx (of one shard), transaction by
+// transaction.
+func (o *Outbox) commitShard(ctx context.Context, t *snapToks, pk string, units []*delivery.Unit, idx []int, errs []error) error {
+	type txu struct {
+		units []int
+		ops   []op
+		le    logEntry
+		size  int
+		rows  int
+	}
+	var txs []*txu
+	for _, i := range idx {
+		ops, le, err := o.unitOps(pk, units[i])
+		if err != nil {
+			return err
+		}
+		size := 0
+		for _, op := range ops {
+			size += op.size
+		}
+		cur := (*txu)(nil)
+		if len(txs) > 0 {
+			cur = txs[len(txs)-1]
+		}
+		if cur == nil || cur.rows+len(ops) > delivery.MaxUnitRows || cur.size+2*size > maxTxBytes {
+			cur = &txu{}
+			txs = append(txs, cur)
+		}
+		cur.units = append(cur.units, i)
+		cur.ops = append(cur.ops, ops...)
+		cur.le.C = append(cur.le.C, le.C...)
+		cur.le.D = append(cur.le.D, le.D...)
+		cur.size += size
+		cur.rows += len(ops)
+	}
+	s := o.s
+	p := o.part(pk)
+	for n, tx := range txs {
+		base := t.get(pk)
+		conflict := func() {
+			for _, later := range txs[n:] {
+				for _, i := range later.units {
+					errs[i] = delivery.ErrConflict
+				}
+			}
+		}
+		if base == nil { // the head is not known (an answer without ETags)
+			conflict()
+			return nil
+		}
+		logBody, err := o.logRow(pk, base.seq+1, &tx.le)
+		if err != nil {
+			return err
+		}
+		head, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: rkHead},
+			Properties: map[string]any{propSeq: aztables.EDMInt64(base.seq + 1)}})
+		if err != nil {
+			return err
+		}
+		actions := make([]aztables.TransactionAction, 0, len(tx.ops)+2)
+		if base.exists {
+			etag := azcore.ETag(base.etag)
+			actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: head, IfMatch: &etag})
+		} else {
+			actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: head})
+		}
+		actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: logBody})
+		for _, op := range tx.ops {
+			actions = append(actions, op.action)
+		}
+		s.stats.transactions.Add(1)
+		s.stats.writes.Add(int64(len(actions)))
+		etags, err := s.transact(ctx, s.outbox, actions)
+		if err != nil {
+			var f *txFailure
+			if !errors.As(err, &f) || (f.status != http.StatusConflict && f.status != http.StatusPreconditionFailed && f.status != http.StatusNotFound) {
+				return fmt.Errorf("tablestore: outbox commit: %w", err)
+			}
+			s.stats.conflicts.Add(1)
+			conflict()
+			if f.status == http.StatusConflict {
+				// A row the view did not know exists (or another instance
+				// made the shard's first head): read what this
+				// transaction assumed absent, so the next round knows.
+				return o.resolve(ctx, pk, units, tx.units)
+			}
+			return nil
+		}
+		next := &headTok{seq: base.seq + 1, exists: true}
+		if len(etags) == len(actions) {
+			next.etag = etags[0]
+			for k, op := range tx.ops {
+				if op.entry != nil {
+					op.entry.Version = etags[k+2]
+				}
+			}
+		}
+		p.mu.Lock()
+		if p.loaded && p.seq == base.seq {
+			p.apply(&tx.le)
+			p.seq, p.etag = next.seq, next.etag
+			if next.etag == "" {
+				p.loaded = false // read the head again next time
+			}
+		}
+		p.mu.Unlock()
+		if next.etag == "" {
+			t.set(pk, nil)
+		} else {
+			t.set(pk, next)
+		}
+	}
+	return nil
+}
+
+// resolve reads the rows units assumed absent (cooldowns of Version "",
+// decisions) into the view.
+func (o *Outbox) resolve(ctx context.Context, pk string, units []*delivery.Unit, idx []int) error {
+	keys, ids := map[string][]string{}, map[string][]string{}
+	for _, i := range idx {
+		u := units[i]
+		for k, c := range u.Cooldowns {
+			if c.Version == "" {
+				keys[pk] = append(keys[pk], k)
+			}
+		}
+		for id := range u.Decisions {
+			ids[pk] = append(ids[pk], id)
+		}
+	}
+	return o.readRows(ctx, keys, ids)
+}
+
+// unitOps returns the rows a unit writes, and the log entry of them.
+func (o *Outbox) unitOps(pk string, u *delivery.Unit) ([]op, logEntry, error) {
+	var ops []op
+	var le logEntry
+	add := func(kind aztables.TransactionType, ifMatch string, ent aztables.EDMEntity, e *delivery.Entry) error {
+		b, err := json.Marshal(ent)
+		if err != nil {
+			return err
+		}
+		a := aztables.TransactionAction{ActionType: kind, Entity: b}
+		if ifMatch != "" {
+			etag := azcore.ETag(ifMatch)
+			a.IfMatch = &etag
+		}
+		ops = append(ops, op{action: a, size: len(b) + opOverhead, entry: e})
+		return nil
+	}
+	keys := make([]string, 0, len(u.Cooldowns))
+	for k := range u.Cooldowns {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		c := u.Cooldowns[k]
+		js, err := json.Marshal(&c)
+		if err != nil {
+			return nil, le, fmt.Errorf("tablestore: outbox cooldown: %w", err)
+		}
+		kind := aztables.TransactionTypeInsertReplace // the shard's head guards it
+		if c.Version == "" {
+			kind = aztables.TransactionTypeAdd // assumed absent: fails if it is not
+		}
+		ent := aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: rkCooldown + outboxKey(k)},
+			Properties: map[string]any{propKey: k, propJSON: string(js), propLast: aztables.EDMInt64(micros(c.Last))}}
+		if err := add(kind, "", ent, nil); err != nil {
+			return nil, le, err
+		}
+		c.Version = ""
+		le.C = append(le.C, logCooldown{Key: k, C: c})
+	}
+	ids := make([]string, 0, len(u.Decisions))
+	for id := range u.Decisions {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		d := u.Decisions[id]
+		if err := add(aztables.TransactionTypeAdd, "", decisionEntity(pk, id, d), nil); err != nil {
+			return nil, le, err
+		}
+		le.D = append(le.D, logDecision{ID: id, D: d})
+	}
+	for _, e := range u.Add {
+		if pk != shardPK(delivery.EntryShard(e)) {
+			return nil, le, fmt.Errorf("tablestore: outbox: entry %s is not of shard %q", e.Alert.ID, u.Shard)
+		}
+		body, err := encodeEntry(e, pk, newNonce())
+		if err != nil {
+			return nil, le, err
+		}
+		ops = append(ops, op{action: aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: body},
+			size: len(body) + opOverhead, entry: e})
+		if err := add(aztables.TransactionTypeAdd, "", indexEntity(pk, e), nil); err != nil {
+			return nil, le, err
+		}
+	}
+	for _, e := range u.Put {
+		if e.Version == "" {
+			return nil, le, fmt.Errorf("tablestore: outbox: entry %s written back without a version", e.Alert.ID)
+		}
+		body, err := encodeEntry(e, pk, newNonce())
+		if err != nil {
+			return nil, le, err
+		}
+		etag := azcore.ETag(e.Version)
+		ops = append(ops, op{action: aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: body, IfMatch: &etag},
+			size: len(body) + opOverhead, entry: e})
+	}
+	return ops, le, nil
+}
+
+// logRow is the log entry row seq of a shard.
+func (o *Outbox) logRow(pk string, seq int64, le *logEntry) ([]byte, error) {
+	js, err := json.Marshal(le)
+	if err != nil {
+		return nil, err
+	}
+	props := map[string]any{propAt: aztables.EDMInt64(micros(time.Now()))}
+	if err := putChunks(props, packBytes(js, true)); err != nil {
+		return nil, fmt.Errorf("tablestore: outbox log entry: %w", err)
+	}
+	return json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: logKey(seq)}, Properties: props})
+}
+
+// PutAll implements delivery.Batch: the entries of a partition are written
+// in transactions, each If-Match on its entry's ETag; a transaction that
+// meets a changed entry is done again without the entries that changed
+// (found by one query per 14), which conflict.
+func (o *Outbox) PutAll(ctx context.Context, es []*delivery.Entry) ([]error, error) {
+	errs := make([]error, len(es))
+	type item struct {
+		i    int
+		body []byte
+	}
+	byPK := map[string][]item{}
+	var pks []string
+	for i, e := range es {
+		if e == nil || e.Alert == nil {
+			return nil, errors.New("tablestore: outbox: an entry without an alert")
+		}
+		if e.Version == "" {
+			errs[i] = conflict("entry " + e.Alert.ID + ": no version")
+			continue
+		}
+		pk := shardPK(delivery.EntryShard(e))
+		body, err := encodeEntry(e, pk, newNonce())
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := byPK[pk]; !ok {
+			pks = append(pks, pk)
+		}
+		byPK[pk] = append(byPK[pk], item{i, body})
+	}
+	var chunks [][]item
+	for _, pk := range pks {
+		its := byPK[pk]
+		for len(its) > 0 {
+			n, size := 0, 0
+			for n < len(its) && n < maxTxOps && (n == 0 || size+len(its[n].body)+opOverhead < maxTxBytes) {
+				size += len(its[n].body) + opOverhead
+				n++
+			}
+			chunks = append(chunks, its[:n])
+			its = its[n:]
+		}
+	}
+	s := o.s
+	err := s.parallel(ctx, len(chunks), func(ctx context.Context, c int) error {
+		its := chunks[c]
+		for try := 0; len(its) > 0; try++ {
+			if len(its) == 1 || try == 2 {
+				for _, it := range its { // one by one
+					err := o.Put(ctx, es[it.i])
+					if errors.Is(err, delivery.ErrConflict) {
+						errs[it.i] = err
+					} else if err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			actions := make([]aztables.TransactionAction, len(its))
+			for k, it := range its {
+				etag := azcore.ETag(es[it.i].Version)
+				actions[k] = aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: it.body, IfMatch: &etag}
+			}
+			s.stats.transactions.Add(1)
+			s.stats.writes.Add(int64(len(actions)))
+			etags, err := s.transact(ctx, s.outbox, actions)
+			if err == nil {
+				for k, it := range its {
+					if len(etags) == len(actions) {
+						es[it.i].Version = etags[k]
+					} else {
+						es[it.i].Version = "" // unknown: read it again to write it
+					}
+				}
+				return nil
+			}
+			var f *txFailure
+			if !errors.As(err, &f) || (f.status != http.StatusPreconditionFailed && f.status != http.StatusNotFound) {
+				return fmt.Errorf("tablestore: outbox write: %w", err)
+			}
+			s.stats.conflicts.Add(1)
+			// Which changed? Their current ETags say.
+			refs := make([]delivery.Ref, len(its))
+			for k, it := range its {
+				refs[k] = delivery.Ref{Shard: delivery.EntryShard(es[it.i]), Key: es[it.i].Alert.ID}
+			}
+			cur, err := o.etags(ctx, refs)
+			if err != nil {
+				return err
+			}
+			kept := its[:0]
+			for _, it := range its {
+				if cur[es[it.i].Alert.ID] == es[it.i].Version {
+					kept = append(kept, it)
+				} else {
+					errs[it.i] = conflict("entry " + es[it.i].Alert.ID)
+				}
+			}
+			its = kept
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return errs, nil
+}
+
+// GetAll implements delivery.Batch: a query per 14 entries of a
+// partition.
+func (o *Outbox) GetAll(ctx context.Context, refs []delivery.Ref) (map[string]*delivery.Entry, error) {
+	out := map[string]*delivery.Entry{}
+	var mu sync.Mutex
+	err := o.entryQueries(ctx, refs, nil, func(id string, ent *aztables.EDMEntity) error {
+		e, err := decodeEntry(ent.Properties)
+		if err != nil {
+			return fmt.Errorf("tablestore: outbox entry %s: %w", id, err)
+		}
+		e.Version = ent.ETag
+		mu.Lock()
+		out[id] = e
+		mu.Unlock()
+		return nil
+	})
+	return out, err
+}
+
+// etags returns the current ETags of entries.
+func (o *Outbox) etags(ctx context.Context, refs []delivery.Ref) (map[string]string, error) {
+	out := map[string]string{}
+	var mu sync.Mutex
+	sel := "PartitionKey,RowKey," + propID
+	err := o.entryQueries(ctx, refs, &sel, func(id string, ent *aztables.EDMEntity) error {
+		mu.Lock()
+		out[id] = ent.ETag
+		mu.Unlock()
+		return nil
+	})
+	return out, err
+}
+
+// entryQueries reads entries by ID, 14 to a query and partition.
+func (o *Outbox) entryQueries(ctx context.Context, refs []delivery.Ref, sel *string, each func(id string, ent *aztables.EDMEntity) error) error {
+	byPK := map[string][]string{}
+	var pks []string
+	seen := map[string]bool{}
+	for _, r := range refs {
+		pk := shardPK(r.Shard)
+		if seen[pk+"/"+r.Key] {
+			continue
+		}
+		seen[pk+"/"+r.Key] = true
+		if _, ok := byPK[pk]; !ok {
+			pks = append(pks, pk)
+		}
+		byPK[pk] = append(byPK[pk], r.Key)
+	}
+	type job struct {
+		pk  string
+		ids []string
+	}
+	var jobs []job
+	for _, pk := range pks {
+		ids := byPK[pk]
+		for len(ids) > 0 {
+			part := ids[:min(len(ids), decisionsPerQuery)]
+			ids = ids[len(part):]
+			jobs = append(jobs, job{pk, part})
+		}
+	}
+	return o.s.parallel(ctx, len(jobs), func(ctx context.Context, i int) error {
+		j := jobs[i]
+		want := map[string]bool{}
+		var or []string
+		for _, id := range j.ids {
+			want[id] = true
+			or = append(or, "RowKey eq "+odataQuote(rkEntry+outboxKey(id)))
+		}
+		filter := "PartitionKey eq " + odataQuote(j.pk) + " and (" + strings.Join(or, " or ") + ")"
+		return o.s.query(ctx, o.s.outbox, filter, sel, func(raw []byte) error {
+			var ent aztables.EDMEntity
+			if err := json.Unmarshal(raw, &ent); err != nil {
+				return err
+			}
+			id, _ := ent.Properties[propID].(string)
+			if !want[id] {
+				return nil
+			}
+			return each(id, &ent)
+		})
+	})
+}
