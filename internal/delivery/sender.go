@@ -1,9 +1,11 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,19 +27,42 @@ func (r *Report) add(o Report) {
 // dueBatch is how many due alerts one round reads from the outbox.
 const dueBatch = 200
 
-// due reads the alerts due now and sorts them by receiver: for each
-// receiver, the IDs of the alerts it is due, oldest first.
-func (d *Dispatcher) due(ctx context.Context) (map[string][]string, error) {
+// sendChunk is how many of a receiver's alerts a sender claims at once (in
+// one write per outbox partition), sends in turn, and records the outcome
+// of (again one write per partition).
+const sendChunk = 50
+
+// due returns what is due now, for each receiver the alerts it is due
+// (copies, oldest first): the entries Found handed off since the last
+// round, and, with query, those the outbox lists as due (retries, other
+// instances' alerts, the end of a group wait).
+func (d *Dispatcher) due(ctx context.Context, query bool) (map[string][]*Entry, error) {
 	now := d.o.Now()
-	es, err := d.o.Outbox.Due(ctx, now, dueBatch)
-	if err != nil {
-		return nil, fmt.Errorf("delivery: outbox: %w", err)
+	es := d.takeFresh()
+	if query {
+		listed, err := d.o.Outbox.Due(ctx, now, dueBatch)
+		if err != nil {
+			return nil, fmt.Errorf("delivery: outbox: %w", err)
+		}
+		have := map[string]bool{}
+		for _, e := range listed {
+			have[e.Alert.ID] = true
+		}
+		for _, e := range es { // listed as they are now, at least as new
+			if !have[e.Alert.ID] {
+				listed = append(listed, e)
+			}
+		}
+		es = listed
 	}
-	work := map[string][]string{}
+	slices.SortFunc(es, func(a, b *Entry) int {
+		return cmp.Or(a.Alert.Created.Compare(b.Alert.Created), cmp.Compare(a.Alert.ID, b.Alert.ID))
+	})
+	work := map[string][]*Entry{}
 	for _, e := range es {
 		for _, name := range receiverNames(e) {
 			if a := e.Receivers[name]; a.State == Pending && !a.Next.After(now) && !a.Lease.After(now) {
-				work[name] = append(work[name], e.Alert.ID)
+				work[name] = append(work[name], clone(e))
 			}
 		}
 	}
@@ -52,7 +77,7 @@ func (d *Dispatcher) due(ctx context.Context) (map[string][]string, error) {
 // that fails has the rest of its alerts put off to its next attempt, so a
 // receiver that hangs costs a Flush one deadline, not one per alert.
 func (d *Dispatcher) Flush(ctx context.Context) (Report, error) {
-	work, err := d.due(ctx)
+	work, err := d.due(ctx, true)
 	if err != nil {
 		return Report{}, err
 	}
@@ -62,11 +87,11 @@ func (d *Dispatcher) Flush(ctx context.Context) (Report, error) {
 		errs []error
 		wg   sync.WaitGroup
 	)
-	for name, ids := range work {
+	for name, es := range work {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := d.serve(ctx, name, ids)
+			r, err := d.serve(ctx, name, es)
 			mu.Lock()
 			defer mu.Unlock()
 			rep.add(r)
@@ -79,34 +104,29 @@ func (d *Dispatcher) Flush(ctx context.Context) (Report, error) {
 	return rep, errors.Join(errs...)
 }
 
-// serve sends one receiver its due alerts, in order. When one is not
-// accepted and is to be retried (the receiver is down, slow or throttling),
-// the rest are put off until that retry: they are not tried against a
-// receiver that just failed, and they leave the due list to the alerts of
-// other receivers.
-func (d *Dispatcher) serve(ctx context.Context, name string, ids []string) (Report, error) {
+// serve sends one receiver its due alerts, in order, a chunk at a time.
+// When one is not accepted and is to be retried (the receiver is down,
+// slow or throttling), the rest are put off until that retry: they are not
+// tried against a receiver that just failed, and they leave the due list
+// to the alerts of other receivers.
+func (d *Dispatcher) serve(ctx context.Context, name string, es []*Entry) (Report, error) {
 	var rep Report
-	for i, id := range ids {
+	for len(es) > 0 {
 		if ctx.Err() != nil {
 			return rep, nil // stopping: the rest stay due
 		}
-		st, next, err := d.send(ctx, id, name)
+		chunk := es[:min(len(es), sendChunk)]
+		es = es[len(chunk):]
+		r, next, err := d.serveChunk(ctx, name, chunk)
+		rep.add(r)
 		if err != nil {
 			return rep, err
 		}
-		switch st {
-		case Delivered:
-			rep.Delivered++
-		case Undelivered:
-			rep.Undelivered++
-		case Muted:
-			rep.Muted++
-		case Pending:
-			rep.Retrying++
+		if !next.IsZero() {
 			if ctx.Err() != nil {
 				return rep, nil
 			}
-			n, err := d.postpone(ctx, name, ids[i+1:], next)
+			n, err := d.postpone(ctx, name, es, next)
 			rep.Retrying += n
 			return rep, err
 		}
@@ -116,181 +136,208 @@ func (d *Dispatcher) serve(ctx context.Context, name string, ids []string) (Repo
 
 // postpone moves the next attempt of a receiver's alerts to until, where
 // it is earlier and no sender holds them; it returns how many it moved.
-func (d *Dispatcher) postpone(ctx context.Context, name string, ids []string, until time.Time) (int, error) {
-	n := 0
-	for _, id := range ids {
-		e, err := d.o.Outbox.Get(ctx, id)
-		if err != nil {
-			return n, fmt.Errorf("delivery: outbox: %w", err)
-		}
-		if e == nil {
-			continue
-		}
-		moved := false
-		err = d.update(ctx, e, func(x *Entry) bool {
-			a := x.Receivers[name]
-			if a == nil || a.State != Pending || !a.Next.Before(until) || a.Lease.After(d.o.Now()) {
-				return false
-			}
-			a.Next, moved = until, true
-			return true
-		})
-		if err != nil {
-			return n, err
-		}
-		if moved {
-			n++
-		}
-	}
-	return n, nil
-}
-
-// update applies change to e and writes it; when another writer changed
-// the entry first (another receiver's worker, another instance), it reads
-// it again and applies change to what is there now. change says whether
-// there is anything to write; it touches only what its caller owns (one
-// receiver's attempt), so concurrent senders of one alert never undo each
-// other's records.
-func (d *Dispatcher) update(ctx context.Context, e *Entry, change func(*Entry) bool) error {
-	for i := 0; i < 16; i++ {
-		if !change(e) {
-			return nil
-		}
-		err := d.o.Outbox.Put(ctx, e)
-		if !errors.Is(err, ErrConflict) {
-			if err != nil {
-				return fmt.Errorf("delivery: outbox: %w", err)
-			}
-			return nil
-		}
-		cur, err := d.o.Outbox.Get(ctx, e.Alert.ID)
-		if err != nil {
-			return fmt.Errorf("delivery: outbox: %w", err)
-		}
-		if cur == nil {
-			return nil
-		}
-		e = cur
-	}
-	return fmt.Errorf("delivery: outbox %s: too many concurrent writers", e.Alert.ID)
-}
-
-// send tries one receiver of one alert, if it is due and nobody else holds
-// it: claim (a lease written with the entry's version), notify within the
-// send deadline, record. It returns the receiver's state after it (""
-// when it did nothing) and, when that is Pending, the next attempt.
-func (d *Dispatcher) send(ctx context.Context, id, name string) (State, time.Time, error) {
-	for try := 0; ; try++ {
-		st, next, claimed, err := d.sendOnce(ctx, id, name)
-		if claimed || err != nil || try == 3 {
-			return st, next, err
-		}
-		// The claim met another writer's change: maybe another sender
-		// claimed this receiver, maybe another receiver's worker recorded
-		// its own attempt. Read again and see.
-	}
-}
-
-// sendOnce is one try of send; claimed is false when claiming met a
-// conflict.
-func (d *Dispatcher) sendOnce(ctx context.Context, id, name string) (_ State, _ time.Time, claimed bool, _ error) {
+func (d *Dispatcher) postpone(ctx context.Context, name string, es []*Entry, until time.Time) (int, error) {
 	now := d.o.Now()
-	e, err := d.o.Outbox.Get(ctx, id)
-	if err != nil || e == nil {
-		return "", time.Time{}, true, err
+	written, err := d.updateAll(ctx, es, func(x *Entry) bool {
+		a := x.Receivers[name]
+		if a == nil || a.State != Pending || !a.Next.Before(until) || a.Lease.After(now) {
+			return false
+		}
+		a.Next = until
+		return true
+	})
+	return len(written), err
+}
+
+// updateAll applies change to entries and writes those it changed, in as
+// few requests as the outbox allows; entries another writer changed first
+// (another receiver's worker, another instance) are read again and change
+// applied to what is there now. change says whether there is anything to
+// write; it touches only what its caller owns (one receiver's attempt), so
+// concurrent senders of one alert never undo each other's records. It
+// returns the entries written, as written.
+func (d *Dispatcher) updateAll(ctx context.Context, es []*Entry, change func(*Entry) bool) ([]*Entry, error) {
+	var out, todo []*Entry
+	for _, e := range es {
+		if change(e) {
+			todo = append(todo, e)
+		}
 	}
-	a := e.Receivers[name]
-	if a == nil || a.State != Pending || a.Next.After(now) || a.Lease.After(now) {
-		return "", time.Time{}, true, nil // not due, or someone (maybe another worker of this process) is sending it
+	for round := 0; len(todo) > 0; round++ {
+		if round == 16 {
+			return out, fmt.Errorf("delivery: outbox: %d entries: too many concurrent writers", len(todo))
+		}
+		errs, err := d.o.Outbox.PutAll(ctx, todo)
+		if err != nil {
+			return out, fmt.Errorf("delivery: outbox: %w", err)
+		}
+		var again []Ref
+		for i, e := range todo {
+			switch {
+			case errs[i] == nil:
+				out = append(out, e)
+			case errors.Is(errs[i], ErrConflict):
+				again = append(again, Ref{Shard: EntryShard(e), Key: e.Alert.ID})
+			default:
+				return out, fmt.Errorf("delivery: outbox: %w", errs[i])
+			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		cur, err := d.o.Outbox.GetAll(ctx, again)
+		if err != nil {
+			return out, fmt.Errorf("delivery: outbox: %w", err)
+		}
+		todo = todo[:0]
+		for _, r := range again {
+			if e := cur[r.Key]; e != nil && change(e) {
+				todo = append(todo, e)
+			}
+		}
 	}
-	log := d.o.Log.With().Str("alert", id).Str("rule", e.Alert.Rule).Str("receiver", name).Logger()
+	return out, nil
+}
+
+// serveChunk tries one receiver for a chunk of its due alerts: it claims
+// those due that nobody else holds (a lease written with each entry's
+// version, one write per outbox partition for the chunk), mutes those a
+// silence added since holds and gives up on those too old, sends the
+// claimed ones in turn, each within the send deadline, and records their
+// outcomes together. When the receiver refuses one with a retry, the rest
+// of the chunk is not sent but released, put off until that retry, which
+// it returns.
+func (d *Dispatcher) serveChunk(ctx context.Context, name string, es []*Entry) (Report, time.Time, error) {
+	var rep Report
+	now := d.o.Now()
+	lease := fmt.Sprintf("%s/%d", d.o.Instance, d.seq.Add(1))
+	n := d.o.Receivers[name]
 	free := func(a *Attempt) bool { return a != nil && a.State == Pending && !a.Lease.After(now) }
-	if by := d.mutedBy(e.Alert); by != "" {
-		// A silence added since the alert was recorded: what no sender
-		// holds is muted, for every receiver.
-		log.Info().Str("muted_by", by).Msg("alert muted before it was sent")
-		return Muted, time.Time{}, true, d.update(ctx, e, func(x *Entry) bool {
-			changed := false
+	what := map[string]string{} // by alert ID: what the last application of claim did
+	muted := map[string]string{}
+	claim := func(x *Entry) bool {
+		id := x.Alert.ID
+		delete(what, id)
+		a := x.Receivers[name]
+		if a == nil || a.State != Pending || a.Next.After(now) || a.Lease.After(now) {
+			return false // not due, or someone (maybe another worker of this process) is sending it
+		}
+		if by := d.mutedBy(x.Alert); by != "" {
+			// A silence added since the alert was recorded: what no
+			// sender holds is muted, for every receiver.
 			for _, r := range x.Receivers {
 				if free(r) {
-					r.State, r.Done, changed = Muted, now, true
+					r.State, r.Done = Muted, now
 				}
 			}
-			if changed && x.MutedBy == "" {
+			if x.MutedBy == "" {
 				x.MutedBy = by
 			}
-			return changed
-		})
-	}
-	giveUp := func(why string) (State, time.Time, bool, error) {
-		return Undelivered, time.Time{}, true, d.update(ctx, e, func(x *Entry) bool {
-			a := x.Receivers[name]
-			if !free(a) {
-				return false
-			}
-			a.State, a.Done, a.LastError = Undelivered, now, why+a.LastError
+			what[id], muted[id] = "muted", by
 			return true
-		})
-	}
-	if age := now.Sub(e.Alert.Created); age > d.o.GiveUp {
-		log.Error().Int("attempts", a.Attempts).Str("last_error", a.LastError).Msg("alert undelivered: gave up")
-		return giveUp(fmt.Sprintf("gave up after %s: ", d.o.GiveUp))
-	}
-	n := d.o.Receivers[name]
-	if n == nil {
-		log.Error().Msg("receiver " + name + " is not configured")
-		a.LastError = ""
-		return giveUp("receiver " + name + " is not configured")
-	}
-	lease := fmt.Sprintf("%s/%d", d.o.Instance, d.seq.Add(1))
-	a.Lease, a.LeaseBy = now.Add(d.o.Lease), lease
-	if err := d.o.Outbox.Put(ctx, e); err != nil {
-		if errors.Is(err, ErrConflict) {
-			return "", time.Time{}, false, nil
 		}
-		return "", time.Time{}, true, fmt.Errorf("delivery: outbox: %w", err)
+		if age := now.Sub(x.Alert.Created); age > d.o.GiveUp {
+			a.State, a.Done, a.LastError = Undelivered, now, fmt.Sprintf("gave up after %s: ", d.o.GiveUp)+a.LastError
+			what[id] = "gave up"
+			return true
+		}
+		if n == nil {
+			a.State, a.Done, a.LastError = Undelivered, now, "receiver "+name+" is not configured"
+			what[id] = "not configured"
+			return true
+		}
+		a.Lease, a.LeaseBy = now.Add(d.o.Lease), lease
+		what[id] = "claimed"
+		return true
 	}
-	sctx, cancel := context.WithTimeout(ctx, d.o.SendTimeout)
-	err = n.Notify(sctx, e.Alert)
-	if err != nil && ctx.Err() == nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {
-		err = notify.Temporary(fmt.Errorf("%s: no answer within %s (%w)", name, d.o.SendTimeout, err), 0)
+	written, err := d.updateAll(ctx, es, claim)
+	if err != nil {
+		return rep, time.Time{}, err
 	}
-	cancel()
-	now = d.o.Now()
-	res := *a
-	res.Attempts++
-	res.Lease, res.LeaseBy = time.Time{}, ""
-	state := Delivered
-	switch retry, after := notify.Retryable(err); {
-	case err == nil:
-		res.State, res.Done, res.LastError = Delivered, now, ""
-		log.Info().Int("attempts", res.Attempts).Msg("alert delivered")
-	case retry:
-		res.LastError = notify.Redact(err.Error())
-		res.Next = now.Add(max(after, d.backoff(res.Attempts)))
-		state = Pending
-		log.Warn().Int("attempts", res.Attempts).Time("next", res.Next).Str("error", res.LastError).Msg("alert not delivered yet; will retry")
-	default:
-		res.State, res.Done, res.LastError = Undelivered, now, notify.Redact(err.Error())
-		state = Undelivered
-		log.Error().Int("attempts", res.Attempts).Str("error", res.LastError).Msg("alert undelivered: the receiver refused it")
+	var claimed []*Entry
+	for _, e := range written {
+		log := d.o.Log.With().Str("alert", e.Alert.ID).Str("rule", e.Alert.Rule).Str("receiver", name).Logger()
+		switch what[e.Alert.ID] {
+		case "muted":
+			rep.Muted++
+			log.Info().Str("muted_by", muted[e.Alert.ID]).Msg("alert muted before it was sent")
+		case "gave up":
+			rep.Undelivered++
+			a := e.Receivers[name]
+			log.Error().Int("attempts", a.Attempts).Str("last_error", a.LastError).Msg("alert undelivered: gave up")
+		case "not configured":
+			rep.Undelivered++
+			log.Error().Msg("receiver " + name + " is not configured")
+		case "claimed":
+			claimed = append(claimed, e)
+		}
+	}
+	if len(claimed) == 0 {
+		return rep, time.Time{}, nil
+	}
+
+	results := map[string]Attempt{}
+	var next time.Time // the receiver refused with a retry: leave it until then
+	for _, e := range claimed {
+		a := e.Receivers[name]
+		res := *a
+		res.Lease, res.LeaseBy = time.Time{}, ""
+		if ctx.Err() != nil || !next.IsZero() || d.o.Now().Add(d.o.SendTimeout).After(a.Lease) {
+			// Not sent: released (its lease too short for a send, or the
+			// receiver failed, or stopping), put off if the receiver failed.
+			if !next.IsZero() && res.Next.Before(next) {
+				res.Next = next
+				rep.Retrying++
+			}
+			results[e.Alert.ID] = res
+			continue
+		}
+		log := d.o.Log.With().Str("alert", e.Alert.ID).Str("rule", e.Alert.Rule).Str("receiver", name).Logger()
+		sctx, cancel := context.WithTimeout(ctx, d.o.SendTimeout)
+		err := n.Notify(sctx, e.Alert)
+		if err != nil && ctx.Err() == nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {
+			err = notify.Temporary(fmt.Errorf("%s: no answer within %s (%w)", name, d.o.SendTimeout, err), 0)
+		}
+		cancel()
+		at := d.o.Now()
+		res.Attempts++
+		switch retry, after := notify.Retryable(err); {
+		case err == nil:
+			res.State, res.Done, res.LastError = Delivered, at, ""
+			rep.Delivered++
+			log.Info().Int("attempts", res.Attempts).Msg("alert delivered")
+		case retry:
+			res.LastError = notify.Redact(err.Error())
+			res.Next = at.Add(max(after, d.backoff(res.Attempts)))
+			rep.Retrying++
+			if ctx.Err() == nil {
+				next = res.Next
+			}
+			log.Warn().Int("attempts", res.Attempts).Time("next", res.Next).Str("error", res.LastError).Msg("alert not delivered yet; will retry")
+		default:
+			res.State, res.Done, res.LastError = Undelivered, at, notify.Redact(err.Error())
+			rep.Undelivered++
+			log.Error().Int("attempts", res.Attempts).Str("error", res.LastError).Msg("alert undelivered: the receiver refused it")
+		}
+		results[e.Alert.ID] = res
 	}
 	if ctx.Err() != nil {
 		// Stopping: record what happened if the outbox still answers
-		// within a moment; if not, the lease runs out and the alert is
+		// within a moment; if not, the leases run out and the alerts are
 		// sent again (at least once).
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 	}
-	return state, res.Next, true, d.update(ctx, e, func(x *Entry) bool {
+	_, err = d.updateAll(ctx, claimed, func(x *Entry) bool {
 		cur := x.Receivers[name]
 		if cur == nil || (cur.LeaseBy != lease && !free(cur)) {
 			return false // another sender took it over: its record stands
 		}
-		*cur = res
+		*cur = results[x.Alert.ID]
 		return true
 	})
+	return rep, next, err
 }
 
 // SenderOptions configure a Sender.
@@ -313,6 +360,7 @@ type Sender struct {
 
 	mu      sync.Mutex
 	busy    map[string]bool
+	missed  map[string]bool // work skipped while the receiver's worker was busy
 	cancel  context.CancelFunc
 	done    chan struct{}
 	stopped bool
@@ -325,7 +373,7 @@ func (d *Dispatcher) NewSender(o SenderOptions) *Sender {
 	if o.Interval <= 0 {
 		o.Interval = 10 * time.Second
 	}
-	return &Sender{d: d, interval: o.Interval, busy: map[string]bool{}, again: make(chan struct{}, 1)}
+	return &Sender{d: d, interval: o.Interval, busy: map[string]bool{}, missed: map[string]bool{}, again: make(chan struct{}, 1)}
 }
 
 // Run sends until ctx is done or Stop is called; it returns after the
@@ -344,14 +392,18 @@ func (s *Sender) Run(ctx context.Context) {
 	defer s.workers.Wait()
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
+	query := true
 	for {
-		s.round(ctx)
+		s.round(ctx, query)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			query = true
 		case <-s.d.recorded:
+			query = false // what Found handed off
 		case <-s.again:
+			query = true
 		}
 	}
 }
@@ -368,10 +420,12 @@ func (s *Sender) Stop() {
 	}
 }
 
-// round reads what is due and starts a worker for every receiver that has
-// something due and no worker running.
-func (s *Sender) round(ctx context.Context) {
-	work, err := s.d.due(ctx)
+// round reads what is due (what Found handed off, and with query what the
+// outbox lists) and starts a worker for every receiver that has something
+// due and no worker running; a receiver whose worker is busy gets another
+// round, with a query, when it is done.
+func (s *Sender) round(ctx context.Context, query bool) {
+	work, err := s.d.due(ctx, query)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.d.o.Log.Warn().Err(err).Msg("sender: reading the outbox failed; trying again")
@@ -380,22 +434,25 @@ func (s *Sender) round(ctx context.Context) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for name, ids := range work {
+	for name, es := range work {
 		if s.busy[name] {
+			s.missed[name] = true
 			continue
 		}
 		s.busy[name] = true
 		s.workers.Add(1)
 		go func() {
 			defer s.workers.Done()
-			rep, err := s.d.serve(ctx, name, ids)
+			rep, err := s.d.serve(ctx, name, es)
 			if err != nil && ctx.Err() == nil {
 				s.d.o.Log.Warn().Err(err).Str("receiver", name).Msg("sender: recording a delivery failed; trying again")
 			}
 			s.mu.Lock()
 			delete(s.busy, name)
+			missed := s.missed[name]
+			delete(s.missed, name)
 			s.mu.Unlock()
-			if len(ids) == dueBatch || rep.Delivered+rep.Undelivered+rep.Muted > 0 {
+			if missed || len(es) == dueBatch || rep.Delivered+rep.Undelivered+rep.Muted > 0 {
 				select { // there may be more, or others waited while this worker was busy
 				case s.again <- struct{}{}:
 				default:
