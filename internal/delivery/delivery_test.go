@@ -367,3 +367,78 @@ func TestGroupWait(t *testing.T) {
 		t.Fatalf("want a second alert for the late finding, got %d", len(got))
 	}
 }
+
+// Two instances on one outbox, handed overlapping batches of many findings
+// over many keys at once and again: every finding is decided once, and
+// every key's cooldown counts its held-back findings once.
+func TestBatchTwoInstancesRace(t *testing.T) {
+	r := newReceiver(t)
+	clk := &clock{t: t0.Add(30 * time.Minute)}
+	out := delivery.NewMemory()
+	a := newDispatcher(t, out, clk, map[string]string{"hook": r.srv.URL}, func(o *delivery.Options) { o.Instance = "a" })
+	b := newDispatcher(t, out, clk, map[string]string{"hook": r.srv.URL}, func(o *delivery.Options) { o.Instance = "b" })
+	// 2 rules × 4 callers, three findings a key 10 minutes apart (the
+	// first alerted, the others held back by the 1h cooldown).
+	var fs []finding.Finding
+	for _, rule := range []string{"burst", "other"} {
+		for c := range 4 {
+			for i := range 3 {
+				f := fnd(rule, fmt.Sprintf("caller%d", c), t0.Add(time.Duration(i)*10*time.Minute))
+				f.Value = fmt.Sprint(i)
+				f.ID = finding.NewID(rule, fmt.Sprintf("kv1|caller%d", c), f.Period, f.Value)
+				fs = append(fs, f)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		for _, d := range []*delivery.Dispatcher{a, b} {
+			batch := fs
+			if i%2 == 1 {
+				batch = nil
+				for _, f := range fs {
+					if f.Value != "2" {
+						batch = append(batch, f)
+					}
+				}
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := d.Found(context.Background(), batch); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	for _, d := range []*delivery.Dispatcher{a, b} {
+		if _, err := d.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := r.got()
+	seen := map[string]int{}
+	for _, al := range got {
+		for _, f := range al.Findings {
+			seen[f.ID]++
+		}
+	}
+	if len(got) != 2 || len(seen) != 8 {
+		t.Fatalf("%d alerts carrying %d findings, want 2 alerts (a rule each) of the 8 keys' first findings", len(got), len(seen))
+	}
+	for _, f := range fs {
+		d, ok, _ := out.Decision(context.Background(), f.ID)
+		switch {
+		case !ok:
+			t.Errorf("%s: no decision", f.ID)
+		case f.Value == "0" && (seen[f.ID] != 1 || d.Alert == ""):
+			t.Errorf("%s: alerted %d times, decision %+v", f.ID, seen[f.ID], d)
+		case f.Value != "0" && (seen[f.ID] != 0 || !d.Suppressed):
+			t.Errorf("%s: alerted %d times, decision %+v; want held back", f.ID, seen[f.ID], d)
+		}
+		if c, _ := out.Cooldown(context.Background(), alert.CooldownKey(&f)); c.Suppressed != 2 {
+			t.Errorf("%s: %d held back, want 2", alert.CooldownKey(&f), c.Suppressed)
+		}
+	}
+}

@@ -1,0 +1,373 @@
+package tablestore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvwatch/kvwatch/internal/alert"
+	"github.com/kvwatch/kvwatch/internal/delivery"
+	"github.com/kvwatch/kvwatch/internal/finding"
+)
+
+// A batch's findings decided together on the Table outbox: by two
+// instances at once, against a shard changed under them, and again.
+
+// keyed is a finding of rule by caller on vault at at; value tells
+// findings of one key and period apart (as a new_value rule's do).
+func keyed(rule, vault, caller, value string, at time.Time) finding.Finding {
+	f := finding.Finding{Rule: rule, Title: rule, Severity: finding.High, Kind: "threshold",
+		Group: []finding.Pair{{Field: "vault", Value: vault}, {Field: "caller", Value: caller}},
+		Vault: vault, FirstEvent: at, LastEvent: at.Add(time.Minute), WindowStart: at, Count: 30, Value: value,
+		Summary: rule + " by " + caller, Period: at.Truncate(time.Hour)}
+	f.ID = finding.NewID(rule, vault+"|"+caller, f.Period, value)
+	return f
+}
+
+// manyKeys is a batch of 60 findings over 20 keys (2 rules × 5 vaults × 2
+// callers), three to a key, 10 minutes apart from at: each key's first
+// opens an incident, its next two are held back by the 1h cooldown. The
+// 10 alerts (a rule and vault each) carry 2 findings.
+func manyKeys(at time.Time) []finding.Finding {
+	var fs []finding.Finding
+	for _, rule := range []string{"burst", "other"} {
+		for v := range 5 {
+			for _, caller := range []string{"alice", "bob"} {
+				for i := range 3 {
+					fs = append(fs, keyed(rule, fmt.Sprintf("kv%d", v), caller, fmt.Sprintf("v%d", i), at.Add(time.Duration(i)*10*time.Minute)))
+				}
+			}
+		}
+	}
+	return fs
+}
+
+// delivered reads what the outbox holds about fs: every entry carrying one
+// of them, their decisions, and their keys' cooldowns, through a store of
+// its own (its view starts empty: it reads).
+func delivered(t *testing.T, prefix string, fs []finding.Finding) ([]*delivery.Entry, map[string]delivery.Decision, map[string]delivery.Cooldown) {
+	t.Helper()
+	ctx := context.Background()
+	o := newStore(t, prefix, Options{}).Outbox()
+	snap := &delivery.Snapshot{}
+	var q delivery.Query
+	for i := range fs {
+		q.Read = append(q.Read, delivery.Ref{Shard: delivery.Shard(&fs[i]), Key: alert.CooldownKey(&fs[i])})
+		q.Decisions = append(q.Decisions, delivery.Ref{Shard: delivery.Shard(&fs[i]), Key: fs[i].ID})
+	}
+	if err := o.Load(ctx, snap, q); err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, len(fs))
+	for i := range fs {
+		ids[i] = fs[i].ID
+	}
+	decs, err := o.Decisions(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := o.Recent(ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es, decs, snap.Cooldowns
+}
+
+// checkOnce checks that every finding of fs was decided once: in exactly
+// one entry, which its decision names, or held back.
+func checkOnce(t *testing.T, fs []finding.Finding, es []*delivery.Entry, decs map[string]delivery.Decision) {
+	t.Helper()
+	in := map[string][]string{}
+	for _, e := range es {
+		for _, f := range e.Alert.Findings {
+			in[f.ID] = append(in[f.ID], e.Alert.ID)
+		}
+	}
+	for _, f := range fs {
+		d, ok := decs[f.ID]
+		switch {
+		case !ok:
+			t.Errorf("%s (%s %s): no decision", f.ID, alert.CooldownKey(&f), f.Value)
+		case d.Suppressed:
+			if len(in[f.ID]) != 0 {
+				t.Errorf("%s: held back and in alerts %v", f.ID, in[f.ID])
+			}
+		case len(in[f.ID]) != 1 || in[f.ID][0] != d.Alert:
+			t.Errorf("%s: in alerts %v, decided into %s", f.ID, in[f.ID], d.Alert)
+		}
+	}
+}
+
+// Two instances handed overlapping batches of many findings over many keys
+// at once, and again (the host's retries): each finding is decided once,
+// each alert made once, and every key's cooldown counts its held-back
+// findings once, which the next alert of its group says.
+func TestOutboxBatchTwoInstancesRace(t *testing.T) {
+	p := testPrefix()
+	a, b := newStore(t, p, Options{}), newStore(t, p, Options{})
+	h := newHook(t)
+	clk := &testClock{t: t0.Add(30 * time.Minute)}
+	da := newTestDispatcher(t, a.Outbox(), clk, h, "a")
+	db := newTestDispatcher(t, b.Outbox(), clk, h, "b")
+	ctx := context.Background()
+	fs := manyKeys(t0)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var wg sync.WaitGroup
+	for i := range 6 {
+		for _, d := range []*delivery.Dispatcher{da, db} {
+			// Each call a shuffled batch, some of them without findings
+			// the others have: the instances see overlapping parts of the
+			// stream.
+			batch := slices.Clone(fs)
+			if i%2 == 1 { // without the keys' last findings
+				batch = slices.DeleteFunc(batch, func(f finding.Finding) bool { return f.Value == "v2" })
+			}
+			rng.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := d.Found(ctx, batch); err != nil {
+					t.Errorf("Found: %v", err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	for _, d := range []*delivery.Dispatcher{da, db} { // the retries
+		if err := d.Found(ctx, fs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.Stats().Conflicts+b.Stats().Conflicts == 0 {
+		t.Fatal("no transaction met the other instance's: the race was not exercised")
+	}
+	es, decs, cools := delivered(t, p, fs)
+	checkOnce(t, fs, es, decs)
+	if len(es) != 10 {
+		t.Fatalf("%d alerts, want 10 (a rule and vault each)", len(es))
+	}
+	for _, e := range es {
+		if len(e.Alert.Findings) != 2 {
+			t.Errorf("alert %s %s: %d findings, want alice's and bob's first", e.Alert.Rule, e.Alert.Vault, len(e.Alert.Findings))
+		}
+	}
+	for i := range fs {
+		k := alert.CooldownKey(&fs[i])
+		if c := cools[k]; c.Suppressed != 2 || !c.Last.Equal(t0) {
+			t.Errorf("%s: cooldown %+v, want the first alerted and 2 held back", k, c)
+		}
+	}
+	// The next alert of each group, a reminder (within twice the cooldown
+	// of the first), says how many were held back: 2 per key.
+	clk.Add(time.Hour)
+	var next []finding.Finding
+	for _, rule := range []string{"burst", "other"} {
+		for v := range 5 {
+			for _, caller := range []string{"alice", "bob"} {
+				next = append(next, keyed(rule, fmt.Sprintf("kv%d", v), caller, "later", t0.Add(85*time.Minute)))
+			}
+		}
+	}
+	if err := db.Found(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	es, _, _ = delivered(t, p, next)
+	n := 0
+	for _, e := range es {
+		if e.Alert.Findings[0].Value != "later" {
+			continue
+		}
+		n++
+		if e.Alert.Suppressed != 4 || e.Alert.Repeat != 1 {
+			t.Errorf("reminder %s %s: suppressed %d, repeat %d; want 4 (2 per key) and 1", e.Alert.Rule, e.Alert.Vault, e.Alert.Suppressed, e.Alert.Repeat)
+		}
+	}
+	if n != 10 {
+		t.Fatalf("%d reminders, want 10", n)
+	}
+	t.Logf("conflicts: %d and %d; round trips: %d and %d", a.Stats().Conflicts, b.Stats().Conflicts, a.Stats().RoundTrips(), b.Stats().RoundTrips())
+}
+
+// commitHook runs before on an outbox's first Commit.
+type commitHook struct {
+	*Outbox
+	once   sync.Once
+	before func()
+}
+
+func (c *commitHook) Commit(ctx context.Context, s *delivery.Snapshot, us []*delivery.Unit) ([]error, error) {
+	c.once.Do(c.before)
+	return c.Outbox.Commit(ctx, s, us)
+}
+
+// A commit whose shard another instance changed after it was loaded (its
+// head's ETag no longer matches) writes nothing, and the finding is
+// decided again from what is there now: the other instance's held-back
+// finding is counted, not overwritten.
+func TestOutboxBatchPreconditionFailureRetried(t *testing.T) {
+	p := testPrefix()
+	a, b := newStore(t, p, Options{}), newStore(t, p, Options{})
+	h := newHook(t)
+	clk := &testClock{t: t0}
+	ctx := context.Background()
+	db := newTestDispatcher(t, b.Outbox(), clk, h, "b")
+	first := keyed("burst", "kv1", "alice", "v0", t0)
+	if err := db.Found(ctx, []finding.Finding{first}); err != nil {
+		t.Fatal(err)
+	}
+	mine, theirs := keyed("burst", "kv1", "alice", "v1", t0.Add(10*time.Minute)), keyed("burst", "kv1", "alice", "v2", t0.Add(20*time.Minute))
+	hooked := &commitHook{Outbox: a.Outbox(), before: func() {
+		// Between a's load and a's commit, b holds back another finding
+		// of the same key.
+		if err := db.Found(ctx, []finding.Finding{theirs}); err != nil {
+			t.Error(err)
+		}
+	}}
+	da := newTestDispatcher(t, hooked, clk, h, "a")
+	conflicts := a.Stats().Conflicts
+	if err := da.Found(ctx, []finding.Finding{mine}); err != nil {
+		t.Fatal(err)
+	}
+	if a.Stats().Conflicts == conflicts {
+		t.Fatal("a's commit did not fail on the changed head")
+	}
+	fs := []finding.Finding{first, mine, theirs}
+	es, decs, cools := delivered(t, p, fs)
+	checkOnce(t, fs, es, decs)
+	if c := cools[alert.CooldownKey(&first)]; c.Suppressed != 2 {
+		t.Fatalf("cooldown %+v: want both held-back findings counted", c)
+	}
+	if len(es) != 1 {
+		t.Fatalf("%d alerts, want the first only", len(es))
+	}
+}
+
+// An instance whose view does not know a key (it started after another
+// instance alerted it) assumes it has no cooldown; the insert of the
+// cooldown it decides fails, the key is read, and the finding is decided
+// again: held back, not alerted twice.
+func TestOutboxBatchUnknownKeyRead(t *testing.T) {
+	p := testPrefix()
+	a, b := newStore(t, p, Options{}), newStore(t, p, Options{})
+	h := newHook(t)
+	clk := &testClock{t: t0}
+	ctx := context.Background()
+	db := newTestDispatcher(t, b.Outbox(), clk, h, "b")
+	first := keyed("burst", "kv1", "alice", "v0", t0)
+	if err := db.Found(ctx, []finding.Finding{first}); err != nil {
+		t.Fatal(err)
+	}
+	// a knows nothing of the shard yet: its first load reads the head only.
+	da := newTestDispatcher(t, a.Outbox(), clk, h, "a")
+	later := keyed("burst", "kv1", "alice", "v1", t0.Add(10*time.Minute))
+	if err := da.Found(ctx, []finding.Finding{later}); err != nil {
+		t.Fatal(err)
+	}
+	if a.Stats().Conflicts == 0 {
+		t.Fatal("a's insert of the key's cooldown did not fail")
+	}
+	fs := []finding.Finding{first, later}
+	es, decs, cools := delivered(t, p, fs)
+	checkOnce(t, fs, es, decs)
+	if len(es) != 1 || !decs[later.ID].Suppressed || cools[alert.CooldownKey(&first)].Suppressed != 1 {
+		t.Fatalf("%d alerts, later's decision %+v, cooldown %+v: want it held back", len(es), decs[later.ID], cools[alert.CooldownKey(&first)])
+	}
+}
+
+// A batch handed on again (a retry, a redelivery) changes nothing: on the
+// instance that decided it, without a write; on another, after finding
+// out (a failed insert) that its findings were decided.
+func TestOutboxBatchRetriedChangesNothing(t *testing.T) {
+	p := testPrefix()
+	a, b := newStore(t, p, Options{}), newStore(t, p, Options{})
+	h := newHook(t)
+	clk := &testClock{t: t0.Add(30 * time.Minute)}
+	ctx := context.Background()
+	da := newTestDispatcher(t, a.Outbox(), clk, h, "a")
+	db := newTestDispatcher(t, b.Outbox(), clk, h, "b")
+	fs := manyKeys(t0)
+	if err := da.Found(ctx, fs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := da.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	es0, decs0, cools0 := delivered(t, p, fs)
+	st := a.Stats()
+	if err := da.Found(ctx, fs); err != nil {
+		t.Fatal(err)
+	}
+	if d := a.Stats().Transactions - st.Transactions; d != 0 {
+		t.Errorf("the retry on the same instance wrote %d transactions, want none", d)
+	}
+	if err := db.Found(ctx, fs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	es1, decs1, cools1 := delivered(t, p, fs)
+	if entryIDs(es0) != entryIDs(es1) || jsonOf(t, decs0) != jsonOf(t, decs1) || jsonOf(t, cools0) != jsonOf(t, cools1) {
+		t.Fatalf("the retried batch changed the outbox:\n%s\n%s", entryIDs(es0), entryIDs(es1))
+	}
+	if got := len(h.got()); got != 10 {
+		t.Fatalf("%d alerts sent, want 10", got)
+	}
+}
+
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func entryIDs(es []*delivery.Entry) string {
+	ids := make([]string, len(es))
+	for i, e := range es {
+		ids[i] = e.Alert.ID + "@" + fmt.Sprint(len(e.Alert.Findings))
+	}
+	slices.Sort(ids)
+	return fmt.Sprint(ids)
+}
+
+// A batch's findings cost a bounded number of requests, whatever their
+// number: recording, a query (the first time, a read of the head) and a
+// transaction per outbox partition; sending (Flush), a query per
+// partition for what is due, and a claim and a record per partition.
+func TestOutboxBatchRoundTripsBounded(t *testing.T) {
+	s := newStore(t, testPrefix(), Options{})
+	h := newHook(t)
+	clk := &testClock{t: t0.Add(30 * time.Minute)}
+	d := newTestDispatcher(t, s.Outbox(), clk, h, "a")
+	ctx := context.Background()
+	for round, fs := range [][]finding.Finding{manyKeys(t0), manyKeys(t0.Add(3 * time.Hour))} {
+		if round == 1 {
+			clk.Add(3 * time.Hour)
+		}
+		st0 := s.Stats()
+		if err := d.Found(ctx, fs); err != nil {
+			t.Fatal(err)
+		}
+		st1 := s.Stats()
+		if _, err := d.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st2 := s.Stats()
+		record, send := st1.RoundTrips()-st0.RoundTrips(), st2.RoundTrips()-st1.RoundTrips()
+		t.Logf("batch %d: %d findings, recorded in %d round trips, sent in %d", round, len(fs), record, send)
+		if record > 2*outboxShards || send > 3*outboxShards {
+			t.Errorf("batch %d: %d round trips to record, %d to send; want at most %d and %d", round, record, send, 2*outboxShards, 3*outboxShards)
+		}
+	}
+	if got := len(h.got()); got != 20 {
+		t.Fatalf("%d alerts sent, want 20", got)
+	}
+}
