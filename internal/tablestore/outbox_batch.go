@@ -68,10 +68,15 @@ type outboxPart struct {
 	mu     sync.Mutex
 	loaded bool
 	seq    int64
-	etag   string // "" while the head does not exist
+	etag   string // "" while the head does not exist or is not known
+	exists bool   // the head exists
 	cool   map[string]*viewRow
 	dec    map[string]*viewDec
 	tick   int64
+	// gen changes whenever the view moves on (a log entry applied, a
+	// reset): rows read outside the lock are kept only if it did not, as
+	// they may be older than what the view holds now.
+	gen int64
 }
 
 type viewRow struct {
@@ -92,6 +97,7 @@ func newPart(pk string) *outboxPart {
 // reset forgets everything (a gap in the log: what it missed is unknown).
 func (p *outboxPart) reset() {
 	p.cool, p.dec = map[string]*viewRow{}, map[string]*viewDec{}
+	p.gen++
 }
 
 func (p *outboxPart) setCooldown(key string, c delivery.Cooldown, present bool) {
@@ -137,6 +143,7 @@ func (p *outboxPart) evict() {
 
 // apply folds a log entry (or this instance's own commit) into the view.
 func (p *outboxPart) apply(le *logEntry) {
+	p.gen++
 	for _, c := range le.C {
 		p.setCooldown(c.Key, c.C, true)
 	}
@@ -220,7 +227,8 @@ func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.seq, p.etag = 0, ""
+		p.reset() // what the view held (nothing, the first time) is of no known entry
+		p.seq, p.etag, p.exists = 0, "", ok
 		if ok {
 			seq, _ := props[propSeq].(aztables.EDMInt64)
 			p.seq, p.etag = int64(seq), etag
@@ -267,21 +275,22 @@ func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 			p.reset() // the head is gone: start afresh
 			p.seq = 0
 		}
-		p.etag = ""
+		p.etag, p.exists = "", false
 	case headSeq == p.seq:
-		p.etag = headETag
+		p.etag, p.exists = headETag, true
 	case headSeq > p.seq && applied == 0:
 		// Entries pruned (or the head moved between the two reads and
 		// none of its entries was seen yet): the view is behind by what
 		// it cannot see; start afresh from the head.
 		p.reset()
-		p.seq, p.etag = headSeq, headETag
+		p.seq, p.etag, p.exists = headSeq, headETag, true
 	default:
-		// The head moved while the query ran: keep the head the view is
-		// at (a commit against it fails, and the next catch-up reads the
-		// rest).
+		// The head moved while the query ran: the view is at an entry
+		// whose head's ETag it does not know; a commit against it fails
+		// (the next catch-up reads the rest).
+		p.etag, p.exists = "", true
 	}
-	return &headTok{seq: p.seq, etag: p.etag, exists: p.etag != ""}, nil
+	return &headTok{seq: p.seq, etag: p.etag, exists: p.exists}, nil
 }
 
 func decodeLog(props map[string]any, le *logEntry) error {
@@ -356,19 +365,16 @@ func (o *Outbox) Load(ctx context.Context, snap *delivery.Snapshot, q delivery.Q
 		p.mu.Unlock()
 	}
 	if len(toRead) > 0 {
-		if err := o.readRows(ctx, toRead, nil); err != nil {
+		got, err := o.readRows(ctx, toRead, nil)
+		if err != nil {
 			return err
 		}
-		for pk, keys := range toRead {
-			p := o.part(pk)
-			p.mu.Lock()
-			for _, k := range keys {
-				if row, ok := p.cool[k]; ok {
-					snap.Cooldowns[k] = row.c
-					delete(snap.Unknown, k)
-				}
+		for k, c := range got.cools {
+			snap.Cooldowns[k] = delivery.Cooldown{}
+			if c != nil {
+				snap.Cooldowns[k] = *c
 			}
-			p.mu.Unlock()
+			delete(snap.Unknown, k)
 		}
 	}
 	if len(q.Entries) > 0 {
@@ -383,9 +389,20 @@ func (o *Outbox) Load(ctx context.Context, snap *delivery.Snapshot, q delivery.Q
 	return nil
 }
 
-// readRows reads cooldown rows (keys) and decisions (ids) of partitions
-// into their views, 14 to a query; a key not there is known absent.
-func (o *Outbox) readRows(ctx context.Context, keys, ids map[string][]string) error {
+// rowsRead are rows readRows read: cooldowns (absent ones too) and the
+// decisions that exist.
+type rowsRead struct {
+	mu    sync.Mutex
+	cools map[string]*delivery.Cooldown // nil: absent
+	decs  map[string]delivery.Decision
+}
+
+// readRows reads cooldown rows (keys) and decisions (ids) of partitions,
+// 14 to a query; a key not there is absent. What it read goes into the
+// partitions' views too, unless a view moved on while it read (then what
+// it read may be older than what the view holds).
+func (o *Outbox) readRows(ctx context.Context, keys, ids map[string][]string) (*rowsRead, error) {
+	out := &rowsRead{cools: map[string]*delivery.Cooldown{}, decs: map[string]delivery.Decision{}}
 	type job struct {
 		pk   string
 		rks  []string
@@ -411,13 +428,17 @@ func (o *Outbox) readRows(ctx context.Context, keys, ids map[string][]string) er
 	for pk, is := range ids {
 		add(pk, rkDecision, is)
 	}
-	return o.s.parallel(ctx, len(jobs), func(ctx context.Context, i int) error {
+	err := o.s.parallel(ctx, len(jobs), func(ctx context.Context, i int) error {
 		j := jobs[i]
 		var or []string
 		for _, rk := range j.rks {
 			or = append(or, "RowKey eq "+odataQuote(rk))
 		}
 		filter := "PartitionKey eq " + odataQuote(j.pk) + " and (" + strings.Join(or, " or ") + ")"
+		p := o.part(j.pk)
+		p.mu.Lock()
+		gen := p.gen
+		p.mu.Unlock()
 		found := map[string]bool{}
 		cools := map[string]delivery.Cooldown{}
 		decs := map[string]delivery.Decision{}
@@ -448,9 +469,26 @@ func (o *Outbox) readRows(ctx context.Context, keys, ids map[string][]string) er
 		if err != nil {
 			return fmt.Errorf("tablestore: outbox read: %w", err)
 		}
-		p := o.part(j.pk)
+		out.mu.Lock()
+		for _, rk := range j.rks {
+			name := j.what[rk]
+			switch {
+			case strings.HasPrefix(rk, rkCooldown) && found[rk]:
+				c := cools[name]
+				c.Version = "x"
+				out.cools[name] = &c
+			case strings.HasPrefix(rk, rkCooldown):
+				out.cools[name] = nil
+			case found[rk]:
+				out.decs[name] = decs[name]
+			}
+		}
+		out.mu.Unlock()
 		p.mu.Lock()
 		defer p.mu.Unlock()
+		if p.gen != gen {
+			return nil
+		}
 		for _, rk := range j.rks {
 			name := j.what[rk]
 			switch {
@@ -462,6 +500,7 @@ func (o *Outbox) readRows(ctx context.Context, keys, ids map[string][]string) er
 		}
 		return nil
 	})
+	return out, err
 }
 
 // cooldownOf reads a cooldown row; mine is false when it belongs to
@@ -571,7 +610,7 @@ func (o *Outbox) commitShard(ctx context.Context, t *snapToks, pk string, units 
 				}
 			}
 		}
-		if base == nil { // the head is not known (an answer without ETags)
+		if base == nil || base.exists && base.etag == "" { // the head's ETag is not known
 			conflict()
 			return nil
 		}
@@ -625,17 +664,10 @@ func (o *Outbox) commitShard(ctx context.Context, t *snapToks, pk string, units 
 		p.mu.Lock()
 		if p.loaded && p.seq == base.seq {
 			p.apply(&tx.le)
-			p.seq, p.etag = next.seq, next.etag
-			if next.etag == "" {
-				p.loaded = false // read the head again next time
-			}
+			p.seq, p.etag, p.exists = next.seq, next.etag, true
 		}
 		p.mu.Unlock()
-		if next.etag == "" {
-			t.set(pk, nil)
-		} else {
-			t.set(pk, next)
-		}
+		t.set(pk, next)
 	}
 	return nil
 }
@@ -655,7 +687,8 @@ func (o *Outbox) resolve(ctx context.Context, pk string, units []*delivery.Unit,
 			ids[pk] = append(ids[pk], id)
 		}
 	}
-	return o.readRows(ctx, keys, ids)
+	_, err := o.readRows(ctx, keys, ids)
+	return err
 }
 
 // unitOps returns the rows a unit writes, and the log entry of them.
