@@ -290,6 +290,7 @@ func (v *validator) tuning(f *File) {
 		v.globs(p+".vaults", o.Vaults)
 		v.globs(p+".tags", o.Tags)
 		v.updateOn(o.UpdateOn, p+".update_on")
+		v.routine(o.Routine, p+".routine")
 		for i := range o.Except {
 			v.exceptEntry(&o.Except[i], indexPath(p+".except", i))
 		}

@@ -148,6 +148,9 @@ func (v *validator) override(r RuleSpec, o OverrideSpec, p string) RuleSpec {
 	if o.UpdateOn != nil {
 		out.UpdateOn = mergeUpdateOn(r.UpdateOn, o.UpdateOn)
 	}
+	if o.Routine != nil && takes("routine") {
+		out.Routine = mergeRoutine(r.Routine, o.Routine)
+	}
 	// What the change leaves: a window the rule's kind cannot use, a
 	// count below what it needs.
 	if given(o.Window) && out.Window.Duration > 0 && slices.Contains(kindKeys[0].kinds, r.Kind) {
@@ -160,6 +163,17 @@ func (v *validator) override(r RuleSpec, o OverrideSpec, p string) RuleSpec {
 	}
 	if r.Kind == "distinct" && v.m.given(v.file, p+".count") && o.Count < 2 && o.Count >= 1 {
 		v.errf(p+".count", "count must be at least 2 distinct values")
+	}
+	if (o.Routine != nil || given(o.Cooldown) || given(o.Window)) && slices.Contains(RoutineKinds, r.Kind) {
+		// What the change leaves: a routine its periods cannot reach.
+		rp := p + ".routine"
+		if o.Routine == nil {
+			rp = p + ".cooldown"
+			if !given(o.Cooldown) {
+				rp = p + ".window"
+			}
+		}
+		v.routineFits(&out, rp)
 	}
 	return out
 }

@@ -69,6 +69,10 @@ type OverrideSpec struct {
 	Runbook string      `yaml:"runbook"`
 	// UpdateOn replaces the keys of the rule's update_on it sets.
 	UpdateOn *UpdateOn `yaml:"update_on"`
+	// Routine replaces the keys of the rule's routine it sets (a rule
+	// without one gets one, the defaults filling the rest; enabled: false
+	// turns it off).
+	Routine *Routine `yaml:"routine"`
 }
 
 // InhibitSpec is one inhibition: while an alert of a source rule stands
@@ -245,6 +249,10 @@ type RuleSpec struct {
 	// UpdateOn says what later evidence makes an update of an incident
 	// already reported; defaults in DefaultUpdateOn.
 	UpdateOn *UpdateOn `yaml:"update_on"`
+	// Routine: a group that fired in After distinct periods within Within
+	// is routine: told once, then no longer alerted but for growth
+	// (routine.go).
+	Routine *Routine `yaml:"routine"`
 }
 
 // Baseline configures a spike rule.

@@ -63,6 +63,7 @@ var kindKeys = []struct {
 	{"learning", []string{"spike", "new_value"}, func(r *RuleSpec) bool { return given(r.Learning) }},
 	{"baseline", []string{"spike"}, func(r *RuleSpec) bool { return r.Baseline != nil }},
 	{"then", []string{"sequence", "access_grant"}, func(r *RuleSpec) bool { return r.Then != nil }},
+	{"routine", RoutineKinds, func(r *RuleSpec) bool { return r.Routine != nil }},
 }
 
 // given reports whether a Duration was written (or set by code).
@@ -274,6 +275,10 @@ func (v *validator) rule(r *RuleSpec, p string) {
 		v.fieldName(indexPath(p+".group_by", i), name)
 	}
 	v.updateOn(r.UpdateOn, p+".update_on")
+	v.routine(r.Routine, p+".routine")
+	if slices.Contains(RoutineKinds, r.Kind) {
+		v.routineFits(r, p+".routine")
+	}
 	for _, d := range []struct {
 		key string
 		d   Duration
@@ -545,6 +550,7 @@ func (r *RuleSpec) ApplyDefaults() {
 		}
 	}
 	applyUpdateOn(&r.UpdateOn, r.Kind)
+	applyRoutine(r.Routine)
 	switch {
 	case given(r.Cooldown):
 	case r.Kind == "each" || r.Kind == "new_value" || !given(r.Window):

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,9 +66,21 @@ type Rule struct {
 	// MinEvents (distinct): the window must also hold this many events.
 	MinEvents int
 	Baseline  config.Baseline
+	// Routine, when set, learns the groups that fire routinely
+	// (config.Routine; detect's routine.go): nil when the rule has none.
+	Routine *Routine
 	// Off says why the rule does not run (disabled, or its trusted
 	// network list is empty); "" when it runs.
 	Off string
+}
+
+// Routine is a rule's compiled routine: a group that fires in After
+// distinct cooldown periods within Within is routine, alerted again only
+// above Growth times the largest count it was learned with.
+type Routine struct {
+	After  int
+	Within time.Duration
+	Growth float64
 }
 
 // Settings are the compiled global settings.
@@ -308,6 +321,24 @@ func compileRule(spec *config.RuleSpec, s *Settings) (*Rule, error) {
 	}
 	if r.Cooldown < s.Bucket {
 		r.Cooldown = s.Bucket
+	}
+	if rt := spec.Routine; rt.On() {
+		if !slices.Contains(config.RoutineKinds, string(r.Kind)) {
+			return nil, fmt.Errorf("kind %s takes no routine", r.Kind)
+		}
+		r.Routine = &Routine{After: rt.After, Within: rt.Within.Duration, Growth: rt.Growth}
+		if r.Routine.After == 0 {
+			r.Routine.After = config.DefaultRoutineAfter
+		}
+		if r.Routine.Within <= 0 {
+			r.Routine.Within = config.DefaultRoutineWithin
+		}
+		if r.Routine.Growth < 1 {
+			r.Routine.Growth = config.DefaultRoutineGrowth
+		}
+		if r.Routine.After < 2 || r.Routine.After > config.MaxRoutineAfter {
+			return nil, fmt.Errorf("routine after %d is not from 2 to %d", r.Routine.After, config.MaxRoutineAfter)
+		}
 	}
 	r.Off = strings.Join(off, "; ")
 	return r, nil
