@@ -70,6 +70,22 @@ func Classify(op string) (Family, Kind) {
 	return fam, guessKind(rest)
 }
 
+// Reportable reports whether an operation is one every distinct one of
+// which reaches the user: the delete, purge, backup, restore, policy and
+// recover kinds in any family, and a vault's writes (VaultPut, VaultPatch).
+// Delivery sends an incident's new one as an update; a routine group's
+// finding that carries one its routine did not is alerted.
+func Reportable(op string) bool {
+	fam, kind := Classify(op)
+	switch kind {
+	case KindDelete, KindPurge, KindBackup, KindRestore, KindPolicy, KindRecover:
+		return true
+	case KindWrite:
+		return fam == FamilyVault
+	}
+	return false
+}
+
 var familyPrefixes = []struct {
 	prefix string
 	family Family

@@ -276,6 +276,11 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 	if err != nil {
 		return pipeline.Result{}, err
 	}
+	// Groups that fire routinely (rules with routine:) are judged against
+	// what they learned: routine.go.
+	if err := en.judgeRoutine(ctx, found, fkeys); err != nil {
+		return pipeline.Result{}, err
+	}
 
 	// Every candidate is recorded insert-if-absent; all of them go to the
 	// sink, new or not, because a batch retried after the sink failed must

@@ -127,6 +127,15 @@ type Finding struct {
 	// Example is one of the events.
 	Example *audit.Event `json:"example,omitempty"`
 
+	// Routine says the finding's group fires routinely (its rule's
+	// routine: it fired in the rule's routine.after distinct periods
+	// within routine.within, and this finding is not above what was
+	// learned): it is recorded and handed on like any other, and delivery
+	// does not alert it. The summary says so; so does it on the finding
+	// that made the group routine, and on one above its routine (both
+	// alerted, Routine false).
+	Routine bool `json:"routine,omitempty"`
+
 	// Summary is one sentence saying what happened.
 	Summary string `json:"summary"`
 	// KQL shows the same records in Log Analytics (AzureDiagnostics).

@@ -76,6 +76,9 @@ type Expect struct {
 	Severity string `yaml:"severity"`
 	// Value must appear in its value (new_value, config_change rules).
 	Value string `yaml:"value"`
+	// Routine is whether it is marked routine (its group fires
+	// routinely: the rule's routine:, not alerted).
+	Routine *bool `yaml:"routine"`
 }
 
 // Result is the outcome of one test.
@@ -292,6 +295,9 @@ func details(k string, e *Expect, f *finding.Finding, ops map[string]bool) []str
 	}
 	if e.Value != "" && !strings.Contains(f.Value, e.Value) {
 		d = append(d, fmt.Sprintf("%s: value %q does not contain %q", k, f.Value, e.Value))
+	}
+	if e.Routine != nil && f.Routine != *e.Routine {
+		d = append(d, fmt.Sprintf("%s: routine %t, want %t (summary %q)", k, f.Routine, *e.Routine, f.Summary))
 	}
 	return d
 }

@@ -128,11 +128,31 @@ func Seeds() []Seed {
 		rnd[i] = byte(x >> 24)
 	}
 	return []Seed{
+		{"added/routine", routineSeed(), 4},
 		{"added/1", []byte("\x01\x00\x01\x01\x01\x00\x01\x02\x01\x01\x01\x02\x00\x01\x02\x0b\x01\x01\x05\x00\x01"), 3},
 		{"added/2", slices.Repeat([]byte{1, 0, 2, 3, 9, 1, 4, 0, 1, 2, 3, 10, 0, 4, 200, 2, 5, 1, 7, 2, 1}, 40), 7},
 		{"added/3", slices.Repeat([]byte{30, 10, 1, 1, 0, 0, 0, 30, 11, 1, 1, 1, 0, 0, 255, 9, 1, 1, 3, 0, 0}, 10), 2},
 		{"added/4", rnd, 5},
 	}
+}
+
+// routineSeed is a caller (c1) that lists kv1's secrets then reads 25 of
+// them within two minutes, at five starts 4 hours apart, then 60 reads in
+// one second: the sweep rules' routine learns it (told at the third start,
+// routine at the fourth and fifth), and the sixth is above it.
+func routineSeed() []byte {
+	var b []byte
+	for start := range 6 {
+		b = append(b, 255, 1, 1, 1, 0, 0, 0) // 4 hours on; SecretList by c1 on kv1
+		n, step := 25, byte(1)
+		if start == 5 {
+			n, step = 60, 0
+		}
+		for i := range n {
+			b = append(b, step, 0, 1, 1, byte(i%24), 0, 0) // SecretGet
+		}
+	}
+	return b
 }
 
 // Corpus reads the seeds go test saved under dir (testdata/fuzz/FuzzEngine:
@@ -183,8 +203,8 @@ func Corpus(dir string) ([]Seed, error) {
 var Epoch = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
 
 // Findings runs evs through a new engine over store, cut into n batches,
-// and returns its findings, one line each ("rule group period value"),
-// sorted.
+// and returns its findings, one line each ("rule group period value", and
+// " routine" when its last version is marked routine), sorted.
 func Findings(tb testing.TB, rs []*rules.Rule, s *rules.Settings, store state.Store, evs []audit.Event, n int) []string {
 	tb.Helper()
 	got := map[string]string{}
@@ -193,6 +213,9 @@ func Findings(tb testing.TB, rs []*rules.Rule, s *rules.Settings, store state.St
 		Sink: detect.SinkFunc(func(_ context.Context, fs []finding.Finding) error {
 			for _, f := range fs {
 				got[f.ID] = f.Rule + " " + finding.GroupString(f.Group) + " " + f.Period.Format(time.RFC3339) + " " + f.Value
+				if f.Routine {
+					got[f.ID] += " routine"
+				}
 			}
 			return nil
 		})})

@@ -1,0 +1,321 @@
+package detect
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kvwatch/kvwatch/internal/audit"
+	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/rules"
+	"github.com/kvwatch/kvwatch/internal/state"
+)
+
+// Routine learning (a rule's routine:). A group that fires in the rule's
+// routine.after distinct cooldown periods within routine.within is
+// routine: the configuration provider that lists and reads every secret at
+// each start, the CSI driver re-reading its secrets at every rollout. The
+// finding that makes it routine is handed on as any other and says so;
+// the group's later findings are marked routine (finding.Routine), which
+// delivery records without alerting, unless one's count is above
+// routine.growth times the largest count learned, or it carries a
+// reportable operation (audit.Reportable) the routine's periods did not.
+// A routine that stops (no finding within routine.within) is forgotten;
+// another group (a new caller doing the same) learns on its own.
+//
+// The state is one entity per (rule, group), in the store the rules use
+// (so journaled with the rest, and merged the same way by every
+// instance), at BlockRoutine, holding the periods the group fired in
+// (at most routine.after, none older than routine.within behind the
+// newest), each in Seen under its period's start (unix seconds, decimal):
+// Last is the largest count handed on in it and First its verdict, fixed
+// when the period is first judged (so a period handed on again, with a
+// higher count, by a retry or a redelivery or another batch, is judged the
+// same way): 0 learning, -since the period that made the group routine
+// (since: the first period learned), b ≥ 1 a period of the routine, judged
+// against the largest count learned b. Values holds, per period, the
+// reportable operations its findings carried. Seen spans merge by minimum
+// First and maximum Last, Values by union, so concurrent writers (two
+// partitions, two instances) merge to one state.
+//
+// Periods are judged in order within a batch. With records in time order a
+// period's finding comes no later than the next period's (a window that
+// satisfies a later period overlaps an earlier one only on events it
+// holds too), so the verdicts do not depend on the batching; the count
+// learned from an earlier period is the largest handed on so far, which
+// a batch cut at a period's boundary may still see grow.
+
+// BlockRoutine holds a (rule, group)'s routine.
+const BlockRoutine int64 = -3
+
+// routineTold etc. are what a period's verdict says.
+type routineState int8
+
+const (
+	routineLearning routineState = iota // not routine (yet)
+	routineTold                         // the period that made the group routine: alerted
+	routineQuiet                        // routine: not alerted
+	routineAbove                        // routine, but above it: alerted
+)
+
+// routineVerdict is the judgement of one finding.
+type routineVerdict struct {
+	state   routineState
+	since   int64    // told: the first period learned
+	base    int64    // told: the largest count learned, with this one; quiet, above: the largest before it
+	newOps  []string // above: reportable operations the routine did not have
+	periods int      // told: periods learned
+}
+
+// judgeRoutine judges the findings of rules with a routine against their
+// groups' routines, in one store update, and marks and explains them.
+// keys[i] names found[i].
+func (en *Engine) judgeRoutine(ctx context.Context, found []finding.Finding, keys []handedKey) error {
+	type item struct {
+		i      int
+		period int64
+	}
+	byKey := map[state.Key][]item{}
+	var order []state.Key
+	for i := range found {
+		k := keys[i]
+		r := en.rules[k.ri]
+		if r.Routine == nil {
+			continue
+		}
+		sk := state.Key{Rule: r.ID, Group: k.group, Block: BlockRoutine}
+		if _, ok := byKey[sk]; !ok {
+			order = append(order, sk)
+		}
+		byKey[sk] = append(byKey[sk], item{i, k.period})
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	rulesByID := map[string]*rules.Rule{}
+	for _, sk := range order {
+		its := byKey[sk]
+		slices.SortStableFunc(its, func(a, b item) int {
+			return cmp.Or(cmp.Compare(a.period, b.period), cmp.Compare(found[a.i].ID, found[b.i].ID))
+		})
+		rulesByID[sk.Rule] = en.rules[keys[its[0].i].ri]
+	}
+	verdicts := make([]routineVerdict, len(found))
+	apply := func(sk state.Key, e *state.Entity) bool {
+		its, ok := byKey[sk]
+		if !ok {
+			return false
+		}
+		rt := rulesByID[sk.Rule].Routine
+		changed := false
+		for _, it := range its {
+			f := &found[it.i]
+			var c bool
+			verdicts[it.i], c = judge(e, rt, it.period, max(f.Count, 1), reportableOps(f))
+			changed = changed || c
+		}
+		return changed
+	}
+	if _, err := en.store.Update(ctx, order, apply); err != nil {
+		return fmt.Errorf("update routine state: %w", err)
+	}
+	for _, sk := range order {
+		r := rulesByID[sk.Rule]
+		for _, it := range byKey[sk] {
+			explain(&found[it.i], r, verdicts[it.i])
+		}
+	}
+	return nil
+}
+
+// reportableOps returns a finding's reportable operations, sorted.
+func reportableOps(f *finding.Finding) []string {
+	var out []string
+	for _, op := range f.Operations {
+		if audit.Reportable(op) {
+			out = append(out, op)
+		}
+	}
+	return out
+}
+
+// judge judges a finding of period p with count n and reportable
+// operations ops against a group's routine e, recording the period; it
+// reports whether e changed. It depends only on its arguments (a store
+// may call it again with fresher state).
+func judge(e *state.Entity, rt *rules.Routine, p, n int64, ops []string) (routineVerdict, bool) {
+	key := strconv.FormatInt(p, 10)
+	within := int64(rt.Within / time.Second)
+	if e.Seen == nil {
+		e.Seen = map[string]state.Span{}
+	}
+	periods := routinePeriods(e)
+	// The periods before p within reach, and the operations they carried.
+	var prior []int64
+	var base int64
+	routine := false
+	known := map[string]bool{}
+	for _, q := range periods {
+		if q >= p || p-q >= within {
+			continue
+		}
+		prior = append(prior, q)
+		s := e.Seen[strconv.FormatInt(q, 10)]
+		base = max(base, s.Last)
+		if s.First != 0 {
+			routine = true
+		}
+		for _, op := range e.Values[q] {
+			known[op] = true
+		}
+	}
+	var newOps []string
+	for _, op := range ops {
+		if !known[op] {
+			newOps = append(newOps, op)
+		}
+	}
+	changed := false
+	cur, had := e.Seen[key]
+	if had {
+		// Judged before: the verdict stands; the count and operations grow.
+		if n > cur.Last {
+			cur.Last, changed = n, true
+			e.Seen[key] = cur
+		}
+	} else {
+		cur = state.Span{Last: n}
+		switch {
+		case routine:
+			cur.First = max(base, 1)
+		case len(prior)+1 >= rt.After:
+			since := p
+			if len(prior) > 0 {
+				since = min(since, prior[0])
+			}
+			cur.First = -since
+		}
+		e.Seen[key] = cur
+		changed = true
+	}
+	if addOps(e, p, ops) {
+		changed = true
+	}
+	var v routineVerdict
+	switch {
+	case cur.First < 0:
+		v = routineVerdict{state: routineTold, since: -cur.First, base: max(base, cur.Last), periods: len(prior) + 1}
+	case cur.First > 0:
+		v = routineVerdict{state: routineQuiet, base: cur.First}
+		if float64(n) > rt.Growth*float64(cur.First) || len(newOps) > 0 {
+			v.state, v.newOps = routineAbove, newOps
+		}
+	}
+	if !had && trimRoutine(e, within, rt.After) {
+		changed = true
+	}
+	return v, changed
+}
+
+// routinePeriods lists the periods a routine entity holds, ascending.
+func routinePeriods(e *state.Entity) []int64 {
+	out := make([]int64, 0, len(e.Seen))
+	for k := range e.Seen {
+		if q, err := strconv.ParseInt(k, 10, 64); err == nil {
+			out = append(out, q)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// addOps adds reportable operations to period p's, reporting whether any
+// was new.
+func addOps(e *state.Entity, p int64, ops []string) bool {
+	if len(ops) == 0 {
+		return false
+	}
+	have := e.Values[p]
+	added := false
+	for _, op := range ops {
+		i, found := slices.BinarySearch(have, op)
+		if found || len(have) >= finding.MaxOperations {
+			continue
+		}
+		have = slices.Insert(slices.Clone(have), i, op)
+		added = true
+	}
+	if added {
+		if e.Values == nil {
+			e.Values = map[int64][]string{}
+		}
+		e.Values[p] = have
+	}
+	return added
+}
+
+// trimRoutine forgets the periods no later judgement needs: those within
+// reach of no period from the newest on, and all but the newest after (a
+// period judged late, older than those, is not kept: redelivered records
+// older than the lateness do not move the routine back). It reports
+// whether it forgot any.
+func trimRoutine(e *state.Entity, within int64, after int) bool {
+	periods := routinePeriods(e)
+	newest := periods[len(periods)-1]
+	var keep []int64
+	for _, q := range periods {
+		if newest-q < within {
+			keep = append(keep, q)
+		}
+	}
+	if len(keep) > after {
+		keep = keep[len(keep)-after:]
+	}
+	if len(keep) == len(periods) {
+		return false
+	}
+	for _, q := range periods {
+		if !slices.Contains(keep, q) {
+			delete(e.Seen, strconv.FormatInt(q, 10))
+			delete(e.Values, q)
+		}
+	}
+	if len(e.Values) == 0 {
+		e.Values = nil
+	}
+	return true
+}
+
+// explain marks a finding with its verdict and says it in its summary.
+func explain(f *finding.Finding, r *rules.Rule, v routineVerdict) {
+	g := strconv.FormatFloat(r.Routine.Growth, 'g', -1, 64) + "×"
+	switch v.state {
+	case routineTold:
+		f.Summary += fmt.Sprintf("; seen in %d %s since %s; routine from now on: alerted again only above %s count %d",
+			v.periods, periodNoun(r.Cooldown), time.Unix(v.since, 0).UTC().Format("2006-01-02T15:04Z"), g, v.base)
+	case routineQuiet:
+		f.Routine = true
+		f.Summary += fmt.Sprintf("; routine (learned count %d): not alerted unless above %s that", v.base, g)
+	case routineAbove:
+		if len(v.newOps) > 0 {
+			f.Summary += fmt.Sprintf("; above its routine: %s, which its routine did not have", strings.Join(v.newOps, ", "))
+		} else {
+			f.Summary += fmt.Sprintf("; above its routine: count %d is more than %s the learned %d", f.Count, g, v.base)
+		}
+	}
+}
+
+// periodNoun names a rule's cooldown periods in the plural.
+func periodNoun(cd time.Duration) string {
+	switch cd {
+	case time.Hour:
+		return "different hours"
+	case 24 * time.Hour:
+		return "different days"
+	}
+	return "periods of " + fmtDur(cd)
+}
