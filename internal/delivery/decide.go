@@ -290,8 +290,25 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 	rowShard := map[string]string{}
 	decisions := map[string]Decision{}
 	keyOf := map[string]string{} // finding ID → cooldown key
+	// A decision is inserted once: a finding decided routine before and
+	// handed on above its routine now (finding.Routine false) is decided
+	// like a new one, and its routine decision stays.
+	undecided := func(id string) bool { _, ok := snap.Decisions[id]; return !ok }
 	for _, k := range keys {
 		group := byKey[k]
+		// Findings of groups that fire routinely (finding.Routine: the
+		// rule's routine) are recorded, not alerted, and no cooldown's
+		// business.
+		group = slices.DeleteFunc(slices.Clone(group), func(f finding.Finding) bool {
+			if !f.Routine {
+				return false
+			}
+			keyOf[f.ID] = k
+			if undecided(f.ID) {
+				decisions[f.ID] = Decision{Routine: true, At: now, Facts: facts(&f)}
+			}
+			return true
+		})
 		if len(group) == 0 {
 			continue
 		}
@@ -312,7 +329,9 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 				a.ID = alert.UpdateID(v.incident, v.version)
 				updates = append(updates, a)
 			case holds:
-				decisions[f.ID] = Decision{Suppressed: true, At: now, Facts: facts(&f)}
+				if undecided(f.ID) {
+					decisions[f.ID] = Decision{Suppressed: true, At: now, Facts: facts(&f)}
+				}
 			}
 		}
 	}
@@ -374,7 +393,7 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 			}
 		}
 		for _, f := range a.Findings {
-			if !decided[f.ID] {
+			if !decided[f.ID] && undecided(f.ID) {
 				decisions[f.ID] = Decision{Alert: target, At: now, Facts: facts(&f)}
 			}
 		}
@@ -541,8 +560,9 @@ func (u unionFind) union(a, b string) {
 func groupKey(a *alert.Alert) string { return "group|" + a.Rule + "|" + a.Vault }
 
 // joinOpen returns the open alert of a's rule and vault, with a's
-// findings added, if one was created within the group wait and nothing was
-// sent from it yet; nil when a must stand alone. The group's alert keeps
+// findings added, if one was created within the group wait, nothing was
+// sent from it yet and it has room for them (maxAlertFindings); nil when a
+// must stand alone. The group's alert keeps
 // its ID; findings already in it are not added again. joined holds the
 // open alerts this round adds to.
 func (d *Dispatcher) joinOpen(ctx context.Context, snap *Snapshot, a *alert.Alert, joined map[string]*Entry) (*Entry, error) {
@@ -579,6 +599,9 @@ func (d *Dispatcher) joinOpen(ctx context.Context, snap *Snapshot, a *alert.Aler
 		if !have[f.ID] {
 			fs = append(fs, f)
 		}
+	}
+	if len(fs) > maxAlertFindings {
+		return nil, nil // full: a new alert
 	}
 	merged := alert.New(fs, e.Alert.Created)
 	merged.ID, merged.Repeat = e.Alert.ID, max(e.Alert.Repeat, a.Repeat)

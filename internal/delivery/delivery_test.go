@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -439,6 +440,43 @@ func TestBatchTwoInstancesRace(t *testing.T) {
 		}
 		if c, _ := out.Cooldown(context.Background(), alert.CooldownKey(&f)); c.Suppressed != 2 {
 			t.Errorf("%s: %d held back, want 2", alert.CooldownKey(&f), c.Suppressed)
+		}
+	}
+}
+
+// An alert carries at most 30 findings: more of one rule and vault handed
+// on together, or arriving within the group wait, make more alerts.
+func TestAlertFindingsBounded(t *testing.T) {
+	for _, wait := range []time.Duration{0, time.Minute} {
+		r := newReceiver(t)
+		clk := &clock{t: t0}
+		d := newDispatcher(t, delivery.NewMemory(), clk, map[string]string{"hook": r.srv.URL}, func(o *delivery.Options) { o.GroupWait = wait })
+		var fs []finding.Finding
+		for i := range 70 {
+			fs = append(fs, fnd("burst", fmt.Sprintf("caller%02d", i), t0))
+		}
+		if wait == 0 {
+			if err := d.Found(context.Background(), fs); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			for _, f := range fs { // one at a time, within the wait
+				if err := d.Found(context.Background(), []finding.Finding{f}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			clk.Add(2 * time.Minute)
+		}
+		if _, err := d.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		var sizes []int
+		for _, a := range r.got() {
+			sizes = append(sizes, len(a.Findings))
+		}
+		slices.Sort(sizes)
+		if fmt.Sprint(sizes) != "[10 30 30]" {
+			t.Errorf("group wait %s: alerts of %v findings, want [10 30 30]", wait, sizes)
 		}
 	}
 }
