@@ -16,11 +16,13 @@ import (
 // they were found) made, first messages and updates alike, where it went:
 // each receiver and what it answered, or the silence or mute interval that
 // held it, or the alert of another rule it was folded into (inhibited), or
-// that no route took it. Findings a cooldown held back are counted at the
+// that no route took it. Findings a cooldown held back, and findings of
+// groups that fire routinely (recorded, not alerted), are counted at the
 // end.
 func printDeliveries(ctx context.Context, out delivery.Outbox, findingIDs []string, w io.Writer) error {
 	ids := map[string]bool{}
 	held := 0
+	var routine []string
 	for _, id := range findingIDs {
 		if ids[id] {
 			continue
@@ -33,6 +35,9 @@ func printDeliveries(ctx context.Context, out delivery.Outbox, findingIDs []stri
 		if ok && dec.Alert == "" && dec.Suppressed {
 			held++
 		}
+		if ok && dec.Alert == "" && dec.Routine {
+			routine = append(routine, id)
+		}
 	}
 	// Every alert carrying one of the findings: the outbox's newest first,
 	// printed oldest first.
@@ -42,15 +47,25 @@ func printDeliveries(ctx context.Context, out delivery.Outbox, findingIDs []stri
 	}
 	slices.Reverse(es)
 	slices.SortStableFunc(es, func(a, b *delivery.Entry) int { return a.Alert.Created.Compare(b.Alert.Created) })
+	alerted := map[string]bool{}
 	for _, e := range es {
 		if !slices.ContainsFunc(e.Alert.Findings, func(f finding.Finding) bool { return ids[f.ID] }) {
 			continue
+		}
+		for _, f := range e.Alert.Findings {
+			alerted[f.ID] = true
 		}
 		fmt.Fprintf(w, "alert %s %-8s %s %s: %s%s\n", e.Alert.ID, strings.ToUpper(e.Alert.Severity.String()), e.Alert.Rule,
 			printer.Safe(e.Alert.Vault), whereItWent(e), incidentNote(e.Alert))
 	}
 	if held > 0 {
 		fmt.Fprintf(w, "%d findings held back by cooldowns (counted into the next alert of their group)\n", held)
+	}
+	// (A routine finding handed on above its routine later is alerted;
+	// its routine decision stays.)
+	routine = slices.DeleteFunc(routine, func(id string) bool { return alerted[id] })
+	if len(routine) > 0 {
+		fmt.Fprintf(w, "%d findings of groups that fire routinely recorded, not alerted (their rules' routine:)\n", len(routine))
 	}
 	return nil
 }

@@ -72,17 +72,9 @@ const (
 // which reaches the user: the catalogue's delete, purge, backup and
 // restore kinds in any family, and administrative ones (a vault's writes,
 // deletes, purges, recovery and access-policy changes; policy changes and
-// recoveries of objects).
-func Reportable(op string) bool {
-	fam, kind := audit.Classify(op)
-	switch kind {
-	case audit.KindDelete, audit.KindPurge, audit.KindBackup, audit.KindRestore, audit.KindPolicy, audit.KindRecover:
-		return true
-	case audit.KindWrite:
-		return fam == audit.FamilyVault
-	}
-	return false
-}
+// recoveries of objects). It is audit.Reportable, which detection's
+// routine learning shares.
+func Reportable(op string) bool { return audit.Reportable(op) }
 
 // operations returns a finding's operations (those the engine listed, or
 // else its top ones).

@@ -63,10 +63,12 @@ func (e *Entry) Pending() bool {
 }
 
 // Decision is what delivery decided about one finding: the alert that
-// carries it, or the cooldown that held it back.
+// carries it, the cooldown that held it back, or that it was routine
+// (finding.Routine: its group fires routinely, and it was not alerted).
 type Decision struct {
 	Alert      string `json:"alert,omitempty"`
 	Suppressed bool   `json:"suppressed,omitempty"`
+	Routine    bool   `json:"routine,omitempty"`
 	// At is when it was decided (the dispatcher's clock); Prune goes by it.
 	At time.Time `json:"at,omitzero"`
 	// Facts fingerprints the finding as it was decided: handed on again

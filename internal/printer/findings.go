@@ -25,13 +25,18 @@ import (
 // time of its new evidence, naming what changed ("+VaultDelete,
 // +VaultPurge"), in text; as the finding again with its version and
 // changes, in JSON.
+//
+// A finding marked routine (its group fires routinely, and delivery would
+// not alert it) is written in JSON, "routine": true; in text it is only
+// counted, in a line after the others.
 type Findings struct {
-	mu     sync.Mutex
-	w      *bufio.Writer
-	format Format
-	n      int
-	held   []held
-	seen   map[string]bool
+	mu      sync.Mutex
+	w       *bufio.Writer
+	format  Format
+	n       int
+	held    []held
+	seen    map[string]bool
+	routine map[string]bool // text: routine findings not printed
 	// Updates says what a finding handed on again changes; nil: a finding
 	// is printed once, the first time.
 	Updates Updater
@@ -74,6 +79,22 @@ func (p *Findings) Found(_ context.Context, fs []finding.Finding) error {
 	}
 	for i := range fs {
 		f := &fs[i]
+		if f.Routine {
+			// Once, and never as an update: it tells nothing to alert on.
+			if p.seen[f.ID] || p.routine[f.ID] {
+				continue
+			}
+			if p.routine == nil {
+				p.routine = map[string]bool{}
+			}
+			p.routine[f.ID] = true
+			if p.format == JSON {
+				if err := p.writeJSON(f); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		version, changes := 1, []string(nil)
 		if p.Updates != nil {
 			version, changes = p.Updates.Tell(f)
@@ -151,6 +172,17 @@ func (p *Findings) Flush() error {
 		}
 	}
 	p.held = p.held[:0]
+	n := 0
+	for id := range p.routine {
+		if !p.seen[id] { // above its routine later: printed
+			n++
+		}
+	}
+	if n > 0 && p.format != JSON {
+		if _, err := fmt.Fprintf(p.w, "(%d findings of groups that fire routinely not shown: recorded, not alerted; --output json lists them)\n", n); err != nil {
+			return err
+		}
+	}
 	return p.w.Flush()
 }
 

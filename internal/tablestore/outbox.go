@@ -43,7 +43,7 @@ import (
 //     (J) and its last alert's time (Last, unix microseconds): cooldown,
 //     group wait and inhibition mark rows.
 //   - RowKey "d-" and the finding ID: what delivery decided about the
-//     finding (Alert, Suppressed), the fingerprint of its facts
+//     finding (Alert, Suppressed, Routine), the fingerprint of its facts
 //     then (Facts) and when (At, unix microseconds). Inserted once: the
 //     first decision stays.
 //   - RowKey "a-" and the alert ID: the entry, as JSON (deflated when
@@ -90,6 +90,7 @@ const (
 	propID         = "ID"
 	propAlert      = "Alert"
 	propSuppressed = "Suppressed"
+	propRoutine    = "Routine"
 	propKey        = "Key"
 	propJSON       = "J"
 	propCreated    = "Created"
@@ -221,6 +222,7 @@ func decisionOf(props map[string]any, findingID string) (delivery.Decision, bool
 	d := delivery.Decision{}
 	d.Alert, _ = props[propAlert].(string)
 	d.Suppressed, _ = props[propSuppressed].(bool)
+	d.Routine, _ = props[propRoutine].(bool)
 	if at, ok := props[propAt].(aztables.EDMInt64); ok && at > 0 {
 		d.At = time.UnixMicro(int64(at)).UTC()
 	}
@@ -233,7 +235,7 @@ func decisionEntity(pk, id string, d delivery.Decision) aztables.EDMEntity {
 	return aztables.EDMEntity{
 		Entity: aztables.Entity{PartitionKey: pk, RowKey: rkDecision + outboxKey(id)},
 		Properties: map[string]any{
-			propID: id, propAlert: d.Alert, propSuppressed: d.Suppressed,
+			propID: id, propAlert: d.Alert, propSuppressed: d.Suppressed, propRoutine: d.Routine,
 			propAt: aztables.EDMInt64(micros(d.At)), propFacts: d.Facts,
 		},
 	}

@@ -1,0 +1,230 @@
+package tablestore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kvwatch/kvwatch/internal/audit"
+	"github.com/kvwatch/kvwatch/internal/delivery"
+	"github.com/kvwatch/kvwatch/internal/detect"
+	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/state"
+)
+
+const routinePack = `
+rules:
+  - id: list-then-read
+    kind: sequence
+    match: {operations: [SecretList]}
+    then: {families: [secret], kinds: [read]}
+    group_by: [vault, caller]
+    window: 15m
+    count: 10
+    cooldown: 1h
+    routine: {after: 3, within: 7d, growth: 2}
+`
+
+// routineStarts are a configuration provider's starts (a listing, then
+// reads of n secrets), at the hours given after t0, one start per
+// partition in turn ("0", "1", …, parts of them), sequence numbers
+// counting per partition.
+func routineStarts(caller string, parts int, n int, hours ...int) [][]audit.Event {
+	seq := map[string]int64{}
+	var out [][]audit.Event
+	for i, h := range hours {
+		p := fmt.Sprint(i % parts)
+		at := t0.Add(time.Duration(h)*time.Hour + 10*time.Minute)
+		var b []audit.Event
+		for j := range n + 1 {
+			op, fam, kind := "SecretGet", audit.FamilySecret, audit.KindRead
+			if j == 0 {
+				op, kind = "SecretList", audit.KindList
+			}
+			b = append(b, audit.Event{Time: at.Add(time.Duration(j) * time.Second), Vault: "kv1", Operation: op, Family: fam, Kind: kind,
+				Outcome: audit.OutcomeSuccess, HTTPStatus: 200, ObjectType: "secret", ObjectName: fmt.Sprintf("s%d", j),
+				CallerIP: "10.0.0.1", Caller: audit.Caller{ObjectID: caller, Key: caller, KeyFrom: "oid"},
+				Source: audit.Source{Partition: p, Sequence: seq[p], HasSequence: true}})
+			seq[p]++
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// routineVerdicts runs batches through an engine over store, each batch
+// with the engines given in turn (instances), and returns the findings'
+// last versions: "period count routine|alerted", in period order.
+func routineVerdicts(t *testing.T, stores []state.Store, batches [][]audit.Event) []string {
+	t.Helper()
+	rs, s := compilePack(t, routinePack)
+	last := map[string]finding.Finding{}
+	var ens []*detect.Engine
+	for _, st := range stores {
+		ens = append(ens, detect.New(rs, s, detect.Options{Store: st, Log: zerolog.Nop(), Now: func() time.Time { return t0 },
+			Sink: detect.SinkFunc(func(_ context.Context, fs []finding.Finding) error {
+				for _, f := range fs {
+					last[f.ID] = f
+				}
+				return nil
+			})}))
+	}
+	for i, b := range batches {
+		if _, err := ens[i%len(ens)].Consume(context.Background(), slices.Clone(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var fs []finding.Finding
+	for _, f := range last {
+		fs = append(fs, f)
+	}
+	slices.SortFunc(fs, func(a, b finding.Finding) int { return a.Period.Compare(b.Period) })
+	var out []string
+	for _, f := range fs {
+		v := "alerted"
+		if f.Routine {
+			v = "routine"
+		} else if strings.Contains(f.Summary, "routine from now on") {
+			v = "told"
+		} else if strings.Contains(f.Summary, "above its routine") {
+			v = "above"
+		}
+		out = append(out, fmt.Sprintf("%s %s %d %s", finding.GroupString(f.Group), f.Period.Format("01-02T15"), f.Count, v))
+	}
+	return out
+}
+
+// Routine learning through Table state (a Journal): the provider's starts
+// on two partitions, served by two instances in turn, and redelivered,
+// learn exactly as memory state does in one batch; the routine's entity
+// is merged from both streams' logs.
+func TestRoutineTableState(t *testing.T) {
+	starts := routineStarts("provider", 2, 20, 0, 3, 6, 9, 30)
+	starts = append(starts, routineStarts("provider", 2, 60, 33)[0])                 // 3× its reads
+	starts[len(starts)-1] = shiftSeq(starts[len(starts)-1], 100)                     // on partition 0, after the others
+	starts = append(starts, shiftSeq(routineStarts("newcomer", 1, 20, 33)[0], 1000)) // another caller
+
+	var all []audit.Event
+	for _, b := range starts {
+		all = append(all, b...)
+	}
+	want := routineVerdicts(t, []state.Store{state.NewMemory()}, [][]audit.Event{all})
+	wantLines := []string{
+		"vault=kv1 caller=newcomer 11-24T18 20 alerted",
+		"vault=kv1 caller=provider 11-23T09 20 alerted",
+		"vault=kv1 caller=provider 11-23T12 20 alerted",
+		"vault=kv1 caller=provider 11-23T15 20 told",
+		"vault=kv1 caller=provider 11-23T18 20 routine",
+		"vault=kv1 caller=provider 11-24T15 20 routine",
+		"vault=kv1 caller=provider 11-24T18 60 above",
+	}
+	slices.Sort(want)
+	if !slices.Equal(want, wantLines) {
+		t.Fatalf("memory state:\n  %s\nwant\n  %s", strings.Join(want, "\n  "), strings.Join(wantLines, "\n  "))
+	}
+
+	j1, prefix := newJournal(t, "", JournalOptions{})
+	j2, _ := newJournal(t, prefix, JournalOptions{})
+	// Every start delivered twice (a redelivery), the instances taking
+	// turns.
+	var twice [][]audit.Event
+	for _, b := range starts {
+		twice = append(twice, b, b)
+	}
+	got := routineVerdicts(t, []state.Store{j1, j2, j2, j1}, twice)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("Table state, two instances, redelivered:\n  %s\nmemory state:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	// Both instances' views hold one routine entity for the provider: the
+	// newest three periods, the learned counts.
+	k := state.Key{Rule: "list-then-read", Group: "kv1\x1fprovider", Block: detect.BlockRoutine}
+	for i, j := range []*Journal{caughtUp(t, j1), caughtUp(t, j2)} {
+		e, err := j.Get(context.Background(), []state.Key{k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(e[k].Seen) != 3 || e[k].Seen[fmt.Sprint(t0.Add(33*time.Hour).Unix())].Last != 60 {
+			t.Errorf("instance %d: routine entity %+v", i+1, e[k])
+		}
+	}
+}
+
+func shiftSeq(evs []audit.Event, by int64) []audit.Event {
+	out := slices.Clone(evs)
+	for i := range out {
+		out[i].Source.Sequence += by
+	}
+	return out
+}
+
+// The outbox keeps a routine decision (a finding recorded, not alerted),
+// read alone or with others, and the first decision stays.
+func TestOutboxRoutineDecision(t *testing.T) {
+	o := newStore(t, testPrefix(), Options{}).Outbox()
+	ctx := context.Background()
+	at := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	if err := o.Decide(ctx, map[string]delivery.Decision{"f-routine": {Routine: true, At: at}, "f-alert": {Alert: "a1", At: at}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Decide(ctx, map[string]delivery.Decision{"f-routine": {Alert: "a2", At: at}}); err != nil {
+		t.Fatal(err)
+	}
+	d, ok, err := o.Decision(ctx, "f-routine")
+	if err != nil || !ok || !d.Routine || d.Alert != "" {
+		t.Fatalf("decision %+v %v %v", d, ok, err)
+	}
+	ds, err := o.Decisions(ctx, []string{"f-routine", "f-alert", "f-none"})
+	if err != nil || len(ds) != 2 || !ds["f-routine"].Routine || ds["f-alert"].Routine || ds["f-alert"].Alert != "a1" {
+		t.Fatalf("decisions %+v %v", ds, err)
+	}
+}
+
+// Through the Table outbox, as in memory: a routine finding is recorded
+// (a routine decision), sent to no one, however often it is handed on, by
+// one instance or two; handed on above its routine it is alerted once.
+func TestOutboxRoutineFindings(t *testing.T) {
+	prefix := testPrefix()
+	o1, o2 := newStore(t, prefix, Options{}).Outbox(), newStore(t, prefix, Options{}).Outbox()
+	clk := &testClock{t: t0}
+	h := newHook(t)
+	d1, d2 := newTestDispatcher(t, o1, clk, h, "a"), newTestDispatcher(t, o2, clk, h, "b")
+	ctx := context.Background()
+	found := func(d *delivery.Dispatcher, fs ...finding.Finding) {
+		t.Helper()
+		if err := d.Found(ctx, fs); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	told := burst("app", t0)
+	found(d1, told)
+	quiet := burst("app", t0.Add(2*time.Hour))
+	quiet.Routine = true
+	other := burst("newcomer", t0.Add(2*time.Hour))
+	found(d1, quiet, other)
+	found(d2, quiet, other)
+	found(d1, quiet)
+	if got := h.got(); len(got) != 2 || got[0].Findings[0].ID != told.ID || got[1].Findings[0].ID != other.ID {
+		t.Fatalf("%d alerts, want the one before the routine and the newcomer's: %+v", len(got), got)
+	}
+	dec, ok, err := o2.Decision(ctx, quiet.ID)
+	if err != nil || !ok || !dec.Routine || dec.Alert != "" {
+		t.Fatalf("decision %+v %v %v, want routine", dec, ok, err)
+	}
+	above := quiet
+	above.Routine, above.Count = false, 90
+	found(d2, above)
+	found(d1, above) // a retry, by the other instance
+	got := h.got()
+	if len(got) != 3 || got[2].Findings[0].ID != above.ID || got[2].Findings[0].Count != 90 {
+		t.Fatalf("%d alerts, want the finding above its routine alerted once: %+v", len(got), got)
+	}
+}
