@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -98,7 +99,10 @@ func (s *Store) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]
 	err := s.parallel(ctx, len(chunks), func(ctx context.Context, c int) error {
 		ops := chunks[c]
 		mayBeOurs := false // no transaction was sent: this insert's own attempts tell
-		if len(ops) > 1 {
+		// A transaction refused because IDs exist (another instance raised
+		// the same findings) is sent again without them, found by a query
+		// per 14 IDs: a few round trips, not one per finding.
+		for try := 0; len(ops) > 1 && try < 3; try++ {
 			actions := make([]aztables.TransactionAction, len(ops))
 			for k, op := range ops {
 				actions[k] = aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: op.ent}
@@ -110,7 +114,7 @@ func (s *Store) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]
 			// Unless the transaction was sent again (its first answer lost:
 			// then it may be ours that exists), an ID that exists now was
 			// recorded by another attempt or instance.
-			mayBeOurs = s.stats.retries.Load() != retries
+			mayBeOurs = mayBeOurs || s.stats.retries.Load() != retries
 			if err == nil {
 				mu.Lock()
 				for _, op := range ops {
@@ -124,6 +128,21 @@ func (s *Store) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]
 				return fmt.Errorf("tablestore: record findings: %w", err)
 			}
 			s.stats.conflicts.Add(1)
+			nonces, err := s.findingNonces(ctx, ops)
+			if err != nil {
+				return err
+			}
+			rest := ops[:0:0]
+			mu.Lock()
+			for _, op := range ops {
+				if nonce, ok := nonces[op.id]; ok {
+					out[op.i] = mayBeOurs && nonce == op.nonce
+				} else {
+					rest = append(rest, op)
+				}
+			}
+			mu.Unlock()
+			ops = rest
 		}
 		return s.parallel(ctx, len(ops), func(ctx context.Context, k int) error {
 			added, err := s.addFinding(ctx, ops[k], mayBeOurs)
@@ -138,6 +157,38 @@ func (s *Store) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]
 	})
 	if err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// findingNonces returns, for those of ops (of one partition) that are
+// recorded, the nonce they were recorded with: a query per 14 IDs.
+func (s *Store) findingNonces(ctx context.Context, ops []findingOp) (map[string]string, error) {
+	out := map[string]string{}
+	var mu sync.Mutex
+	n := (len(ops) + decisionsPerQuery - 1) / decisionsPerQuery
+	err := s.parallel(ctx, n, func(ctx context.Context, q int) error {
+		part := ops[q*decisionsPerQuery : min(len(ops), (q+1)*decisionsPerQuery)]
+		var or []string
+		for _, op := range part {
+			or = append(or, "RowKey eq "+odataQuote(op.id))
+		}
+		filter := "PartitionKey eq " + odataQuote(part[0].pk) + " and (" + strings.Join(or, " or ") + ")"
+		sel := "RowKey," + propNonce
+		return s.query(ctx, s.findings, filter, &sel, func(raw []byte) error {
+			var ent aztables.EDMEntity
+			if err := json.Unmarshal(raw, &ent); err != nil {
+				return err
+			}
+			nonce, _ := ent.Properties[propNonce].(string)
+			mu.Lock()
+			out[ent.RowKey] = nonce
+			mu.Unlock()
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tablestore: record findings: %w", err)
 	}
 	return out, nil
 }

@@ -1,0 +1,54 @@
+package tablestore
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kvwatch/kvwatch/internal/state"
+)
+
+// Findings another instance recorded first (two instances raise the same
+// findings of a group their partitions share) cost a query per 14, not a
+// request each: the transaction is sent again without them, and they are
+// reported not added.
+func TestAddFindingsRecordedElsewhere(t *testing.T) {
+	p := testPrefix()
+	a, b := newStore(t, p, Options{}), newStore(t, p, Options{})
+	ctx := context.Background()
+	period := t0.Truncate(time.Hour)
+	var recs []state.FindingRecord
+	for i := range 100 {
+		recs = append(recs, state.FindingRecord{ID: fmt.Sprintf("%024x", i), Body: []byte(`{}`), Period: period})
+	}
+	var theirs []state.FindingRecord
+	for i := 0; i < len(recs); i += 2 {
+		theirs = append(theirs, recs[i])
+	}
+	if _, err := b.AddFindings(ctx, theirs); err != nil {
+		t.Fatal(err)
+	}
+	before := a.Stats()
+	got, err := a.AddFindings(ctx, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, added := range got {
+		if added != (i%2 == 1) {
+			t.Fatalf("finding %d: added %v, want %v", i, added, i%2 == 1)
+		}
+	}
+	if n := a.Stats().RoundTrips() - before.RoundTrips(); n > 1+8+1 {
+		t.Errorf("%d round trips, want a refused transaction, 8 queries and the transaction again", n)
+	}
+	again, err := a.AddFindings(ctx, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, added := range again {
+		if added {
+			t.Fatalf("finding %d added twice", i)
+		}
+	}
+}
