@@ -646,9 +646,14 @@ func (o *Outbox) commitShard(ctx context.Context, t *snapToks, pk string, units 
 			conflict()
 			if f.status == http.StatusConflict {
 				// A row the view did not know exists (or another instance
-				// made the shard's first head): read what this
-				// transaction assumed absent, so the next round knows.
-				return o.resolve(ctx, pk, units, tx.units)
+				// made the shard's first head): read what this transaction
+				// and the shard's later ones assumed absent, so the next
+				// round knows.
+				var rest []int
+				for _, later := range txs[n:] {
+					rest = append(rest, later.units...)
+				}
+				return o.resolve(ctx, pk, units, rest)
 			}
 			return nil
 		}
