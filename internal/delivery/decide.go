@@ -38,10 +38,11 @@ const (
 	// maxKeyFindings bounds the findings of one key a round decides; the
 	// rest wait for the next round of the same call.
 	maxKeyFindings = 40
-	// maxConflictRounds bounds the rounds that meet another writer's
-	// changes in one call; past it Found fails and the host retries the
-	// batch.
+	// maxConflictRounds bounds the rounds in a row that commit nothing,
+	// every unit meeting another writer's change; past it Found fails and
+	// the host retries the batch. maxRounds bounds them all.
 	maxConflictRounds = 8
+	maxRounds         = 100
 	// maxFresh bounds the entries kept for the sender between rounds.
 	maxFresh = 2000
 )
@@ -65,17 +66,20 @@ func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
 		}
 	}
 	var added []*Entry
-	conflicts := 0
-	for len(todo) > 0 {
+	stuck := 0
+	for round := 0; len(todo) > 0; round++ {
 		r, err := d.round(ctx, todo)
 		if err != nil {
 			return err
 		}
 		added = append(added, r.added...)
-		if len(r.redo) > 0 {
-			if conflicts++; conflicts >= maxConflictRounds {
-				return fmt.Errorf("delivery: %d findings: too many concurrent writers", len(r.redo))
-			}
+		if len(r.redo) > 0 && !r.progress {
+			stuck++
+		} else {
+			stuck = 0
+		}
+		if stuck == maxConflictRounds || round == maxRounds {
+			return fmt.Errorf("delivery: %d findings: too many concurrent writers", len(r.redo)+len(r.later))
 		}
 		todo = append(r.redo, r.later...)
 	}
@@ -115,7 +119,8 @@ func (d *Dispatcher) takeFresh() []*Entry {
 }
 
 type roundResult struct {
-	added []*Entry
+	added    []*Entry
+	progress bool // some unit was committed
 	// redo are findings of units that met another writer's change; later
 	// findings this round had no room for.
 	redo, later []finding.Finding
@@ -218,6 +223,7 @@ func (d *Dispatcher) round(ctx context.Context, fs []finding.Finding) (roundResu
 		switch {
 		case errs[i] == nil:
 			committed[u] = true
+			res.progress = true
 			res.added = append(res.added, u.Add...)
 			d.logRecorded(u)
 		case errors.Is(errs[i], ErrConflict):

@@ -73,16 +73,18 @@ type outboxPart struct {
 	cool   map[string]*viewRow
 	dec    map[string]*viewDec
 	tick   int64
-	// gen changes whenever the view moves on (a log entry applied, a
-	// reset): rows read outside the lock are kept only if it did not, as
-	// they may be older than what the view holds now.
-	gen int64
+	// gen counts the log entries (and own commits) applied, resets the
+	// times the view was forgotten: a row read outside the lock is older
+	// than the view if an entry applied meanwhile changed it (viewRow.gen),
+	// and of no known entry if the view was reset meanwhile.
+	gen, resets int64
 }
 
 type viewRow struct {
 	c       delivery.Cooldown // Version "x" when present
 	present bool
 	used    int64
+	gen     int64 // the entry applied that set it (0: read)
 }
 
 type viewDec struct {
@@ -97,16 +99,18 @@ func newPart(pk string) *outboxPart {
 // reset forgets everything (a gap in the log: what it missed is unknown).
 func (p *outboxPart) reset() {
 	p.cool, p.dec = map[string]*viewRow{}, map[string]*viewDec{}
-	p.gen++
+	p.resets++
 }
 
-func (p *outboxPart) setCooldown(key string, c delivery.Cooldown, present bool) {
+// setCooldown sets a row: from an entry applied (gen, the view's gen
+// then) or read (gen 0).
+func (p *outboxPart) setCooldown(key string, c delivery.Cooldown, present bool, gen int64) {
 	p.tick++
 	c.Version = ""
 	if present {
 		c.Version = "x"
 	}
-	p.cool[key] = &viewRow{c: c, present: present, used: p.tick}
+	p.cool[key] = &viewRow{c: c, present: present, used: p.tick, gen: gen}
 	p.evict()
 }
 
@@ -145,7 +149,7 @@ func (p *outboxPart) evict() {
 func (p *outboxPart) apply(le *logEntry) {
 	p.gen++
 	for _, c := range le.C {
-		p.setCooldown(c.Key, c.C, true)
+		p.setCooldown(c.Key, c.C, true, p.gen)
 	}
 	for _, d := range le.D {
 		p.setDecision(d.ID, d.D)
@@ -437,7 +441,7 @@ func (o *Outbox) readRows(ctx context.Context, keys, ids map[string][]string) (*
 		filter := "PartitionKey eq " + odataQuote(j.pk) + " and (" + strings.Join(or, " or ") + ")"
 		p := o.part(j.pk)
 		p.mu.Lock()
-		gen := p.gen
+		gen, resets := p.gen, p.resets
 		p.mu.Unlock()
 		found := map[string]bool{}
 		cools := map[string]delivery.Cooldown{}
@@ -486,16 +490,19 @@ func (o *Outbox) readRows(ctx context.Context, keys, ids map[string][]string) (*
 		out.mu.Unlock()
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if p.gen != gen {
-			return nil
-		}
 		for _, rk := range j.rks {
 			name := j.what[rk]
 			switch {
 			case strings.HasPrefix(rk, rkCooldown):
-				p.setCooldown(name, cools[name], found[rk])
+				// Kept unless an entry applied while it was read changed
+				// it (the view holds newer), or the view was forgotten
+				// meanwhile (the row is of no known entry).
+				if row, ok := p.cool[name]; (ok && row.gen > gen) || p.resets != resets {
+					continue
+				}
+				p.setCooldown(name, cools[name], found[rk], 0)
 			case found[rk]:
-				p.setDecision(name, decs[name])
+				p.setDecision(name, decs[name]) // a decision never changes
 			}
 		}
 		return nil

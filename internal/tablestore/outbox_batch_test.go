@@ -371,3 +371,63 @@ func TestOutboxBatchRoundTripsBounded(t *testing.T) {
 		t.Fatalf("%d alerts sent, want 20", got)
 	}
 }
+
+// An instance that knows nothing of the outbox (just started) decides a
+// big batch over keys that exist while another instance keeps committing
+// to the same partitions: rounds that commit part of the batch go on
+// until it is all decided, each finding once.
+func TestOutboxBatchColdInstanceUnderContention(t *testing.T) {
+	p := testPrefix()
+	a := newStore(t, p, Options{})
+	h := newHook(t)
+	clk := &testClock{t: t0.Add(30 * time.Minute)}
+	ctx := context.Background()
+	da := newTestDispatcher(t, a.Outbox(), clk, h, "a")
+	batch := func(at time.Time, value string, callers int) []finding.Finding {
+		var fs []finding.Finding
+		for _, rule := range []string{"burst", "other", "third"} {
+			for v := range 12 {
+				for c := range callers {
+					fs = append(fs, keyed(rule, fmt.Sprintf("kv%d", v), fmt.Sprintf("app%d", c), value, at))
+				}
+			}
+		}
+		return fs
+	}
+	if err := da.Found(ctx, batch(t0, "a", 8)); err != nil { // 288 keys alerted
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // a goes on: every key held back again and again
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := da.Found(ctx, batch(t0.Add(time.Duration(1+i%50)*time.Minute), fmt.Sprintf("a%d", i), 2)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	b := newStore(t, p, Options{})
+	db := newTestDispatcher(t, b.Outbox(), clk, h, "b")
+	fs := batch(t0.Add(55*time.Minute), "b", 8)
+	err := db.Found(ctx, fs)
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, decs, _ := delivered(t, p, fs)
+	checkOnce(t, fs, es, decs)
+	for _, f := range fs {
+		if !decs[f.ID].Suppressed {
+			t.Fatalf("%s: %+v, want held back (its key alerted 55 minutes before)", f.ID, decs[f.ID])
+		}
+	}
+	t.Logf("b: %d round trips, %d conflicts; a: %d conflicts", b.Stats().RoundTrips(), b.Stats().Conflicts, a.Stats().Conflicts)
+}
