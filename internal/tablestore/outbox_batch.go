@@ -336,6 +336,7 @@ func (o *Outbox) Load(ctx context.Context, snap *delivery.Snapshot, q delivery.Q
 		return err
 	}
 	toRead := map[string][]string{} // partition → keys the view does not know
+	reading := map[string]bool{}
 	for pass, refs := range [][]delivery.Ref{q.Keys, q.Read} {
 		read := pass == 1
 		for _, r := range refs {
@@ -351,7 +352,8 @@ func (o *Outbox) Load(ctx context.Context, snap *delivery.Snapshot, q delivery.Q
 			} else if _, have := snap.Cooldowns[r.Key]; !have || snap.Unknown[r.Key] {
 				snap.Cooldowns[r.Key] = delivery.Cooldown{}
 				snap.Unknown[r.Key] = true
-				if read && !slices.Contains(toRead[pk], r.Key) {
+				if read && !reading[pk+"\x00"+r.Key] {
+					reading[pk+"\x00"+r.Key] = true
 					toRead[pk] = append(toRead[pk], r.Key)
 				}
 			}
