@@ -353,6 +353,12 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 
 	uf := unionFind{}
 	var adds []*Entry
+	// While a Sender runs, the alerts this round records that are due go
+	// out claimed by this process: the Sender takes them as written,
+	// without a claim of its own, and no other instance's sender takes
+	// them meanwhile (a process that stops before sending leaves them to
+	// the first sender after the lease).
+	lease := d.preclaim(now.Add(d.o.Lease))
 	joined := map[string]*Entry{} // open entries (group wait) this round adds to
 	for _, a := range alerts {
 		by := inhibited[a.ID]
@@ -383,6 +389,13 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 			if d.o.GroupWait > 0 {
 				for _, r := range e.Receivers {
 					r.Next = a.Created.Add(d.o.GroupWait)
+				}
+			}
+			if lease != "" {
+				for _, r := range e.Receivers {
+					if r.State == Pending {
+						r.Lease, r.LeaseBy = now.Add(d.o.Lease), lease
+					}
 				}
 			}
 			adds = append(adds, e)

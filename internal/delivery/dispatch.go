@@ -23,7 +23,10 @@ package delivery
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,6 +105,15 @@ type Dispatcher struct {
 	// back from the outbox.
 	freshMu sync.Mutex
 	fresh   []*Entry
+	// senders counts the Sender loops running: while one runs, Found
+	// writes the alerts it records already claimed by this process
+	// (preclaim), for the loop to send without a claim of its own.
+	senders atomic.Int32
+	// leases are this process's pre-claims (lease IDs, with a nonce no
+	// other process has) and when they run out.
+	leaseNonce string
+	leasesMu   sync.Mutex
+	leases     map[string]time.Time
 }
 
 // New returns a dispatcher.
@@ -131,7 +143,9 @@ func New(o Options) *Dispatcher {
 	if o.Instance == "" {
 		o.Instance = "kvwatch"
 	}
-	return &Dispatcher{o: o, recorded: make(chan struct{}, 1)}
+	var nonce [6]byte
+	crand.Read(nonce[:])
+	return &Dispatcher{o: o, recorded: make(chan struct{}, 1), leaseNonce: hex.EncodeToString(nonce[:]), leases: map[string]time.Time{}}
 }
 
 // entry routes an alert and applies silences.
@@ -183,4 +197,36 @@ func (d *Dispatcher) receiverNames() []string {
 // backoff is 5 s doubling per attempt, capped at MaxBackoff.
 func (d *Dispatcher) backoff(attempts int) time.Duration {
 	return min(5*time.Second<<min(attempts-1, 16), d.o.MaxBackoff)
+}
+
+// preclaim returns a lease ID for the alerts a Found records while a
+// Sender runs, valid until until; "" when no Sender runs (replay, tools:
+// Flush claims what it sends).
+func (d *Dispatcher) preclaim(until time.Time) string {
+	if d.senders.Load() == 0 || d.o.GroupWait > 0 {
+		return ""
+	}
+	id := d.o.Instance + "/" + d.leaseNonce + "/" + strconv.FormatInt(d.seq.Add(1), 10)
+	d.leasesMu.Lock()
+	defer d.leasesMu.Unlock()
+	now := d.o.Now()
+	for l, t := range d.leases {
+		if !t.After(now) {
+			delete(d.leases, l)
+		}
+	}
+	d.leases[id] = until
+	return id
+}
+
+// preclaimed reports whether a holds a lease this process pre-claimed,
+// not run out at now.
+func (d *Dispatcher) preclaimed(a *Attempt, now time.Time) bool {
+	if a == nil || a.LeaseBy == "" || !a.Lease.After(now) {
+		return false
+	}
+	d.leasesMu.Lock()
+	defer d.leasesMu.Unlock()
+	_, ok := d.leases[a.LeaseBy]
+	return ok
 }

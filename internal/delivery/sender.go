@@ -61,7 +61,7 @@ func (d *Dispatcher) due(ctx context.Context, query bool) (map[string][]*Entry, 
 	work := map[string][]*Entry{}
 	for _, e := range es {
 		for _, name := range receiverNames(e) {
-			if a := e.Receivers[name]; a.State == Pending && !a.Next.After(now) && !a.Lease.After(now) {
+			if a := e.Receivers[name]; a.State == Pending && !a.Next.After(now) && (!a.Lease.After(now) || d.preclaimed(a, now)) {
 				work[name] = append(work[name], clone(e))
 			}
 		}
@@ -215,11 +215,24 @@ func (d *Dispatcher) serveChunk(ctx context.Context, name string, es []*Entry) (
 	free := func(a *Attempt) bool { return a != nil && a.State == Pending && !a.Lease.After(now) }
 	what := map[string]string{} // by alert ID: what the last application of claim did
 	muted := map[string]string{}
+	leaseOf := map[string]string{} // by alert ID: the lease it is sent under
+	// Alerts Found recorded claimed by this process, with the lease time
+	// a send needs, are claimed already: no write.
+	var claimed, rest []*Entry
+	for _, e := range es {
+		if a := e.Receivers[name]; d.preclaimed(a, now) && e.Version != "" && a.State == Pending && !a.Next.After(now) &&
+			!now.Add(d.o.SendTimeout).After(a.Lease) && d.mutedBy(e.Alert) == "" && now.Sub(e.Alert.Created) <= d.o.GiveUp && n != nil {
+			claimed = append(claimed, e)
+			leaseOf[e.Alert.ID] = a.LeaseBy
+			continue
+		}
+		rest = append(rest, e)
+	}
 	claim := func(x *Entry) bool {
 		id := x.Alert.ID
 		delete(what, id)
 		a := x.Receivers[name]
-		if a == nil || a.State != Pending || a.Next.After(now) || a.Lease.After(now) {
+		if a == nil || a.State != Pending || a.Next.After(now) || a.Lease.After(now) && !d.preclaimed(a, now) {
 			return false // not due, or someone (maybe another worker of this process) is sending it
 		}
 		if by := d.mutedBy(x.Alert); by != "" {
@@ -250,11 +263,10 @@ func (d *Dispatcher) serveChunk(ctx context.Context, name string, es []*Entry) (
 		what[id] = "claimed"
 		return true
 	}
-	written, err := d.updateAll(ctx, es, claim)
+	written, err := d.updateAll(ctx, rest, claim)
 	if err != nil {
 		return rep, time.Time{}, err
 	}
-	var claimed []*Entry
 	for _, e := range written {
 		log := d.o.Log.With().Str("alert", e.Alert.ID).Str("rule", e.Alert.Rule).Str("receiver", name).Logger()
 		switch what[e.Alert.ID] {
@@ -270,8 +282,12 @@ func (d *Dispatcher) serveChunk(ctx context.Context, name string, es []*Entry) (
 			log.Error().Msg("receiver " + name + " is not configured")
 		case "claimed":
 			claimed = append(claimed, e)
+			leaseOf[e.Alert.ID] = lease
 		}
 	}
+	slices.SortFunc(claimed, func(a, b *Entry) int { // in order, the pre-claimed among the others
+		return cmp.Or(a.Alert.Created.Compare(b.Alert.Created), cmp.Compare(a.Alert.ID, b.Alert.ID))
+	})
 	if len(claimed) == 0 {
 		return rep, time.Time{}, nil
 	}
@@ -321,17 +337,14 @@ func (d *Dispatcher) serveChunk(ctx context.Context, name string, es []*Entry) (
 		}
 		results[e.Alert.ID] = res
 	}
-	if ctx.Err() != nil {
-		// Stopping: record what happened if the outbox still answers
-		// within a moment; if not, the leases run out and the alerts are
-		// sent again (at least once).
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-	}
-	_, err = d.updateAll(ctx, claimed, func(x *Entry) bool {
+	// What was sent is recorded even when the sender is stopping (Stop
+	// waits for it), if the outbox answers within a moment; if not, the
+	// leases run out and the alerts are sent again (at least once).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, err = d.updateAll(rctx, claimed, func(x *Entry) bool {
 		cur := x.Receivers[name]
-		if cur == nil || (cur.LeaseBy != lease && !free(cur)) {
+		if cur == nil || (cur.LeaseBy != leaseOf[x.Alert.ID] && !free(cur)) {
 			return false // another sender took it over: its record stands
 		}
 		*cur = results[x.Alert.ID]
@@ -388,6 +401,8 @@ func (s *Sender) Run(ctx context.Context) {
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.done = make(chan struct{})
 	s.mu.Unlock()
+	s.d.senders.Add(1)
+	defer s.d.senders.Add(-1)
 	defer close(s.done)
 	defer s.workers.Wait()
 	t := time.NewTicker(s.interval)
@@ -443,7 +458,7 @@ func (s *Sender) round(ctx context.Context, query bool) {
 		s.workers.Add(1)
 		go func() {
 			defer s.workers.Done()
-			rep, err := s.d.serve(ctx, name, es)
+			_, err := s.d.serve(ctx, name, es)
 			if err != nil && ctx.Err() == nil {
 				s.d.o.Log.Warn().Err(err).Str("receiver", name).Msg("sender: recording a delivery failed; trying again")
 			}
@@ -452,7 +467,7 @@ func (s *Sender) round(ctx context.Context, query bool) {
 			missed := s.missed[name]
 			delete(s.missed, name)
 			s.mu.Unlock()
-			if missed || len(es) == dueBatch || rep.Delivered+rep.Undelivered+rep.Muted > 0 {
+			if missed || len(es) >= dueBatch {
 				select { // there may be more, or others waited while this worker was busy
 				case s.again <- struct{}{}:
 				default:

@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/kvwatch/kvwatch/internal/alert"
 	"github.com/kvwatch/kvwatch/internal/delivery"
+	"github.com/kvwatch/kvwatch/internal/delivery/deliverytest"
 	"github.com/kvwatch/kvwatch/internal/finding"
 )
 
@@ -430,4 +433,88 @@ func TestOutboxBatchColdInstanceUnderContention(t *testing.T) {
 		}
 	}
 	t.Logf("b: %d round trips, %d conflicts; a: %d conflicts", b.Stats().RoundTrips(), b.Stats().Conflicts, a.Stats().Conflicts)
+}
+
+// While a sender loop runs, the alerts a Found records go out claimed by
+// its process: the loop sends them without a claim of its own (a write per
+// partition to record the outcomes, none to claim), another instance's
+// Flush leaves them alone, and if the process stops before sending them
+// they are sent once the lease has run out.
+func TestOutboxPreclaimed(t *testing.T) {
+	p := testPrefix()
+	a, b := newStore(t, p, Options{}), newStore(t, p, Options{})
+	h := newHook(t)
+	clk := &testClock{t: t0.Add(30 * time.Minute)}
+	ctx := context.Background()
+	da := newTestDispatcher(t, a.Outbox(), clk, h, "a")
+	db := newTestDispatcher(t, b.Outbox(), clk, h, "b")
+	sa := da.NewSender(delivery.SenderOptions{Interval: time.Hour})
+	go sa.Run(ctx)
+	for range 100 { // until the loop runs
+		if _, err := da.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	st0 := a.Stats()
+	fs := manyKeys(t0) // 10 alerts over 5 vaults
+	if err := da.Found(ctx, fs); err != nil {
+		t.Fatal(err)
+	}
+	st1 := a.Stats()
+	if rep, err := db.Flush(ctx); err != nil || rep.Delivered != 0 {
+		t.Fatalf("the other instance's flush: %+v %v, want nothing sent (claimed by a)", rep, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.got()) < 10 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	sa.Stop()
+	if got := len(h.got()); got != 10 {
+		t.Fatalf("%d alerts sent, want 10", got)
+	}
+	sendTx := a.Stats().Transactions - st1.Transactions
+	t.Logf("recorded in %d round trips; sent with %d transactions", st1.RoundTrips()-st0.RoundTrips(), sendTx)
+	if sendTx > outboxShards {
+		t.Errorf("sending took %d transactions, want at most one per partition (the outcomes; no claims)", sendTx)
+	}
+	es, _, _ := delivered(t, p, fs)
+	for _, e := range es {
+		if r := e.Receivers["hook"]; r.State != delivery.Delivered || r.Attempts != 1 || r.LeaseBy != "" {
+			t.Fatalf("%s: %+v", e.Alert.ID, r)
+		}
+	}
+
+	// A process that stops before it sends what it recorded claimed (its
+	// sender stuck on an earlier alert meanwhile): the claims hold until
+	// the lease runs out.
+	c := newStore(t, p, Options{})
+	hung := deliverytest.NewHungReceiver(t)
+	dc := delivery.New(delivery.Options{Outbox: c.Outbox(), Now: clk.Now, Log: zerolog.Nop(), Instance: "c",
+		Receivers: deliverytest.Webhooks(t, map[string]string{"hook": hung.Srv.URL})})
+	sc := dc.NewSender(delivery.SenderOptions{Interval: time.Hour})
+	go sc.Run(ctx)
+	for range 100 {
+		if _, err := dc.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	clk.Add(3 * time.Hour)
+	if err := dc.Found(ctx, []finding.Finding{keyed("burst", "kv0", "mallory", "x", clk.Now())}); err != nil {
+		t.Fatal(err)
+	}
+	<-hung.Entered // c's sender is stuck on it
+	if err := dc.Found(ctx, manyKeys(t0.Add(3*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	sc.Stop()
+	before := len(h.got())
+	if rep, err := db.Flush(ctx); err != nil || rep.Delivered != 0 {
+		t.Fatalf("flush while c's claims hold: %+v %v, want nothing", rep, err)
+	}
+	clk.Add(2 * time.Minute) // c's leases ran out
+	if rep, err := db.Flush(ctx); err != nil || rep.Delivered != 11 || len(h.got())-before != 11 {
+		t.Fatalf("flush after c's leases: %+v %v, %d sent; want the 11 alerts c recorded", rep, err, len(h.got())-before)
+	}
 }
