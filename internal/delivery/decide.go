@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -39,9 +40,11 @@ const (
 	// rest wait for the next round of the same call.
 	maxKeyFindings = 40
 	// maxConflictRounds bounds the rounds in a row that commit nothing,
-	// every unit meeting another writer's change; past it Found fails and
+	// every unit meeting another writer's change (each after a random
+	// wait of up to 640 ms: another instance writing a big batch holds a
+	// partition for a few transactions in a row); past it Found fails and
 	// the host retries the batch. maxRounds bounds them all.
-	maxConflictRounds = 8
+	maxConflictRounds = 20
 	maxRounds         = 100
 	// maxFresh bounds the entries kept for the sender between rounds.
 	maxFresh = 2000
@@ -80,6 +83,17 @@ func (d *Dispatcher) Found(ctx context.Context, fs []finding.Finding) error {
 		}
 		if stuck == maxConflictRounds || round == maxRounds {
 			return fmt.Errorf("delivery: %d findings: too many concurrent writers", len(r.redo)+len(r.later))
+		}
+		if stuck > 0 {
+			// Every unit met another writer's change: wait a moment, a
+			// random one, so that writers going round in step part.
+			t := time.NewTimer(rand.N(10 * time.Millisecond << min(stuck, 6)))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
 		}
 		todo = append(r.redo, r.later...)
 	}
@@ -156,6 +170,14 @@ func (d *Dispatcher) round(ctx context.Context, fs []finding.Finding) (roundResu
 		q.Keys = append(q.Keys, Ref{shardOf[k], k})
 		for _, f := range byKey[k] {
 			q.Decisions = append(q.Decisions, Ref{shardOf[k], f.ID})
+			// The marks an alert of it would be inhibited by, read now
+			// rather than once the alerts are made: the outbox reads
+			// before it fixes the head its commit is checked against.
+			for ri := range d.o.Inhibits {
+				if r := &d.o.Inhibits[ri]; globMatch(r.Targets, f.Rule) {
+					q.Read = append(q.Read, Ref{markShard(r, &f), equalKey(ri, r, &f)})
+				}
+			}
 		}
 	}
 	if err := d.o.Outbox.Load(ctx, snap, q); err != nil {

@@ -309,13 +309,41 @@ func decodeLog(props map[string]any, le *logEntry) error {
 	return json.Unmarshal(js, le)
 }
 
-// Load implements delivery.Batch: the shards q touches are caught up
-// (one query each, once per snapshot), and what q asks for is answered
-// from the view; keys in q.Read the view does not know are read (a query
-// per 14 keys and shard), entries too.
+// Load implements delivery.Batch: keys in q.Read the view does not know
+// are read first (a query per 14 keys and shard), then the shards q touches
+// are caught up (one query each, once per snapshot), and what q asks for is
+// answered from the view. Reading before catching up keeps the time from
+// the catch-up (the head a commit is made against) to the commit short.
 func (o *Outbox) Load(ctx context.Context, snap *delivery.Snapshot, q delivery.Query) error {
 	snap.Init()
 	t := toks(snap)
+	// Keys to read: those of q.Read the view does not know.
+	unknown := func() map[string][]string {
+		out := map[string][]string{}
+		seen := map[string]bool{}
+		for _, r := range q.Read {
+			pk := shardPK(r.Shard)
+			if seen[pk+"\x00"+r.Key] {
+				continue
+			}
+			seen[pk+"\x00"+r.Key] = true
+			p := o.part(pk)
+			p.mu.Lock()
+			_, known := p.cool[r.Key]
+			p.mu.Unlock()
+			if _, have := snap.Cooldowns[r.Key]; !known && !(have && !snap.Unknown[r.Key]) {
+				out[pk] = append(out[pk], r.Key) // known to neither the view nor the snapshot
+			}
+		}
+		return out
+	}
+	var got *rowsRead
+	if toRead := unknown(); len(toRead) > 0 {
+		var err error
+		if got, err = o.readRows(ctx, toRead, nil); err != nil {
+			return err
+		}
+	}
 	var pks []string
 	for _, refs := range [][]delivery.Ref{q.Keys, q.Read, q.Decisions, q.Entries} {
 		for _, r := range refs {
@@ -335,13 +363,17 @@ func (o *Outbox) Load(ctx context.Context, snap *delivery.Snapshot, q delivery.Q
 	if err != nil {
 		return err
 	}
-	toRead := map[string][]string{} // partition → keys the view does not know
-	reading := map[string]bool{}
-	for pass, refs := range [][]delivery.Ref{q.Keys, q.Read} {
-		read := pass == 1
+	// Rows read before a shard was caught up and not kept by its view (the
+	// view was forgotten meanwhile) are read again: after the catch-up, a
+	// row is at least as new as the head the snapshot holds.
+	if again := unknown(); len(again) > 0 {
+		if got, err = o.readRows(ctx, again, nil); err != nil {
+			return err
+		}
+	}
+	for _, refs := range [][]delivery.Ref{q.Keys, q.Read} {
 		for _, r := range refs {
-			pk := shardPK(r.Shard)
-			p := o.part(pk)
+			p := o.part(shardPK(r.Shard))
 			p.mu.Lock()
 			row, ok := p.cool[r.Key]
 			if ok {
@@ -349,15 +381,25 @@ func (o *Outbox) Load(ctx context.Context, snap *delivery.Snapshot, q delivery.Q
 				row.used = p.tick
 				snap.Cooldowns[r.Key] = row.c
 				delete(snap.Unknown, r.Key)
-			} else if _, have := snap.Cooldowns[r.Key]; !have || snap.Unknown[r.Key] {
-				snap.Cooldowns[r.Key] = delivery.Cooldown{}
-				snap.Unknown[r.Key] = true
-				if read && !reading[pk+"\x00"+r.Key] {
-					reading[pk+"\x00"+r.Key] = true
-					toRead[pk] = append(toRead[pk], r.Key)
-				}
 			}
 			p.mu.Unlock()
+			if ok {
+				continue
+			}
+			if got != nil {
+				if c, read := got.cools[r.Key]; read {
+					snap.Cooldowns[r.Key] = delivery.Cooldown{}
+					if c != nil {
+						snap.Cooldowns[r.Key] = *c
+					}
+					delete(snap.Unknown, r.Key)
+					continue
+				}
+			}
+			if _, have := snap.Cooldowns[r.Key]; !have || snap.Unknown[r.Key] {
+				snap.Cooldowns[r.Key] = delivery.Cooldown{}
+				snap.Unknown[r.Key] = true
+			}
 		}
 	}
 	for _, r := range q.Decisions {
@@ -369,19 +411,6 @@ func (o *Outbox) Load(ctx context.Context, snap *delivery.Snapshot, q delivery.Q
 			snap.Decisions[r.Key] = d.d
 		}
 		p.mu.Unlock()
-	}
-	if len(toRead) > 0 {
-		got, err := o.readRows(ctx, toRead, nil)
-		if err != nil {
-			return err
-		}
-		for k, c := range got.cools {
-			snap.Cooldowns[k] = delivery.Cooldown{}
-			if c != nil {
-				snap.Cooldowns[k] = *c
-			}
-			delete(snap.Unknown, k)
-		}
 	}
 	if len(q.Entries) > 0 {
 		es, err := o.GetAll(ctx, q.Entries)

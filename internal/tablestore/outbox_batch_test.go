@@ -402,13 +402,13 @@ func TestOutboxBatchColdInstanceUnderContention(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	done := make(chan struct{})
-	go func() { // a goes on: every key held back again and again
+	go func() { // a goes on: every key held back again and again, 50 batches a second
 		defer close(done)
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
 				return
-			default:
+			case <-time.After(20 * time.Millisecond):
 			}
 			if err := da.Found(ctx, batch(t0.Add(time.Duration(1+i%50)*time.Minute), fmt.Sprintf("a%d", i), 2)); err != nil {
 				t.Error(err)
