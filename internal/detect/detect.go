@@ -65,6 +65,9 @@ type Engine struct {
 	// (handed.go): a window still over its threshold is not built, encoded,
 	// recorded and handed on again at every batch that adds to it.
 	handed handedMemo
+	// routineCounts: the largest counts of routine groups' recent periods
+	// (routine.go).
+	routineCounts routineCounts
 
 	prune chan struct{} // a one-slot lock: one prune at a time
 	mark  struct {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kvwatch/kvwatch/internal/audit"
@@ -32,7 +33,7 @@ import (
 // instance), at BlockRoutine, holding the periods the group fired in
 // (at most routine.after, none older than routine.within behind the
 // newest), each in Seen under its period's start (unix seconds, decimal):
-// Last is the largest count handed on in it and First its verdict, fixed
+// Last is the largest count handed on in it (see judge) and First its verdict, fixed
 // when the period is first judged (so a period handed on again, with a
 // higher count, by a retry or a redelivery or another batch, is judged the
 // same way): 0 learning, -since the period that made the group routine
@@ -104,6 +105,14 @@ func (en *Engine) judgeRoutine(ctx context.Context, found []finding.Finding, key
 		})
 		rulesByID[sk.Rule] = en.rules[keys[its[0].i].ri]
 	}
+	// The largest counts this process saw, the batch's included, for the
+	// periods a group's next judgement raises.
+	for _, sk := range order {
+		rt := rulesByID[sk.Rule].Routine
+		for _, it := range byKey[sk] {
+			en.routineCounts.put(sk, it.period, found[it.i].Count, int64(rt.Within/time.Second), rt.After)
+		}
+	}
 	verdicts := make([]routineVerdict, len(found))
 	apply := func(sk state.Key, e *state.Entity) bool {
 		its, ok := byKey[sk]
@@ -111,16 +120,21 @@ func (en *Engine) judgeRoutine(ctx context.Context, found []finding.Finding, key
 			return false
 		}
 		rt := rulesByID[sk.Rule].Routine
+		largest := func(q int64) int64 { return en.routineCounts.get(sk, q) }
 		changed := false
 		for _, it := range its {
 			f := &found[it.i]
 			var c bool
-			verdicts[it.i], c = judge(e, rt, it.period, max(f.Count, 1), reportableOps(f))
+			verdicts[it.i], c = judge(e, rt, it.period, max(f.Count, 1), reportableOps(f), largest)
 			changed = changed || c
 		}
 		return changed
 	}
-	if _, err := en.store.Update(ctx, order, apply); err != nil {
+	// The batch's own update caught the store up with the other writers a
+	// moment ago: this one writes without reading them again (a journal
+	// skips a query per other stream). Verdicts come from apply, not from
+	// what Update returns.
+	if _, err := en.store.Update(state.WriteOnly(ctx), order, apply); err != nil {
 		return fmt.Errorf("update routine state: %w", err)
 	}
 	for _, sk := range order {
@@ -130,6 +144,53 @@ func (en *Engine) judgeRoutine(ctx context.Context, found []finding.Finding, key
 		}
 	}
 	return nil
+}
+
+// routineCounts remembers, per routine group, the largest count this
+// process handed on in each of its recent periods (at most after+1, none
+// older than within behind the newest): what judge raises earlier
+// periods' counts to when the group's next period is judged. Safe for
+// concurrent use; bounded (forgotten whole past 100,000 groups, which
+// only leaves those counts at what was written).
+type routineCounts struct {
+	mu sync.Mutex
+	m  map[state.Key]map[int64]int64
+}
+
+func (rc *routineCounts) put(k state.Key, period, n, within int64, after int) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.m == nil || len(rc.m) > 100_000 {
+		rc.m = map[state.Key]map[int64]int64{}
+	}
+	ps := rc.m[k]
+	if ps == nil {
+		ps = map[int64]int64{}
+		rc.m[k] = ps
+	}
+	ps[period] = max(ps[period], n)
+	newest := period
+	for q := range ps {
+		newest = max(newest, q)
+	}
+	for q := range ps {
+		if newest-q >= within {
+			delete(ps, q)
+		}
+	}
+	for len(ps) > after+1 {
+		oldest := newest
+		for q := range ps {
+			oldest = min(oldest, q)
+		}
+		delete(ps, oldest)
+	}
+}
+
+func (rc *routineCounts) get(k state.Key, period int64) int64 {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.m[k][period]
 }
 
 // reportableOps returns a finding's reportable operations, sorted.
@@ -146,14 +207,24 @@ func reportableOps(f *finding.Finding) []string {
 // judge judges a finding of period p with count n and reportable
 // operations ops against a group's routine e, recording the period; it
 // reports whether e changed. It depends only on its arguments (a store
-// may call it again with fresher state).
-func judge(e *state.Entity, rt *rules.Routine, p, n int64, ops []string) (routineVerdict, bool) {
+// may call it again with fresher state; largest only grows).
+//
+// A period's count is recorded when the period is first judged; it grows
+// as its finding is handed on again, which is not written then (nearly
+// every batch hands on grown counts: writing each would cost the journal
+// an entry of every group every batch), but when the group's next period
+// is judged: the earlier periods' counts are raised then to the largest
+// this process handed on (largest). After a restart that is at least the
+// count each was first judged with.
+func judge(e *state.Entity, rt *rules.Routine, p, n int64, ops []string, largest func(period int64) int64) (routineVerdict, bool) {
 	key := strconv.FormatInt(p, 10)
 	within := int64(rt.Within / time.Second)
 	if e.Seen == nil {
 		e.Seen = map[string]state.Span{}
 	}
 	periods := routinePeriods(e)
+	_, had := e.Seen[key]
+	changed := false
 	// The periods before p within reach, and the operations they carried.
 	var prior []int64
 	var base int64
@@ -164,7 +235,14 @@ func judge(e *state.Entity, rt *rules.Routine, p, n int64, ops []string) (routin
 			continue
 		}
 		prior = append(prior, q)
-		s := e.Seen[strconv.FormatInt(q, 10)]
+		qk := strconv.FormatInt(q, 10)
+		s := e.Seen[qk]
+		if !had {
+			if c := largest(q); c > s.Last {
+				s.Last, changed = c, true
+				e.Seen[qk] = s
+			}
+		}
 		base = max(base, s.Last)
 		if s.First != 0 {
 			routine = true
@@ -179,15 +257,8 @@ func judge(e *state.Entity, rt *rules.Routine, p, n int64, ops []string) (routin
 			newOps = append(newOps, op)
 		}
 	}
-	changed := false
-	cur, had := e.Seen[key]
-	if had {
-		// Judged before: the verdict stands; the count and operations grow.
-		if n > cur.Last {
-			cur.Last, changed = n, true
-			e.Seen[key] = cur
-		}
-	} else {
+	cur := e.Seen[key]
+	if !had {
 		cur = state.Span{Last: n}
 		switch {
 		case routine:
@@ -208,7 +279,7 @@ func judge(e *state.Entity, rt *rules.Routine, p, n int64, ops []string) (routin
 	var v routineVerdict
 	switch {
 	case cur.First < 0:
-		v = routineVerdict{state: routineTold, since: -cur.First, base: max(base, cur.Last), periods: len(prior) + 1}
+		v = routineVerdict{state: routineTold, since: -cur.First, base: max(base, cur.Last, n), periods: len(prior) + 1}
 	case cur.First > 0:
 		v = routineVerdict{state: routineQuiet, base: cur.First}
 		if float64(n) > rt.Growth*float64(cur.First) || len(newOps) > 0 {
