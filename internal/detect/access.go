@@ -138,15 +138,9 @@ func addGrantConfig(e *state.Entity, t int64, v string, keep, batchFrom int64) b
 	if b := grantConfigBefore(e, t); b != "" && sameIDs(b, v) {
 		return false
 	}
-	if e.Values == nil {
-		e.Values = map[int64][]string{}
-	}
-	vs := e.Values[t]
-	i, found := slices.BinarySearch(vs, v)
-	if found {
+	if !insertAt(e, t, v) {
 		return false
 	}
-	e.Values[t] = slices.Insert(slices.Clone(vs), i, v)
 	slots := make([]int64, 0, len(e.Values))
 	for s := range e.Values {
 		slots = append(slots, s)

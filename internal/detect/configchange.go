@@ -66,15 +66,9 @@ func addConfig(e *state.Entity, t int64, v string, batchFirst int64) bool {
 	if configBefore(e, t) == v {
 		return false
 	}
-	if e.Values == nil {
-		e.Values = map[int64][]string{}
-	}
-	vs := e.Values[t]
-	i, found := slices.BinarySearch(vs, v)
-	if found {
+	if !insertAt(e, t, v) {
 		return false
 	}
-	e.Values[t] = slices.Insert(slices.Clone(vs), i, v)
 	keep := batchFirst
 	for slot := range e.Values {
 		if slot < batchFirst && (keep == batchFirst || slot > keep) {
@@ -179,4 +173,19 @@ func compareInt64(a, b int64) int {
 		return 1
 	}
 	return 0
+}
+
+// insertAt adds configuration v to the sorted values e keeps at slot t
+// (a copy: entities are shared until written); false if it is there.
+func insertAt(e *state.Entity, t int64, v string) bool {
+	if e.Values == nil {
+		e.Values = map[int64][]string{}
+	}
+	vs := e.Values[t]
+	i, found := slices.BinarySearch(vs, v)
+	if found {
+		return false
+	}
+	e.Values[t] = slices.Insert(slices.Clone(vs), i, v)
+	return true
 }

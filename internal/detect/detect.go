@@ -60,6 +60,8 @@ type Engine struct {
 	// same fields share one computed key per event.
 	sig  []int
 	sigs int
+	// bucket[ri] is rule ri's bucket width in seconds (ruleBucket).
+	bucket []int64
 
 	// handed remembers the findings this engine recorded and handed on
 	// (handed.go): a window still over its threshold is not built, encoded,
@@ -104,6 +106,7 @@ func New(rs []*rules.Rule, s *rules.Settings, o Options) *Engine {
 		}
 		en.rules = append(en.rules, r)
 		en.horizon[r.ID] = r.StateHorizon(s)
+		en.bucket = append(en.bucket, ruleBucket(r, int64(s.Bucket/time.Second)))
 	}
 	sigIndex := map[string]int{}
 	for _, r := range en.rules {

@@ -200,7 +200,7 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 				e.MarkApplied(c.stream, c.pos)
 				switch {
 				case r.Kind == rules.Threshold:
-					inc(&e.Counts, en.bucketKey(r, c.t))
+					inc(&e.Counts, en.bucketKey(w.ri, c.t))
 				case (r.Kind == rules.Sequence || r.Kind == rules.AccessGrant) && c.second:
 					inc(&e.Counts2, floorDiv(c.t, bucketSec))
 				case r.Kind == rules.Sequence:
@@ -212,9 +212,9 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 					if !vbExact && vb+valueCostUpper(c.value) > valuesBytes {
 						vb, vbExact = valuesLen(e.Values), true
 					}
-					bk := en.bucketKey(r, c.t)
+					bk := en.bucketKey(w.ri, c.t)
 					// A coarser bucket holds as many values as its settings' buckets would.
-					vb += addValue(e, bk, c.value, max(2*r.Count, 16)*int(en.ruleBucket(r)/bucketSec), valuesBytes-vb)
+					vb += addValue(e, bk, c.value, max(2*r.Count, 16)*int(en.bucket[w.ri]/bucketSec), valuesBytes-vb)
 					if r.MinEvents > 0 {
 						inc(&e.Counts, bk)
 					}
@@ -466,7 +466,7 @@ func (en *Engine) needs(w *groupWork, keys []state.Key) []state.Key {
 	case rules.Threshold, rules.Distinct, rules.Sequence:
 		// evalWindow and evalSequence read the buckets from a window before
 		// the first touched bucket to a window after the last.
-		bs := en.ruleBucket(r)
+		bs := en.bucket[w.ri]
 		addRange(floorDiv(tmin, bs)*bs-win, floorDiv(tmax, bs)*bs+win, blockSec)
 	case rules.Spike:
 		addRange(tmin-int64(r.Baseline.Days)*86400, tmax, 86400)
@@ -589,14 +589,14 @@ func (en *Engine) series(w *groupWork, ents map[state.Key]*state.Entity, lo, hi,
 	return sr
 }
 
-// ruleBucket is the width in seconds of a rule's buckets: the settings'
-// bucket, or for a threshold or distinct window of 6 hours or more a
-// coarser one of about a 96th of the window that divides an hour (a day's
-// window slides by 15 minutes, not by the minute: evaluating it costs 96
-// buckets, not 1,440). Entities still keep their counts by the settings'
-// bucket, each at the start of the rule's bucket it falls in.
-func (en *Engine) ruleBucket(r *rules.Rule) int64 {
-	fine := int64(en.settings.Bucket / time.Second)
+// ruleBucket is the width in seconds of a rule's buckets (Engine.bucket,
+// computed once in New): the settings' bucket (fine seconds), or for a
+// threshold or distinct window of 6 hours or more a coarser one of about a
+// 96th of the window that divides an hour (a day's window slides by 15
+// minutes, not by the minute: evaluating it costs 96 buckets, not 1,440).
+// Entities still keep their counts by the settings' bucket, each at the
+// start of the rule's bucket it falls in.
+func ruleBucket(r *rules.Rule, fine int64) int64 {
 	if (r.Kind != rules.Threshold && r.Kind != rules.Distinct) || r.Window < 6*time.Hour {
 		return fine
 	}
@@ -611,10 +611,10 @@ func (en *Engine) ruleBucket(r *rules.Rule) int64 {
 }
 
 // bucketKey is the settings'-bucket index an event at t is counted under
-// for rule r: the first of the rule's bucket it falls in.
-func (en *Engine) bucketKey(r *rules.Rule, t int64) int64 {
+// for rule ri: the first of the rule's bucket it falls in.
+func (en *Engine) bucketKey(ri int, t int64) int64 {
 	fine := int64(en.settings.Bucket / time.Second)
-	bs := en.ruleBucket(r)
+	bs := en.bucket[ri]
 	return floorDiv(t, bs) * (bs / fine)
 }
 
@@ -635,7 +635,7 @@ func (en *Engine) touched(w *groupWork, bs int64, sc *scratch) (buckets []int64,
 // ending in or after every touched bucket.
 func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, events []audit.Event, out *candidates, sc *scratch) {
 	r := w.rule
-	bs := en.ruleBucket(r)
+	bs := en.bucket[w.ri]
 	n := int64(r.Window / time.Second / time.Duration(bs))
 	cd := int64(r.Cooldown / time.Second)
 	buckets, tlo, thi := en.touched(w, bs, sc)
