@@ -142,7 +142,7 @@ func newEnv(t *testing.T) *env {
 receivers:
   - name: hook
     webhook: {url: %q, timeout: 2s}
-delivery: {max_backoff: 2s}
+delivery: {max_backoff: 2s, inhibit_wait: 3s}
 `, e.hook.srv.URL+"/alerts")), demo.Config...), 0o644)
 	return e
 }

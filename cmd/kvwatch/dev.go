@@ -110,7 +110,7 @@ receivers:
       from: kvwatch@example.com
       to: [secops@example.com]
       smtp: {host: 127.0.0.1, port: %s, tls: none, timeout: 5s}
-delivery: {max_backoff: 5s}
+delivery: {max_backoff: 5s, inhibit_wait: 5s}   # inhibit_wait's default is 1m; the day streams in seconds here
 `, *silence, hook.url+"/alerts", smtpPort)), demo.Config...), 0o644); err != nil {
 		return err
 	}

@@ -344,6 +344,9 @@ receivers it went to, or what muted it.`)
 		})
 		next = detect.New(rs, settings, detect.Options{Store: store, Sink: sink, Log: log})
 		flush = func() error {
+			// The end of the records: alerts held for a source
+			// (delivery.inhibit_wait) have nothing more to wait for.
+			latest = latest.Add(cfg.Delivery.InhibitWaitOrDefault())
 			_, err := disp.Flush(ctx)
 			return err
 		}
@@ -460,7 +463,8 @@ func buildDispatcher(cfg *config.File, rs []*rules.Rule, out delivery.Outbox, re
 	host, _ := os.Hostname()
 	o := delivery.Options{Outbox: out, Receivers: receivers, Routes: c.Routes, Silences: c.Silences, Mutes: c.Mutes,
 		Cooldowns: cooldowns, Updates: c.Updates, Inhibits: c.Inhibits, GiveUp: c.Settings.GiveUp.Duration, MaxBackoff: c.Settings.MaxBackoff.Duration,
-		MaxReminder: c.Settings.MaxReminder.Duration, GroupWait: c.Settings.GroupWait.Duration, Instance: fmt.Sprintf("%s/%d", host, os.Getpid()), Log: log}
+		MaxReminder: c.Settings.MaxReminder.Duration, GroupWait: c.Settings.GroupWait.Duration,
+		InhibitWait: c.Settings.InhibitWaitOrDefault(), Instance: fmt.Sprintf("%s/%d", host, os.Getpid()), Log: log}
 	o.Now, o.SilenceSource = now, silences
 	deliverySettings(cfg, &o)
 	return delivery.New(o), nil

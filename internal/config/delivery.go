@@ -20,6 +20,19 @@ import (
 // ReceiverKinds are the kinds of receiver, in the order messages list them.
 var ReceiverKinds = []string{"teams", "email", "webhook", "stdout"}
 
+// DefaultInhibitWait is delivery.inhibit_wait when the file does not say.
+const DefaultInhibitWait = time.Minute
+
+// InhibitWaitOrDefault is how long an alert of an inhibition's target rule waits
+// for a source to cover it: the file's delivery.inhibit_wait, else
+// DefaultInhibitWait.
+func (d DeliverySettings) InhibitWaitOrDefault() time.Duration {
+	if given(d.InhibitWait) {
+		return d.InhibitWait.Duration
+	}
+	return DefaultInhibitWait
+}
+
 // validator wrapping helpers for the delivery part.
 
 func (v *validator) delivery(f *File) {
@@ -34,6 +47,9 @@ func (v *validator) delivery(f *File) {
 	}
 	if d.GroupWait.Duration < 0 {
 		v.errf("delivery.group_wait", "must not be negative")
+	}
+	if d.InhibitWait.Duration < 0 {
+		v.errf("delivery.inhibit_wait", "must not be negative")
 	}
 
 	names := v.receivers(f.Receivers)

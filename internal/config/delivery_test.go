@@ -66,9 +66,10 @@ routes:
 			`3:31: mute_intervals[1].end: |a mute interval must start before it ends`,
 			`4:5: mute_intervals[2].start: |start is required`,
 			`4:5: mute_intervals[2].end: |end is required`}},
-		{"delivery settings", "delivery:\n  give_up: 0s\n  group_wait: -1s\n", []string{
+		{"delivery settings", "delivery:\n  give_up: 0s\n  group_wait: -1s\n  inhibit_wait: -1m\n", []string{
 			`2:3: delivery.give_up: |must be positive`,
-			`3:3: delivery.group_wait: |must not be negative`}},
+			`3:3: delivery.group_wait: |must not be negative`,
+			`4:3: delivery.inhibit_wait: |must not be negative`}},
 		{"overrides checked alone", "overrides:\n  secret-retrieval-burst: {count: 0, severity: hi, window: 0s}\n", []string{
 			`2:28: overrides.secret-retrieval-burst.count: |count must be at least 1`,
 			`2:38: overrides.secret-retrieval-burst.severity: |unknown severity "hi" (did you mean "high"?)`,

@@ -118,6 +118,12 @@ type DeliverySettings struct {
 	// GroupWait holds a new alert this long, adding the findings of the
 	// same rule and vault that arrive meanwhile; default 0 (send at once).
 	GroupWait Duration `yaml:"group_wait"`
+	// InhibitWait holds an alert of a rule some inhibition targets
+	// (mass-secret-retrieval, a burst) this long when no alert of a source
+	// rule covers it yet, so that a source raised by a later batch (the
+	// listing of a sweep whose reads came first, on another partition)
+	// still makes one message that names it; default 1m, 0 sends at once.
+	InhibitWait Duration `yaml:"inhibit_wait"`
 	// SendTimeout is the deadline of one send to one receiver; default
 	// 30s. A receiver that does not answer within it is tried again later;
 	// it never holds up ingestion or the other receivers.

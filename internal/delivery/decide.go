@@ -178,6 +178,7 @@ func (d *Dispatcher) round(ctx context.Context, fs []finding.Finding) (roundResu
 					q.Read = append(q.Read, Ref{markShard(r, &f), equalKey(ri, r, &f)})
 				}
 			}
+			q.Read = append(q.Read, d.heldRefs(&f)...)
 		}
 	}
 	if err := d.o.Outbox.Load(ctx, snap, q); err != nil {
@@ -368,7 +369,16 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 		a.Incident, a.Version = incident[a.Lead().ID], 1
 	}
 	alerts = append(alerts, updates...)
-	inhibited, err := d.inhibit(ctx, snap, alerts)
+	viaMark := map[string]string{}
+	inhibited, err := d.inhibit(ctx, snap, alerts, viaMark)
+	if err != nil {
+		return nil, nil, err
+	}
+	covered, err := d.coverHeld(ctx, snap, alerts, inhibited, now, rows, rowShard)
+	if err != nil {
+		return nil, nil, err
+	}
+	named, namers, err := d.nameInHeldSources(ctx, snap, alerts, viaMark, covered)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -413,7 +423,26 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 					r.Next = a.Created.Add(d.o.GroupWait)
 				}
 			}
-			if lease != "" {
+			held := false
+			if by == "" && e.MutedBy == "" && len(e.Receivers) > 0 {
+				// a target nothing covers yet waits for a source.
+				until := a.Created.Add(d.o.InhibitWait)
+				for _, k := range d.holdKeys(a) {
+					c, ok := rows[k]
+					if !ok {
+						c = snap.Cooldowns[k]
+					}
+					rows[k], rowShard[k] = hold(c, a, until, now), Shard(a.Lead())
+					uf.union(node, "k:"+k)
+					held = true
+				}
+				if held {
+					for _, r := range e.Receivers {
+						r.Next = maxTime(r.Next, until)
+					}
+				}
+			}
+			if lease != "" && !held {
 				for _, r := range e.Receivers {
 					if r.State == Pending {
 						r.Lease, r.LeaseBy = now.Add(d.o.Lease), lease
@@ -439,7 +468,23 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 			}
 		}
 	}
-	marks, err := d.markSources(ctx, snap, alerts)
+	for _, c := range covered {
+		if !c.late {
+			uf.union("a:"+c.source.ID, "e:"+c.entry.Alert.ID)
+			uf.union("a:"+c.source.ID, "k:"+c.key)
+		}
+	}
+	lateNamed := map[string]bool{} // named by targets of other shards only
+	for src, ids := range namers {
+		lateNamed[src] = true
+		for _, id := range ids {
+			if alertShard(alerts, id) == EntryShard(named[src]) {
+				uf.union("a:"+id, "e:"+src)
+				lateNamed[src] = false
+			}
+		}
+	}
+	marks, err := d.markSources(ctx, snap, alerts, rows)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -527,6 +572,31 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 		}
 		u.Put = append(u.Put, joined[id])
 	}
+	namedIDs := make([]string, 0, len(named))
+	for id := range named {
+		namedIDs = append(namedIDs, id)
+	}
+	slices.Sort(namedIDs)
+	for _, id := range namedIDs {
+		if lateNamed[id] {
+			continue
+		}
+		u, err := unitOf("e:"+id, EntryShard(named[id]))
+		if err != nil {
+			return nil, nil, err
+		}
+		u.Put = append(u.Put, named[id])
+	}
+	for _, c := range covered {
+		if c.late {
+			continue
+		}
+		u, err := unitOf("e:"+c.entry.Alert.ID, EntryShard(c.entry))
+		if err != nil {
+			return nil, nil, err
+		}
+		u.Put = append(u.Put, c.entry)
+	}
 	for _, k := range keys {
 		if len(byKey[k]) == 0 || !uf.has("k:"+k) {
 			continue // nothing written: nothing to decide again
@@ -566,7 +636,47 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 			}
 		}
 	}
+	// Held targets in another shard than the source taking them in: by
+	// key, in units of their own, after the source's.
+	heldUnits := map[string]*planUnit{}
+	for _, c := range covered {
+		if !c.late {
+			continue
+		}
+		u := heldUnits[c.key]
+		if u == nil {
+			u = &planUnit{Unit: Unit{Shard: EntryShard(c.entry), Cooldowns: map[string]Cooldown{c.key: c.row}}}
+			heldUnits[c.key] = u
+			p.late = append(p.late, u)
+		}
+		u.Put = append(u.Put, c.entry)
+		if s := units[uf.find("a:"+c.source.ID)]; s != nil && !slices.Contains(u.sources, s) {
+			u.sources = append(u.sources, s)
+		}
+	}
+	for _, id := range namedIDs {
+		if !lateNamed[id] {
+			continue
+		}
+		u := &planUnit{Unit: Unit{Shard: EntryShard(named[id]), Put: []*Entry{named[id]}}}
+		for _, t := range namers[id] {
+			if s := units[uf.find("a:"+t)]; s != nil && !slices.Contains(u.sources, s) {
+				u.sources = append(u.sources, s)
+			}
+		}
+		p.late = append(p.late, u)
+	}
 	return p, nil, nil
+}
+
+// alertShard is the shard of the alert of alerts with ID id.
+func alertShard(alerts []*alert.Alert, id string) string {
+	for _, a := range alerts {
+		if a.ID == id {
+			return Shard(a.Lead())
+		}
+	}
+	return ""
 }
 
 // unionFind joins the nodes of a round (keys, alerts, entries) that must
@@ -767,6 +877,13 @@ func (d *Dispatcher) group(fs []finding.Finding, repeat, suppressed map[string]i
 		}
 	}
 	return out
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // alertAt is when an alert's finding happened, for cooldowns.

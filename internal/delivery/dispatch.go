@@ -86,9 +86,14 @@ type Options struct {
 	// to it the findings of the same rule and vault that arrive meanwhile;
 	// 0 (the default) sends at once.
 	GroupWait time.Duration
-	Instance  string // names this process in leases
-	Now       func() time.Time
-	Log       zerolog.Logger
+	// InhibitWait holds an alert of an inhibition's target rule that no
+	// source covers yet this long, for a source recorded meanwhile (by a
+	// later batch, another partition) to take it in (inhibit.go); 0 sends
+	// at once.
+	InhibitWait time.Duration
+	Instance    string // names this process in leases
+	Now         func() time.Time
+	Log         zerolog.Logger
 }
 
 // DefaultCooldown applies to findings of rules with no known cooldown.

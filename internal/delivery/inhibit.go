@@ -114,7 +114,9 @@ func markShard(r *InhibitRule, f *finding.Finding) string {
 // inhibit decides which alerts are inhibited, and by what: it returns, by
 // alert ID, "rule (alert ID)" of the source. Sources of the same call get
 // the alerts they fold in as Related, and the highest severity.
-func (d *Dispatcher) inhibit(ctx context.Context, snap *Snapshot, alerts []*alert.Alert) (map[string]string, error) {
+// viaMark, if not nil, gets the source alert of targets inhibited by an
+// earlier source's mark.
+func (d *Dispatcher) inhibit(ctx context.Context, snap *Snapshot, alerts []*alert.Alert, viaMark map[string]string) (map[string]string, error) {
 	if len(d.o.Inhibits) == 0 || len(alerts) == 0 {
 		return nil, nil
 	}
@@ -186,8 +188,11 @@ func (d *Dispatcher) inhibit(ctx context.Context, snap *Snapshot, alerts []*aler
 		return nil, fmt.Errorf("delivery: inhibit: %w", err)
 	}
 	for _, t := range rest {
-		if by := d.markedSource(snap, t); by != "" {
+		if by, m := d.markedSource(snap, t); by != "" {
 			out[t.ID] = by
+			if viaMark != nil {
+				viaMark[t.ID] = m.Alert
+			}
 		}
 	}
 	return out, nil
@@ -214,16 +219,18 @@ func allCovered(r *InhibitRule, s, t *alert.Alert) bool {
 // markedSource returns the earlier source alert that inhibits t, "" if
 // none: every finding of t must be covered by a mark of one inhibition.
 // The marks are in snap.
-func (d *Dispatcher) markedSource(snap *Snapshot, t *alert.Alert) string {
+func (d *Dispatcher) markedSource(snap *Snapshot, t *alert.Alert) (string, *SourceMark) {
 	for ri := range d.o.Inhibits {
 		r := &d.o.Inhibits[ri]
 		if !globMatch(r.Targets, t.Rule) {
 			continue
 		}
 		by := ""
+		var mark *SourceMark
 		for i := range t.Findings {
 			f := &t.Findings[i]
 			m := snap.Cooldowns[equalKey(ri, r, f)].Source
+			mark = m
 			at := alertAt(f)
 			if m == nil || m.Rule == t.Rule || at.After(m.Until) || f.Severity > m.Severity || t.Severity > m.Severity {
 				by = ""
@@ -243,10 +250,64 @@ func (d *Dispatcher) markedSource(snap *Snapshot, t *alert.Alert) string {
 			by = m.Rule + " (alert " + m.Alert + ")"
 		}
 		if by != "" {
-			return by
+			return by, mark
 		}
 	}
-	return ""
+	return "", nil
+}
+
+// nameInHeldSources adds the targets of this round inhibited by the mark
+// of a source alert that is still held (waiting for its own source,
+// Options.InhibitWait) to that alert's Related, so that the message that
+// finally names the source names them too: it returns the source entries
+// to write back, each with the targets of this round it names (written
+// with one of them in its shard, else after them). A source on its way
+// already is left.
+func (d *Dispatcher) nameInHeldSources(ctx context.Context, snap *Snapshot, alerts []*alert.Alert, viaMark map[string]string,
+	covered []*heldCover) (map[string]*Entry, map[string][]string, error) {
+	if len(viaMark) == 0 {
+		return nil, nil, nil
+	}
+	taken := map[string]bool{}
+	for _, c := range covered {
+		taken[c.entry.Alert.ID] = true
+	}
+	var refs []Ref
+	for _, a := range alerts {
+		if src := viaMark[a.ID]; src != "" && !taken[src] {
+			refs = append(refs, Ref{Shard(a.Lead()), src})
+		}
+	}
+	if len(refs) == 0 {
+		return nil, nil, nil
+	}
+	if err := d.o.Outbox.Load(ctx, snap, Query{Entries: refs}); err != nil {
+		return nil, nil, fmt.Errorf("delivery: inhibit: %w", err)
+	}
+	puts, names := map[string]*Entry{}, map[string][]string{}
+	for _, a := range alerts {
+		src := viaMark[a.ID]
+		if src == "" || taken[src] {
+			continue
+		}
+		e := puts[src]
+		if e == nil {
+			e = snap.Entries[src]
+			if e == nil || !waiting(e) || !e.Receivers[receiverNames(e)[0]].Next.After(d.o.Now()) {
+				continue
+			}
+			e = clone(e)
+			al := *e.Alert
+			al.Related = slices.Clone(al.Related)
+			e.Alert = &al
+			puts[src] = e
+		}
+		e.Alert.Related = append(e.Alert.Related, alert.Related{Rule: a.Rule, Title: a.Title, Severity: a.Severity, Summary: a.Summary,
+			Group: a.Group, Period: a.Lead().Period, Alert: a.ID})
+		e.Alert.Related = append(e.Alert.Related, a.Related...)
+		names[src] = append(names[src], a.ID)
+	}
+	return puts, names, nil
 }
 
 // A markWrite is a mark to record, and the source alerts it comes from.
@@ -260,7 +321,8 @@ type markWrite struct {
 // equal values, for targets raised by later batches: written with those
 // alerts (or, kept in another shard, after them). A later alert of the
 // same rule that marked a key already keeps its mark.
-func (d *Dispatcher) markSources(ctx context.Context, snap *Snapshot, alerts []*alert.Alert) ([]*markWrite, error) {
+// rows are the rows this round writes already: a mark is added to them.
+func (d *Dispatcher) markSources(ctx context.Context, snap *Snapshot, alerts []*alert.Alert, rows map[string]Cooldown) ([]*markWrite, error) {
 	type src struct {
 		ri int
 		a  *alert.Alert
@@ -299,7 +361,10 @@ func (d *Dispatcher) markSources(ctx context.Context, snap *Snapshot, alerts []*
 			Until: s.f.LastEvent.Add(base), Operations: slices.Clone(operations(s.f))}
 		key := refs[i].Key
 		w := byKey[key]
-		c := snap.Cooldowns[key]
+		c, ok := rows[key]
+		if !ok {
+			c = snap.Cooldowns[key]
+		}
 		if w != nil {
 			c = w.c
 		}
@@ -318,4 +383,218 @@ func (d *Dispatcher) markSources(ctx context.Context, snap *Snapshot, alerts []*
 		}
 	}
 	return out, nil
+}
+
+// Held targets (Options.InhibitWait). A target's source is not always
+// raised first: a sweep's reads on one partition can make a mass-read
+// alert a batch before the listing on another partition makes the
+// listing-then-read alert. So an alert of a target rule that nothing
+// inhibits is held: its receivers' first attempt waits InhibitWait, and
+// it is noted (HeldTarget) in its own shard under heldKey of each
+// inhibition it is a target of and its findings' equal values. A source
+// alert recorded while the target waits, that covers it as a source of
+// the same round would, takes it in: the held entry is written back
+// inhibited, in the source's unit when both live in one shard (so a
+// sender that claimed it first makes the unit conflict, and it is decided
+// again), else right after the source's unit is written (a target grouped
+// without its vault, such as reads across vaults): if a sender claimed it
+// meanwhile it is sent, and the source's message has named it too.
+
+// HeldTarget is an alert of a target rule waiting for a source.
+type HeldTarget struct {
+	Alert string    `json:"alert"`
+	Rule  string    `json:"rule"`
+	Until time.Time `json:"until"` // sent then unless a source covers it
+}
+
+// maxHeld bounds the held targets noted under one key: at the bound the
+// one that waits least is dropped (it is sent alone when its wait ends).
+const maxHeld = 16
+
+// heldKey names the row, in shard, noting the targets of inhibition i
+// held with f's equal values.
+func heldKey(shard string, i int, r *InhibitRule, f *finding.Finding) string {
+	return "held|" + strconv.Quote(shard) + "|" + equalKey(i, r, f)
+}
+
+// heldRefs are the rows a target finding f would be noted under.
+func (d *Dispatcher) heldRefs(f *finding.Finding) []Ref {
+	if d.o.InhibitWait <= 0 {
+		return nil
+	}
+	var refs []Ref
+	for ri := range d.o.Inhibits {
+		if r := &d.o.Inhibits[ri]; globMatch(r.Targets, f.Rule) {
+			refs = append(refs, Ref{Shard(f), heldKey(Shard(f), ri, r, f)})
+		}
+	}
+	return refs
+}
+
+// holdKeys returns the rows (in a's shard) held alert a is noted under;
+// none if a is no inhibition's target, or if it reports an operation of
+// the administrative, delete, purge, backup or restore kinds: those reach
+// the user at once (a source covering one fires on the same record, so
+// in the same batch).
+func (d *Dispatcher) holdKeys(a *alert.Alert) []string {
+	var keys []string
+	for i := range a.Findings {
+		if len(reportable(&a.Findings[i])) > 0 {
+			return nil
+		}
+	}
+	for i := range a.Findings {
+		for _, r := range d.heldRefs(&a.Findings[i]) {
+			if !slices.Contains(keys, r.Key) {
+				keys = append(keys, r.Key)
+			}
+		}
+	}
+	return keys
+}
+
+// hold notes held alert a under c (a row of one of its keys), dropping
+// what waited out at now.
+func hold(c Cooldown, a *alert.Alert, until, now time.Time) Cooldown {
+	held := slices.DeleteFunc(slices.Clone(c.Held), func(h HeldTarget) bool { return !h.Until.After(now) || h.Alert == a.ID })
+	held = append(held, HeldTarget{Alert: a.ID, Rule: a.Rule, Until: until})
+	if len(held) > maxHeld {
+		slices.SortFunc(held, func(x, y HeldTarget) int { return y.Until.Compare(x.Until) })
+		held = held[:maxHeld]
+	}
+	c.Last = now
+	c.Held = held
+	return c
+}
+
+// A heldCover is a held target a source alert of this round takes in.
+type heldCover struct {
+	entry  *Entry       // the target's entry, inhibited, to write back
+	source *alert.Alert // the source alert naming it
+	key    string       // the row the hold was noted under, in the entry's shard
+	row    Cooldown     // that row without it
+	late   bool         // the entry lives in another shard than the source
+}
+
+// coverHeld finds the held targets the source alerts of this round
+// (those not inhibited themselves) cover, marks their entries inhibited
+// by the source, and adds them to the source's Related. The rows of
+// covers in their source's shard are left, without them, in rows.
+func (d *Dispatcher) coverHeld(ctx context.Context, snap *Snapshot, alerts []*alert.Alert, inhibited map[string]string,
+	now time.Time, rows map[string]Cooldown, rowShard map[string]string) ([]*heldCover, error) {
+	if d.o.InhibitWait <= 0 || len(d.o.Inhibits) == 0 {
+		return nil, nil
+	}
+	type cand struct {
+		r     *InhibitRule
+		a     *alert.Alert
+		key   string
+		shard string
+	}
+	var cands []cand
+	var refs []Ref
+	inRound := map[string]bool{}
+	for _, a := range alerts {
+		inRound[a.ID] = true
+	}
+	for ri := range d.o.Inhibits {
+		r := &d.o.Inhibits[ri]
+		for _, a := range alerts {
+			if inhibited[a.ID] != "" || !globMatch(r.Sources, a.Rule) {
+				continue
+			}
+			for i := range a.Findings {
+				f := &a.Findings[i]
+				// Targets grouped by the vault live in its shard, the
+				// others in "".
+				for _, sh := range []string{field(f, "vault"), ""} {
+					k := heldKey(sh, ri, r, f)
+					if !slices.ContainsFunc(refs, func(x Ref) bool { return x.Key == k }) {
+						cands = append(cands, cand{r, a, k, sh})
+						refs = append(refs, Ref{sh, k})
+					}
+				}
+			}
+		}
+	}
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	if err := d.o.Outbox.Load(ctx, snap, Query{Read: refs}); err != nil {
+		return nil, fmt.Errorf("delivery: inhibit: %w", err)
+	}
+	row := func(k string) Cooldown {
+		if c, ok := rows[k]; ok {
+			return c
+		}
+		return snap.Cooldowns[k]
+	}
+	var entries []Ref
+	for _, c := range cands {
+		for _, h := range row(c.key).Held {
+			if h.Until.After(now) && !inRound[h.Alert] {
+				entries = append(entries, Ref{c.shard, h.Alert})
+			}
+		}
+	}
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	if err := d.o.Outbox.Load(ctx, snap, Query{Entries: entries}); err != nil {
+		return nil, fmt.Errorf("delivery: inhibit: %w", err)
+	}
+	taken := map[string]bool{}
+	var out []*heldCover
+	for _, c := range cands {
+		cd := row(c.key)
+		keep := cd.Held[:0:0]
+		var mine []*heldCover
+		for _, h := range cd.Held {
+			e := snap.Entries[h.Alert]
+			if !h.Until.After(now) || e == nil || !waiting(e) {
+				continue // waited out, or gone its way: forget it
+			}
+			if taken[h.Alert] || inRound[h.Alert] || h.Rule == c.a.Rule || !allCovered(c.r, c.a, e.Alert) {
+				keep = append(keep, h)
+				continue
+			}
+			taken[h.Alert] = true
+			e = clone(e)
+			e.InhibitedBy = c.a.Rule + " (alert " + c.a.ID + ")"
+			for _, at := range e.Receivers {
+				at.State = Muted
+			}
+			t := e.Alert
+			// It names what it took in itself (a mass read naming the
+			// burst it inhibited): the source names them all.
+			c.a.Related = append(c.a.Related, alert.Related{Rule: t.Rule, Title: t.Title, Severity: t.Severity, Summary: t.Summary,
+				Group: t.Group, Period: t.Lead().Period, Alert: t.ID})
+			c.a.Related = append(c.a.Related, t.Related...)
+			c.a.Severity = max(c.a.Severity, t.Severity)
+			mine = append(mine, &heldCover{entry: e, source: c.a, key: c.key, late: c.shard != Shard(c.a.Lead())})
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		cd.Held = keep
+		for _, m := range mine {
+			m.row = cd
+		}
+		if !mine[0].late {
+			rows[c.key], rowShard[c.key] = cd, c.shard
+		}
+		out = append(out, mine...)
+	}
+	return out, nil
+}
+
+// waiting reports whether no receiver of e has been tried or claimed yet:
+// it can still be taken in, as if it had never been recorded to send.
+func waiting(e *Entry) bool {
+	for _, r := range e.Receivers {
+		if r.State != Pending || r.Attempts > 0 || !r.Lease.IsZero() {
+			return false
+		}
+	}
+	return len(e.Receivers) > 0
 }

@@ -89,8 +89,11 @@ type Cooldown struct {
 	Told *Told `json:"told,omitempty"`
 	// Source, under an inhibition's key (inhibit.go), is the last alert of
 	// a source rule with the key's equal values.
-	Source  *SourceMark `json:"source,omitempty"`
-	Version string      `json:"-"`
+	Source *SourceMark `json:"source,omitempty"`
+	// Held, under an inhibition's key, are alerts of its target rules
+	// waiting for a source to cover them (Options.InhibitWait).
+	Held    []HeldTarget `json:"held,omitempty"`
+	Version string       `json:"-"`
 }
 
 // Outbox is where alerts wait for their receivers, and where the decisions

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -132,7 +133,7 @@ func outboxContract(t *testing.T, newOutbox func(t *testing.T) delivery.Outbox) 
 		o := newOutbox(t)
 		key := "burst|vault=kv1 caller=a/b#c?"
 		c, err := o.Cooldown(ctx, key)
-		if err != nil || c != (delivery.Cooldown{}) {
+		if err != nil || !reflect.DeepEqual(c, delivery.Cooldown{}) {
 			t.Fatalf("Cooldown of nothing: %+v, %v", c, err)
 		}
 		c1 := delivery.Cooldown{Last: t0, Repeat: 1, Suppressed: 2, LastFinding: "f1"}
@@ -149,7 +150,7 @@ func outboxContract(t *testing.T, newOutbox func(t *testing.T) delivery.Outbox) 
 		if got.Version == "" || !got.Last.Equal(t0) || got.Repeat != 1 || got.Suppressed != 2 || got.LastFinding != "f1" {
 			t.Fatalf("read back %+v", got)
 		}
-		if c, _ := o.Cooldown(ctx, "burst|vault=kv1 caller=a/b#c"); c != (delivery.Cooldown{}) {
+		if c, _ := o.Cooldown(ctx, "burst|vault=kv1 caller=a/b#c"); !reflect.DeepEqual(c, delivery.Cooldown{}) {
 			t.Fatalf("another key read %+v", c)
 		}
 		stale := got

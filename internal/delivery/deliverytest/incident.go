@@ -58,8 +58,8 @@ func NewWorld(t *testing.T, out delivery.Outbox) *World {
 		cooldowns[r.ID] = r.Cooldown
 	}
 	w.disp = delivery.New(delivery.Options{Outbox: out, Receivers: Webhooks(t, map[string]string{"hook": w.Hook.Srv.URL}),
-		Cooldowns: cooldowns, Updates: c.Updates, Inhibits: c.Inhibits, Log: zerolog.Nop(),
-		Now: func() time.Time { return w.now }})
+		Cooldowns: cooldowns, Updates: c.Updates, Inhibits: c.Inhibits, InhibitWait: c.Settings.InhibitWaitOrDefault(),
+		Log: zerolog.Nop(), Now: func() time.Time { return w.now }})
 	w.engine = detect.New(rs, settings, detect.Options{Store: state.NewMemory(), Sink: w.disp, Log: zerolog.Nop(),
 		Now: func() time.Time { return w.now }})
 	return w
@@ -102,6 +102,19 @@ func (w *World) Batch(evs ...audit.Event) []alert.Alert {
 	if _, err := w.engine.Consume(context.Background(), evs); err != nil {
 		w.t.Fatal(err)
 	}
+	if _, err := w.disp.Flush(context.Background()); err != nil {
+		w.t.Fatal(err)
+	}
+	return w.Hook.Got()[before:]
+}
+
+// Wait lets d pass with no records (event time: the next records are
+// that much later) and delivers what became due; it returns the alerts
+// the webhook received meanwhile.
+func (w *World) Wait(d time.Duration) []alert.Alert {
+	w.t.Helper()
+	w.now = w.now.Add(d)
+	before := len(w.Hook.Got())
 	if _, err := w.disp.Flush(context.Background()); err != nil {
 		w.t.Fatal(err)
 	}
@@ -199,18 +212,27 @@ func IncidentScenarios(t *testing.T, newOutbox func(t *testing.T) delivery.Outbo
 			}
 			return evs
 		}
-		got := w.Batch(reads(at("10:00"), 25, time.Second)...)
-		if len(got) != 1 || got[0].Rule != "secret-retrieval-burst" || got[0].Count != 25 {
-			t.Fatalf("25 reads: %s", Describe(got))
+		// A burst is a target of the sweep's inhibitions: it waits
+		// delivery.inhibit_wait (1m) for a listing that would take it in.
+		if got := w.Batch(reads(at("10:00"), 25, time.Second)...); len(got) != 0 {
+			t.Fatalf("25 reads: sent before the inhibit wait: %s", Describe(got))
 		}
-		if got := w.Batch(reads(at("10:00", 30), 15, time.Second)...); len(got) != 0 {
+		got := w.Wait(time.Minute)
+		if len(got) != 1 || got[0].Rule != "secret-retrieval-burst" || got[0].Count != 25 {
+			t.Fatalf("25 reads, a minute later: %s", Describe(got))
+		}
+		if got := w.Batch(reads(at("10:01", 30), 15, time.Second)...); len(got) != 0 {
 			t.Fatalf("40 reads: %s", Describe(got))
 		}
-		got = w.Batch(reads(at("10:01"), 485, 400*time.Millisecond)...)
+		w.Batch(reads(at("10:02"), 485, 200*time.Millisecond)...)
+		got = w.Wait(time.Minute)
 		if len(got) != 1 || got[0].Version != 2 || !slices.Equal(got[0].Changes, []string{"count 25 → 525"}) {
 			t.Fatalf("525 reads: want one update saying count 25 → 525, got %s", Describe(got))
 		}
 		if got := w.Batch(reads(at("10:04", 20), 100, 300*time.Millisecond)...); len(got) != 0 {
+			t.Fatalf("625 reads: %s", Describe(got))
+		}
+		if got := w.Wait(time.Minute); len(got) != 0 {
 			t.Fatalf("625 reads: %s", Describe(got))
 		}
 	})
@@ -275,6 +297,86 @@ func IncidentScenarios(t *testing.T, newOutbox func(t *testing.T) delivery.Outbo
 		}
 		if got := w.Batch(more...); len(got) != 0 {
 			t.Fatalf("more of the sweep: %s", Describe(got))
+		}
+	})
+
+	// The same sweep with its reads on one partition and its listing on
+	// another, whose batch comes later: the mass read, the burst and the
+	// reads across vaults wait (delivery.inhibit_wait) and the listing's
+	// message, when it comes, names them; nothing else is sent, then or
+	// when their wait is over.
+	t.Run("a sweep whose listing comes a batch after its reads is one message", func(t *testing.T) {
+		out := newOutbox(t)
+		w := NewWorld(t, out)
+		var reads []audit.Event
+		for i := range 30 {
+			reads = append(reads, w.Op("SecretGet", "kv-pay", "dave", at("13:37", 10+i), Object(fmt.Sprintf("secret-%02d", i))))
+		}
+		if got := w.Batch(reads[:12]...); len(got) != 0 {
+			t.Fatalf("the first reads: %s", Describe(got))
+		}
+		if got := w.Batch(reads[12:]...); len(got) != 0 {
+			t.Fatalf("the sweep's reads, no listing yet: sent before the inhibit wait: %s", Describe(got))
+		}
+		got := w.Batch(w.Op("SecretList", "kv-pay", "dave", at("13:37"), Object("")))
+		var related []string
+		if len(got) == 1 {
+			for _, r := range got[0].Related {
+				related = append(related, r.Rule)
+			}
+			slices.Sort(related)
+		}
+		if len(got) != 1 || got[0].Rule != "listing-then-read-burst" ||
+			!slices.Equal(related, []string{"mass-secret-retrieval", "secret-retrieval-burst", "secrets-read-across-vaults"}) {
+			t.Fatalf("the listing, a batch later: want one message of the listing naming the three others, got %s", Describe(got))
+		}
+		// Each is recorded inhibited: the mass read by the listing, the
+		// burst and the reads across vaults by the mass read (a chain).
+		var mass string
+		for _, r := range got[0].Related {
+			if r.Rule == "mass-secret-retrieval" {
+				mass = r.Alert
+			}
+		}
+		for _, r := range got[0].Related {
+			by := "listing-then-read-burst (alert " + got[0].ID + ")"
+			if r.Rule != "mass-secret-retrieval" {
+				by = "mass-secret-retrieval (alert " + mass + ")"
+			}
+			e, err := out.Get(context.Background(), r.Alert)
+			if err != nil || e == nil || e.InhibitedBy != by || e.Pending() {
+				t.Fatalf("%s in the outbox: %+v (%v), want it inhibited by %s", r.Rule, e, err, by)
+			}
+		}
+		if got := w.Wait(10 * time.Minute); len(got) != 0 {
+			t.Fatalf("after the wait: %s", Describe(got))
+		}
+	})
+
+	// A target no source comes for is sent alone once its wait is over.
+	t.Run("a mass read with no listing is sent after the inhibit wait", func(t *testing.T) {
+		w := NewWorld(t, newOutbox(t))
+		var reads []audit.Event
+		for i := range 30 {
+			reads = append(reads, w.Op("SecretGet", "kv-pay", "erin", at("16:00", 10+i), Object(fmt.Sprintf("secret-%02d", i))))
+		}
+		if got := w.Batch(reads...); len(got) != 0 {
+			t.Fatalf("the reads: sent before the inhibit wait: %s", Describe(got))
+		}
+		if got := w.Wait(30 * time.Second); len(got) != 0 {
+			t.Fatalf("half the wait: %s", Describe(got))
+		}
+		got := w.Wait(time.Minute)
+		var related []string
+		if len(got) == 1 {
+			for _, r := range got[0].Related {
+				related = append(related, r.Rule)
+			}
+			slices.Sort(related)
+		}
+		if len(got) != 1 || got[0].Rule != "mass-secret-retrieval" ||
+			!slices.Equal(related, []string{"secret-retrieval-burst", "secrets-read-across-vaults"}) {
+			t.Fatalf("after the wait: want the mass read naming the burst and the reads across vaults, got %s", Describe(got))
 		}
 	})
 }
