@@ -271,6 +271,17 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 	var found []finding.Finding
 	var fkeys []handedKey
 	keys, apply := en.plan(order)
+	if len(keys) > 0 && partition != "" {
+		// The partition's progress goes with its batch's state.
+		keys = append(keys, WatermarkKey)
+		inner, now := apply, en.now().Unix()
+		apply = func(k state.Key, e *state.Entity) bool {
+			if k == WatermarkKey {
+				return markProgress(e, partition, newest, now)
+			}
+			return inner(k, e)
+		}
+	}
 	var ents map[state.Key]*state.Entity
 	if len(keys) > 0 {
 		var err error
@@ -377,6 +388,34 @@ func tupleText(value string, fields []string) string {
 	return strings.Join(groupkey.Split(value, len(fields)), " / ")
 }
 
+// WatermarkKey holds every input stream's progress (Seen, by partition:
+// First the newest event time a batch of it applied, Last when, in wall
+// clock seconds), written with each batch's state: every instance sharing
+// the state sees the partitions the others read, and none prunes state a
+// partition behind still needs. Streams not heard from for a day are
+// forgotten (the entity is bounded by the partitions read lately).
+var WatermarkKey = state.Key{Rule: "~progress", Block: state.BlockMeta}
+
+// markProgress records that partition applied events up to newest at now.
+func markProgress(e *state.Entity, partition string, newest, now int64) bool {
+	changed := false
+	for p, s := range e.Seen {
+		if now-s.Last > 24*3600 {
+			delete(e.Seen, p)
+			changed = true
+		}
+	}
+	cur, ok := e.Seen[partition]
+	if ok && cur.First >= newest && now-cur.Last < 60 {
+		return changed // heard from within the minute, no further on
+	}
+	if e.Seen == nil {
+		e.Seen = map[string]state.Span{}
+	}
+	e.Seen[partition] = state.Span{First: max(cur.First, newest), Last: max(cur.Last, now)}
+	return true
+}
+
 // maybePrune drops state older than each rule's horizon behind the newest
 // event seen, at most once per bucket of event-time progress.
 func (en *Engine) maybePrune(ctx context.Context, newest int64, partition string) error {
@@ -404,7 +443,28 @@ func (en *Engine) maybePrune(ctx context.Context, newest int64, partition string
 			wm = p[0]
 		}
 	}
-	due := wm-en.mark.pruned >= int64(blockDur/time.Second)
+	step := int64(blockDur / time.Second)
+	due := wm-en.mark.pruned >= step
+	en.mark.ch <- struct{}{}
+	if !due {
+		return nil
+	}
+	// The partitions other instances read (the state is shared through
+	// the store): one behind holds pruning back as a partition of this
+	// instance would, or its late records would find their state gone.
+	ents, err := en.store.Get(ctx, []state.Key{WatermarkKey})
+	if err != nil {
+		return fmt.Errorf("prune state: %w", err)
+	}
+	if e := ents[WatermarkKey]; e != nil {
+		for _, p := range e.Seen {
+			if now-p.Last <= 600 && p.First < wm {
+				wm = p.First
+			}
+		}
+	}
+	<-en.mark.ch
+	due = wm-en.mark.pruned >= step
 	if due {
 		en.mark.pruned = wm
 	}
@@ -413,7 +473,7 @@ func (en *Engine) maybePrune(ctx context.Context, newest int64, partition string
 		return nil
 	}
 	en.forgetHandedBefore(wm)
-	_, err := en.PruneBefore(ctx, time.Unix(wm, 0))
+	_, err = en.PruneBefore(ctx, time.Unix(wm, 0))
 	return err
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvwatch/kvwatch/internal/audit"
 	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
 	"github.com/kvwatch/kvwatch/internal/state"
 	"github.com/kvwatch/kvwatch/internal/stats"
@@ -501,5 +502,51 @@ func TestJournalConcurrentCompactions(t *testing.T) {
 			}
 		}
 		sameView(t, restored(t, prefix), mem)
+	}
+}
+
+// Two instances share the state, each reading its own partition. One
+// runs ahead (a catch-up, a slow partition on the other): its pruning must
+// not drop the state the other's late records still count into. Here a
+// caller's 6 reads at 13:37 reach instance a, which then reads 15:00; the
+// same caller's 6 reads at 13:38 reach instance b afterwards: 12 reads in
+// 5 minutes, a burst b must see.
+func TestJournalPruningWaitsForOtherInstancesPartitions(t *testing.T) {
+	// Registry -1: each update lists the streams (the default, a second,
+	// would have b miss a's new stream for a moment).
+	ja, prefix := newJournal(t, "", JournalOptions{Registry: -1})
+	jb, _ := newJournal(t, prefix, JournalOptions{Registry: -1})
+	a, b := newHarness(t, ja), newHarness(t, jb)
+	read := func(caller, part string, seq int64, at time.Time) audit.Event {
+		return audit.Event{Time: at, Vault: "kv1", Operation: "SecretGet", Family: audit.FamilySecret, Kind: audit.KindRead,
+			Outcome: audit.OutcomeSuccess, HTTPStatus: 200, ObjectType: "secret", ObjectName: "s1", CallerIP: "10.0.0.1",
+			Caller: audit.Caller{ObjectID: caller, Key: caller, KeyFrom: "oid"},
+			Source: audit.Source{Partition: part, Sequence: seq, HasSequence: true}}
+	}
+	at := time.Date(2026, 11, 23, 13, 30, 0, 0, time.UTC)
+	b.mustFeed(t, []audit.Event{read("zed", "1", 0, at)})
+	var evs []audit.Event
+	for i := range 6 {
+		evs = append(evs, read("mallory", "0", int64(i), at.Add(7*time.Minute+time.Duration(i)*time.Second)))
+	}
+	a.mustFeed(t, evs)
+	a.mustFeed(t, []audit.Event{read("zed", "0", 6, at.Add(90*time.Minute))})
+	evs = nil
+	for i := range 6 {
+		evs = append(evs, read("mallory", "1", int64(1+i), at.Add(8*time.Minute+time.Duration(i)*time.Second)))
+	}
+	b.mustFeed(t, evs)
+	n := 0
+	for _, f := range b.found {
+		if f.Rule == "burst" && f.Count == 12 {
+			n++
+		}
+	}
+	if n == 0 {
+		var got []string
+		for _, f := range append(a.found, b.found...) {
+			got = append(got, fmt.Sprintf("%s %v count %d", f.Rule, f.Group, f.Count))
+		}
+		t.Fatalf("no burst of 12 reads for mallory from instance b; findings: %v", got)
 	}
 }
