@@ -5,7 +5,10 @@
 // no other package reads raw records.
 package audit
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Event is one normalized Key Vault audit record.
 //
@@ -129,6 +132,18 @@ type Source struct {
 	// Record the index of the record within its event body.
 	Event  int `json:"event"`
 	Record int `json:"record"`
+}
+
+// IsApp reports whether the caller is an application identity (a service
+// principal or a managed identity) rather than a person: its token names
+// an application (the appid claim) and no user (no upn or unique_name
+// claim, and no name claim that is an address, as a person's is through
+// Resource Manager). A person's token carries the app id of the client
+// they used (Azure CLI, the portal) beside their UPN, so it is not one; a
+// caller known only by name or address is not one either. Routine
+// learning (detect) applies to application identities only.
+func (c *Caller) IsApp() bool {
+	return c.AppID != "" && c.UPN == "" && !strings.Contains(c.Name, "@")
 }
 
 // Display returns the most readable name of the caller: UPN, else name,

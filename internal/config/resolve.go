@@ -174,6 +174,9 @@ func (v *validator) override(r RuleSpec, o OverrideSpec, p string) RuleSpec {
 			}
 		}
 		v.routineFits(&out, rp)
+		if o.Routine != nil {
+			v.routineGroup(&out, rp)
+		}
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -17,6 +18,12 @@ import (
 // routine: the configuration provider that lists and reads every secret
 // at each start, the CSI driver re-reading its secrets at every rollout
 // stop alerting, a new identity doing the same does not.
+//
+// Only application identities are learned (service principals and managed
+// identities: a caller with an app id and no user principal name). People
+// never are: a person who lists and reads every secret of a vault every
+// day is alerted every time. So a rule with a routine must group by
+// caller (or object_id): one caller per group, told apart.
 type Routine struct {
 	// Enabled, true unless set false, lets an override turn a rule's
 	// routine off.
@@ -85,6 +92,16 @@ func (v *validator) routineFits(r *RuleSpec, p string) {
 		v.errf(p, "a group cannot fire in %d periods of %s (the cooldown) within %s: make within longer than %s",
 			after, FormatDuration(cd), FormatDuration(within), FormatDuration(time.Duration(after-1)*cd))
 	}
+}
+
+// routineGroup checks, at p, that a rule with a routine groups by one
+// caller: routine learns application identities only, and tells them from
+// people by the group's caller.
+func (v *validator) routineGroup(r *RuleSpec, p string) {
+	if !r.Routine.On() || slices.Contains(r.GroupBy, "caller") || slices.Contains(r.GroupBy, "object_id") {
+		return
+	}
+	v.errf(p, "routine learns application identities only, never people, and tells them apart by the caller: group_by must include caller (or object_id)")
 }
 
 // effectiveCooldown is the cooldown ApplyDefaults gives a rule.

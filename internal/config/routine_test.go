@@ -44,6 +44,9 @@ overrides:
 		`kvwatch.yaml:11:5: rules[1].routine: new_value rules take no routine (only each, threshold, distinct, spike and sequence rules do)`,
 		`kvwatch.yaml:18:5: rules[2].routine: a group cannot fire in 3 periods of 1d (the cooldown) within 2d: make within longer than 2d`,
 		`kvwatch.yaml:21:15: rules[3].routine.afer: unknown key "afer" (did you mean "after"?)`,
+		// Routine learns application identities, told from people by the
+		// group's caller: a rule grouped otherwise takes none.
+		`kvwatch.yaml:18:5: rules[2].routine: routine learns application identities only, never people, and tells them apart by the caller: group_by must include caller (or object_id)`,
 		`kvwatch.yaml:24:15: overrides.x.routine.growth: growth "0" must be at least 1`,
 	}
 	for _, w := range want {
@@ -56,21 +59,29 @@ overrides:
 rules:
   - id: burst
     kind: threshold
+    group_by: [vault, caller]
     window: 5m
     count: 25
     routine: {after: 4}
   - id: sweep
     kind: distinct
+    group_by: [vault, object_id]
     field: object_name
     window: 15m
     count: 10
   - id: day
     kind: distinct
+    group_by: [caller]
     field: object_name
     window: 24h
     count: 11
     cooldown: 24h
     routine: {}
+  - id: denied
+    kind: threshold
+    group_by: [ip]
+    window: 5m
+    count: 25
   - id: admin
     kind: each
   - id: newcaller
@@ -124,6 +135,8 @@ overrides:
     routine: {after: 3}
   day:
     cooldown: 4d
+  denied:
+    routine: {}
 `), noenv)
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +145,7 @@ overrides:
 	for _, w := range []string{
 		`kvwatch.yaml:4:5: overrides.newcaller.routine: rule newcaller is of kind new_value, which takes no routine`,
 		`kvwatch.yaml:6:5: overrides.day.cooldown: a group cannot fire in 3 periods of 4d (the cooldown) within 1w: make within longer than 1w1d`,
+		`kvwatch.yaml:8:5: overrides.denied.routine: routine learns application identities only, never people, and tells them apart by the caller: group_by must include caller (or object_id)`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("errors:\n%v\nwant one starting %s", err, w)

@@ -257,7 +257,10 @@ type RuleSpec struct {
 	UpdateOn *UpdateOn `yaml:"update_on"`
 	// Routine: a group that fired in After distinct periods within Within
 	// is routine: told once, then no longer alerted but for growth
-	// (routine.go).
+	// (routine.go). Application identities only (service principals,
+	// managed identities: an app id, no user principal name): a person is
+	// never learned as routine, and alerts every time; the rule must group
+	// by caller (or object_id).
 	Routine *Routine `yaml:"routine"`
 }
 

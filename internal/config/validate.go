@@ -278,6 +278,7 @@ func (v *validator) rule(r *RuleSpec, p string) {
 	v.routine(r.Routine, p+".routine")
 	if slices.Contains(RoutineKinds, r.Kind) {
 		v.routineFits(r, p+".routine")
+		v.routineGroup(r, p+".routine")
 	}
 	for _, d := range []struct {
 		key string

@@ -28,6 +28,17 @@ import (
 // A routine that stops (no finding within routine.within) is forgotten;
 // another group (a new caller doing the same) learns on its own.
 //
+// Only application identities learn (audit.Caller.IsApp: a service
+// principal or managed identity, an app id and no user principal name): a
+// person who lists and reads every secret of a vault every day is alerted
+// every time, and so is a group that is not one caller (a rule that does
+// not group by caller or object_id; config rejects routine on those). A
+// finding is judged by the caller of its example event, which for a group
+// of one caller is the group's; a finding the batch holds no event of
+// (its window satisfied by earlier batches) keeps the verdict its period
+// was given, and starts no period. A person's findings write no routine
+// state.
+//
 // The state is one entity per (rule, group), in the store the rules use
 // (so journaled with the rest, and merged the same way by every
 // instance), at BlockRoutine, holding the periods the group fired in
@@ -79,6 +90,10 @@ func (en *Engine) judgeRoutine(ctx context.Context, found []finding.Finding, key
 	type item struct {
 		i      int
 		period int64
+		// known: the finding's caller is known to be an application
+		// identity; otherwise (no event in the batch) only a period judged
+		// before is judged again.
+		known bool
 	}
 	byKey := map[state.Key][]item{}
 	var order []state.Key
@@ -88,11 +103,15 @@ func (en *Engine) judgeRoutine(ctx context.Context, found []finding.Finding, key
 		if r.Routine == nil {
 			continue
 		}
+		who := principalOf(&found[i])
+		if who == notApp {
+			continue // a person, or several callers: never routine
+		}
 		sk := state.Key{Rule: r.ID, Group: k.group, Block: BlockRoutine}
 		if _, ok := byKey[sk]; !ok {
 			order = append(order, sk)
 		}
-		byKey[sk] = append(byKey[sk], item{i, k.period})
+		byKey[sk] = append(byKey[sk], item{i, k.period, who == isApp})
 	}
 	if len(order) == 0 {
 		return nil
@@ -124,6 +143,11 @@ func (en *Engine) judgeRoutine(ctx context.Context, found []finding.Finding, key
 		changed := false
 		for _, it := range its {
 			f := &found[it.i]
+			if !it.known {
+				if _, had := e.Seen[strconv.FormatInt(it.period, 10)]; !had {
+					continue
+				}
+			}
 			var c bool
 			verdicts[it.i], c = judge(e, rt, it.period, max(f.Count, 1), reportableOps(f), largest)
 			changed = changed || c
@@ -144,6 +168,42 @@ func (en *Engine) judgeRoutine(ctx context.Context, found []finding.Finding, key
 		}
 	}
 	return nil
+}
+
+// principal says what a finding's group is to routine learning.
+type principal int8
+
+const (
+	unknownCaller principal = iota // the batch holds no event of the finding
+	isApp                          // one application identity: learns
+	notApp                         // a person, or not one caller: never routine
+)
+
+// principalOf tells an application identity's finding from a person's (or
+// a group of several callers'), by the group's caller (or object_id) and
+// the caller of the finding's example event.
+func principalOf(f *finding.Finding) principal {
+	field, value := "", ""
+	for _, p := range f.Group {
+		if p.Field == "caller" || (p.Field == "object_id" && field == "") {
+			field, value = p.Field, p.Value
+		}
+	}
+	if value == "" {
+		return notApp
+	}
+	if f.Example == nil {
+		return unknownCaller
+	}
+	c := &f.Example.Caller
+	same := c.Key == value
+	if field == "object_id" {
+		same = c.ObjectID == value
+	}
+	if same && c.IsApp() {
+		return isApp
+	}
+	return notApp
 }
 
 // routineCounts remembers, per routine group, the largest count this

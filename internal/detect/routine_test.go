@@ -120,12 +120,26 @@ func judged(t testing.TB, js string) string {
 }
 
 // bursts makes caller's bursts of n reads (2 s apart) at each start, at
-// consecutive sequence numbers from seq0.
+// consecutive sequence numbers from seq0. The caller is an application
+// identity (an app id, no UPN): routine learns those only.
 func bursts(caller string, seq0 int64, n int, starts ...time.Time) []audit.Event {
+	return burstsBy(caller, asApp, seq0, n, starts...)
+}
+
+// asApp and asPerson make an event's caller an application identity (a
+// service principal: app id, no UPN) or a person (a UPN beside the app id
+// of the client used, as Azure CLI's tokens carry).
+func asApp(e *audit.Event) { e.Caller.AppID = "appid-" + e.Caller.Key }
+
+func asPerson(e *audit.Event) {
+	e.Caller.AppID, e.Caller.UPN = "04b07795-8ddb-461a-bbee-02f9e1bf7b46", e.Caller.Key+"@contoso.com"
+}
+
+func burstsBy(caller string, who func(*audit.Event), seq0 int64, n int, starts ...time.Time) []audit.Event {
 	var out []audit.Event
 	for _, s := range starts {
 		for i := range n {
-			out = append(out, ev(caller, s.Add(time.Duration(i)*2*time.Second), seq0))
+			out = append(out, ev(caller, s.Add(time.Duration(i)*2*time.Second), seq0, who))
 			seq0++
 		}
 	}
@@ -284,5 +298,73 @@ func TestRoutinePerRule(t *testing.T) {
 	got, _ := r.store.Get(context.Background(), []state.Key{{Rule: "burst-plain", Group: "kv1\x1fapp", Block: detect.BlockRoutine}})
 	if len(got) != 0 {
 		t.Errorf("a rule without routine keeps routine state")
+	}
+}
+
+// Issue 12.4: only application identities are learned as routine. An app
+// that sweeps a vault every day for 4 days is told on the 3rd and routine
+// on the 4th; a person doing the same (a UPN beside Azure CLI's app id, a
+// UPN alone, a guest's or Resource Manager's name that is an address) is
+// alerted every day, and writes no routine state; so is a caller with no
+// app id at all. One batch a day, and all 4 days in one batch.
+func TestRoutineAppsOnlyNotPeople(t *testing.T) {
+	const daily = `
+rules:
+  - id: burst
+    kind: threshold
+    match: {families: [secret]}
+    group_by: [vault, caller]
+    window: 5m
+    count: 10
+    cooldown: 24h
+    routine: {after: 3, within: 7d, growth: 2}
+`
+	days := []time.Time{t0.Add(2 * time.Hour), t0.Add(26 * time.Hour), t0.Add(50 * time.Hour), t0.Add(74 * time.Hour)}
+	alerted4 := []string{"11-23T00 12 alerted", "11-24T00 12 alerted", "11-25T00 12 alerted", "11-26T00 12 alerted"}
+	for _, tc := range []struct {
+		name    string
+		who     func(*audit.Event)
+		want    []string
+		learned bool
+	}{
+		{"service principal", asApp, []string{"11-23T00 12 alerted", "11-24T00 12 alerted", "11-25T00 12 alerted", "11-26T00 12 routine"}, true},
+		{"managed identity known by app id alone", func(e *audit.Event) {
+			e.Caller = audit.Caller{AppID: e.Caller.Key, Key: e.Caller.Key, KeyFrom: "appid"}
+		}, []string{"11-23T00 12 alerted", "11-24T00 12 alerted", "11-25T00 12 alerted", "11-26T00 12 routine"}, true},
+		{"person through Azure CLI", asPerson, alerted4, false},
+		{"person, UPN only", func(e *audit.Event) { e.Caller.UPN = e.Caller.Key + "@contoso.com" }, alerted4, false},
+		{"guest (unique_name)", func(e *audit.Event) {
+			e.Caller.AppID, e.Caller.UPN = "c44b4083-3bb0-49c1-b47d-974e53cbdf3c", "live.com#"+e.Caller.Key+"@outlook.com"
+		}, alerted4, false},
+		{"person through Resource Manager (name claim)", func(e *audit.Event) {
+			e.Caller.AppID, e.Caller.Name = "c44b4083-3bb0-49c1-b47d-974e53cbdf3c", e.Caller.Key+"@contoso.com"
+		}, alerted4, false},
+		{"no app id", func(*audit.Event) {}, alerted4, false},
+	} {
+		for _, batching := range []string{"a batch a day", "one batch"} {
+			t.Run(tc.name+"/"+batching, func(t *testing.T) {
+				r := newRoutineRun(t, daily)
+				evs := burstsBy("sweeper", tc.who, 0, 12, days...)
+				if batching == "one batch" {
+					r.feed(t, evs)
+				} else {
+					for i := 0; i < len(evs); i += 12 {
+						r.feed(t, evs[i:i+12])
+					}
+				}
+				if got := r.verdicts("sweeper"); !slices.Equal(got, tc.want) {
+					t.Errorf("verdicts %q, want %q", got, tc.want)
+				}
+				told := 0
+				for _, f := range r.last {
+					if strings.Contains(f.Summary, "routine from now on") {
+						told++
+					}
+				}
+				if ent := r.entity(t, "kv1\x1fsweeper"); (ent != "null") != tc.learned || told != map[bool]int{true: 1}[tc.learned] {
+					t.Errorf("routine entity %s, %d findings say routine from now on; learned: %v", ent, told, tc.learned)
+				}
+			})
+		}
 	}
 }

@@ -31,7 +31,8 @@ rules:
 `
 
 // routineStarts are a configuration provider's starts (a listing, then
-// reads of n secrets), at the hours given after t0, one start per
+// reads of n secrets; the caller an application identity, as routine
+// learns those only), at the hours given after t0, one start per
 // partition in turn ("0", "1", …, parts of them), sequence numbers
 // counting per partition.
 func routineStarts(caller string, parts int, n int, hours ...int) [][]audit.Event {
@@ -48,7 +49,7 @@ func routineStarts(caller string, parts int, n int, hours ...int) [][]audit.Even
 			}
 			b = append(b, audit.Event{Time: at.Add(time.Duration(j) * time.Second), Vault: "kv1", Operation: op, Family: fam, Kind: kind,
 				Outcome: audit.OutcomeSuccess, HTTPStatus: 200, ObjectType: "secret", ObjectName: fmt.Sprintf("s%d", j),
-				CallerIP: "10.0.0.1", Caller: audit.Caller{ObjectID: caller, Key: caller, KeyFrom: "oid"},
+				CallerIP: "10.0.0.1", Caller: audit.Caller{ObjectID: caller, AppID: "app-" + caller, Key: caller, KeyFrom: "oid"},
 				Source: audit.Source{Partition: p, Sequence: seq[p], HasSequence: true}})
 			seq[p]++
 		}

@@ -35,7 +35,10 @@ var ops = []string{"SecretGet", "SecretList", "SecretSet", "SecretDelete", "Secr
 
 // Events turns bytes into events, seven bytes each: time step, operation,
 // caller, vault, object, outcome and address, and for configurations the
-// settings a VaultGet/Put/Patch carries.
+// settings a VaultGet/Put/Patch carries. Callers c0 and c3 are people (a
+// UPN beside the client's app id), the others application identities (an
+// app id alone), so that routine learning, which learns applications only,
+// is exercised both ways.
 func Events(data []byte) []audit.Event {
 	var out []audit.Event
 	t := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
@@ -54,7 +57,7 @@ func Events(data []byte) []audit.Event {
 		caller := fmt.Sprintf("c%d", b[2]%6)
 		e := audit.Event{Time: t, Vault: fmt.Sprintf("kv%d", b[3]%4), Operation: op, Family: fam, Kind: kind,
 			ObjectType: "secret", ObjectName: fmt.Sprintf("s%d", b[4]%24), CallerIP: fmt.Sprintf("10.0.%d.%d", b[6]%2, b[6]%5),
-			Caller: audit.Caller{ObjectID: caller, Key: caller, KeyFrom: "oid"},
+			Caller: audit.Caller{ObjectID: caller, AppID: "app-" + caller, Key: caller, KeyFrom: "oid"},
 			Source: audit.Source{Partition: "0", Sequence: int64(len(out)), HasSequence: true}}
 		switch b[5] % 4 {
 		case 0, 1:
