@@ -334,7 +334,7 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 			}
 			keyOf[f.ID] = k
 			if undecided(f.ID) {
-				decisions[f.ID] = Decision{Routine: true, At: now, Facts: facts(&f)}
+				decisions[f.ID] = routineDecision(&f, now)
 			}
 			return true
 		})

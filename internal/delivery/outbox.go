@@ -75,6 +75,8 @@ type Decision struct {
 	// with the same facts, it tells nothing new, whatever the cooldown of
 	// its key says now.
 	Facts string `json:"facts,omitempty"`
+	// Of, on a routine decision, says what was not alerted (routine.go).
+	Of *Brief `json:"of,omitempty"`
 }
 
 // Cooldown is the state of one cooldown key (rule and group).

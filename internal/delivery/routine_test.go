@@ -2,9 +2,11 @@ package delivery_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/kvwatch/kvwatch/internal/audit"
 	"github.com/kvwatch/kvwatch/internal/delivery"
 	"github.com/kvwatch/kvwatch/internal/finding"
 )
@@ -54,5 +56,52 @@ func TestRoutineFindingsAreRecordedNotAlerted(t *testing.T) {
 	got := r.got()
 	if len(got) != 2 || got[1].Findings[0].ID != above.ID || got[1].Findings[0].Count != 90 {
 		t.Fatalf("alerts %d, want the finding above its routine alerted: %+v", len(got), got)
+	}
+}
+
+// Routine findings are reported, not invisible: each routine decision says
+// what was not alerted (rule, vault, group, caller, count), and the outbox
+// lists those made in a time range, newest first, for the digests and
+// `kvwatch alerts list`. Decisions that are not routine are not listed.
+func TestRoutineDecisionsListed(t *testing.T) {
+	r := newReceiver(t)
+	clk := &clock{t: t0}
+	out := delivery.NewMemory()
+	d := newDispatcher(t, out, clk, map[string]string{"hook": r.srv.URL}, nil)
+	ctx := context.Background()
+	var quiet []finding.Finding
+	for h := range 3 {
+		if h > 0 {
+			clk.Add(time.Hour)
+		}
+		f := fnd("burst", "app", t0.Add(time.Duration(h)*time.Hour))
+		f.Routine = true
+		f.Example = &audit.Event{Caller: audit.Caller{Key: "app", ObjectID: "app", AppID: "orders-api", Name: "orders-api"}}
+		quiet = append(quiet, f)
+		other := fnd("burst", fmt.Sprintf("person%d", h), t0.Add(time.Duration(h)*time.Hour))
+		if err := d.Found(ctx, []finding.Finding{f, other}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var lister delivery.RoutineLister = out
+	got, truncated, err := lister.RoutineDecisions(ctx, t0, t0.Add(24*time.Hour), 10)
+	if err != nil || truncated || len(got) != 3 {
+		t.Fatalf("%d routine decisions (truncated %v, %v), want 3: %+v", len(got), truncated, err, got)
+	}
+	for i, rd := range got {
+		want := quiet[2-i] // newest first
+		b := rd.Of
+		if rd.Finding != want.ID || !rd.Routine || rd.Alert != "" || b == nil || b.Rule != "burst" || b.Vault != "kv1" ||
+			b.Caller != "app" || b.CallerName != "orders-api" || b.Count != 30 || !b.Period.Equal(want.Period) ||
+			finding.GroupString(b.Group) != "vault=kv1 caller=app" {
+			t.Errorf("routine decision %d: %+v %+v, want finding %s", i, rd, b, want.ID)
+		}
+	}
+	// [from, to) by when it was decided; a limit says it cut.
+	if got, _, _ := lister.RoutineDecisions(ctx, t0.Add(time.Hour), t0.Add(2*time.Hour), 10); len(got) != 1 || got[0].Finding != quiet[1].ID {
+		t.Errorf("decided in [1h, 2h): %+v", got)
+	}
+	if got, truncated, _ := lister.RoutineDecisions(ctx, t0, t0.Add(24*time.Hour), 2); len(got) != 2 || !truncated || got[0].Finding != quiet[2].ID {
+		t.Errorf("limit 2: %d, truncated %v", len(got), truncated)
 	}
 }

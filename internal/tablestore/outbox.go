@@ -44,8 +44,9 @@ import (
 //     group wait and inhibition mark rows.
 //   - RowKey "d-" and the finding ID: what delivery decided about the
 //     finding (Alert, Suppressed, Routine), the fingerprint of its facts
-//     then (Facts) and when (At, unix microseconds). Inserted once: the
-//     first decision stays.
+//     then (Facts) and when (At, unix microseconds); on a routine
+//     decision, what was not alerted (Of, outbox_routine.go). Inserted
+//     once: the first decision stays.
 //   - RowKey "a-" and the alert ID: the entry, as JSON (deflated when
 //     long) in binary properties D0..Dn-1, and beside it what queries
 //     filter on, rewritten on every write: Pending (some receiver waits)
@@ -227,18 +228,25 @@ func decisionOf(props map[string]any, findingID string) (delivery.Decision, bool
 		d.At = time.UnixMicro(int64(at)).UTC()
 	}
 	d.Facts, _ = props[propFacts].(string)
+	d.Of = briefOf(props)
 	return d, true, nil
 }
 
 // decisionEntity is a decision's row in partition pk.
 func decisionEntity(pk, id string, d delivery.Decision) aztables.EDMEntity {
-	return aztables.EDMEntity{
+	ent := aztables.EDMEntity{
 		Entity: aztables.Entity{PartitionKey: pk, RowKey: rkDecision + outboxKey(id)},
 		Properties: map[string]any{
 			propID: id, propAlert: d.Alert, propSuppressed: d.Suppressed, propRoutine: d.Routine,
 			propAt: aztables.EDMInt64(micros(d.At)), propFacts: d.Facts,
 		},
 	}
+	if d.Of != nil {
+		if js := briefJSON(d.Of); js != "" {
+			ent.Properties[propOf] = js
+		}
+	}
+	return ent
 }
 
 // Decide implements delivery.Outbox (tools and tests; the dispatcher

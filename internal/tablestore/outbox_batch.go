@@ -115,6 +115,7 @@ func (p *outboxPart) setCooldown(key string, c delivery.Cooldown, present bool, 
 }
 
 func (p *outboxPart) setDecision(id string, d delivery.Decision) {
+	d.Of = nil // deciding needs only that it exists: the view stays small
 	p.tick++
 	p.dec[id] = &viewDec{d: d, used: p.tick}
 	p.evict()
@@ -784,6 +785,7 @@ func (o *Outbox) unitOps(pk string, u *delivery.Unit) ([]op, logEntry, error) {
 		if err := add(aztables.TransactionTypeAdd, "", decisionEntity(pk, id, d), nil); err != nil {
 			return nil, le, err
 		}
+		d.Of = nil // views do not keep it (setDecision): the log need not carry it
 		le.D = append(le.D, logDecision{ID: id, D: d})
 	}
 	for _, e := range u.Add {

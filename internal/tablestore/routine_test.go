@@ -220,6 +220,18 @@ func TestOutboxRoutineFindings(t *testing.T) {
 	if err != nil || !ok || !dec.Routine || dec.Alert != "" {
 		t.Fatalf("decision %+v %v %v, want routine", dec, ok, err)
 	}
+	// What was not alerted is listed, with what it was about, for the
+	// digests and `kvwatch alerts list`, by either instance.
+	for _, o := range []*Outbox{o1, o2} {
+		rds, truncated, err := o.RoutineDecisions(ctx, t0.Add(-time.Hour), t0.Add(24*time.Hour), 100)
+		if err != nil || truncated || len(rds) != 1 || rds[0].Finding != quiet.ID || rds[0].Of == nil ||
+			rds[0].Of.Rule != "burst" || rds[0].Of.Vault != "kv1" || rds[0].Of.Caller != "app" || rds[0].Of.Count != 30 {
+			t.Fatalf("routine decisions %+v (truncated %v, %v), want the routine finding's", rds, truncated, err)
+		}
+	}
+	if rds, _, err := o1.RoutineDecisions(ctx, t0.Add(time.Second), t0.Add(24*time.Hour), 100); err != nil || len(rds) != 0 {
+		t.Fatalf("decided before the range, listed: %+v %v", rds, err)
+	}
 	above := quiet
 	above.Routine, above.Count = false, 90
 	found(d2, above)
@@ -227,5 +239,44 @@ func TestOutboxRoutineFindings(t *testing.T) {
 	got := h.got()
 	if len(got) != 3 || got[2].Findings[0].ID != above.ID || got[2].Findings[0].Count != 90 {
 		t.Fatalf("%d alerts, want the finding above its routine alerted once: %+v", len(got), got)
+	}
+}
+
+// A routine decision's brief is kept on its row, bounded: a group of huge
+// values (attacker-controlled) keeps the rule, vault and a cut caller; a
+// routine decision from before briefs were written is listed without one;
+// other decisions are not listed; finding IDs that are not plain row keys
+// are listed by their own ID.
+func TestOutboxRoutineBrief(t *testing.T) {
+	o := newStore(t, testPrefix(), Options{}).Outbox()
+	ctx := context.Background()
+	at := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	huge := strings.Repeat("x", 40_000)
+	ds := map[string]delivery.Decision{
+		"f-big":      {Routine: true, At: at, Of: &delivery.Brief{Rule: "r", Vault: "kv1", Caller: huge, Group: []finding.Pair{{Field: "caller", Value: huge}}}},
+		"f-old":      {Routine: true, At: at.Add(time.Second)},
+		"f/odd'key":  {Routine: true, At: at.Add(2 * time.Second), Of: &delivery.Brief{Rule: "r2", Caller: "c"}},
+		"f-alert":    {Alert: "a1", At: at},
+		"f-held":     {Suppressed: true, At: at},
+		"f-tomorrow": {Routine: true, At: at.Add(24 * time.Hour)},
+	}
+	if err := o.Decide(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	got, truncated, err := o.RoutineDecisions(ctx, at, at.Add(time.Hour), 10)
+	if err != nil || truncated || len(got) != 3 {
+		t.Fatalf("%d routine decisions (truncated %v, %v): %+v", len(got), truncated, err, got)
+	}
+	if got[0].Finding != "f/odd'key" || got[0].Of == nil || got[0].Of.Rule != "r2" {
+		t.Errorf("newest: %+v", got[0])
+	}
+	if got[1].Finding != "f-old" || got[1].Of != nil {
+		t.Errorf("without a brief: %+v", got[1])
+	}
+	if b := got[2].Of; got[2].Finding != "f-big" || b == nil || b.Rule != "r" || b.Vault != "kv1" || len(b.Caller) != 1024 || b.Group != nil {
+		t.Errorf("huge brief: %s %+v", got[2].Finding, b)
+	}
+	if got, truncated, _ := o.RoutineDecisions(ctx, at, at.Add(time.Hour), 1); len(got) != 1 || !truncated {
+		t.Errorf("limit 1: %d, truncated %v", len(got), truncated)
 	}
 }
