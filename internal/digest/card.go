@@ -3,6 +3,7 @@ package digest
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -45,17 +46,18 @@ func MD(s string) string {
 // cardLimits are the list lengths a card shows; they shrink until the card
 // fits CardMaxBytes.
 type cardLimits struct {
-	vaults, top, identities, changes, findings, details int
-	summaries                                           bool // finding summaries
+	vaults, top, identities, changes, findings, details, routine int
+	summaries                                                    bool // finding summaries
 }
 
 // Card renders the digest as an Adaptive Card 1.4 (a JSON object as a
 // map), within CardMaxBytes: lists are shortened, most detailed first,
 // until it fits. Every text is Markdown-escaped (see MD).
 func Card(r *Report) map[string]any {
-	l := cardLimits{vaults: 25, top: TopN, identities: 15, changes: 15, findings: 30, details: 3, summaries: true}
+	l := cardLimits{vaults: 25, top: TopN, identities: 15, changes: 15, findings: 30, details: 3, routine: 15, summaries: true}
 	shrink := []func(*cardLimits) bool{
 		func(l *cardLimits) bool { return halve(&l.findings, 10) },
+		func(l *cardLimits) bool { return halve(&l.routine, 5) },
 		func(l *cardLimits) bool { return halve(&l.identities, 5) },
 		func(l *cardLimits) bool { return halve(&l.changes, 5) },
 		func(l *cardLimits) bool { ok := l.summaries; l.summaries = false; return ok },
@@ -63,6 +65,7 @@ func Card(r *Report) map[string]any {
 		func(l *cardLimits) bool { return halve(&l.top, 3) },
 		func(l *cardLimits) bool { return halve(&l.vaults, 10) },
 		func(l *cardLimits) bool { return halve(&l.findings, 0) },
+		func(l *cardLimits) bool { return halve(&l.routine, 0) },
 		func(l *cardLimits) bool { return halve(&l.identities, 0) },
 		func(l *cardLimits) bool { return halve(&l.changes, 0) },
 		func(l *cardLimits) bool { return halve(&l.details, 0) },
@@ -144,6 +147,9 @@ func buildCard(r *Report, l cardLimits) obj {
 		fact("Secret reads", MD(Num(o.SecretReads))),
 		fact("Changes", MD(Num(o.ChangesCount))),
 		fact("Findings", MD(FindingsLine(o))),
+	}
+	if r.RoutineCount > 0 {
+		facts = append(facts, fact("Routine", MD(plural(r.RoutineCount, "finding")+" learned as routine, not alerted")))
 	}
 	if fam != "" {
 		facts = append(facts, fact("By family", MD(fam)))
@@ -266,6 +272,31 @@ func buildCard(r *Report, l cardLimits) obj {
 		}
 	} else if len(r.Findings) > 0 {
 		body = append(body, heading(fmt.Sprintf("Findings (%d)", len(r.Findings))), text(MD(FindingsLine(o))))
+	}
+
+	if r.RoutineCount > 0 {
+		head := "Learned as routine, not alerted (" + plural(r.RoutineCount, "finding") + ")"
+		if r.RoutineTruncated {
+			head = "Learned as routine, not alerted (at least " + plural(r.RoutineCount, "finding") + ")"
+		}
+		body = append(body, heading(head))
+		if gs := r.Routine[:min(len(r.Routine), l.routine)]; len(gs) > 0 {
+			var fs []obj
+			for i := range gs {
+				g := &gs[i]
+				v := RoutineWho(g)
+				if sp := RoutineSpan(r, g); sp != "" {
+					v += ", " + sp
+				}
+				fs = append(fs, fact(MD(RoutineRule(g)+" ×"+strconv.Itoa(g.Findings)), MD(v)))
+			}
+			body = append(body, factSet(fs))
+			if n := len(r.Routine) - len(gs); n > 0 {
+				body = append(body, more(n))
+			}
+		} else {
+			body = append(body, text(MD(RoutineLine(r))))
+		}
 	}
 
 	if t := r.Trend; t != nil {

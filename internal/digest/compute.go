@@ -12,7 +12,9 @@
 //     (denied callers and IPs, secrets read and their readers): kept per
 //     UTC day; a period takes the UTC days whose noon falls inside it (a
 //     note says so when the zone is not UTC);
-//   - new identities, changes, findings: each with its own time, exact.
+//   - new identities, changes, findings: each with its own time, exact;
+//   - findings learned as routine and not alerted: delivery's routine
+//     decisions made in the period (the outbox's, routine.go).
 //
 // The success ratio leaves out the SDKs' anonymous 401 challenges (every
 // client's first request is answered 401 by design), which are counted
@@ -59,6 +61,14 @@ type Report struct {
 	// Findings raised in the period (alerts created in it), oldest first.
 	Findings          []Finding
 	FindingsTruncated bool // the outbox held more than RecentLimit alerts
+
+	// Routine are the findings learned as routine and not alerted (their
+	// rule's routine:, decided in the period), per rule and group, most
+	// findings first; RoutineCount counts them all. RoutineTruncated: more
+	// than RoutineLimit were decided, the counts are lower bounds.
+	Routine          []RoutineGroup
+	RoutineCount     int
+	RoutineTruncated bool
 
 	Chart Chart
 
@@ -239,8 +249,12 @@ func Compute(ctx context.Context, store state.Store, outbox delivery.Outbox, per
 	}
 	var findings []Finding
 	if outbox != nil {
-		findings, r.FindingsTruncated, err = loadFindings(ctx, outbox, start, end)
+		var alerted map[string]bool
+		findings, r.FindingsTruncated, alerted, err = loadFindings(ctx, outbox, start, end)
 		if err != nil {
+			return nil, err
+		}
+		if r.Routine, r.RoutineCount, r.RoutineTruncated, err = loadRoutine(ctx, outbox, start, end, alerted); err != nil {
 			return nil, err
 		}
 	}
@@ -264,7 +278,7 @@ func Compute(ctx context.Context, store state.Store, outbox delivery.Outbox, per
 		}
 		var pf []Finding
 		if outbox != nil {
-			if pf, _, err = loadFindings(ctx, outbox, ps, pe); err != nil {
+			if pf, _, _, err = loadFindings(ctx, outbox, ps, pe); err != nil {
 				return nil, err
 			}
 		}
@@ -364,11 +378,12 @@ func load(ctx context.Context, store state.Store, vaults []string, start, end ti
 	return out, nil
 }
 
-// loadFindings lists the findings of the alerts created in [start, end).
-func loadFindings(ctx context.Context, outbox delivery.Outbox, start, end time.Time) ([]Finding, bool, error) {
+// loadFindings lists the findings of the alerts created in [start, end),
+// and the IDs of the findings every alert examined carries.
+func loadFindings(ctx context.Context, outbox delivery.Outbox, start, end time.Time) ([]Finding, bool, map[string]bool, error) {
 	entries, err := outbox.Recent(ctx, RecentLimit)
 	if err != nil {
-		return nil, false, fmt.Errorf("digest: read the outbox: %w", err)
+		return nil, false, nil, fmt.Errorf("digest: read the outbox: %w", err)
 	}
 	truncated := len(entries) == RecentLimit && !entries[len(entries)-1].Alert.Created.Before(start)
 	var out []Finding
@@ -391,7 +406,7 @@ func loadFindings(ctx context.Context, outbox delivery.Outbox, start, end time.T
 	slices.SortStableFunc(out, func(a, b Finding) int {
 		return cmp.Or(a.FirstEvent.Compare(b.FirstEvent), cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Vault, b.Vault))
 	})
-	return out, truncated, nil
+	return out, truncated, alertedFindings(entries), nil
 }
 
 // acc gathers one vault's (or all vaults') figures.

@@ -453,6 +453,9 @@ func TestHostileValues(t *testing.T) {
 	}
 	r.Findings = []digest.Finding{{Raised: at, FirstEvent: at, Severity: finding.High, Rule: "r", Vault: evil, Summary: evil,
 		Delivery: []digest.Delivery{{Receiver: "x", State: "pending", LastError: evil}}}}
+	// A routine group: its vault, caller and name from the log.
+	r.Routine, r.RoutineCount = []digest.RoutineGroup{{Rule: "listing-then-read-burst", Vault: evil, Caller: "key-" + evil, CallerName: evil,
+		Group: []finding.Pair{{Field: "caller", Value: evil}}, Findings: 3, First: at, Last: at}}, 3
 	if r.Overall.Denied != 1 || len(r.Overall.Changes) != 1 || len(r.Overall.Secrets) != 1 || len(r.Compliance) != 1 {
 		t.Fatalf("the hostile records did not make it into the report: %+v", r.Overall)
 	}
@@ -471,6 +474,9 @@ func TestHostileValues(t *testing.T) {
 		if strings.Contains(html, bad) {
 			t.Errorf("html digest holds %q", bad)
 		}
+	}
+	if !strings.Contains(text, "Learned as routine, not alerted: 3 findings (listing-then-read-burst: ") || !strings.Contains(html, "Learned as routine") {
+		t.Error("the hostile routine group is not in the text and html digests")
 	}
 	if !strings.Contains(html, "&lt;script&gt;") || !strings.Contains(html, `src="cid:`+digest.ChartCID+`"`) {
 		t.Error("html digest: values not escaped, or the chart not referenced by cid")
@@ -534,6 +540,9 @@ func TestCardFitsWhateverTheReport(t *testing.T) {
 			Details: []string{long, long, long}})
 		r.Findings = append(r.Findings, digest.Finding{Raised: now, FirstEvent: now, Rule: "rule-" + long, Vault: s.Vault, Summary: long + long + long,
 			Delivery: []digest.Delivery{{Receiver: "a", State: "delivered"}, {Receiver: "b", State: "pending", LastError: long}}})
+		r.Routine = append(r.Routine, digest.RoutineGroup{Rule: "rule-" + long, Vault: s.Vault, Caller: long + long, CallerName: long,
+			Findings: 24, First: now, Last: now.Add(23 * time.Hour)})
+		r.RoutineCount += 24
 	}
 	r.Overall.NewIdentitiesCount, r.Overall.ChangesCount = 300, 300
 	b, err := json.Marshal(digest.Card(r))

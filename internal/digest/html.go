@@ -41,6 +41,8 @@ type htmlView struct {
 	ChartH   int
 	Legend   []LegendEntry
 	Details  []*Summary
+	// RoutineShown are the routine groups listed (at most MaxListed).
+	RoutineShown []*RoutineGroup
 }
 
 func renderHTML(r *Report, src template.URL) (string, error) {
@@ -51,6 +53,9 @@ func renderHTML(r *Report, src template.URL) (string, error) {
 		if len(s.DeniedCallers)+len(s.DeniedIPs)+len(s.Secrets) > 0 {
 			v.Details = append(v.Details, s)
 		}
+	}
+	for i := range r.Routine[:min(len(r.Routine), MaxListed)] {
+		v.RoutineShown = append(v.RoutineShown, &r.Routine[i])
 	}
 	var b bytes.Buffer
 	if err := htmlTemplate.Execute(&b, v); err != nil {
@@ -83,22 +88,26 @@ var htmlFuncs = template.FuncMap{
 		}
 		return ""
 	},
-	"swatch":    func(c string) template.CSS { return template.CSS("background:" + c) },
-	"findings":  FindingsLine,
-	"delivery":  func(f Finding) string { return printer.Clean(DeliveryLine(&f)) },
-	"delta":     Delta,
-	"f64":       func(n int64) float64 { return float64(n) },
-	"i64":       func(n int) int64 { return int64(n) },
-	"pts":       pointsDelta,
-	"month":     func(t time.Time) string { return t.Format("January 2006") },
-	"problems":  func(p []string) string { return strings.Join(p, "; ") },
-	"more":      func(total int64, shown int) int64 { return total - int64(shown) },
-	"moreInt":   func(total int, shown int) int { return total - shown },
-	"readers":   readers,
-	"utc":       func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"vaultOr":   func(s string) string { return printer.Clean(cmpOr(s, "-")) },
-	"hasFam":    func(s *Summary) bool { return len(s.Families) > 0 },
-	"famCounts": famCounts,
+	"swatch":      func(c string) template.CSS { return template.CSS("background:" + c) },
+	"findings":    FindingsLine,
+	"delivery":    func(f Finding) string { return printer.Clean(DeliveryLine(&f)) },
+	"delta":       Delta,
+	"f64":         func(n int64) float64 { return float64(n) },
+	"i64":         func(n int) int64 { return int64(n) },
+	"pts":         pointsDelta,
+	"month":       func(t time.Time) string { return t.Format("January 2006") },
+	"problems":    func(p []string) string { return strings.Join(p, "; ") },
+	"more":        func(total int64, shown int) int64 { return total - int64(shown) },
+	"moreInt":     func(total int, shown int) int { return total - shown },
+	"readers":     readers,
+	"utc":         func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"vaultOr":     func(s string) string { return printer.Clean(cmpOr(s, "-")) },
+	"hasFam":      func(s *Summary) bool { return len(s.Families) > 0 },
+	"famCounts":   famCounts,
+	"plural":      plural,
+	"routineRule": func(g *RoutineGroup) string { return RoutineRule(g) },
+	"routineWho":  func(g *RoutineGroup) string { return RoutineWho(g) },
+	"routineSpan": func(r *Report, g *RoutineGroup) string { return RoutineSpan(r, g) },
 }
 
 func cmpOr(s, d string) string {
@@ -139,6 +148,7 @@ var htmlTemplate = template.Must(template.New("digest").Funcs(htmlFuncs).Parse(`
 <tr><td style="color:#666">Secret reads</td><td>{{num .SecretReads}}</td></tr>
 <tr><td style="color:#666">Changes</td><td>{{num .ChangesCount}}</td></tr>
 <tr><td style="color:#666">Findings</td><td>{{findings .}}</td></tr>
+{{if $.RoutineCount}}<tr><td style="color:#666">Routine</td><td>{{plural $.RoutineCount "finding"}} learned as routine, not alerted</td></tr>{{end}}
 {{if hasFam .}}<tr><td style="color:#666">By family</td><td>{{famCounts .}}</td></tr>{{end}}
 </table>
 {{end}}
@@ -193,6 +203,15 @@ var htmlTemplate = template.Must(template.New("digest").Funcs(htmlFuncs).Parse(`
 {{range .Findings}}<tr style="border-bottom:1px solid #eee;vertical-align:top"><td style="color:#666;white-space:nowrap">{{tmIn .FirstEvent $.Start}}</td><td style="{{sevColor .Severity}};font-weight:bold">{{sev .Severity}}</td><td>{{.Rule}}<br><span style="color:#666">{{vaultOr .Vault}}</span></td><td>{{v .Summary}}<br><span style="color:#666;font-size:12px">alert {{.AlertID}}: {{delivery .}}</span></td></tr>
 {{end}}</table>
 {{if .FindingsTruncated}}<p style="color:#666">The outbox held more alerts than were examined: the list may be incomplete.</p>{{end}}
+{{end}}
+
+{{if .RoutineCount}}
+<h2 style="font-size:16px;margin:18px 0 6px 0">Learned as routine, not alerted ({{if .RoutineTruncated}}at least {{end}}{{plural .RoutineCount "finding"}})</h2>
+<p style="color:#666;margin:2px 0">Application identities whose findings recur by design (the rule's routine): recorded, not alerted. Check that each is meant to do this.</p>
+<table style="border-collapse:collapse;width:100%" cellpadding="4">
+{{range .RoutineShown}}<tr style="border-bottom:1px solid #eee;vertical-align:top"><td>{{v (routineRule .)}}</td><td style="text-align:right;white-space:nowrap">×{{.Findings}}</td><td>{{v (routineWho .)}}</td><td style="color:#666;white-space:nowrap">{{routineSpan $.Report .}}</td></tr>
+{{end}}</table>
+{{if gt (len .Routine) (len .RoutineShown)}}<p style="color:#666">… and {{moreInt (len .Routine) (len .RoutineShown)}} more groups</p>{{end}}
 {{end}}
 
 {{range .Details}}

@@ -25,10 +25,15 @@ type (
 		Vaults            []jsonSummary `json:"vaults"`
 		Findings          []jsonFinding `json:"findings"`
 		FindingsTruncated bool          `json:"findingsTruncated,omitempty"`
-		Chart             jsonChart     `json:"chart"`
-		Trend             *jsonTrend    `json:"trend,omitempty"`
-		Compliance        []jsonCompl   `json:"compliance,omitempty"`
-		Notes             []string      `json:"notes,omitempty"`
+		// Routine: findings learned as routine and not alerted, per rule
+		// and group (additive to kvwatch.digest/v1).
+		Routine          []jsonRoutine `json:"routine,omitempty"`
+		RoutineCount     int           `json:"routineCount"`
+		RoutineTruncated bool          `json:"routineTruncated,omitempty"`
+		Chart            jsonChart     `json:"chart"`
+		Trend            *jsonTrend    `json:"trend,omitempty"`
+		Compliance       []jsonCompl   `json:"compliance,omitempty"`
+		Notes            []string      `json:"notes,omitempty"`
 	}
 	jsonSummary struct {
 		Vault              string         `json:"vault,omitempty"`
@@ -104,6 +109,18 @@ type (
 		MutedBy    string           `json:"mutedBy,omitempty"`
 		Delivery   []jsonDelivery   `json:"delivery,omitempty"`
 	}
+	jsonRoutine struct {
+		Rule       string           `json:"rule,omitempty"`
+		Severity   finding.Severity `json:"severity"`
+		Vault      string           `json:"vault,omitempty"`
+		Group      []finding.Pair   `json:"group,omitempty"`
+		Caller     string           `json:"caller,omitempty"`
+		CallerName string           `json:"callerName,omitempty"`
+		Findings   int              `json:"findings"`
+		Events     int64            `json:"events"`
+		First      time.Time        `json:"first,omitzero"`
+		Last       time.Time        `json:"last,omitzero"`
+	}
 	jsonDelivery struct {
 		Receiver  string `json:"receiver"`
 		State     string `json:"state"`
@@ -162,6 +179,11 @@ func JSON(r *Report) ([]byte, error) {
 			df.Delivery = append(df.Delivery, jsonDelivery{Receiver: dl.Receiver, State: string(dl.State), Attempts: dl.Attempts, LastError: dl.LastError})
 		}
 		d.Findings = append(d.Findings, df)
+	}
+	d.RoutineCount, d.RoutineTruncated = r.RoutineCount, r.RoutineTruncated
+	for _, g := range r.Routine {
+		d.Routine = append(d.Routine, jsonRoutine{Rule: g.Rule, Severity: g.Severity, Vault: g.Vault, Group: g.Group, Caller: g.Caller,
+			CallerName: g.CallerName, Findings: g.Findings, Events: g.Events, First: g.First, Last: g.Last})
 	}
 	for _, s := range r.Chart.Series {
 		d.Chart.Series = append(d.Chart.Series, jsonChartSeries{Vault: s.Vault, Counts: s.Counts})

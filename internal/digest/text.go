@@ -177,6 +177,9 @@ func Text(r *Report) string {
 	w("  secret reads      %s\n", Num(o.SecretReads))
 	w("  changes           %s\n", Num(o.ChangesCount))
 	w("  findings          %s\n", FindingsLine(o))
+	if r.RoutineCount > 0 {
+		w("  routine           %s learned as routine, not alerted\n", c(plural(r.RoutineCount, "finding")))
+	}
 	if len(o.Families) > 0 {
 		w("  by family        ")
 		for i, f := range o.Families {
@@ -261,6 +264,24 @@ func Text(r *Report) string {
 		}
 		if r.FindingsTruncated {
 			w("  (the outbox held more alerts than were examined: the list may be incomplete)\n")
+		}
+	}
+
+	if r.RoutineCount > 0 {
+		w("\nLearned as routine, not alerted: %s\n", c(RoutineLine(r)))
+		for i := range r.Routine[:min(len(r.Routine), MaxListed)] {
+			g := &r.Routine[i]
+			w("  %-32s ×%-4d %s", c(RoutineRule(g)), g.Findings, c(RoutineWho(g)))
+			if sp := RoutineSpan(r, g); sp != "" {
+				w(", %s", sp)
+			}
+			w("\n")
+		}
+		if n := len(r.Routine) - MaxListed; n > 0 {
+			w("  ... and %d more groups\n", n)
+		}
+		if r.RoutineTruncated {
+			w("  (more routine findings were decided than were examined: the counts are lower bounds)\n")
 		}
 	}
 

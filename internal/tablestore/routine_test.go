@@ -5,16 +5,21 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/kvwatch/kvwatch/internal/alert"
 	"github.com/kvwatch/kvwatch/internal/audit"
 	"github.com/kvwatch/kvwatch/internal/delivery"
 	"github.com/kvwatch/kvwatch/internal/detect"
+	"github.com/kvwatch/kvwatch/internal/digest"
 	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/pipeline"
 	"github.com/kvwatch/kvwatch/internal/state"
+	"github.com/kvwatch/kvwatch/internal/stats"
 )
 
 const routinePack = `
@@ -279,4 +284,101 @@ func TestOutboxRoutineBrief(t *testing.T) {
 	if got, truncated, _ := o.RoutineDecisions(ctx, at, at.Add(time.Hour), 1); len(got) != 1 || !truncated {
 		t.Errorf("limit 1: %d, truncated %v", len(got), truncated)
 	}
+}
+
+// Routine findings are reported from Table state as from memory (issue
+// 12.4): detection on a Journal, delivery on the Table outbox, two
+// instances taking turns, every start delivered twice; the weekly digest
+// computed from the tables (as the Digest timer in serve does) says what
+// was learned as routine and not alerted, per rule and group, and a
+// person sweeping as often is not there.
+func TestDigestRoutineTableState(t *testing.T) {
+	ctx := context.Background()
+	prefix := testPrefix()
+	rs, settings := compilePack(t, routinePack)
+	var mu sync.Mutex
+	var latest time.Time
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return latest }
+	var procs []pipelineStage
+	var outbox *Outbox
+	for i := range 2 {
+		s := newStore(t, prefix, Options{})
+		if i == 0 {
+			t.Cleanup(func() { serviceClient(t).DeleteTable(context.Background(), prefix+JournalTable, nil) })
+			outbox = s.Outbox()
+		}
+		j, err := s.Journal(ctx, serviceClient(t), JournalOptions{Direct: func(k state.Key) bool { return k.Rule == "_claim" }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(j.Wait)
+		disp := delivery.New(delivery.Options{Outbox: s.Outbox(), Now: now, Log: zerolog.Nop(), Instance: fmt.Sprint("i", i),
+			Cooldowns: map[string]time.Duration{"list-then-read": time.Hour},
+			Receivers: map[string]delivery.Notifier{"console": delivery.NotifierFunc(func(context.Context, *alert.Alert) error { return nil })}})
+		en := detect.New(rs, settings, detect.Options{Store: j, Log: zerolog.Nop(), Now: func() time.Time { return t0 },
+			Sink: detect.SinkFunc(func(ctx context.Context, fs []finding.Finding) error {
+				mu.Lock()
+				for _, f := range fs {
+					if f.LastEvent.After(latest) {
+						latest = f.LastEvent
+					}
+				}
+				mu.Unlock()
+				if err := disp.Found(ctx, fs); err != nil {
+					return err
+				}
+				_, err := disp.Flush(ctx)
+				return err
+			})})
+		procs = append(procs, pipelineStage{j, stats.New(j).Stage(en)})
+	}
+	// The provider: told at its third start, routine at its 4th and 5th
+	// (Monday 18:10, Tuesday 15:10). A person (a UPN beside Azure CLI's
+	// app id) starting as often: alerted every time.
+	starts := routineStarts("provider", 1, 20, 0, 3, 6, 9, 30)
+	for _, b := range routineStarts("dave", 1, 20, 1, 4, 7, 10, 31) {
+		for i := range b {
+			b[i].Caller.UPN, b[i].Caller.AppID = "dave.okafor@contoso.com", "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+		}
+		starts = append(starts, shiftSeq(b, 1000))
+	}
+	slices.SortStableFunc(starts, func(a, b []audit.Event) int { return a[0].Time.Compare(b[0].Time) })
+	for i, b := range starts {
+		for k := range 2 { // delivered twice, by either instance
+			if _, err := procs[(i+k)%2].next.Consume(ctx, slices.Clone(b)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	r, err := digest.Compute(ctx, procs[0].store, outbox, digest.Weekly, time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC), time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := digest.Text(r)
+	for _, want := range []string{
+		"  routine           2 findings learned as routine, not alerted\n",
+		"Learned as routine, not alerted: 2 findings (list-then-read: provider on kv1 ×2)\n",
+		"  list-then-read                   ×2    provider on kv1, 2026-11-23 18:10 – 2026-11-24 15:10\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("weekly digest from Table state lacks %q:\n%s", want, text)
+		}
+	}
+	if section := text[strings.Index(text, "Learned as routine"):]; strings.Contains(section[:strings.Index(section, "\n\n")], "dave") {
+		t.Errorf("a person in the routine section:\n%s", section)
+	}
+	alerted := 0
+	for _, f := range r.Findings {
+		if strings.Contains(f.Summary, "dave.okafor@contoso.com") {
+			alerted++
+		}
+	}
+	if alerted == 0 {
+		t.Errorf("the person's sweeps are not among the findings alerted:\n%s", text)
+	}
+}
+
+type pipelineStage struct {
+	store state.Store
+	next  pipeline.Stage
 }
