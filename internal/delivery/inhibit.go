@@ -155,8 +155,7 @@ func (d *Dispatcher) inhibit(ctx context.Context, snap *Snapshot, alerts []*aler
 		}
 		s := alerts[root]
 		out[t.ID] = s.Rule + " (alert " + s.ID + ")"
-		s.Related = append(s.Related, alert.Related{Rule: t.Rule, Title: t.Title, Severity: t.Severity, Summary: t.Summary,
-			Group: t.Group, Period: t.Lead().Period, Alert: t.ID})
+		s.Related = append(s.Related, related(t))
 		s.Severity = max(s.Severity, t.Severity)
 	}
 	// Targets no alert of this call covers: an earlier source's mark,
@@ -196,6 +195,12 @@ func (d *Dispatcher) inhibit(ctx context.Context, snap *Snapshot, alerts []*aler
 		}
 	}
 	return out, nil
+}
+
+// related is how a source's alert names target alert t.
+func related(t *alert.Alert) alert.Related {
+	return alert.Related{Rule: t.Rule, Title: t.Title, Severity: t.Severity, Summary: t.Summary,
+		Group: t.Group, Period: t.Lead().Period, Alert: t.ID}
 }
 
 // allCovered reports whether every finding of target t is covered by one
@@ -302,8 +307,7 @@ func (d *Dispatcher) nameInHeldSources(ctx context.Context, snap *Snapshot, aler
 			e.Alert = &al
 			puts[src] = e
 		}
-		e.Alert.Related = append(e.Alert.Related, alert.Related{Rule: a.Rule, Title: a.Title, Severity: a.Severity, Summary: a.Summary,
-			Group: a.Group, Period: a.Lead().Period, Alert: a.ID})
+		e.Alert.Related = append(e.Alert.Related, related(a))
 		e.Alert.Related = append(e.Alert.Related, a.Related...)
 		names[src] = append(names[src], a.ID)
 	}
@@ -567,8 +571,7 @@ func (d *Dispatcher) coverHeld(ctx context.Context, snap *Snapshot, alerts []*al
 			t := e.Alert
 			// It names what it took in itself (a mass read naming the
 			// burst it inhibited): the source names them all.
-			c.a.Related = append(c.a.Related, alert.Related{Rule: t.Rule, Title: t.Title, Severity: t.Severity, Summary: t.Summary,
-				Group: t.Group, Period: t.Lead().Period, Alert: t.ID})
+			c.a.Related = append(c.a.Related, related(t))
 			c.a.Related = append(c.a.Related, t.Related...)
 			c.a.Severity = max(c.a.Severity, t.Severity)
 			mine = append(mine, &heldCover{entry: e, source: c.a, key: c.key, late: c.shard != Shard(c.a.Lead())})

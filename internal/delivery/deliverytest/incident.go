@@ -121,6 +121,16 @@ func (w *World) Wait(d time.Duration) []alert.Alert {
 	return w.Hook.Got()[before:]
 }
 
+// relatedRules are the rules an alert names as also fired, sorted.
+func relatedRules(a alert.Alert) []string {
+	var rules []string
+	for _, r := range a.Related {
+		rules = append(rules, r.Rule)
+	}
+	slices.Sort(rules)
+	return rules
+}
+
 // Describe is one line per alert: rule, version, changes, related rules.
 func Describe(as []alert.Alert) string {
 	var b strings.Builder
@@ -282,10 +292,7 @@ func IncidentScenarios(t *testing.T, newOutbox func(t *testing.T) delivery.Outbo
 		got := w.Batch(evs...)
 		var related []string
 		if len(got) == 1 {
-			for _, r := range got[0].Related {
-				related = append(related, r.Rule)
-			}
-			slices.Sort(related)
+			related = relatedRules(got[0])
 		}
 		if len(got) != 1 || got[0].Rule != "listing-then-read-burst" ||
 			!slices.Equal(related, []string{"mass-secret-retrieval", "secret-retrieval-burst", "secrets-read-across-vaults"}) {
@@ -321,10 +328,7 @@ func IncidentScenarios(t *testing.T, newOutbox func(t *testing.T) delivery.Outbo
 		got := w.Batch(w.Op("SecretList", "kv-pay", "dave", at("13:37"), Object("")))
 		var related []string
 		if len(got) == 1 {
-			for _, r := range got[0].Related {
-				related = append(related, r.Rule)
-			}
-			slices.Sort(related)
+			related = relatedRules(got[0])
 		}
 		if len(got) != 1 || got[0].Rule != "listing-then-read-burst" ||
 			!slices.Equal(related, []string{"mass-secret-retrieval", "secret-retrieval-burst", "secrets-read-across-vaults"}) {
@@ -369,10 +373,7 @@ func IncidentScenarios(t *testing.T, newOutbox func(t *testing.T) delivery.Outbo
 		got := w.Wait(time.Minute)
 		var related []string
 		if len(got) == 1 {
-			for _, r := range got[0].Related {
-				related = append(related, r.Rule)
-			}
-			slices.Sort(related)
+			related = relatedRules(got[0])
 		}
 		if len(got) != 1 || got[0].Rule != "mass-secret-retrieval" ||
 			!slices.Equal(related, []string{"secret-retrieval-burst", "secrets-read-across-vaults"}) {
