@@ -70,6 +70,10 @@ type Journal struct {
 	regd     map[string]bool
 	listed   time.Time // registry last read
 	registry []string  // the streams it listed
+	// regChanged is when a listing last found streams the one before
+	// had not (the first listing counts): until the registry has been
+	// settled for registrySettle, every update lists it.
+	regChanged time.Time
 
 	compacting atomic.Bool
 	wg         sync.WaitGroup
@@ -589,9 +593,19 @@ func (j *Journal) catchUp(ctx context.Context, skip string) error {
 	return nil
 }
 
+// registrySettle is how long the stream registry must stay the same
+// before updates use a listing up to JournalOptions.Registry old. Streams
+// appear together (a deployment's first batches, a region added): while
+// they do, two writers of new streams could each miss the other's for a
+// Registry, and a threshold crossed by the two batches together would be
+// seen by neither. Once the registry is settled, a new stream's writer
+// lists it afresh (its cache is older than Registry, or it just changed)
+// and sees every other stream: one of the two sees both.
+const registrySettle = 10 * time.Second
+
 func (j *Journal) listStreams(ctx context.Context) ([]string, error) {
 	j.mu.Lock()
-	if j.opts.Now().Sub(j.listed) < j.opts.Registry {
+	if now := j.opts.Now(); now.Sub(j.listed) < j.opts.Registry && now.Sub(j.regChanged) >= registrySettle {
 		names := slices.Clone(j.registry)
 		for n := range j.regd { // this process's own, registered since
 			if !slices.Contains(names, n) {
@@ -623,6 +637,9 @@ func (j *Journal) listStreams(ctx context.Context) ([]string, error) {
 		j.cursorOf(n)
 	}
 	j.listed = j.opts.Now()
+	if j.regChanged.IsZero() || slices.ContainsFunc(names, func(n string) bool { return !slices.Contains(j.registry, n) }) {
+		j.regChanged = j.listed
+	}
 	j.registry = slices.Clone(names)
 	j.mu.Unlock()
 	return names, nil
