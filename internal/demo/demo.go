@@ -13,7 +13,13 @@
 // 429s and one throttling episode), one app doing KeyUnwrap/KeyDecrypt,
 // Azure Resource Graph and Policy Insights VaultGet noise on every vault,
 // people at work (08:00–18:00 UTC) listing, reading and setting secrets,
-// one benign access-policy change, and near-expiry notifications.
+// one benign access-policy change, and near-expiry notifications. Platform
+// identities that list and read many secrets by design, which the demo
+// tenant excepts by identity (kvwatch.yaml in this directory): a .NET
+// configuration provider loading all of kv-payments-prod at each start
+// (three instances at about 10:30, one at 15:10), an Azure DevOps release
+// pipeline's Key Vault task (09:00, 13:00, 16:00) and terraform plans
+// refreshing three vaults (11:40, 14:55).
 //
 // Planted on top, and listed by Incidents: a mass secret read after a
 // listing, a denied burst that then spreads to other vaults, a secret purge
@@ -398,6 +404,12 @@ var clients = map[string]*client{
 	"requests": {ua: "python-requests/2.32.3", api: "7.4", tls: "TLS1_3"},
 	"arg":      {ua: "AzureResourceGraph.IngestionWorkerService.global/1.23.1.630"},
 	"policy":   {ua: appPolicyInsights},
+	// Azure DevOps' Key Vault task (AzureKeyVault@2) on a self-hosted agent:
+	// the agent's user agent (VSTS_<collection>_<hosttype>_<definition>_<run>)
+	// and the task. It asks for its token up front: no anonymous challenge.
+	"ado": {ua: "VSTS_6c1f8e2a-4b7d-4a39-9e05-3d2c1b0a9f87_release_14_1187 AzureKeyVault/2.247.1", api: "7.4", tls: "TLS1_2"},
+	// Terraform's azurerm provider (go-autorest and the Key Vault track-1 SDK).
+	"terraform": {ua: "Go/go1.22.7 (amd64-linux) go-autorest/v14.2.1 Azure-SDK-For-Go/v68.0.0 keyvault/7.4 HashiCorp Terraform/1.9.8 (+https://www.terraform.io) Terraform Plugin SDK/2.10.1 terraform-provider-azurerm/3.117.0 pid-222c6c49-1b0a-5959-a213-6608f9eb8820", api: "7.4", tls: "TLS1_2", anon: true},
 }
 
 func miid(sub, rg, provider string) string {
@@ -414,6 +426,12 @@ var principals = map[string]*principal{
 		mirid: miid(subPlat, "mc_rg-platform-shared_aks-platform_westeurope", "Microsoft.ManagedIdentity/userAssignedIdentities/id-aks-kv-csi")},
 	"adf": {name: "adf-data-dev (system-assigned identity)", oid: "9e8d7c6b-5a49-4382-b1a0-f9e8d7c6b5a4", appid: "1f2e3d4c-5b6a-4798-a6b5-c4d3e2f1a0b9", acr: "2",
 		mirid: miid(subPlat, rgPlat, "Microsoft.DataFactory/factories/adf-data-dev")},
+	// Platform identities that list and read many secrets by design; the
+	// demo tenant excepts them by identity (internal/demo/kvwatch.yaml).
+	"orders-api": {name: "app-orders-api (system-assigned identity)", oid: "4b5c6d7e-8f90-4a1b-92c3-d4e5f6a7b8c9", appid: "7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a", acr: "2",
+		mirid: miid(subProd, rgProd, "Microsoft.Web/sites/app-orders-api")},
+	"ado-release":     {name: "service principal sp-ado-release (Azure DevOps service connection)", oid: "3d4e5f6a-7b8c-4d9e-a0f1-b2c3d4e5f6a7", appid: "9e0f1a2b-3c4d-4e5f-96a7-b8c9d0e1f2a3", acr: "2"},
+	"terraform":       {name: "service principal sp-terraform (Terraform's ARM_CLIENT_ID)", oid: "8b9c0d1e-2f3a-4b4c-95d6-e7f8a9b0c1d2", appid: "0f1a2b3c-4d5e-4f6a-87b8-c9d0e1f2a3b4", acr: "1"},
 	"gha-deploy":      {name: "service principal gha-platform-deploy", oid: "7c8d9e0f-1a2b-4c3d-9e4f-5a6b7c8d9e0f", appid: "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7", acr: "2"},
 	"resource-graph":  {name: "Azure Resource Graph", oid: "0d1e2f3a-4b5c-4d6e-8f7a-9b0c1d2e3f4a", appid: appResourceGraph, acr: "2"},
 	"policy-insights": {name: "Policy Insights", oid: "8a9b0c1d-2e3f-4a5b-9c6d-7e8f9a0b1c2d", appid: appPolicyInsights, acr: "2"},
@@ -441,6 +459,8 @@ const (
 	ipBackup  = "203.0.113.145"
 	ipGHA     = "20.57.79.114"
 	ipOpsAuto = "203.0.113.88"
+	ipADO     = "10.60.0.21" // self-hosted Azure DevOps agents in the platform VNet
+	ipTF      = "10.60.0.22"
 )
 
 var argIPs = []string{"20.50.2.81", "20.50.2.83", "20.103.83.21"}
@@ -491,6 +511,8 @@ func newVaults(r *rand.Rand, day time.Time) map[string]*vault {
 				ap(principals["alice"].oid, nil, all, []string{"get", "list", "import", "update"}),
 				ap(principals["dave"].oid, nil, []string{"get", "list"}, nil),
 				ap(principals["gha-deploy"].oid, nil, []string{"get", "list", "set"}, []string{"get", "import"}),
+				ap(principals["ado-release"].oid, nil, []string{"get", "list"}, nil),
+				ap(principals["terraform"].oid, nil, all, nil),
 			},
 		},
 		"kv-data-dev": {
@@ -501,6 +523,7 @@ func newVaults(r *rand.Rand, day time.Time) map[string]*vault {
 				ap(principals["adf"].oid, nil, []string{"get", "list"}, nil),
 				ap(principals["ravi"].oid, []string{"get", "list"}, all, nil),
 				ap(principals["bob"].oid, nil, all, nil),
+				ap(principals["terraform"].oid, nil, all, nil),
 			},
 		},
 		"kv-shared-infra": {
@@ -955,6 +978,9 @@ func (g *gen) background() {
 	g.people()
 	g.adminChanges()
 	g.notifications()
+	g.configProvider()
+	g.releasePipeline()
+	g.terraformPlans()
 }
 
 // paymentsAPI: two replicas reading three secrets every two minutes.
@@ -1113,6 +1139,78 @@ func (g *gen) policyInsights() {
 		g.every(r, 12*time.Minute, 3*time.Minute, func(t time.Time) {
 			g.arm(r, t, v, p, cl, policyIPs[r.IntN(len(policyIPs))], "VaultGet", "2023-02-01", nil)
 		})
+	}
+}
+
+// configProvider: app-orders-api's .NET configuration provider
+// (AddAzureKeyVault) loads all of kv-payments-prod at every start of every
+// instance: it lists the vault's secrets, then gets each one. A deployment
+// at about 10:30 starts three instances within a minute; one instance
+// restarts at about 15:10.
+func (g *gen) configProvider() {
+	r := g.rng("orders-api")
+	v, p, cl := g.vaults["kv-payments-prod"], principals["orders-api"], clients["net8"]
+	type start struct {
+		t  time.Time
+		ip string
+	}
+	var starts []start
+	t := g.at(10, 30, 0).Add(between(r, 0, 15*time.Second))
+	for _, ip := range []string{"10.1.4.11", "10.1.4.12", "10.1.4.13"} {
+		starts = append(starts, start{t, ip})
+		t = t.Add(between(r, 5*time.Second, 20*time.Second))
+	}
+	starts = append(starts, start{g.at(15, 10, 0).Add(between(r, 0, time.Minute)), "10.1.4.12"})
+	for _, s := range starts {
+		t := g.challenged(r, call{t: s.t, v: v, p: p, cl: cl, ip: s.ip, op: "SecretList", status: 200}, true)
+		for _, name := range v.secrets { // loaded in parallel: a second or two
+			t = t.Add(between(r, 5*time.Millisecond, 45*time.Millisecond))
+			g.data(r, call{t: t, v: v, p: p, cl: cl, ip: s.ip, op: "SecretGet", obj: name, status: 200})
+		}
+	}
+}
+
+// releasePipeline: an Azure DevOps release of the web app at about 09:00,
+// 13:00 and 16:00; its Key Vault task lists kv-web-prod's secrets, then gets
+// the handful the release maps to variables.
+func (g *gen) releasePipeline() {
+	r := g.rng("ado-release")
+	v, p, cl := g.vaults["kv-web-prod"], principals["ado-release"], clients["ado"]
+	for _, h := range []int{9, 13, 16} {
+		t := g.at(h, 0, 0).Add(between(r, 0, 8*time.Minute))
+		g.data(r, call{t: t, v: v, p: p, cl: cl, ip: ipADO, op: "SecretList", status: 200})
+		names := slices.Clone(v.secrets)
+		r.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
+		for _, name := range names[:4+r.IntN(3)] {
+			t = t.Add(between(r, 150*time.Millisecond, 900*time.Millisecond))
+			g.data(r, call{t: t, v: v, p: p, cl: cl, ip: ipADO, op: "SecretGet", obj: name, status: 200})
+		}
+	}
+}
+
+// terraformPlans: a terraform plan at about 11:40 and 14:55 refreshes the
+// state of three vaults: the vault through ARM (VaultGet), then its secrets
+// on the data plane, a listing (an azurerm_key_vault_secrets data source)
+// and a read of every secret it manages.
+func (g *gen) terraformPlans() {
+	r := g.rng("terraform")
+	p, cl := principals["terraform"], clients["terraform"]
+	for _, at := range []time.Time{g.at(11, 40, 0), g.at(14, 55, 0)} {
+		t := at.Add(between(r, 0, 2*time.Minute))
+		for _, name := range []string{"kv-web-prod", "kv-data-dev", "kv-shared-infra"} {
+			v := g.vaults[name]
+			g.arm(r, t, v, p, cl, ipTF, "VaultGet", "2023-02-01", nil)
+			t = t.Add(between(r, 300*time.Millisecond, 2*time.Second))
+			t = g.challenged(r, call{t: t, v: v, p: p, cl: cl, ip: ipTF, op: "SecretList", status: 200}, true)
+			for _, s := range v.secrets {
+				if s == "legacy-sftp-password" { // never in its state (and purged at 02:13)
+					continue
+				}
+				t = t.Add(between(r, 50*time.Millisecond, 400*time.Millisecond))
+				g.data(r, call{t: t, v: v, p: p, cl: cl, ip: ipTF, op: "SecretGet", obj: s, status: 200})
+			}
+			t = t.Add(between(r, time.Second, 4*time.Second))
+		}
 	}
 }
 

@@ -25,7 +25,7 @@ func Example() {
 		fmt.Printf("%s %-20s %s\n", inc.Start.Format("15:04"), inc.Name, vault)
 	}
 	// Output:
-	// 98 blobs, 16585 records
+	// 98 blobs, 16847 records
 	// resourceId=/SUBSCRIPTIONS/3F8A1C52-7D4E-4B9A-8C21-6E5F0A9D2B17/RESOURCEGROUPS/RG-PROD-APPS/PROVIDERS/MICROSOFT.KEYVAULT/VAULTS/KV-PAYMENTS-PROD/y=2026/m=11/d=23/h=00/m=00/PT1H.json
 	// 02:13 secret-purge         kv-shared-infra
 	// 13:37 mass-secret-read     kv-payments-prod
