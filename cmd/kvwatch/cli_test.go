@@ -343,12 +343,13 @@ func TestEmbeddedConfigAlertsFromTheEnvironment(t *testing.T) {
 }
 
 // replay --send says, for each alert, the receivers it went to, or what
-// muted it.
+// muted it. The file is the demo tenant's (its exceptions for its platform
+// identities, demo.Config) with a receiver and a silence.
 func TestReplaySendSaysWhereAlertsWent(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kvwatch.yaml")
-	os.WriteFile(path, []byte(`receivers: [{name: out, stdout: {format: json}}]
+	os.WriteFile(path, append([]byte(`receivers: [{name: out, stdout: {format: json}}]
 silences: [{comment: planned purge, rules: [object-destroyed]}]
-`), 0o644)
+`), demo.Config...), 0o644)
 	code, out, errOut := runIn(t, "", nil, "", "replay", "--send", "--config", path)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
