@@ -59,6 +59,8 @@ type Told struct {
 	// writing Told makes the same message again.
 	Facts   string   `json:"facts,omitempty"`
 	Changes []string `json:"changes,omitempty"`
+	// Learned: the user was told the group is routine from now on.
+	Learned bool `json:"learned,omitempty"`
 }
 
 // Bounds of Told's lists: past them nothing more is remembered, and a
@@ -117,7 +119,7 @@ func facts(f *finding.Finding) string {
 // newTold is what the first message of an incident opened by f tells.
 func newTold(f *finding.Finding) *Told {
 	t := &Told{Incident: f.ID, Opened: f.Period, Version: 1, Severity: f.Severity, Count: f.Count,
-		Operations: reportable(f), Facts: facts(f)}
+		Operations: reportable(f), Facts: facts(f), Learned: f.Learned}
 	if t.Operations != nil && len(t.Operations) > maxToldOperations {
 		t.Operations = t.Operations[:maxToldOperations]
 	}
@@ -156,6 +158,11 @@ func changes(t *Told, f *finding.Finding, p UpdatePolicy) ([]string, *Told) {
 	if p.CountFactor > 0 && t.Count > 0 && float64(f.Count) >= p.CountFactor*float64(t.Count) {
 		out = append(out, "count "+strconv.FormatInt(t.Count, 10)+" → "+strconv.FormatInt(f.Count, 10))
 		next.Count = f.Count
+	}
+	if f.Learned && !t.Learned {
+		// Whatever the policy: the group goes quiet after this.
+		out = append(out, "routine from now on")
+		next.Learned = true
 	}
 	if len(out) == 0 {
 		return nil, t

@@ -105,3 +105,34 @@ func TestRoutineDecisionsListed(t *testing.T) {
 		t.Errorf("limit 2: %d, truncated %v", len(got), truncated)
 	}
 }
+
+// The finding that makes a group routine reaches the user even when the
+// group's last alert is within its cooldown: an update saying "routine
+// from now on", after which the group goes quiet. Without it a group
+// alerted at 10:40 and learned at 11:10 would fall silent unannounced.
+func TestRoutineFromNowOnIsToldWithinTheCooldown(t *testing.T) {
+	r := newReceiver(t)
+	clk := &clock{t: t0}
+	d := newDispatcher(t, delivery.NewMemory(), clk, map[string]string{"hook": r.srv.URL}, nil)
+	found := func(fs ...finding.Finding) {
+		t.Helper()
+		if err := d.Found(context.Background(), fs); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := fnd("burst", "app", t0.Add(40*time.Minute))
+	found(first)
+	learned := fnd("burst", "app", t0.Add(70*time.Minute))
+	learned.Learned = true
+	learned.Summary += "; seen in 3 different hours since 2026-11-23T07:00Z; routine from now on: alerted again only above 2× count 30"
+	found(learned)
+	found(learned) // a retry: told once
+	got := r.got()
+	if len(got) != 2 || got[1].Version != 2 || len(got[1].Changes) != 1 || got[1].Changes[0] != "routine from now on" ||
+		got[1].Findings[0].ID != learned.ID {
+		t.Fatalf("alerts %d: %+v, want the first and an update saying routine from now on", len(got), got)
+	}
+}

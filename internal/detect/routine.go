@@ -426,6 +426,7 @@ func explain(f *finding.Finding, r *rules.Rule, v routineVerdict) {
 	g := strconv.FormatFloat(r.Routine.Growth, 'g', -1, 64) + "×"
 	switch v.state {
 	case routineTold:
+		f.Learned = true
 		f.Summary += fmt.Sprintf("; seen in %d %s since %s; routine from now on: alerted again only above %s count %d",
 			v.periods, periodNoun(r.Cooldown), time.Unix(v.since, 0).UTC().Format("2006-01-02T15:04Z"), g, v.base)
 	case routineQuiet:

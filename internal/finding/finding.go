@@ -135,6 +135,10 @@ type Finding struct {
 	// that made the group routine, and on one above its routine (both
 	// alerted, Routine false).
 	Routine bool `json:"routine,omitempty"`
+	// Learned marks the finding that made its group routine ("routine
+	// from now on"): the user is told, even within a cooldown (an update
+	// of the incident), before the group goes quiet.
+	Learned bool `json:"learned,omitempty"`
 
 	// Summary is one sentence saying what happened.
 	Summary string `json:"summary"`
