@@ -179,6 +179,7 @@ func (d *Dispatcher) round(ctx context.Context, fs []finding.Finding) (roundResu
 				}
 			}
 			q.Read = append(q.Read, d.heldRefs(&f)...)
+			q.Read = append(q.Read, d.sourceHeldRefs(&f)...)
 		}
 	}
 	if err := d.o.Outbox.Load(ctx, snap, q); err != nil {
@@ -392,6 +393,7 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 	// the first sender after the lease).
 	lease := d.preclaim(now.Add(d.o.Lease))
 	joined := map[string]*Entry{} // open entries (group wait) this round adds to
+	heldUntil := map[string]time.Time{}
 	for _, a := range alerts {
 		by := inhibited[a.ID]
 		node := "a:" + a.ID
@@ -440,6 +442,7 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 					for _, r := range e.Receivers {
 						r.Next = maxTime(r.Next, until)
 					}
+					heldUntil[a.ID] = until
 				}
 			}
 			if lease != "" && !held {
@@ -484,7 +487,7 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 			}
 		}
 	}
-	marks, err := d.markSources(ctx, snap, alerts, rows)
+	marks, err := d.markSources(ctx, snap, alerts, rows, heldUntil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -46,6 +46,9 @@ type SourceMark struct {
 	Last       time.Time        `json:"last"` // the alert's last event
 	Until      time.Time        `json:"until"`
 	Operations []string         `json:"operations,omitempty"`
+	// Held is when the alert's own wait for a source ends, if it waits
+	// (Options.InhibitWait): until then targets it inhibits are named in it.
+	Held time.Time `json:"held,omitempty"`
 }
 
 func globMatch(patterns []string, id string) bool {
@@ -189,7 +192,7 @@ func (d *Dispatcher) inhibit(ctx context.Context, snap *Snapshot, alerts []*aler
 	for _, t := range rest {
 		if by, m := d.markedSource(snap, t); by != "" {
 			out[t.ID] = by
-			if viaMark != nil {
+			if viaMark != nil && m.Held.After(d.o.Now()) {
 				viaMark[t.ID] = m.Alert
 			}
 		}
@@ -326,7 +329,9 @@ type markWrite struct {
 // alerts (or, kept in another shard, after them). A later alert of the
 // same rule that marked a key already keeps its mark.
 // rows are the rows this round writes already: a mark is added to them.
-func (d *Dispatcher) markSources(ctx context.Context, snap *Snapshot, alerts []*alert.Alert, rows map[string]Cooldown) ([]*markWrite, error) {
+// heldUntil are the alerts of this round that wait for a source.
+func (d *Dispatcher) markSources(ctx context.Context, snap *Snapshot, alerts []*alert.Alert, rows map[string]Cooldown,
+	heldUntil map[string]time.Time) ([]*markWrite, error) {
 	type src struct {
 		ri int
 		a  *alert.Alert
@@ -362,7 +367,7 @@ func (d *Dispatcher) markSources(ctx context.Context, snap *Snapshot, alerts []*
 			base = DefaultCooldown
 		}
 		m := &SourceMark{Rule: s.a.Rule, Alert: s.a.ID, Severity: s.a.Severity, Last: s.f.LastEvent,
-			Until: s.f.LastEvent.Add(base), Operations: slices.Clone(operations(s.f))}
+			Until: s.f.LastEvent.Add(base), Operations: slices.Clone(operations(s.f)), Held: heldUntil[s.a.ID]}
 		key := refs[i].Key
 		w := byKey[key]
 		c, ok := rows[key]
@@ -416,9 +421,21 @@ type HeldTarget struct {
 const maxHeld = 16
 
 // heldKey names the row, in shard, noting the targets of inhibition i
-// held with f's equal values.
+// held with f's equal values, when the inhibition's mark row is in
+// another shard.
 func heldKey(shard string, i int, r *InhibitRule, f *finding.Finding) string {
 	return "held|" + strconv.Quote(shard) + "|" + equalKey(i, r, f)
+}
+
+// heldRow is where target finding f, held, is noted under inhibition i:
+// the inhibition's mark row when it lives in f's shard (a target grouped
+// by the vault: the row a round reads for the mark anyway), else a row of
+// its own in f's shard.
+func heldRow(i int, r *InhibitRule, f *finding.Finding) Ref {
+	if sh := markShard(r, f); sh == Shard(f) {
+		return Ref{sh, equalKey(i, r, f)}
+	}
+	return Ref{Shard(f), heldKey(Shard(f), i, r, f)}
 }
 
 // heldRefs are the rows a target finding f would be noted under.
@@ -429,8 +446,35 @@ func (d *Dispatcher) heldRefs(f *finding.Finding) []Ref {
 	var refs []Ref
 	for ri := range d.o.Inhibits {
 		if r := &d.o.Inhibits[ri]; globMatch(r.Targets, f.Rule) {
-			refs = append(refs, Ref{Shard(f), heldKey(Shard(f), ri, r, f)})
+			refs = append(refs, heldRow(ri, r, f))
 		}
+	}
+	return refs
+}
+
+// sourceHeldRefs are the rows of held targets a source finding f could
+// take in: read with the round's first load, which reads what it must
+// in one go (coverHeld then finds them in the snapshot).
+func (d *Dispatcher) sourceHeldRefs(f *finding.Finding) []Ref {
+	if d.o.InhibitWait <= 0 {
+		return nil
+	}
+	var refs []Ref
+	for ri := range d.o.Inhibits {
+		if r := &d.o.Inhibits[ri]; globMatch(r.Sources, f.Rule) {
+			refs = append(refs, sourceRows(ri, r, f)...)
+		}
+	}
+	return refs
+}
+
+// sourceRows are the rows targets held with source finding f's equal
+// values are noted in: the mark row, and the own rows of targets in shard
+// "" (grouped without the vault) when the mark row is elsewhere.
+func sourceRows(i int, r *InhibitRule, f *finding.Finding) []Ref {
+	refs := []Ref{{markShard(r, f), equalKey(i, r, f)}}
+	if refs[0].Shard != "" {
+		refs = append(refs, Ref{"", heldKey("", i, r, f)})
 	}
 	return refs
 }
@@ -509,13 +553,10 @@ func (d *Dispatcher) coverHeld(ctx context.Context, snap *Snapshot, alerts []*al
 			}
 			for i := range a.Findings {
 				f := &a.Findings[i]
-				// Targets grouped by the vault live in its shard, the
-				// others in "".
-				for _, sh := range []string{field(f, "vault"), ""} {
-					k := heldKey(sh, ri, r, f)
-					if !slices.ContainsFunc(refs, func(x Ref) bool { return x.Key == k }) {
-						cands = append(cands, cand{r, a, k, sh})
-						refs = append(refs, Ref{sh, k})
+				for _, ref := range sourceRows(ri, r, f) {
+					if !slices.ContainsFunc(refs, func(x Ref) bool { return x.Key == ref.Key }) {
+						cands = append(cands, cand{r, a, ref.Key, ref.Shard})
+						refs = append(refs, ref)
 					}
 				}
 			}
