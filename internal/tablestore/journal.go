@@ -111,7 +111,10 @@ type JournalOptions struct {
 	// CompactEntries and CompactBytes: a snapshot is written when the logs
 	// have grown by this many entries or bytes since the last one
 	// (default 300 entries, 4 MiB stored). CompactEvery is the least time between
-	// two snapshots (default 30s).
+	// two snapshots, and so the least a reader has to fold entries before a
+	// compaction deletes them (one that did not restores): default 10s. It
+	// bounds the log tail a fresh instance restores besides the snapshot
+	// (30s made tails of ~12 MB under load, 3.3 s to restore; 10s ~4 MB, 1.3 s).
 	CompactEntries int
 	CompactBytes   int
 	CompactEvery   time.Duration
@@ -139,7 +142,7 @@ func (o *JournalOptions) defaults() {
 		o.CompactBytes = 4 << 20
 	}
 	if o.CompactEvery <= 0 {
-		o.CompactEvery = 30 * time.Second
+		o.CompactEvery = 10 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
