@@ -197,8 +197,10 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 		e := &events[i]
 		clear(have)
 		t := e.Time.Unix()
-		if e.Source.HasSequence {
-			partition = e.Source.Partition
+		if e.Source.HasSequence && partition == "" {
+			// The batch's stream (namespace, hub and partition: two
+			// regions' partition 0 are two streams); a batch is one.
+			partition, _ = streams.Position(&e.Source)
 		}
 		if t > newest {
 			newest = t
@@ -388,7 +390,7 @@ func tupleText(value string, fields []string) string {
 	return strings.Join(groupkey.Split(value, len(fields)), " / ")
 }
 
-// WatermarkKey holds every input stream's progress (Seen, by partition:
+// WatermarkKey holds every input stream's progress (Seen, by stream:
 // First the newest event time a batch of it applied, Last when, in wall
 // clock seconds), written with each batch's state: every instance sharing
 // the state sees the partitions the others read, and none prunes state a

@@ -562,3 +562,36 @@ func testTwoInstancesShareABurst(t *testing.T, jump bool) {
 		t.Fatalf("no burst of 12 reads for mallory from instance b; findings: %v", got)
 	}
 }
+
+// Two regions' hubs each have a partition 0: two streams. The first
+// region's runs ahead; pruning must wait for the second's, whose late
+// reads still count with the first's (the same burst as above, one
+// instance).
+func TestPruningTellsTwoRegionsPartitionsApart(t *testing.T) {
+	h := newHarness(t, state.NewMemory())
+	read := func(caller, hub string, seq int64, at time.Time) audit.Event {
+		return audit.Event{Time: at, Vault: "kv1", Operation: "SecretGet", Family: audit.FamilySecret, Kind: audit.KindRead,
+			Outcome: audit.OutcomeSuccess, HTTPStatus: 200, ObjectType: "secret", ObjectName: "s1", CallerIP: "10.0.0.1",
+			Caller: audit.Caller{ObjectID: caller, Key: caller, KeyFrom: "oid"},
+			Source: audit.Source{Namespace: "ns.servicebus.windows.net", Hub: hub, Partition: "0", Sequence: seq, HasSequence: true}}
+	}
+	at := time.Date(2026, 11, 23, 13, 30, 0, 0, time.UTC)
+	h.mustFeed(t, []audit.Event{read("zed", "kv-westeurope", 0, at)})
+	var evs []audit.Event
+	for i := range 6 {
+		evs = append(evs, read("mallory", "kv-northeurope", int64(i), at.Add(7*time.Minute+time.Duration(i)*time.Second)))
+	}
+	h.mustFeed(t, evs)
+	h.mustFeed(t, []audit.Event{read("zed", "kv-northeurope", 6, at.Add(90*time.Minute))})
+	evs = nil
+	for i := range 6 {
+		evs = append(evs, read("mallory", "kv-westeurope", int64(1+i), at.Add(8*time.Minute+time.Duration(i)*time.Second)))
+	}
+	h.mustFeed(t, evs)
+	for _, f := range h.found {
+		if f.Rule == "burst" && f.Count == 12 {
+			return
+		}
+	}
+	t.Fatalf("no burst of 12 reads across the two regions' partitions 0: %d findings", len(h.found))
+}
