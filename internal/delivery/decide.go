@@ -477,11 +477,15 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 			uf.union("a:"+c.source.ID, "k:"+c.key)
 		}
 	}
+	alertShard := map[string]string{}
+	for _, a := range alerts {
+		alertShard[a.ID] = Shard(a.Lead())
+	}
 	lateNamed := map[string]bool{} // named by targets of other shards only
 	for src, ids := range namers {
 		lateNamed[src] = true
 		for _, id := range ids {
-			if alertShard(alerts, id) == EntryShard(named[src]) {
+			if alertShard[id] == EntryShard(named[src]) {
 				uf.union("a:"+id, "e:"+src)
 				lateNamed[src] = false
 			}
@@ -490,10 +494,6 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 	marks, err := d.markSources(ctx, snap, alerts, rows, heldUntil)
 	if err != nil {
 		return nil, nil, err
-	}
-	alertShard := map[string]string{}
-	for _, a := range alerts {
-		alertShard[a.ID] = Shard(a.Lead())
 	}
 	var lateMarks []*markWrite
 	for _, m := range marks {
@@ -634,9 +634,7 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 		}
 		u.Cooldowns[m.key] = m.c
 		for _, id := range m.sources {
-			if s := units[uf.find("a:"+id)]; s != nil && !slices.Contains(u.sources, s) {
-				u.sources = append(u.sources, s)
-			}
+			u.after(units[uf.find("a:"+id)])
 		}
 	}
 	// Held targets in another shard than the source taking them in: by
@@ -653,9 +651,7 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 			p.late = append(p.late, u)
 		}
 		u.Put = append(u.Put, c.entry)
-		if s := units[uf.find("a:"+c.source.ID)]; s != nil && !slices.Contains(u.sources, s) {
-			u.sources = append(u.sources, s)
-		}
+		u.after(units[uf.find("a:"+c.source.ID)])
 	}
 	for _, id := range namedIDs {
 		if !lateNamed[id] {
@@ -663,23 +659,18 @@ func (d *Dispatcher) plan(ctx context.Context, snap *Snapshot, byKey map[string]
 		}
 		u := &planUnit{Unit: Unit{Shard: EntryShard(named[id]), Put: []*Entry{named[id]}}}
 		for _, t := range namers[id] {
-			if s := units[uf.find("a:"+t)]; s != nil && !slices.Contains(u.sources, s) {
-				u.sources = append(u.sources, s)
-			}
+			u.after(units[uf.find("a:"+t)])
 		}
 		p.late = append(p.late, u)
 	}
 	return p, nil, nil
 }
 
-// alertShard is the shard of the alert of alerts with ID id.
-func alertShard(alerts []*alert.Alert, id string) string {
-	for _, a := range alerts {
-		if a.ID == id {
-			return Shard(a.Lead())
-		}
+// after makes late unit u wait for unit s (nil: none) to be written.
+func (u *planUnit) after(s *planUnit) {
+	if s != nil && !slices.Contains(u.sources, s) {
+		u.sources = append(u.sources, s)
 	}
-	return ""
 }
 
 // unionFind joins the nodes of a round (keys, alerts, entries) that must

@@ -541,6 +541,7 @@ func (d *Dispatcher) coverHeld(ctx context.Context, snap *Snapshot, alerts []*al
 	}
 	var cands []cand
 	var refs []Ref
+	seen := map[string]bool{}
 	inRound := map[string]bool{}
 	for _, a := range alerts {
 		inRound[a.ID] = true
@@ -554,7 +555,8 @@ func (d *Dispatcher) coverHeld(ctx context.Context, snap *Snapshot, alerts []*al
 			for i := range a.Findings {
 				f := &a.Findings[i]
 				for _, ref := range sourceRows(ri, r, f) {
-					if !slices.ContainsFunc(refs, func(x Ref) bool { return x.Key == ref.Key }) {
+					if !seen[ref.Key] {
+						seen[ref.Key] = true
 						cands = append(cands, cand{r, a, ref.Key, ref.Shard})
 						refs = append(refs, ref)
 					}

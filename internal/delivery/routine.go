@@ -39,11 +39,7 @@ func routineDecision(f *finding.Finding, now time.Time) Decision {
 func BriefOf(f *finding.Finding) *Brief {
 	b := &Brief{Rule: f.Rule, Severity: f.Severity, Vault: f.Vault, Group: slices.Clone(f.Group), Count: f.Count,
 		Period: f.Period, FirstEvent: f.FirstEvent}
-	for _, p := range f.Group {
-		if p.Field == "caller" || (p.Field == "object_id" && b.Caller == "") {
-			b.Caller = p.Value
-		}
-	}
+	_, b.Caller = f.GroupCaller()
 	if c := f.Example; c != nil && (b.Caller == "" || b.Caller == c.Caller.Key || b.Caller == c.Caller.ObjectID) {
 		b.Caller = c.Caller.Key
 		if n := c.Caller.Display(); n != b.Caller {

@@ -183,12 +183,7 @@ const (
 // a group of several callers'), by the group's caller (or object_id) and
 // the caller of the finding's example event.
 func principalOf(f *finding.Finding) principal {
-	field, value := "", ""
-	for _, p := range f.Group {
-		if p.Field == "caller" || (p.Field == "object_id" && field == "") {
-			field, value = p.Field, p.Value
-		}
-	}
+	field, value := f.GroupCaller()
 	if value == "" {
 		return notApp
 	}

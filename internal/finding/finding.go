@@ -170,6 +170,18 @@ func NewID(rule, group string, period time.Time, value string) string {
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
+// GroupCaller returns the field ("caller", else "object_id") and value
+// naming the one caller a finding's group is about; "" if it is not one
+// caller's.
+func (f *Finding) GroupCaller() (field, value string) {
+	for _, p := range f.Group {
+		if p.Field == "caller" || (p.Field == "object_id" && field == "") {
+			field, value = p.Field, p.Value
+		}
+	}
+	return field, value
+}
+
 // GroupString renders a group as "field=value field=value".
 func GroupString(g []Pair) string {
 	var b strings.Builder

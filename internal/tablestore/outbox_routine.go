@@ -10,6 +10,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
+	"github.com/kvwatch/kvwatch/internal/audit"
 	"github.com/kvwatch/kvwatch/internal/delivery"
 )
 
@@ -21,7 +22,8 @@ const propOf = "Of"
 
 // maxBriefChars bounds propOf below the 32K characters a string property
 // holds: a Brief longer than that (a group of huge values) keeps its rule,
-// vault and caller, not its group.
+// vault and caller (each cut with a hash suffix, audit.Truncate), not its
+// group.
 const maxBriefChars = 16 << 10
 
 // briefJSON encodes a Brief for propOf.
@@ -30,21 +32,15 @@ func briefJSON(b *delivery.Brief) string {
 	if err == nil && len(js) > maxBriefChars {
 		c := *b
 		c.Group = nil
-		c.Caller, c.CallerName = trunc(c.Caller, 1024), trunc(c.CallerName, 1024)
-		c.Vault = trunc(c.Vault, 1024)
+		c.Caller, _ = audit.Truncate(c.Caller, 1024)
+		c.CallerName, _ = audit.Truncate(c.CallerName, 1024)
+		c.Vault, _ = audit.Truncate(c.Vault, 1024)
 		js, err = json.Marshal(&c)
 	}
 	if err != nil {
 		return ""
 	}
 	return string(js)
-}
-
-func trunc(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
 
 // briefOf reads propOf; nil when there is none (a decision that is not
