@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -213,6 +214,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
 
+	if path := getenv("KVWATCH_PROFILE"); path != "" {
+		// A diagnostic (docs/performance.md): the process's CPU profile
+		// and its allocations, written when serve returns, to PATH.PID.cpu
+		// and PATH.PID.allocs (handlers of one machine apart).
+		stopProfile, err := startProfile(fmt.Sprintf("%s.%d", path, os.Getpid()))
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("KVWATCH_PROFILE: %w", err)
+		}
+		defer stopProfile()
+	}
 	maxBody := int64(handlers.DefaultMaxBody)
 	if v := getenv("KVWATCH_MAX_BODY_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -756,4 +768,25 @@ func demoCmd(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "wrote %d blobs under %s\n", len(blobs), dir)
 	return nil
+}
+
+// startProfile starts a CPU profile to base.cpu; the function it returns
+// stops it and writes the allocations profile to base.allocs.
+func startProfile(base string) (func(), error) {
+	f, err := os.Create(base + ".cpu")
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		if a, err := os.Create(base + ".allocs"); err == nil {
+			pprof.Lookup("allocs").WriteTo(a, 0)
+			a.Close()
+		}
+	}, nil
 }
