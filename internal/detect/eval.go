@@ -373,15 +373,29 @@ func (en *Engine) evaluate(ctx context.Context, order []*groupWork, ents map[sta
 		ents = map[state.Key]*state.Entity{}
 	}
 	// Read the neighbouring entities windows need that the batch did not write.
+	// A group's keys name its rule and group, and needs lists each once,
+	// so groups never ask for the same key twice, but for access_grant
+	// groups, which share their vault's grants: only those are deduplicated
+	// (a map of every key cost more than the rest of this loop).
 	var missing, need []state.Key
-	want := map[state.Key]bool{}
+	var want map[state.Key]bool
 	for _, w := range order {
 		need = en.needs(w, need[:0])
+		shared := w.rule.Kind == rules.AccessGrant
+		if shared && want == nil {
+			want = map[state.Key]bool{}
+		}
 		for _, k := range need {
-			if _, ok := ents[k]; !ok && !want[k] {
-				want[k] = true
-				missing = append(missing, k)
+			if _, ok := ents[k]; ok {
+				continue
 			}
+			if shared {
+				if want[k] {
+					continue
+				}
+				want[k] = true
+			}
+			missing = append(missing, k)
 		}
 	}
 	if len(missing) > 0 {
