@@ -212,23 +212,6 @@ func grantChanges(meta *state.Entity) []grantChange {
 	return out
 }
 
-// grantNeeds lists what evaluating an access_grant group reads: the
-// vault's configurations, and for a principal's group its own blocks from
-// a window before its events (the grants those events may follow).
-func (en *Engine) grantNeeds(w *groupWork, tmin, tmax int64, keys []state.Key) []state.Key {
-	r := w.rule
-	if !w.contribs[0].second {
-		return append(keys, state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta})
-	}
-	vault := groupkey.Split(w.group, 2)[0]
-	keys = append(keys, state.Key{Rule: r.ID, Group: vault, Block: state.BlockMeta})
-	win := int64(r.Window / time.Second)
-	for b := floorDiv(tmin-win, blockSec); b <= floorDiv(tmax, blockSec); b++ {
-		keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: b})
-	}
-	return keys
-}
-
 // grantCand is one grant an access_grant rule judges in a batch.
 type grantCand struct {
 	vault string

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kvwatch/kvwatch/internal/audit"
 	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/groupkey"
 	"github.com/kvwatch/kvwatch/internal/rules"
 	"github.com/kvwatch/kvwatch/internal/state"
 )
@@ -373,37 +374,47 @@ func (en *Engine) evaluate(ctx context.Context, order []*groupWork, ents map[sta
 		ents = map[state.Key]*state.Entity{}
 	}
 	// Read the neighbouring entities windows need that the batch did not write.
-	// A group's keys name its rule and group, and needs lists each once,
-	// so groups never ask for the same key twice, but for access_grant
-	// groups, which share their vault's grants: only those are deduplicated
-	// (a map of every key cost more than the rest of this loop).
-	var missing, need []state.Key
-	var want map[state.Key]bool
+	// The neighbouring blocks windows need that the batch did not write:
+	// each group's ranges, read at the cost of the entities that exist
+	// where the store can (state.RangeGetter), else block by block.
+	var ranges []state.Range
 	for _, w := range order {
-		need = en.needs(w, need[:0])
-		shared := w.rule.Kind == rules.AccessGrant
-		if shared && want == nil {
-			want = map[state.Key]bool{}
-		}
-		for _, k := range need {
-			if _, ok := ents[k]; ok {
-				continue
-			}
-			if shared {
-				if want[k] {
-					continue
-				}
-				want[k] = true
-			}
-			missing = append(missing, k)
-		}
+		ranges = en.needs(w, ranges)
 	}
-	if len(missing) > 0 {
-		got, err := en.store.Get(ctx, missing)
-		if err != nil {
+	var got map[state.Key]*state.Entity
+	if rg, ok := en.store.(state.RangeGetter); ok && len(ranges) > 0 {
+		var err error
+		if got, err = rg.GetRanges(ctx, ranges); err != nil {
 			return nil, nil, fmt.Errorf("read state: %w", err)
 		}
-		for k, e := range got {
+	} else if len(ranges) > 0 {
+		// A group's ranges name its rule and group, so groups never ask for
+		// the same key twice, but for access_grant groups, which share their
+		// vault's grants (a map of every key cost more than the rest).
+		var missing []state.Key
+		want := map[state.Key]bool{}
+		for _, r := range ranges {
+			for b := r.From; b <= r.To; b++ {
+				k := state.Key{Rule: r.Rule, Group: r.Group, Block: b}
+				if _, ok := ents[k]; ok {
+					continue
+				}
+				if b < 0 {
+					if want[k] {
+						continue
+					}
+					want[k] = true
+				}
+				missing = append(missing, k)
+			}
+		}
+		var err error
+		if got, err = en.store.Get(ctx, missing); err != nil {
+			return nil, nil, fmt.Errorf("read state: %w", err)
+		}
+	}
+	for k, e := range got {
+		if _, ok := ents[k]; !ok { // what the batch wrote stands
 			ents[k] = e
 		}
 	}
@@ -460,16 +471,15 @@ func (c *candidates) Swap(i, j int) {
 	c.keys[i], c.keys[j] = c.keys[j], c.keys[i]
 }
 
-// needs lists the entities a group's evaluation reads.
-//
-// It appends them to keys (a range of blocks is listed once per group:
-// no duplicates).
-func (en *Engine) needs(w *groupWork, keys []state.Key) []state.Key {
+// needs appends the ranges of blocks a group's evaluation reads (a range
+// of blocks once per group: no duplicates within a group).
+func (en *Engine) needs(w *groupWork, rs []state.Range) []state.Range {
 	r := w.rule
 	addRange := func(from, to, per int64) {
-		for b := floorDiv(from, per); b <= floorDiv(to, per); b++ {
-			keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: b})
-		}
+		rs = append(rs, state.Range{Rule: r.ID, Group: w.group, From: floorDiv(from, per), To: floorDiv(to, per)})
+	}
+	meta := func(group string) {
+		rs = append(rs, state.Range{Rule: r.ID, Group: group, From: state.BlockMeta, To: state.BlockMeta})
 	}
 	win := int64(r.Window / time.Second)
 	tmin, tmax := w.contribs[0].t, w.contribs[0].t
@@ -484,13 +494,18 @@ func (en *Engine) needs(w *groupWork, keys []state.Key) []state.Key {
 		addRange(floorDiv(tmin, bs)*bs-win, floorDiv(tmax, bs)*bs+win, blockSec)
 	case rules.Spike:
 		addRange(tmin-int64(r.Baseline.Days)*86400, tmax, 86400)
-		keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta})
+		meta(w.group)
 	case rules.NewValue, rules.ConfigChange:
-		keys = append(keys, state.Key{Rule: r.ID, Group: w.group, Block: state.BlockMeta})
+		meta(w.group)
 	case rules.AccessGrant:
-		keys = en.grantNeeds(w, tmin, tmax, keys)
+		if !w.contribs[0].second {
+			meta(w.group)
+			break
+		}
+		meta(groupkey.Split(w.group, 2)[0]) // the vault's grants
+		addRange(tmin-win, tmax, blockSec)
 	}
-	return keys
+	return rs
 }
 
 func period(t, cooldown int64) int64 { return floorDiv(t, cooldown) * cooldown }

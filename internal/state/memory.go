@@ -12,6 +12,8 @@ import (
 type Memory struct {
 	mu       sync.Mutex
 	entities map[Key]*Entity
+	// groups indexes entities by rule and group (GetRanges).
+	groups   map[groupRef]map[int64]*Entity
 	findings map[string][]byte
 	order    []string
 
@@ -21,7 +23,34 @@ type Memory struct {
 
 // NewMemory returns an empty store.
 func NewMemory() *Memory {
-	return &Memory{entities: map[Key]*Entity{}, findings: map[string][]byte{}}
+	return &Memory{entities: map[Key]*Entity{}, groups: map[groupRef]map[int64]*Entity{}, findings: map[string][]byte{}}
+}
+
+// groupRef names a rule's group.
+type groupRef struct{ rule, group string }
+
+// put stores e under k, in the index too.
+func (m *Memory) put(k Key, e *Entity) {
+	m.entities[k] = e
+	g := groupRef{k.Rule, k.Group}
+	bs := m.groups[g]
+	if bs == nil {
+		bs = map[int64]*Entity{}
+		m.groups[g] = bs
+	}
+	bs[k.Block] = e
+}
+
+// drop deletes k, from the index too.
+func (m *Memory) drop(k Key) {
+	delete(m.entities, k)
+	g := groupRef{k.Rule, k.Group}
+	if bs := m.groups[g]; bs != nil {
+		delete(bs, k.Block)
+		if len(bs) == 0 {
+			delete(m.groups, g)
+		}
+	}
 }
 
 // Update implements Store.
@@ -44,7 +73,7 @@ func (m *Memory) Update(_ context.Context, keys []Key, fn ApplyFunc) (map[Key]*E
 		// place (an update replaces it), so no second copy is needed.
 		if fn(k, e) {
 			m.Writes++
-			m.entities[k] = e
+			m.put(k, e)
 			out[k] = e
 			continue
 		}
@@ -66,6 +95,36 @@ func (m *Memory) Get(_ context.Context, keys []Key) (map[Key]*Entity, error) {
 		m.Reads++
 		if e, ok := m.entities[k]; ok {
 			out[k] = e // shared, read-only: see Update
+		}
+	}
+	return out, nil
+}
+
+// GetRanges implements RangeGetter: a group's index is read whole when it
+// holds fewer entities than the range names blocks.
+func (m *Memory) GetRanges(_ context.Context, rs []Range) (map[Key]*Entity, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[Key]*Entity{}
+	for _, r := range rs {
+		bs := m.groups[groupRef{r.Rule, r.Group}]
+		if len(bs) == 0 || r.To < r.From {
+			continue
+		}
+		if int64(len(bs)) <= r.To-r.From+1 {
+			for b, e := range bs {
+				if b >= r.From && b <= r.To {
+					m.Reads++
+					out[Key{Rule: r.Rule, Group: r.Group, Block: b}] = e
+				}
+			}
+			continue
+		}
+		for b := r.From; b <= r.To; b++ {
+			if e, ok := bs[b]; ok {
+				m.Reads++
+				out[Key{Rule: r.Rule, Group: r.Group, Block: b}] = e
+			}
 		}
 	}
 	return out, nil
@@ -99,7 +158,7 @@ func (m *Memory) Prune(_ context.Context, drop func(Key) bool) (int, error) {
 	n := 0
 	for k := range m.entities {
 		if k.Block >= 0 && drop(k) {
-			delete(m.entities, k)
+			m.drop(k)
 			n++
 		}
 	}

@@ -177,6 +177,22 @@ func WriteOnly(ctx context.Context) context.Context {
 // IsWriteOnly reports whether WriteOnly marked ctx.
 func IsWriteOnly(ctx context.Context) bool { b, _ := ctx.Value(writeOnlyKey{}).(bool); return b }
 
+// Range names blocks From to To (inclusive) of one rule's group.
+type Range struct {
+	Rule, Group string
+	From, To    int64
+}
+
+// RangeGetter is implemented by stores that find a group's entities in a
+// range of blocks at the cost of the entities that exist, not of the
+// blocks named: a day-long window names 49 hourly blocks of its group,
+// most of them absent, and a batch names such ranges for hundreds of
+// groups.
+type RangeGetter interface {
+	// GetRanges returns the entities that exist in the ranges.
+	GetRanges(ctx context.Context, rs []Range) (map[Key]*Entity, error)
+}
+
 // FindingRecord is a finding to record: its ID, its encoded body, and the
 // start of its period (a store may keep a period's findings together).
 type FindingRecord struct {
