@@ -12,8 +12,7 @@ import (
 type Memory struct {
 	mu       sync.Mutex
 	entities map[Key]*Entity
-	// groups indexes entities by rule and group (GetRanges).
-	groups   map[groupRef]map[int64]*Entity
+	index    BlockIndex // by rule and group (GetRanges)
 	findings map[string][]byte
 	order    []string
 
@@ -23,34 +22,19 @@ type Memory struct {
 
 // NewMemory returns an empty store.
 func NewMemory() *Memory {
-	return &Memory{entities: map[Key]*Entity{}, groups: map[groupRef]map[int64]*Entity{}, findings: map[string][]byte{}}
+	return &Memory{entities: map[Key]*Entity{}, findings: map[string][]byte{}}
 }
-
-// groupRef names a rule's group.
-type groupRef struct{ rule, group string }
 
 // put stores e under k, in the index too.
 func (m *Memory) put(k Key, e *Entity) {
 	m.entities[k] = e
-	g := groupRef{k.Rule, k.Group}
-	bs := m.groups[g]
-	if bs == nil {
-		bs = map[int64]*Entity{}
-		m.groups[g] = bs
-	}
-	bs[k.Block] = e
+	m.index.Add(k)
 }
 
 // drop deletes k, from the index too.
 func (m *Memory) drop(k Key) {
 	delete(m.entities, k)
-	g := groupRef{k.Rule, k.Group}
-	if bs := m.groups[g]; bs != nil {
-		delete(bs, k.Block)
-		if len(bs) == 0 {
-			delete(m.groups, g)
-		}
-	}
+	m.index.Remove(k)
 }
 
 // Update implements Store.
@@ -100,32 +84,16 @@ func (m *Memory) Get(_ context.Context, keys []Key) (map[Key]*Entity, error) {
 	return out, nil
 }
 
-// GetRanges implements RangeGetter: a group's index is read whole when it
-// holds fewer entities than the range names blocks.
+// GetRanges implements RangeGetter.
 func (m *Memory) GetRanges(_ context.Context, rs []Range) (map[Key]*Entity, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := map[Key]*Entity{}
 	for _, r := range rs {
-		bs := m.groups[groupRef{r.Rule, r.Group}]
-		if len(bs) == 0 || r.To < r.From {
-			continue
-		}
-		if int64(len(bs)) <= r.To-r.From+1 {
-			for b, e := range bs {
-				if b >= r.From && b <= r.To {
-					m.Reads++
-					out[Key{Rule: r.Rule, Group: r.Group, Block: b}] = e
-				}
-			}
-			continue
-		}
-		for b := r.From; b <= r.To; b++ {
-			if e, ok := bs[b]; ok {
-				m.Reads++
-				out[Key{Rule: r.Rule, Group: r.Group, Block: b}] = e
-			}
-		}
+		m.index.Keys(r, func(k Key) {
+			m.Reads++
+			out[k] = m.entities[k]
+		})
 	}
 	return out, nil
 }

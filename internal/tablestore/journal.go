@@ -63,6 +63,7 @@ type Journal struct {
 
 	mu       sync.Mutex
 	view     map[state.Key]*state.Entity
+	index    state.BlockIndex   // view's keys by rule and group (GetRanges)
 	streams  map[string]*cursor // every stream known, by name
 	restored bool
 	caught   time.Time // last full catch-up
@@ -410,6 +411,7 @@ func (j *Journal) commit(ctx context.Context, stream string, p *pending) (bool, 
 	for i, it := range p.items {
 		if p.next[i] != nil && j.view[it.K] == p.base[i] {
 			j.view[it.K] = p.next[i]
+			j.index.Add(it.K)
 		} else {
 			j.foldLocked(it)
 		}
@@ -432,6 +434,7 @@ func (j *Journal) foldLocked(it journalItem) { j.foldOwned(it, nil) }
 func (j *Journal) foldOwned(it journalItem, owned map[state.Key]bool) {
 	if it.Drop {
 		delete(j.view, it.K)
+		j.index.Remove(it.K)
 		delete(owned, it.K)
 		return
 	}
@@ -442,6 +445,7 @@ func (j *Journal) foldOwned(it journalItem, owned map[state.Key]bool) {
 			e = &state.Entity{}
 		}
 		j.view[it.K] = e
+		j.index.Add(it.K)
 		if owned != nil {
 			owned[it.K] = true
 		}
@@ -803,6 +807,55 @@ func (j *Journal) Get(ctx context.Context, keys []state.Key) (map[state.Key]*sta
 	return out, nil
 }
 
+// GetRanges implements state.RangeGetter: the view, read up to date as Get
+// reads it, at the cost of the entities in the ranges.
+func (j *Journal) GetRanges(ctx context.Context, rs []state.Range) (map[state.Key]*state.Entity, error) {
+	var direct []state.Key
+	logged := rs[:0:0]
+	for _, r := range rs {
+		if !j.opts.Direct(state.Key{Rule: r.Rule, Group: r.Group, Block: r.From}) {
+			logged = append(logged, r)
+			continue
+		}
+		for b := r.From; b <= r.To; b++ {
+			direct = append(direct, state.Key{Rule: r.Rule, Group: r.Group, Block: b})
+		}
+	}
+	out := map[state.Key]*state.Entity{}
+	if len(direct) > 0 {
+		got, err := j.Get(ctx, direct)
+		if err != nil {
+			return nil, err
+		}
+		out = got
+	}
+	if len(logged) == 0 {
+		return out, nil
+	}
+	err := j.withView(ctx, func() error {
+		j.mu.Lock()
+		stale := j.opts.Now().Sub(j.caught) >= j.opts.Fresh
+		j.mu.Unlock()
+		if stale {
+			return j.catchUp(ctx, "")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, r := range logged {
+		j.index.Keys(r, func(k state.Key) {
+			if e := j.view[k]; e != nil {
+				out[k] = e
+			}
+		})
+	}
+	return out, nil
+}
+
 // AddFinding implements state.Store.
 func (j *Journal) AddFinding(ctx context.Context, id string, body []byte) (bool, error) {
 	return j.s.AddFinding(ctx, id, body)
@@ -892,6 +945,7 @@ func (j *Journal) restoreOnce(ctx context.Context) error {
 	tookSnap := time.Since(start)
 	j.mu.Lock()
 	j.view = snap.view
+	j.index.Reset(j.view)
 	j.streams = map[string]*cursor{}
 	for n, idx := range snap.cut {
 		j.cursorOf(n).index = idx

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -76,6 +77,23 @@ func sameView(t *testing.T, j *Journal, mem *state.Memory) {
 	got := make(map[state.Key]*state.Entity, len(j.view))
 	for k, e := range j.view {
 		got[k] = e
+	}
+	// The view's block index (GetRanges) names exactly the view's keys.
+	indexed := 0
+	groups := map[[2]string]bool{}
+	for k := range j.view {
+		groups[[2]string{k.Rule, k.Group}] = true
+	}
+	for g := range groups {
+		j.index.Keys(state.Range{Rule: g[0], Group: g[1], From: math.MinInt64, To: math.MaxInt64}, func(k state.Key) {
+			indexed++
+			if _, ok := j.view[k]; !ok {
+				t.Errorf("the view's index names %v, which the view does not hold", k)
+			}
+		})
+	}
+	if indexed != len(j.view) {
+		t.Errorf("the view's index names %d of its %d entities", indexed, len(j.view))
 	}
 	j.mu.Unlock()
 	keys := make([]state.Key, 0, len(got))
