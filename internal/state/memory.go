@@ -25,12 +25,6 @@ func NewMemory() *Memory {
 	return &Memory{entities: map[Key]*Entity{}, findings: map[string][]byte{}}
 }
 
-// put stores e under k, in the index too.
-func (m *Memory) put(k Key, e *Entity) {
-	m.entities[k] = e
-	m.index.Add(k)
-}
-
 // drop deletes k, from the index too.
 func (m *Memory) drop(k Key) {
 	delete(m.entities, k)
@@ -57,7 +51,10 @@ func (m *Memory) Update(_ context.Context, keys []Key, fn ApplyFunc) (map[Key]*E
 		// place (an update replaces it), so no second copy is needed.
 		if fn(k, e) {
 			m.Writes++
-			m.put(k, e)
+			m.entities[k] = e
+			if cur == nil {
+				m.index.Add(k)
+			}
 			out[k] = e
 			continue
 		}

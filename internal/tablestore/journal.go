@@ -411,7 +411,9 @@ func (j *Journal) commit(ctx context.Context, stream string, p *pending) (bool, 
 	for i, it := range p.items {
 		if p.next[i] != nil && j.view[it.K] == p.base[i] {
 			j.view[it.K] = p.next[i]
-			j.index.Add(it.K)
+			if p.base[i] == nil {
+				j.index.Add(it.K)
+			}
 		} else {
 			j.foldLocked(it)
 		}
@@ -440,12 +442,14 @@ func (j *Journal) foldOwned(it journalItem, owned map[state.Key]bool) {
 	}
 	e := j.view[it.K]
 	if !owned[it.K] {
+		if e == nil {
+			j.index.Add(it.K)
+		}
 		e = e.Clone()
 		if e == nil {
 			e = &state.Entity{}
 		}
 		j.view[it.K] = e
-		j.index.Add(it.K)
 		if owned != nil {
 			owned[it.K] = true
 		}
