@@ -1,0 +1,101 @@
+package tablestore
+
+import (
+	"sync"
+
+	"github.com/kvwatch/kvwatch/internal/state"
+)
+
+// Log entries and snapshots are written by hand (state.JSONEncoder), byte
+// for byte what encoding/json.Marshal writes (TestJournalEncoders), at a
+// fraction of its cost: the journal encodes every change it logs and its
+// whole view at every compaction (BenchmarkSnapshotEncode,
+// BenchmarkJournalRound).
+
+// jsonBuf is an encoder and its output buffer, reused.
+type jsonBuf struct {
+	x state.JSONEncoder
+	b []byte
+}
+
+var jsonBufs = sync.Pool{New: func() any { return &jsonBuf{b: make([]byte, 0, 16<<10)} }}
+
+// putJSONBuf returns a buffer to the pool unless it grew very large.
+func putJSONBuf(jb *jsonBuf) {
+	if cap(jb.b) > 4<<20 {
+		return
+	}
+	jb.b = jb.b[:0]
+	jsonBufs.Put(jb)
+}
+
+// appendJournalItems appends items as encoding/json writes []journalItem.
+func appendJournalItems(x *state.JSONEncoder, b []byte, items []journalItem) []byte {
+	if items == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJournalItem(x, b, &items[i])
+	}
+	return append(b, ']')
+}
+
+func appendJournalItem(x *state.JSONEncoder, b []byte, it *journalItem) []byte {
+	b = append(b, `{"k":`...)
+	b = x.AppendKey(b, it.K)
+	if it.D != nil {
+		b = append(b, `,"d":`...)
+		b = x.AppendDelta(b, it.D)
+	}
+	if it.Drop {
+		b = append(b, `,"x":true`...)
+	}
+	return append(b, '}')
+}
+
+// appendSnapshotItem appends one item of a snapshot's list.
+func appendSnapshotItem(x *state.JSONEncoder, b []byte, it *snapshotItem) []byte {
+	b = append(b, `{"k":`...)
+	b = x.AppendKey(b, it.K)
+	b = append(b, `,"e":`...)
+	b = x.AppendEntity(b, it.E)
+	return append(b, '}')
+}
+
+// encodeSnapshot writes sd as encoding/json writes snapshotData, to w in
+// pieces of about 64 KiB (the whole JSON is several times the deflated
+// snapshot: it is never held at once).
+func encodeSnapshot(w interface{ Write([]byte) (int, error) }, sd *snapshotData) error {
+	jb := jsonBufs.Get().(*jsonBuf)
+	defer putJSONBuf(jb)
+	b := append(jb.b[:0], `{"cut":`...)
+	b = jb.x.AppendStringInts(b, sd.Cut)
+	b = append(b, `,"items":`...)
+	if sd.Items == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i := range sd.Items {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendSnapshotItem(&jb.x, b, &sd.Items[i])
+			if len(b) >= 64<<10 {
+				if _, err := w.Write(b); err != nil {
+					jb.b = b
+					return err
+				}
+				b = b[:0]
+			}
+		}
+		b = append(b, ']')
+	}
+	b = append(b, '}')
+	_, err := w.Write(b)
+	jb.b = b
+	return err
+}
