@@ -326,7 +326,9 @@ func (j *Journal) write(ctx context.Context, stream string, keys []state.Key, fn
 		p.cur = *j.cursorOf(stream)
 		j.mu.Unlock()
 		for i, k := range keys {
-			e := base[i].Clone()
+			// The view's entities are never changed in place: the copy
+			// may share their value lists (state.CloneForUpdate).
+			e := state.CloneForUpdate(base[i])
 			if e == nil {
 				e = &state.Entity{}
 			}
@@ -437,7 +439,7 @@ func (j *Journal) foldOwned(it journalItem, owned map[state.Key]bool) {
 	}
 	e := j.view[it.K]
 	if !owned[it.K] {
-		e = e.Clone()
+		e = state.CloneForUpdate(e) // Merge never changes a value list in place
 		if e == nil {
 			e = &state.Entity{}
 		}
