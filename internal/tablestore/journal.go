@@ -59,7 +59,7 @@ type Journal struct {
 	opts   JournalOptions
 	log    zerolog.Logger
 	gate   sync.RWMutex // restore holds it exclusively
-	wlocks sync.Map     // stream → *sync.Mutex: one writer per stream in this process
+	wlocks sync.Map     // stream → *streamWriter: one writer per stream in this process
 
 	mu       sync.Mutex
 	view     map[state.Key]*state.Entity
@@ -222,9 +222,18 @@ type journalItem struct {
 	Drop bool `json:"x,omitempty"`
 }
 
-func (j *Journal) wlock(stream string) *sync.Mutex {
-	m, _ := j.wlocks.LoadOrStore(stream, &sync.Mutex{})
-	return m.(*sync.Mutex)
+// streamWriter is a stream's writer lock and, for its holder, the buffers
+// a log entry is encoded and deflated in: kept with the lock, not in a
+// sync.Pool, which every garbage collection (several a second under load)
+// empties.
+type streamWriter struct {
+	sync.Mutex
+	enc jsonBuf
+}
+
+func (j *Journal) wlock(stream string) *streamWriter {
+	m, _ := j.wlocks.LoadOrStore(stream, &streamWriter{})
+	return m.(*streamWriter)
 }
 
 func (j *Journal) cursorOf(stream string) *cursor {
@@ -379,7 +388,7 @@ func (j *Journal) appendRounds(ctx context.Context, stream string, build func() 
 		if err != nil || len(p.items) == 0 {
 			return err
 		}
-		done, err := j.commit(ctx, stream, p)
+		done, err := j.commit(ctx, stream, p, &wl.enc)
 		if err != nil || done {
 			return err
 		}
@@ -389,8 +398,8 @@ func (j *Journal) appendRounds(ctx context.Context, stream string, build func() 
 // commit appends p to its stream's log and takes it into the view. It
 // reports false when another writer extended the log first: what that one
 // wrote is folded, and the round must be computed again.
-func (j *Journal) commit(ctx context.Context, stream string, p *pending) (bool, error) {
-	entries, err := packEntries(p.items)
+func (j *Journal) commit(ctx context.Context, stream string, p *pending, enc *jsonBuf) (bool, error) {
+	entries, err := packEntries(enc, p.items)
 	if err != nil {
 		return false, fmt.Errorf("tablestore: journal %s: %w", stream, err)
 	}
@@ -458,12 +467,13 @@ func (j *Journal) foldOwned(it journalItem, owned map[state.Key]bool) {
 // Both read and write the same JSON (TestJournalJSONDecoders).
 
 // packEntries encodes items as log entries of at most maxEntryRaw stored
-// bytes each, splitting the list where needed.
-func packEntries(items []journalItem) ([][]byte, error) {
-	jb := jsonBufs.Get().(*jsonBuf)
+// bytes each, splitting the list where needed, in jb's buffers.
+func packEntries(jb *jsonBuf, items []journalItem) ([][]byte, error) {
 	jb.b = appendJournalItems(&jb.x, jb.b[:0], items)
-	b := packBytes(jb.b, true)
-	putJSONBuf(jb)
+	b := jb.pack(jb.b)
+	if cap(jb.b) > 4<<20 {
+		jb.b = nil // not kept with the stream
+	}
 	if len(b) <= maxEntryRaw {
 		return [][]byte{b}, nil
 	}
@@ -471,11 +481,11 @@ func packEntries(items []journalItem) ([][]byte, error) {
 		return nil, fmt.Errorf("%w: one entity's change is %d bytes stored, at most %d", ErrTooLarge, len(b), maxEntryRaw)
 	}
 	h := len(items) / 2
-	a, err := packEntries(items[:h])
+	a, err := packEntries(jb, items[:h])
 	if err != nil {
 		return nil, err
 	}
-	c, err := packEntries(items[h:])
+	c, err := packEntries(jb, items[h:])
 	if err != nil {
 		return nil, err
 	}
@@ -695,12 +705,15 @@ func (j *Journal) catchUpStreams(ctx context.Context, names []string) error {
 			if err != nil {
 				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)
 			}
-			js, err := unpackBytes(data)
+			inf := inflaters.Get().(*inflater)
+			js, err := inf.unpack(data)
 			if err != nil {
 				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)
 			}
 			var items []journalItem
-			if err := jsonv2.Unmarshal(js, &items); err != nil {
+			err = jsonv2.Unmarshal(js, &items) // copies what it keeps
+			inf.release()
+			if err != nil {
 				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)
 			}
 			g.entries = append(g.entries, items)

@@ -1,6 +1,9 @@
 package tablestore
 
 import (
+	"bytes"
+	"compress/flate"
+	"io"
 	"sync"
 
 	"github.com/kvwatch/kvwatch/internal/state"
@@ -12,10 +15,62 @@ import (
 // whole view at every compaction (BenchmarkSnapshotEncode,
 // BenchmarkJournalRound).
 
-// jsonBuf is an encoder and its output buffer, reused.
+// jsonBuf is an encoder, its output buffer and a deflater, reused.
 type jsonBuf struct {
-	x state.JSONEncoder
-	b []byte
+	x  state.JSONEncoder
+	b  []byte
+	fw *flate.Writer
+}
+
+// pack is packBytes(data, true) with jb's deflater.
+func (jb *jsonBuf) pack(data []byte) []byte {
+	if len(data) <= compressAbove {
+		return packBytes(data, true)
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(data)/3 + 16)
+	buf.WriteByte(formatDeflated)
+	if jb.fw == nil {
+		jb.fw, _ = flate.NewWriter(&buf, flate.BestSpeed)
+	} else {
+		jb.fw.Reset(&buf)
+	}
+	jb.fw.Write(data)
+	jb.fw.Close()
+	return buf.Bytes()
+}
+
+// inflater unpacks stored data (unpackBytes) into a buffer it reuses.
+type inflater struct {
+	src bytes.Reader
+	r   io.ReadCloser
+	out bytes.Buffer
+}
+
+var inflaters = sync.Pool{New: func() any { return &inflater{} }}
+
+// unpack returns what unpackBytes would, valid until release.
+func (f *inflater) unpack(b []byte) ([]byte, error) {
+	if len(b) == 0 || b[0] != formatDeflated {
+		return unpackBytes(b)
+	}
+	f.src.Reset(b[1:])
+	if f.r == nil {
+		f.r = flate.NewReader(&f.src)
+	} else if err := f.r.(flate.Resetter).Reset(&f.src, nil); err != nil {
+		return nil, err
+	}
+	f.out.Reset()
+	_, err := f.out.ReadFrom(f.r)
+	return f.out.Bytes(), err
+}
+
+// release returns f to the pool unless its buffer grew very large.
+func (f *inflater) release() {
+	if f.out.Cap() > 4<<20 {
+		return
+	}
+	inflaters.Put(f)
 }
 
 var jsonBufs = sync.Pool{New: func() any { return &jsonBuf{b: make([]byte, 0, 16<<10)} }}
