@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -506,7 +507,7 @@ func (j *Journal) append(ctx context.Context, cur *cursor, entries [][]byte) (in
 			if err := putChunks(props, entries[0]); err != nil {
 				return 0, "", err
 			}
-			body, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: cur.pk, RowKey: entryRK(idx)}, Properties: props})
+			body, err := marshalEDM(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: cur.pk, RowKey: entryRK(idx)}, Properties: props})
 			if err != nil {
 				return 0, "", err
 			}
@@ -954,7 +955,14 @@ func sortedKeys(m map[state.Key]*state.Entity) []state.Key {
 		ks = append(ks, k)
 	}
 	slices.SortFunc(ks, func(a, b state.Key) int {
-		return cmp.Or(cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Group, b.Group), cmp.Compare(a.Block, b.Block))
+		// Not cmp.Or, which compares all three every time.
+		if a.Rule != b.Rule {
+			return strings.Compare(a.Rule, b.Rule)
+		}
+		if a.Group != b.Group {
+			return strings.Compare(a.Group, b.Group)
+		}
+		return cmp.Compare(a.Block, b.Block)
 	})
 	return ks
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/kvwatch/kvwatch/internal/state"
@@ -147,6 +148,25 @@ func TestJournalEncoders(t *testing.T) {
 	}
 	if js, _ := json.Marshal(all); string(js) != string(want) {
 		t.Fatal("packed log entries read back differently")
+	}
+}
+
+// marshalEDM writes what json.Marshal writes for a log entry's row.
+func TestMarshalEDM(t *testing.T) {
+	props := map[string]any{}
+	if err := putChunks(props, packBytes(bytes.Repeat([]byte(`{"k":1}`), 30000), true)); err != nil {
+		t.Fatal(err)
+	}
+	props[propStream] = "p:ns/hub/<0>\x1f\"\xff"
+	props[propIndex] = aztables.EDMInt64(-3)
+	e := aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: "j-x", RowKey: entryRK(7)}, Properties: props}
+	want, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := marshalEDM(e)
+	if err != nil || string(got) != string(want) {
+		t.Fatalf("marshalEDM differs from json.Marshal (%v)", err)
 	}
 }
 

@@ -270,7 +270,7 @@ func (j *Journal) Compact(ctx context.Context) (bool, error) {
 			if err := putChunks(props, rows[r]); err != nil {
 				return false, err
 			}
-			body, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: fmt.Sprintf("%06d", r)}, Properties: props})
+			body, err := marshalEDM(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: fmt.Sprintf("%06d", r)}, Properties: props})
 			if err != nil {
 				return false, err
 			}
