@@ -118,19 +118,25 @@ func Diff(before, after *Entity) *Delta {
 			continue
 		}
 		sd := SlotDelta{Sorted: slices.IsSorted(vs)}
-		in := make(map[string]bool, len(old))
-		for _, v := range old {
-			in[v] = true
-		}
-		for _, v := range vs {
-			if !in[v] {
-				sd.Added = append(sd.Added, v)
+		if sd.Sorted && increasing(vs) && increasing(old) {
+			// Sets, as detection and statistics keep them: one walk
+			// gives what the walks below give, without a map.
+			sd.Added, sd.Removed = diffSorted(old, vs)
+		} else {
+			in := make(map[string]bool, len(old))
+			for _, v := range old {
+				in[v] = true
 			}
-			delete(in, v)
-		}
-		for _, v := range old { // in old's order, for determinism
-			if in[v] {
-				sd.Removed = append(sd.Removed, v)
+			for _, v := range vs {
+				if !in[v] {
+					sd.Added = append(sd.Added, v)
+				}
+				delete(in, v)
+			}
+			for _, v := range old { // in old's order, for determinism
+				if in[v] {
+					sd.Removed = append(sd.Removed, v)
+				}
 			}
 		}
 		if !sd.Sorted {
@@ -193,6 +199,36 @@ func Diff(before, after *Entity) *Delta {
 		return nil
 	}
 	return d
+}
+
+// increasing reports whether vs is sorted without repeats.
+func increasing(vs []string) bool {
+	for i := 1; i < len(vs); i++ {
+		if vs[i-1] >= vs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// diffSorted returns the members of after not in before and those of
+// before not in after, in order, of two increasing lists.
+func diffSorted(before, after []string) (added, removed []string) {
+	i, j := 0, 0
+	for i < len(before) || j < len(after) {
+		switch {
+		case j == len(after) || (i < len(before) && before[i] < after[j]):
+			removed = append(removed, before[i])
+			i++
+		case i == len(before) || after[j] < before[i]:
+			added = append(added, after[j])
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	return added, removed
 }
 
 func diffCounts[K comparable](before, after map[K]int64) (map[K]int64, []K) {
