@@ -60,7 +60,7 @@ type Journal struct {
 	opts   JournalOptions
 	log    zerolog.Logger
 	gate   sync.RWMutex // restore holds it exclusively
-	wlocks sync.Map     // stream → *streamWriter: one writer per stream in this process
+	wlocks sync.Map     // stream → *sync.Mutex: one writer per stream in this process
 
 	mu       sync.Mutex
 	view     map[state.Key]*state.Entity
@@ -223,18 +223,9 @@ type journalItem struct {
 	Drop bool `json:"x,omitempty"`
 }
 
-// streamWriter is a stream's writer lock and, for its holder, the buffers
-// a log entry is encoded and deflated in: kept with the lock, not in a
-// sync.Pool, which every garbage collection (several a second under load)
-// empties.
-type streamWriter struct {
-	sync.Mutex
-	enc jsonBuf
-}
-
-func (j *Journal) wlock(stream string) *streamWriter {
-	m, _ := j.wlocks.LoadOrStore(stream, &streamWriter{})
-	return m.(*streamWriter)
+func (j *Journal) wlock(stream string) *sync.Mutex {
+	m, _ := j.wlocks.LoadOrStore(stream, &sync.Mutex{})
+	return m.(*sync.Mutex)
 }
 
 func (j *Journal) cursorOf(stream string) *cursor {
@@ -389,7 +380,7 @@ func (j *Journal) appendRounds(ctx context.Context, stream string, build func() 
 		if err != nil || len(p.items) == 0 {
 			return err
 		}
-		done, err := j.commit(ctx, stream, p, &wl.enc)
+		done, err := j.commit(ctx, stream, p)
 		if err != nil || done {
 			return err
 		}
@@ -399,8 +390,10 @@ func (j *Journal) appendRounds(ctx context.Context, stream string, build func() 
 // commit appends p to its stream's log and takes it into the view. It
 // reports false when another writer extended the log first: what that one
 // wrote is folded, and the round must be computed again.
-func (j *Journal) commit(ctx context.Context, stream string, p *pending, enc *jsonBuf) (bool, error) {
+func (j *Journal) commit(ctx context.Context, stream string, p *pending) (bool, error) {
+	enc := getEncoder()
 	entries, err := packEntries(enc, p.items)
+	putEncoder(enc)
 	if err != nil {
 		return false, fmt.Errorf("tablestore: journal %s: %w", stream, err)
 	}
@@ -472,9 +465,6 @@ func (j *Journal) foldOwned(it journalItem, owned map[state.Key]bool) {
 func packEntries(jb *jsonBuf, items []journalItem) ([][]byte, error) {
 	jb.b = appendJournalItems(&jb.x, jb.b[:0], items)
 	b := jb.pack(jb.b)
-	if cap(jb.b) > 4<<20 {
-		jb.b = nil // not kept with the stream
-	}
 	if len(b) <= maxEntryRaw {
 		return [][]byte{b}, nil
 	}
@@ -706,7 +696,7 @@ func (j *Journal) catchUpStreams(ctx context.Context, names []string) error {
 			if err != nil {
 				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)
 			}
-			inf := inflaters.Get().(*inflater)
+			inf := getInflater()
 			js, err := inf.unpack(data)
 			if err != nil {
 				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)

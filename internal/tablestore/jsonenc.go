@@ -24,6 +24,31 @@ type jsonBuf struct {
 	fw *flate.Writer
 }
 
+// encoders keeps a few log-entry encoders (buffer and deflater) whatever
+// the garbage collections: a sync.Pool is emptied by every one, several a
+// second under load, and a deflater is 1.2 MB to make. Writers of more
+// streams at once than it holds make their own.
+var encoders = make(chan *jsonBuf, 4)
+
+func getEncoder() *jsonBuf {
+	select {
+	case jb := <-encoders:
+		return jb
+	default:
+		return &jsonBuf{}
+	}
+}
+
+func putEncoder(jb *jsonBuf) {
+	if cap(jb.b) > 4<<20 {
+		jb.b = nil
+	}
+	select {
+	case encoders <- jb:
+	default:
+	}
+}
+
 // pack is packBytes(data, true) with jb's deflater.
 func (jb *jsonBuf) pack(data []byte) []byte {
 	if len(data) <= compressAbove {
@@ -49,7 +74,17 @@ type inflater struct {
 	out bytes.Buffer
 }
 
-var inflaters = sync.Pool{New: func() any { return &inflater{} }}
+// inflaters keeps a few, as encoders does.
+var inflaters = make(chan *inflater, 8)
+
+func getInflater() *inflater {
+	select {
+	case f := <-inflaters:
+		return f
+	default:
+		return &inflater{}
+	}
+}
 
 // unpack returns what unpackBytes would, valid until release.
 func (f *inflater) unpack(b []byte) ([]byte, error) {
@@ -67,12 +102,15 @@ func (f *inflater) unpack(b []byte) ([]byte, error) {
 	return f.out.Bytes(), err
 }
 
-// release returns f to the pool unless its buffer grew very large.
+// release keeps f for another unless its buffer grew very large.
 func (f *inflater) release() {
 	if f.out.Cap() > 4<<20 {
 		return
 	}
-	inflaters.Put(f)
+	select {
+	case inflaters <- f:
+	default:
+	}
 }
 
 var jsonBufs = sync.Pool{New: func() any { return &jsonBuf{b: make([]byte, 0, 16<<10)} }}
