@@ -45,6 +45,7 @@ FUZZ_TARGETS := \
 	./internal/config:FuzzParse:40000 \
 	./internal/groupkey:FuzzGroupKey:300000 \
 	./internal/state:FuzzDiffMerge:60000 \
+	./internal/state:FuzzJSONEncoder:40000 \
 	./internal/detect:FuzzEngine:2000
 
 fuzz-short:

@@ -259,7 +259,7 @@ var codeSettings = map[string]string{
 	"KVWATCH_MAX_BODY_BYTES":               "default",  // the default fits a full batch (TestBatchFitsBody)
 	"KVWATCH_SILENCE_POLL":                 "default",  // how often serve reads runtime silences (30s)
 	"KVWATCH_DEADLETTER_FILE":              "default",  // temp file until dead letters move to Table Storage
-	"KVWATCH_PROFILE":                      "default",  // a diagnostic, off unless set (docs/architecture.md)
+	"KVWATCH_PROFILE":                      "default",  // a diagnostic: serve's CPU and allocation profiles (docs/performance.md), unset in Azure
 	"KVWATCH_EVENTHUB_NAME":                "bicep",    // also %...% in function.json
 	"KVWATCH_CONSUMER_GROUP":               "bicep",    // also %...% in function.json
 	"KVWATCH_TABLE_ENDPOINT":               "bicep",    // tablestore, identity-based

@@ -77,8 +77,15 @@ func Diff(before, after *Entity) *Delta {
 		before = &Entity{}
 	}
 	d := &Delta{}
+	// Keys of after found in before: when they are all of before's, none
+	// is gone, and before is not walked again (most updates add).
+	common := 0
 	for s, p := range after.Applied {
-		if q, ok := before.Applied[s]; ok && p < q {
+		q, ok := before.Applied[s]
+		if ok {
+			common++
+		}
+		if ok && p < q {
 			if d.AppliedSet == nil {
 				d.AppliedSet = map[string]int64{}
 			}
@@ -90,34 +97,46 @@ func Diff(before, after *Entity) *Delta {
 			d.Applied[s] = p
 		}
 	}
-	for s := range before.Applied {
-		if _, ok := after.Applied[s]; !ok {
-			d.AppliedGone = append(d.AppliedGone, s)
+	if common < len(before.Applied) {
+		for s := range before.Applied {
+			if _, ok := after.Applied[s]; !ok {
+				d.AppliedGone = append(d.AppliedGone, s)
+			}
 		}
+		slices.Sort(d.AppliedGone)
 	}
-	slices.Sort(d.AppliedGone)
 	d.Counts, d.CountsGone = diffCounts(before.Counts, after.Counts)
 	d.Counts2, d.Counts2Gone = diffCounts(before.Counts2, after.Counts2)
 	d.Tally, d.TallyGone = diffCounts(before.Tally, after.Tally)
+	common = 0
 	for slot, vs := range after.Values {
 		old, had := before.Values[slot]
+		if had {
+			common++
+		}
 		if had && slices.Equal(old, vs) {
 			continue
 		}
 		sd := SlotDelta{Sorted: slices.IsSorted(vs)}
-		in := make(map[string]bool, len(old))
-		for _, v := range old {
-			in[v] = true
-		}
-		for _, v := range vs {
-			if !in[v] {
-				sd.Added = append(sd.Added, v)
+		if sd.Sorted && increasing(vs) && increasing(old) {
+			// Sets, as detection and statistics keep them: one walk
+			// gives what the walks below give, without a map.
+			sd.Added, sd.Removed = diffSorted(old, vs)
+		} else {
+			in := make(map[string]bool, len(old))
+			for _, v := range old {
+				in[v] = true
 			}
-			delete(in, v)
-		}
-		for _, v := range old { // in old's order, for determinism
-			if in[v] {
-				sd.Removed = append(sd.Removed, v)
+			for _, v := range vs {
+				if !in[v] {
+					sd.Added = append(sd.Added, v)
+				}
+				delete(in, v)
+			}
+			for _, v := range old { // in old's order, for determinism
+				if in[v] {
+					sd.Removed = append(sd.Removed, v)
+				}
 			}
 		}
 		if !sd.Sorted {
@@ -136,6 +155,9 @@ func Diff(before, after *Entity) *Delta {
 		d.Values[slot] = sd
 	}
 	for slot := range before.Values {
+		if common == len(before.Values) {
+			break
+		}
 		if _, ok := after.Values[slot]; !ok {
 			if d.Values == nil {
 				d.Values = map[int64]SlotDelta{}
@@ -143,8 +165,12 @@ func Diff(before, after *Entity) *Delta {
 			d.Values[slot] = SlotDelta{Drop: true}
 		}
 	}
+	common = 0
 	for v, s := range after.Seen {
 		o, ok := before.Seen[v]
+		if ok {
+			common++
+		}
 		if ok && o == s {
 			continue
 		}
@@ -153,12 +179,14 @@ func Diff(before, after *Entity) *Delta {
 		}
 		d.Seen[v] = SpanDelta{Span: s, Restart: ok && (s.First > o.First || s.Last < o.Last)}
 	}
-	for v := range before.Seen {
-		if _, ok := after.Seen[v]; !ok {
-			d.SeenGone = append(d.SeenGone, v)
+	if common < len(before.Seen) {
+		for v := range before.Seen {
+			if _, ok := after.Seen[v]; !ok {
+				d.SeenGone = append(d.SeenGone, v)
+			}
 		}
+		slices.Sort(d.SeenGone)
 	}
-	slices.Sort(d.SeenGone)
 	switch {
 	case after.First == before.First:
 	case after.First != 0 && (before.First == 0 || after.First < before.First):
@@ -173,10 +201,45 @@ func Diff(before, after *Entity) *Delta {
 	return d
 }
 
+// increasing reports whether vs is sorted without repeats.
+func increasing(vs []string) bool {
+	for i := 1; i < len(vs); i++ {
+		if vs[i-1] >= vs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// diffSorted returns the members of after not in before and those of
+// before not in after, in order, of two increasing lists.
+func diffSorted(before, after []string) (added, removed []string) {
+	i, j := 0, 0
+	for i < len(before) || j < len(after) {
+		switch {
+		case j == len(after) || (i < len(before) && before[i] < after[j]):
+			removed = append(removed, before[i])
+			i++
+		case i == len(before) || after[j] < before[i]:
+			added = append(added, after[j])
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	return added, removed
+}
+
 func diffCounts[K comparable](before, after map[K]int64) (map[K]int64, []K) {
 	var add map[K]int64
+	common := 0
 	for k, v := range after {
-		if o, ok := before[k]; !ok || o != v {
+		o, ok := before[k]
+		if ok {
+			common++
+		}
+		if !ok || o != v {
 			if add == nil {
 				add = map[K]int64{}
 			}
@@ -184,6 +247,9 @@ func diffCounts[K comparable](before, after map[K]int64) (map[K]int64, []K) {
 		}
 	}
 	var gone []K
+	if common == len(before) {
+		return add, nil
+	}
 	for k := range before {
 		if _, ok := after[k]; !ok {
 			gone = append(gone, k)

@@ -42,7 +42,7 @@ func (m *Memory) Update(_ context.Context, keys []Key, fn ApplyFunc) (map[Key]*E
 		}
 		m.Reads++
 		cur := m.entities[k]
-		e := cloneForUpdate(cur)
+		e := CloneForUpdate(cur)
 		if e == nil {
 			e = &Entity{}
 		}
@@ -148,13 +148,15 @@ func (m *Memory) Findings() [][]byte {
 	return out
 }
 
-// cloneForUpdate copies e for an ApplyFunc: its maps are copied, the value
-// slices of Values are shared, clipped to their length, so that a writer
-// that adds to one (append, slices.Insert) makes a new array. Every writer
-// of Values does (detect, stats, Delta.Apply); none assigns an element of
-// a slice it did not make. With many buckets of distinct values this is
-// most of what copying an entity cost.
-func cloneForUpdate(e *Entity) *Entity {
+// CloneForUpdate copies e for an ApplyFunc or Merge: its maps are copied,
+// the value slices of Values are shared, clipped to their length, so that
+// a writer that adds to one (append, slices.Insert) makes a new array.
+// Every writer of Values does (detect, stats, Merge); none assigns an
+// element of a slice it did not make, or sorts or deletes from one in
+// place (Merge clones before it does). With many buckets of distinct
+// values this is most of what copying an entity cost. Use Clone for a copy
+// whose slices may be changed in place.
+func CloneForUpdate(e *Entity) *Entity {
 	if e == nil || e.Values == nil {
 		return e.Clone()
 	}

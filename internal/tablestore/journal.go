@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -327,7 +328,9 @@ func (j *Journal) write(ctx context.Context, stream string, keys []state.Key, fn
 		p.cur = *j.cursorOf(stream)
 		j.mu.Unlock()
 		for i, k := range keys {
-			e := base[i].Clone()
+			// The view's entities are never changed in place: the copy
+			// may share their value lists (state.CloneForUpdate).
+			e := state.CloneForUpdate(base[i])
 			if e == nil {
 				e = &state.Entity{}
 			}
@@ -389,7 +392,9 @@ func (j *Journal) appendRounds(ctx context.Context, stream string, build func() 
 // reports false when another writer extended the log first: what that one
 // wrote is folded, and the round must be computed again.
 func (j *Journal) commit(ctx context.Context, stream string, p *pending) (bool, error) {
-	entries, err := packEntries(p.items)
+	enc := getEncoder()
+	entries, err := packEntries(enc, p.items)
+	putEncoder(enc)
 	if err != nil {
 		return false, fmt.Errorf("tablestore: journal %s: %w", stream, err)
 	}
@@ -445,7 +450,7 @@ func (j *Journal) foldOwned(it journalItem, owned map[state.Key]bool) {
 		if e == nil {
 			j.index.Add(it.K)
 		}
-		e = e.Clone()
+		e = state.CloneForUpdate(e) // Merge never changes a value list in place
 		if e == nil {
 			e = &state.Entity{}
 		}
@@ -457,20 +462,17 @@ func (j *Journal) foldOwned(it journalItem, owned map[state.Key]bool) {
 	state.Merge(e, it.D)
 }
 
-// Log entries and snapshots are written with encoding/json and read with
-// go-json-experiment/json, which decodes them 1.5 to 4 times faster
-// (BenchmarkSnapshotDecode; the more strings, the less it gains): a fresh
-// instance's restore is mostly decoding.
+// Log entries and snapshots are written as encoding/json writes them (by
+// hand: jsonenc.go) and read with go-json-experiment/json, which decodes
+// them 1.5 to 4 times faster (BenchmarkSnapshotDecode; the more strings,
+// the less it gains): a fresh instance's restore is mostly decoding.
 // Both read and write the same JSON (TestJournalJSONDecoders).
 
 // packEntries encodes items as log entries of at most maxEntryRaw stored
-// bytes each, splitting the list where needed.
-func packEntries(items []journalItem) ([][]byte, error) {
-	js, err := json.Marshal(items)
-	if err != nil {
-		return nil, err
-	}
-	b := packBytes(js, true)
+// bytes each, splitting the list where needed, in jb's buffers.
+func packEntries(jb *jsonBuf, items []journalItem) ([][]byte, error) {
+	jb.b = appendJournalItems(&jb.x, jb.b[:0], items)
+	b := jb.pack(jb.b)
 	if len(b) <= maxEntryRaw {
 		return [][]byte{b}, nil
 	}
@@ -478,11 +480,11 @@ func packEntries(items []journalItem) ([][]byte, error) {
 		return nil, fmt.Errorf("%w: one entity's change is %d bytes stored, at most %d", ErrTooLarge, len(b), maxEntryRaw)
 	}
 	h := len(items) / 2
-	a, err := packEntries(items[:h])
+	a, err := packEntries(jb, items[:h])
 	if err != nil {
 		return nil, err
 	}
-	c, err := packEntries(items[h:])
+	c, err := packEntries(jb, items[h:])
 	if err != nil {
 		return nil, err
 	}
@@ -503,7 +505,7 @@ func (j *Journal) append(ctx context.Context, cur *cursor, entries [][]byte) (in
 			if err := putChunks(props, entries[0]); err != nil {
 				return 0, "", err
 			}
-			body, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: cur.pk, RowKey: entryRK(idx)}, Properties: props})
+			body, err := marshalEDM(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: cur.pk, RowKey: entryRK(idx)}, Properties: props})
 			if err != nil {
 				return 0, "", err
 			}
@@ -702,12 +704,15 @@ func (j *Journal) catchUpStreams(ctx context.Context, names []string) error {
 			if err != nil {
 				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)
 			}
-			js, err := unpackBytes(data)
+			inf := getInflater()
+			js, err := inf.unpack(data)
 			if err != nil {
 				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)
 			}
 			var items []journalItem
-			if err := jsonv2.Unmarshal(js, &items); err != nil {
+			err = jsonv2.Unmarshal(js, &items) // copies what it keeps
+			inf.release()
+			if err != nil {
 				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)
 			}
 			g.entries = append(g.entries, items)
@@ -998,7 +1003,14 @@ func sortedKeys(m map[state.Key]*state.Entity) []state.Key {
 		ks = append(ks, k)
 	}
 	slices.SortFunc(ks, func(a, b state.Key) int {
-		return cmp.Or(cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Group, b.Group), cmp.Compare(a.Block, b.Block))
+		// Not cmp.Or, which compares all three every time.
+		if a.Rule != b.Rule {
+			return strings.Compare(a.Rule, b.Rule)
+		}
+		if a.Group != b.Group {
+			return strings.Compare(a.Group, b.Group)
+		}
+		return cmp.Compare(a.Block, b.Block)
 	})
 	return ks
 }

@@ -241,14 +241,14 @@ func (j *Journal) Compact(ctx context.Context) (bool, error) {
 			return false, nil
 		}
 	}
-	js, err := json.Marshal(&sd)
-	if err != nil {
+	var buf bytes.Buffer
+	w := deflaters.Get().(*flate.Writer)
+	w.Reset(&buf)
+	if err := encodeSnapshot(w, &sd); err != nil {
 		return false, fmt.Errorf("tablestore: journal: encode snapshot: %w", err)
 	}
-	var buf bytes.Buffer
-	w, _ := flate.NewWriter(&buf, flate.BestSpeed)
-	w.Write(js)
 	w.Close()
+	deflaters.Put(w)
 	data := buf.Bytes()
 	gen := h.gen + 1
 	// Rows under a partition of this attempt's own: two instances compacting
@@ -270,7 +270,7 @@ func (j *Journal) Compact(ctx context.Context) (bool, error) {
 			if err := putChunks(props, rows[r]); err != nil {
 				return false, err
 			}
-			body, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: fmt.Sprintf("%06d", r)}, Properties: props})
+			body, err := marshalEDM(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: fmt.Sprintf("%06d", r)}, Properties: props})
 			if err != nil {
 				return false, err
 			}
