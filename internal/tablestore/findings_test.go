@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvwatch/kvwatch/internal/delivery"
+	"github.com/kvwatch/kvwatch/internal/finding"
 	"github.com/kvwatch/kvwatch/internal/state"
 )
 
@@ -50,5 +52,37 @@ func TestAddFindingsRecordedElsewhere(t *testing.T) {
 		if added {
 			t.Fatalf("finding %d added twice", i)
 		}
+	}
+}
+
+// A finding another instance recorded and delivery decided, raised again
+// here (both instances share detection state), is not inserted again once
+// this instance's outbox view holds its decision: not added, no request.
+func TestAddFindingsSkipsDecided(t *testing.T) {
+	p := testPrefix()
+	a, b := newStore(t, p, Options{}), newStore(t, p, Options{})
+	ctx := context.Background()
+	f := keyed("burst", "kv1", "alice", "v0", t0)
+	rec := []state.FindingRecord{{ID: f.ID, Body: []byte(`{}`), Period: f.Period}}
+	catchUp := func() { // as a's batches' delivery does
+		if err := a.Outbox().Load(ctx, &delivery.Snapshot{}, delivery.Query{Decisions: []delivery.Ref{{Shard: delivery.Shard(&f), Key: f.ID}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	catchUp()
+	if got, err := b.AddFindings(ctx, rec); err != nil || !got[0] {
+		t.Fatalf("b: %v %v", got, err)
+	}
+	if err := newTestDispatcher(t, b.Outbox(), &testClock{t: t0}, newHook(t), "b").Found(ctx, []finding.Finding{f}); err != nil {
+		t.Fatal(err)
+	}
+	catchUp()
+	st0 := a.Stats()
+	got, err := a.AddFindings(ctx, rec)
+	if err != nil || got[0] {
+		t.Fatalf("a: %v %v, want not added", got, err)
+	}
+	if st := addStats(Stats{}, st0, a.Stats()); st.RoundTrips() != 0 {
+		t.Fatalf("a: %+v, want no request", st)
 	}
 }
