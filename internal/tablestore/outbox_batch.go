@@ -38,11 +38,13 @@ const viewRows = 40_000
 const logKeep = 15 * time.Minute
 
 // listRows bounds the cooldown row keys a view lists when it starts at a
-// shard that has a head, to know which exist (outboxPart.complete);
-// maxPresent bounds the row keys a view keeps without their rows.
-const (
-	listRows   = 10_000
-	maxPresent = 100_000
+// shard that has a head, to know which exist (outboxPart.complete), and
+// listDecisions the decisions it reads then; maxPresent bounds the row
+// keys a view keeps without their rows.
+var (
+	listRows      = 10_000
+	listDecisions = 2_000
+	maxPresent    = 100_000
 )
 
 // Row keys of the rows of a shard partition besides entries (rkEntry) and
@@ -284,7 +286,7 @@ func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 		// the next catch-up applies), if they are few.
 		p.complete, p.present = !ok, map[string]struct{}{}
 		if ok {
-			if err := o.listCooldowns(ctx, p); err != nil {
+			if err := o.listShard(ctx, p); err != nil {
 				return nil, err
 			}
 		}
@@ -350,26 +352,47 @@ func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 
 var errTooMany = errors.New("too many rows")
 
-// listCooldowns lists the row keys of a shard's cooldowns into an empty
-// view's present, making it complete, unless there are more than
-// listRows.
-func (o *Outbox) listCooldowns(ctx context.Context, p *outboxPart) error {
-	filter := fmt.Sprintf("PartitionKey eq '%s' and RowKey ge '%s' and RowKey lt '%s'", p.pk, rkCooldown, rkCooldown[:1]+".")
-	sel := "RowKey"
+// listShard lists, for an empty view, the row keys of the shard's
+// cooldowns into present, making the view complete, unless there are more
+// than listRows; and the decisions that follow them in key order (up to
+// listDecisions) into the view: a finding decided before the view started
+// and handed on again is then known decided, instead of failing the
+// commit that would decide it again (and costing a query per 14 of the
+// shard's decisions to find out which).
+func (o *Outbox) listShard(ctx context.Context, p *outboxPart) error {
+	filter := fmt.Sprintf("PartitionKey eq '%s' and RowKey ge '%s' and RowKey lt '%s'", p.pk, rkCooldown, rkDecision[:1]+".")
+	sel := strings.Join([]string{"RowKey", propID, propAlert, propSuppressed, propRoutine, propAt, propFacts}, ",")
 	present := map[string]struct{}{}
+	decs := 0
 	err := o.s.query(ctx, o.s.outbox, filter, &sel, func(raw []byte) error {
 		var ent aztables.EDMEntity
 		if err := json.Unmarshal(raw, &ent); err != nil {
 			return err
 		}
-		if len(present) == listRows {
+		if strings.HasPrefix(ent.RowKey, rkCooldown) {
+			if len(present) == listRows {
+				return errTooMany
+			}
+			present[ent.RowKey] = struct{}{}
+			return nil
+		}
+		if !strings.HasPrefix(ent.RowKey, rkDecision) {
+			return nil
+		}
+		// Past the cooldowns (rows come in key order): every one is listed.
+		p.complete, p.present = true, present
+		if decs == listDecisions {
 			return errTooMany
 		}
-		present[ent.RowKey] = struct{}{}
+		decs++
+		id, _ := ent.Properties[propID].(string)
+		if d, ok, err := decisionOf(ent.Properties, id); err == nil && ok && id != "" {
+			p.setDecision(id, d) // a decision never changes
+		}
 		return nil
 	})
 	if errors.Is(err, errTooMany) {
-		return nil // not complete: keys it does not know are read
+		return nil // what was listed stands; keys it does not know are read
 	}
 	if err != nil {
 		return fmt.Errorf("tablestore: outbox shard %s: %w", p.pk, err)
