@@ -59,6 +59,12 @@ func (s *Store) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]
 	byPK := map[string][]findingOp{}
 	var pks []string
 	seen := make(map[string]bool, len(recs))
+	// What delivery decided, as of now: the other instance records and
+	// decides the same findings. (The Found that follows takes these
+	// catch-ups as its own.)
+	if err := s.Outbox().refresh(ctx); err != nil {
+		return nil, err
+	}
 	decided := s.Outbox().decided
 	for i, r := range recs {
 		if !validKey(r.ID) {

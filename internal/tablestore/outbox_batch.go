@@ -95,6 +95,10 @@ type outboxPart struct {
 	// growing past maxPresent.
 	complete bool
 	present  map[string]struct{}
+	// caught is when a catch-up last brought the view up to the shard's
+	// head (etag known): a Load within reuseCatchUp of it takes the view's
+	// head as its snapshot's, without a query of its own.
+	caught time.Time
 	// gen counts the log entries (and own commits) applied, resets the
 	// times the view was forgotten: a row read outside the lock is older
 	// than the view if an entry applied meanwhile changed it (viewRow.gen),
@@ -291,6 +295,7 @@ func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 			}
 		}
 		p.loaded = true
+		p.caught = time.Now()
 		return &headTok{seq: p.seq, etag: p.etag, exists: ok}, nil
 	}
 	filter := fmt.Sprintf("PartitionKey eq '%s' and ((RowKey gt '%s' and RowKey lt '%s') or RowKey eq '%s')",
@@ -347,7 +352,45 @@ func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 		// (the next catch-up reads the rest).
 		p.etag, p.exists = "", true
 	}
+	if p.etag != "" || !p.exists {
+		p.caught = time.Now()
+	}
 	return &headTok{seq: p.seq, etag: p.etag, exists: p.exists}, nil
+}
+
+// reuseCatchUp is how long after a catch-up a Load takes the view's head
+// as its snapshot's instead of catching up again: a snapshot's head may be
+// older than the newest one, since a commit against a head that moved
+// fails and its units are decided again; rows the view holds are at least
+// as new as its head. It lets AddFindings catch the views up (to know what
+// delivery decided) for the Found that follows it.
+var reuseCatchUp = 200 * time.Millisecond
+
+// headIfFresh returns the view's head if a catch-up brought it there
+// within reuseCatchUp.
+func (p *outboxPart) headIfFresh() *headTok {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.loaded || p.caught.IsZero() || time.Since(p.caught) >= reuseCatchUp || p.exists && p.etag == "" {
+		return nil
+	}
+	return &headTok{seq: p.seq, etag: p.etag, exists: p.exists}
+}
+
+// refresh catches up the views of every shard, if this instance decides
+// findings with them (it loaded one).
+func (o *Outbox) refresh(ctx context.Context) error {
+	o.mu.Lock()
+	n := len(o.parts)
+	o.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	pks := allPKs()
+	return o.s.parallel(ctx, len(pks), func(ctx context.Context, i int) error {
+		_, err := o.catchUp(ctx, o.part(pks[i]))
+		return err
+	})
 }
 
 var errTooMany = errors.New("too many rows")
@@ -471,6 +514,10 @@ func (o *Outbox) Load(ctx context.Context, snap *delivery.Snapshot, q delivery.Q
 	}
 	catchUp := func(pks []string) error {
 		return o.s.parallel(ctx, len(pks), func(ctx context.Context, i int) error {
+			if h := o.part(pks[i]).headIfFresh(); h != nil {
+				t.set(pks[i], h)
+				return nil
+			}
 			h, err := o.catchUp(ctx, o.part(pks[i]))
 			if err != nil {
 				return err
@@ -819,6 +866,9 @@ func (o *Outbox) commitShard(ctx context.Context, t *snapToks, pk string, units 
 			}
 			s.stats.conflicts.Add(1)
 			conflict()
+			p.mu.Lock()
+			p.caught = time.Time{} // behind: the next round catches up
+			p.mu.Unlock()
 			if f.status == http.StatusConflict {
 				// A row the view did not know exists (or another instance
 				// made the shard's first head): read what this transaction

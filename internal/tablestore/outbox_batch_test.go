@@ -534,6 +534,9 @@ func TestOutboxPreclaimed(t *testing.T) {
 // them when it started, and follows the log since) reads none of the keys
 // it is asked for that do not exist, and reads those that do.
 func TestOutboxCompleteViewReadsNoAbsentKey(t *testing.T) {
+	keep := reuseCatchUp
+	reuseCatchUp = 0 // every load catches up
+	t.Cleanup(func() { reuseCatchUp = keep })
 	p := testPrefix()
 	a, b := newStore(t, p, Options{}), newStore(t, p, Options{})
 	ctx := context.Background()
