@@ -61,9 +61,12 @@ func (s *Store) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]
 	seen := make(map[string]bool, len(recs))
 	// What delivery decided, as of now: the other instance records and
 	// decides the same findings. (The Found that follows takes these
-	// catch-ups as its own.)
-	if err := s.Outbox().refresh(ctx); err != nil {
-		return nil, err
+	// catch-ups as its own; with fewer findings than 2 per shard it may
+	// not touch every shard, and they would cost more than they save.)
+	if len(recs) >= 2*outboxShards {
+		if err := s.Outbox().refresh(ctx); err != nil {
+			return nil, err
+		}
 	}
 	decided := s.Outbox().decided
 	for i, r := range recs {
