@@ -59,6 +59,16 @@ func (s *Store) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]
 	byPK := map[string][]findingOp{}
 	var pks []string
 	seen := make(map[string]bool, len(recs))
+	// What delivery decided, as of now: the other instance records and
+	// decides the same findings. (The Found that follows takes these
+	// catch-ups as its own; with fewer findings than 2 per shard it may
+	// not touch every shard, and they would cost more than they save.)
+	if len(recs) >= 2*outboxShards {
+		if err := s.Outbox().refresh(ctx); err != nil {
+			return nil, err
+		}
+	}
+	decided := s.Outbox().decided
 	for i, r := range recs {
 		if !validKey(r.ID) {
 			return nil, fmt.Errorf("tablestore: finding ID %q is not a valid row key", r.ID)
@@ -67,6 +77,12 @@ func (s *Store) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]
 			continue // the same ID twice: the first one records it
 		}
 		seen[r.ID] = true
+		if decided(r.ID) {
+			// Delivery decided it: it was recorded before it was handed
+			// on (by another instance, which raised it too), so it is
+			// not added, and an insert would only be refused.
+			continue
+		}
 		pk := findingPK(r.ID, r.Period)
 		nonce := newNonce()
 		props := map[string]any{propNonce: nonce}
@@ -159,6 +175,26 @@ func (s *Store) AddFindings(ctx context.Context, recs []state.FindingRecord) ([]
 		return nil, err
 	}
 	return out, nil
+}
+
+// decided reports whether some shard's view holds a decision about the
+// finding: the finding was recorded before it was handed on to delivery.
+func (o *Outbox) decided(id string) bool {
+	o.mu.Lock()
+	parts := make([]*outboxPart, 0, len(o.parts))
+	for _, p := range o.parts {
+		parts = append(parts, p)
+	}
+	o.mu.Unlock()
+	for _, p := range parts {
+		p.mu.Lock()
+		_, ok := p.dec[id]
+		p.mu.Unlock()
+		if ok {
+			return true
+		}
+	}
+	return false
 }
 
 // findingNonces returns, for those of ops (of one partition) that are

@@ -3,9 +3,12 @@ package tablestore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/kvwatch/kvwatch/internal/delivery"
+	"github.com/kvwatch/kvwatch/internal/finding"
 	"github.com/kvwatch/kvwatch/internal/state"
 )
 
@@ -50,5 +53,43 @@ func TestAddFindingsRecordedElsewhere(t *testing.T) {
 		if added {
 			t.Fatalf("finding %d added twice", i)
 		}
+	}
+}
+
+// A finding another instance recorded and delivery decided, raised again
+// here (both instances share detection state), is not inserted again: an
+// instance that decides findings catches its outbox views up before it
+// records, and the decision says the finding was recorded: not added, no
+// write.
+func TestAddFindingsSkipsDecided(t *testing.T) {
+	p := testPrefix()
+	a, b := newStore(t, p, Options{}), newStore(t, p, Options{})
+	ctx := context.Background()
+	var fs []finding.Finding
+	var recs []state.FindingRecord
+	for i := range 2 * outboxShards { // enough for a to catch up first
+		f := keyed("burst", fmt.Sprintf("kv%d", i), "alice", "v0", t0)
+		fs = append(fs, f)
+		recs = append(recs, state.FindingRecord{ID: f.ID, Body: []byte(`{}`), Period: f.Period})
+	}
+	// a decides findings too: its views follow the outbox.
+	if err := a.Outbox().Load(ctx, &delivery.Snapshot{}, delivery.Query{Keys: []delivery.Ref{{Key: "k"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.AddFindings(ctx, recs); err != nil || slices.Contains(got, false) {
+		t.Fatalf("b: %v %v", got, err)
+	}
+	if err := newTestDispatcher(t, b.Outbox(), &testClock{t: t0}, newHook(t), "b").Found(ctx, fs); err != nil {
+		t.Fatal(err)
+	}
+	// a catches its views up (one query per shard) before it records:
+	// the decisions tell it b recorded the findings.
+	st0 := a.Stats()
+	got, err := a.AddFindings(ctx, recs)
+	if err != nil || slices.Contains(got, true) {
+		t.Fatalf("a: %v %v, want none added", got, err)
+	}
+	if st := addStats(Stats{}, st0, a.Stats()); st.Transactions+st.Inserts != 0 || st.Queries > outboxShards {
+		t.Fatalf("a: %+v, want the catch-ups only", st)
 	}
 }

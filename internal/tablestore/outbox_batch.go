@@ -37,6 +37,16 @@ const viewRows = 40_000
 // view of a shard is older than that starts it afresh.
 const logKeep = 15 * time.Minute
 
+// listRows bounds the cooldown row keys a view lists when it starts at a
+// shard that has a head, to know which exist (outboxPart.complete), and
+// listDecisions the decisions it reads then; maxPresent bounds the row
+// keys a view keeps without their rows.
+var (
+	listRows      = 10_000
+	listDecisions = 2_000
+	maxPresent    = 100_000
+)
+
 // Row keys of the rows of a shard partition besides entries (rkEntry) and
 // their index (rkRecent).
 const (
@@ -73,6 +83,22 @@ type outboxPart struct {
 	cool   map[string]*viewRow
 	dec    map[string]*viewDec
 	tick   int64
+	// complete: the view knows which cooldown rows of the shard exist —
+	// those it holds (cool) and those it knows only by row key (present:
+	// listed when it started, or forgotten by evict) — so a key it does
+	// not know is absent, without reading it. A view starts complete at
+	// a shard with no head (no commit wrote to it yet: cooldowns are
+	// written only by commits, which always write the head, and Prune
+	// never deletes the head), or by listing the shard's cooldown row
+	// keys when they are at most listRows; it stays so while it applies
+	// every log entry in turn. A reset ends it, and so does present
+	// growing past maxPresent.
+	complete bool
+	present  map[string]struct{}
+	// caught is when a catch-up last brought the view up to the shard's
+	// head (etag known): a Load within reuseCatchUp of it takes the view's
+	// head as its snapshot's, without a query of its own.
+	caught time.Time
 	// gen counts the log entries (and own commits) applied, resets the
 	// times the view was forgotten: a row read outside the lock is older
 	// than the view if an entry applied meanwhile changed it (viewRow.gen),
@@ -100,6 +126,20 @@ func newPart(pk string) *outboxPart {
 func (p *outboxPart) reset() {
 	p.cool, p.dec = map[string]*viewRow{}, map[string]*viewDec{}
 	p.resets++
+	p.complete, p.present = false, nil
+}
+
+// known reports whether the view knows key's cooldown row: it holds it,
+// or, complete, knows it is absent.
+func (p *outboxPart) known(key string) bool {
+	if _, ok := p.cool[key]; ok {
+		return true
+	}
+	if !p.complete {
+		return false
+	}
+	_, exists := p.present[rkCooldown+outboxKey(key)]
+	return !exists
 }
 
 // setCooldown sets a row: from an entry applied (gen, the view's gen
@@ -137,7 +177,13 @@ func (p *outboxPart) evict() {
 	for k, r := range p.cool {
 		if r.used < cut {
 			delete(p.cool, k)
+			if r.present && p.complete {
+				p.present[rkCooldown+outboxKey(k)] = struct{}{} // it exists: read it when needed
+			}
 		}
+	}
+	if len(p.present) > maxPresent {
+		p.complete, p.present = false, nil
 	}
 	for k, d := range p.dec {
 		if d.used < cut {
@@ -238,7 +284,18 @@ func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 			seq, _ := props[propSeq].(aztables.EDMInt64)
 			p.seq, p.etag = int64(seq), etag
 		}
+		// No head: nothing was ever written to the shard, and the view
+		// (empty) holds all of it. Else the cooldown rows that exist now
+		// are listed (after the head: a row written since is in an entry
+		// the next catch-up applies), if they are few.
+		p.complete, p.present = !ok, map[string]struct{}{}
+		if ok {
+			if err := o.listShard(ctx, p); err != nil {
+				return nil, err
+			}
+		}
 		p.loaded = true
+		p.caught = time.Now()
 		return &headTok{seq: p.seq, etag: p.etag, exists: ok}, nil
 	}
 	filter := fmt.Sprintf("PartitionKey eq '%s' and ((RowKey gt '%s' and RowKey lt '%s') or RowKey eq '%s')",
@@ -295,7 +352,96 @@ func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 		// (the next catch-up reads the rest).
 		p.etag, p.exists = "", true
 	}
+	if p.etag != "" || !p.exists {
+		p.caught = time.Now()
+	}
 	return &headTok{seq: p.seq, etag: p.etag, exists: p.exists}, nil
+}
+
+// reuseCatchUp is how long after a catch-up a Load takes the view's head
+// as its snapshot's instead of catching up again: a snapshot's head may be
+// older than the newest one, since a commit against a head that moved
+// fails and its units are decided again; rows the view holds are at least
+// as new as its head. It lets AddFindings catch the views up (to know what
+// delivery decided) for the Found that follows it.
+var reuseCatchUp = 200 * time.Millisecond
+
+// headIfFresh returns the view's head if a catch-up brought it there
+// within reuseCatchUp.
+func (p *outboxPart) headIfFresh() *headTok {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.loaded || p.caught.IsZero() || time.Since(p.caught) >= reuseCatchUp || p.exists && p.etag == "" {
+		return nil
+	}
+	return &headTok{seq: p.seq, etag: p.etag, exists: p.exists}
+}
+
+// refresh catches up the views of every shard, if this instance decides
+// findings with them (it loaded one).
+func (o *Outbox) refresh(ctx context.Context) error {
+	o.mu.Lock()
+	n := len(o.parts)
+	o.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	pks := allPKs()
+	return o.s.parallel(ctx, len(pks), func(ctx context.Context, i int) error {
+		_, err := o.catchUp(ctx, o.part(pks[i]))
+		return err
+	})
+}
+
+var errTooMany = errors.New("too many rows")
+
+// listShard lists, for an empty view, the row keys of the shard's
+// cooldowns into present, making the view complete, unless there are more
+// than listRows; and the decisions that follow them in key order (up to
+// listDecisions) into the view: a finding decided before the view started
+// and handed on again is then known decided, instead of failing the
+// commit that would decide it again (and costing a query per 14 of the
+// shard's decisions to find out which).
+func (o *Outbox) listShard(ctx context.Context, p *outboxPart) error {
+	filter := fmt.Sprintf("PartitionKey eq '%s' and RowKey ge '%s' and RowKey lt '%s'", p.pk, rkCooldown, rkDecision[:1]+".")
+	sel := strings.Join([]string{"RowKey", propID, propAlert, propSuppressed, propRoutine, propAt, propFacts}, ",")
+	present := map[string]struct{}{}
+	decs := 0
+	err := o.s.query(ctx, o.s.outbox, filter, &sel, func(raw []byte) error {
+		var ent aztables.EDMEntity
+		if err := json.Unmarshal(raw, &ent); err != nil {
+			return err
+		}
+		if strings.HasPrefix(ent.RowKey, rkCooldown) {
+			if len(present) == listRows {
+				return errTooMany
+			}
+			present[ent.RowKey] = struct{}{}
+			return nil
+		}
+		if !strings.HasPrefix(ent.RowKey, rkDecision) {
+			return nil
+		}
+		// Past the cooldowns (rows come in key order): every one is listed.
+		p.complete, p.present = true, present
+		if decs == listDecisions {
+			return errTooMany
+		}
+		decs++
+		id, _ := ent.Properties[propID].(string)
+		if d, ok, err := decisionOf(ent.Properties, id); err == nil && ok && id != "" {
+			p.setDecision(id, d) // a decision never changes
+		}
+		return nil
+	})
+	if errors.Is(err, errTooMany) {
+		return nil // what was listed stands; keys it does not know are read
+	}
+	if err != nil {
+		return fmt.Errorf("tablestore: outbox shard %s: %w", p.pk, err)
+	}
+	p.complete, p.present = true, present
+	return nil
 }
 
 func decodeLog(props map[string]any, le *logEntry) error {
@@ -311,18 +457,21 @@ func decodeLog(props map[string]any, le *logEntry) error {
 }
 
 // Load implements delivery.Batch: keys in q.Read the view does not know
-// are read first (a query per 14 keys and shard), then the shards q touches
+// are read first (a query per 14 keys and shard; none when the view is
+// complete, outboxPart.complete, and the key absent), then the shards q touches
 // are caught up (one query each, once per snapshot), and what q asks for is
 // answered from the view. Reading before catching up keeps the time from
 // the catch-up (the head a commit is made against) to the commit short.
 func (o *Outbox) Load(ctx context.Context, snap *delivery.Snapshot, q delivery.Query) error {
 	snap.Init()
 	t := toks(snap)
-	// Keys to read: those of q.Read the view does not know.
+	// Keys to read: those of q.Read the view does not know, and those of
+	// q.Keys it knows exist without their rows (a key assumed absent that
+	// exists fails its commit).
 	unknown := func() map[string][]string {
 		out := map[string][]string{}
 		seen := map[string]bool{}
-		for _, r := range q.Read {
+		for n, r := range slices.Concat(q.Read, q.Keys) {
 			pk := shardPK(r.Shard)
 			if seen[pk+"\x00"+r.Key] {
 				continue
@@ -330,13 +479,55 @@ func (o *Outbox) Load(ctx context.Context, snap *delivery.Snapshot, q delivery.Q
 			seen[pk+"\x00"+r.Key] = true
 			p := o.part(pk)
 			p.mu.Lock()
-			_, known := p.cool[r.Key]
+			known := p.known(r.Key)
+			if n >= len(q.Read) && !known && !p.complete {
+				// A key to write, not to read: assumed absent (the
+				// commit finds out if it is not) unless the view knows
+				// it exists.
+				known = true
+			}
 			p.mu.Unlock()
 			if _, have := snap.Cooldowns[r.Key]; !known && !(have && !snap.Unknown[r.Key]) {
 				out[pk] = append(out[pk], r.Key) // known to neither the view nor the snapshot
 			}
 		}
 		return out
+	}
+	// Shards to catch up; those this instance never loaded first (their
+	// first load may list which keys exist, so that absent ones need no
+	// read).
+	var pks, fresh []string
+	for _, refs := range [][]delivery.Ref{q.Keys, q.Read, q.Decisions, q.Entries} {
+		for _, r := range refs {
+			if pk := shardPK(r.Shard); !slices.Contains(pks, pk) && !slices.Contains(fresh, pk) && t.get(pk) == nil {
+				p := o.part(pk)
+				p.mu.Lock()
+				loaded := p.loaded
+				p.mu.Unlock()
+				if loaded {
+					pks = append(pks, pk)
+				} else {
+					fresh = append(fresh, pk)
+				}
+			}
+		}
+	}
+	catchUp := func(pks []string) error {
+		return o.s.parallel(ctx, len(pks), func(ctx context.Context, i int) error {
+			if h := o.part(pks[i]).headIfFresh(); h != nil {
+				t.set(pks[i], h)
+				return nil
+			}
+			h, err := o.catchUp(ctx, o.part(pks[i]))
+			if err != nil {
+				return err
+			}
+			t.set(pks[i], h)
+			return nil
+		})
+	}
+	if err := catchUp(fresh); err != nil {
+		return err
 	}
 	var got *rowsRead
 	if toRead := unknown(); len(toRead) > 0 {
@@ -345,29 +536,14 @@ func (o *Outbox) Load(ctx context.Context, snap *delivery.Snapshot, q delivery.Q
 			return err
 		}
 	}
-	var pks []string
-	for _, refs := range [][]delivery.Ref{q.Keys, q.Read, q.Decisions, q.Entries} {
-		for _, r := range refs {
-			if pk := shardPK(r.Shard); !slices.Contains(pks, pk) && t.get(pk) == nil {
-				pks = append(pks, pk)
-			}
-		}
-	}
-	err := o.s.parallel(ctx, len(pks), func(ctx context.Context, i int) error {
-		h, err := o.catchUp(ctx, o.part(pks[i]))
-		if err != nil {
-			return err
-		}
-		t.set(pks[i], h)
-		return nil
-	})
-	if err != nil {
+	if err := catchUp(pks); err != nil {
 		return err
 	}
 	// Rows read before a shard was caught up and not kept by its view (the
 	// view was forgotten meanwhile) are read again: after the catch-up, a
 	// row is at least as new as the head the snapshot holds.
 	if again := unknown(); len(again) > 0 {
+		var err error
 		if got, err = o.readRows(ctx, again, nil); err != nil {
 			return err
 		}
@@ -381,6 +557,13 @@ func (o *Outbox) Load(ctx context.Context, snap *delivery.Snapshot, q delivery.Q
 				p.tick++
 				row.used = p.tick
 				snap.Cooldowns[r.Key] = row.c
+				delete(snap.Unknown, r.Key)
+			} else if p.known(r.Key) {
+				// Absent: the view would hold it. (The snapshot's head
+				// is at most as new as the view, and a commit against an
+				// older head fails.)
+				ok = true
+				snap.Cooldowns[r.Key] = delivery.Cooldown{}
 				delete(snap.Unknown, r.Key)
 			}
 			p.mu.Unlock()
@@ -683,6 +866,9 @@ func (o *Outbox) commitShard(ctx context.Context, t *snapToks, pk string, units 
 			}
 			s.stats.conflicts.Add(1)
 			conflict()
+			p.mu.Lock()
+			p.caught = time.Time{} // behind: the next round catches up
+			p.mu.Unlock()
 			if f.status == http.StatusConflict {
 				// A row the view did not know exists (or another instance
 				// made the shard's first head): read what this transaction

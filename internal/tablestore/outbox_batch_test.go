@@ -250,10 +250,10 @@ func TestOutboxBatchPreconditionFailureRetried(t *testing.T) {
 	}
 }
 
-// An instance whose view does not know a key (it started after another
-// instance alerted it) assumes it has no cooldown; the insert of the
-// cooldown it decides fails, the key is read, and the finding is decided
-// again: held back, not alerted twice.
+// An instance that started after another alerted a key lists the
+// shard's cooldown keys when it starts, reads the key's cooldown before
+// deciding (no failed insert) and holds the finding back: not alerted
+// twice.
 func TestOutboxBatchUnknownKeyRead(t *testing.T) {
 	p := testPrefix()
 	a, b := newStore(t, p, Options{}), newStore(t, p, Options{})
@@ -271,8 +271,8 @@ func TestOutboxBatchUnknownKeyRead(t *testing.T) {
 	if err := da.Found(ctx, []finding.Finding{later}); err != nil {
 		t.Fatal(err)
 	}
-	if a.Stats().Conflicts == 0 {
-		t.Fatal("a's insert of the key's cooldown did not fail")
+	if n := a.Stats().Conflicts; n != 0 {
+		t.Fatalf("%d conflicts: a did not read the key it listed", n)
 	}
 	fs := []finding.Finding{first, later}
 	es, decs, cools := delivered(t, p, fs)
@@ -283,8 +283,10 @@ func TestOutboxBatchUnknownKeyRead(t *testing.T) {
 }
 
 // A batch handed on again (a retry, a redelivery) changes nothing: on the
-// instance that decided it, without a write; on another, after finding
-// out (a failed insert) that its findings were decided.
+// instance that decided it, without a write; on another that started
+// since, without a write either (it listed the shard's decisions when it
+// started; one that could not finds out by a failed insert:
+// TestOutboxBatchColdInstanceUnderContention).
 func TestOutboxBatchRetriedChangesNothing(t *testing.T) {
 	p := testPrefix()
 	a, b := newStore(t, p, Options{}), newStore(t, p, Options{})
@@ -308,8 +310,12 @@ func TestOutboxBatchRetriedChangesNothing(t *testing.T) {
 	if d := a.Stats().Transactions - st.Transactions; d != 0 {
 		t.Errorf("the retry on the same instance wrote %d transactions, want none", d)
 	}
+	st = b.Stats()
 	if err := db.Found(ctx, fs); err != nil {
 		t.Fatal(err)
+	}
+	if d := b.Stats().Transactions - st.Transactions; d != 0 {
+		t.Errorf("the batch handed on again to another instance wrote %d transactions, want none (it listed the decisions when it started)", d)
 	}
 	if _, err := db.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -380,6 +386,11 @@ func TestOutboxBatchRoundTripsBounded(t *testing.T) {
 // to the same partitions: rounds that commit part of the batch go on
 // until it is all decided, each finding once.
 func TestOutboxBatchColdInstanceUnderContention(t *testing.T) {
+	// b lists nothing when it starts (as over the bounds): it knows none
+	// of the keys and decisions.
+	keepRows, keepDecs := listRows, listDecisions
+	listRows, listDecisions = 0, 0
+	t.Cleanup(func() { listRows, listDecisions = keepRows, keepDecs })
 	p := testPrefix()
 	a := newStore(t, p, Options{})
 	h := newHook(t)
@@ -516,5 +527,60 @@ func TestOutboxPreclaimed(t *testing.T) {
 	clk.Add(2 * time.Minute) // c's leases ran out
 	if rep, err := db.Flush(ctx); err != nil || rep.Delivered != 11 || len(h.got())-before != 11 {
 		t.Fatalf("flush after c's leases: %+v %v, %d sent; want the 11 alerts c recorded", rep, err, len(h.got())-before)
+	}
+}
+
+// A view that knows which cooldown rows of its shard exist (it listed
+// them when it started, and follows the log since) reads none of the keys
+// it is asked for that do not exist, and reads those that do.
+func TestOutboxCompleteViewReadsNoAbsentKey(t *testing.T) {
+	keep := reuseCatchUp
+	reuseCatchUp = 0 // every load catches up
+	t.Cleanup(func() { reuseCatchUp = keep })
+	p := testPrefix()
+	a, b := newStore(t, p, Options{}), newStore(t, p, Options{})
+	ctx := context.Background()
+	if err := b.Outbox().SetCooldown(ctx, "exists", delivery.Cooldown{Last: t0, Repeat: 2}); err != nil {
+		t.Fatal(err)
+	}
+	refs := func(prefix string, n int) []delivery.Ref {
+		var out []delivery.Ref
+		for i := range n {
+			out = append(out, delivery.Ref{Key: fmt.Sprintf("%s-%d", prefix, i)})
+		}
+		return out
+	}
+	load := func(q delivery.Query) (*delivery.Snapshot, Stats) {
+		st0 := a.Stats()
+		snap := &delivery.Snapshot{}
+		if err := a.Outbox().Load(ctx, snap, q); err != nil {
+			t.Fatal(err)
+		}
+		return snap, addStats(Stats{}, st0, a.Stats())
+	}
+	// Its first load: the head, the list of keys (one query), the key
+	// that exists (one query); 30 absent keys cost nothing.
+	snap, st := load(delivery.Query{Read: append(refs("absent", 30), delivery.Ref{Key: "exists"})})
+	if st.Queries != 2 || st.Reads != 1 {
+		t.Fatalf("first load: %d queries and %d reads, want 2 and 1", st.Queries, st.Reads)
+	}
+	if c := snap.Cooldowns["exists"]; c.Repeat != 2 || snap.Unknown["exists"] {
+		t.Fatalf("exists: %+v", c)
+	}
+	for _, r := range refs("absent", 30) {
+		if c, ok := snap.Cooldowns[r.Key]; !ok || c.Version != "" || snap.Unknown[r.Key] {
+			t.Fatalf("%s: %+v (known %v), want known absent", r.Key, c, !snap.Unknown[r.Key])
+		}
+	}
+	// Written by another instance since: the catch-up brings it.
+	if err := b.Outbox().SetCooldown(ctx, "new", delivery.Cooldown{Last: t0, Repeat: 3}); err != nil {
+		t.Fatal(err)
+	}
+	snap, st = load(delivery.Query{Read: append(refs("other", 30), delivery.Ref{Key: "new"}), Keys: refs("more", 30)})
+	if st.Queries != 1 || st.Reads != 0 {
+		t.Fatalf("second load: %d queries and %d reads, want the catch-up only", st.Queries, st.Reads)
+	}
+	if c := snap.Cooldowns["new"]; c.Repeat != 3 || c.Version == "" {
+		t.Fatalf("new: %+v", c)
 	}
 }
