@@ -714,33 +714,32 @@ func (j *Journal) readTails(ctx context.Context, names []string, from []int64) (
 		pk := streamPK(names[i])
 		filter := "PartitionKey eq " + odataQuote(pk) + " and RowKey gt " + odataQuote(entryRK(from[i]))
 		return j.s.query(ctx, j.table, filter, nil, func(raw []byte) error {
-			var ent aztables.EDMEntity
-			if err := json.Unmarshal(raw, &ent); err != nil {
+			ent, err := decodeChunkedRow(raw)
+			if err != nil {
 				return fmt.Errorf("decode journal entry: %w", err)
 			}
-			if ent.RowKey == headRK {
-				n, _ := ent.Properties[propIndex].(aztables.EDMInt64)
-				g.head, g.etag = int64(n), ent.ETag
+			if ent.rowKey == headRK {
+				g.head, g.etag = ent.index, ent.etag
 				return nil
 			}
-			idx, err := strconv.ParseInt(ent.RowKey, 10, 64)
-			if err != nil || len(ent.RowKey) != entryRKLen {
-				return fmt.Errorf("journal row %s/%s is not an entry", ent.PartitionKey, ent.RowKey)
+			idx, err := strconv.ParseInt(ent.rowKey, 10, 64)
+			if err != nil || len(ent.rowKey) != entryRKLen {
+				return fmt.Errorf("journal row %s/%s is not an entry", pk, ent.rowKey)
 			}
 			if len(g.entries) == 0 {
 				g.first = idx
 			}
-			data, err := getChunks(ent.Properties)
+			data, err := ent.chunks()
 			if err != nil {
-				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)
+				return fmt.Errorf("journal entry %s/%s: %w", pk, ent.rowKey, err)
 			}
 			js, err := unpackBytes(data)
 			if err != nil {
-				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)
+				return fmt.Errorf("journal entry %s/%s: %w", pk, ent.rowKey, err)
 			}
 			var items []journalItem
 			if err := jsonv2.Unmarshal(js, &items); err != nil {
-				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)
+				return fmt.Errorf("journal entry %s/%s: %w", pk, ent.rowKey, err)
 			}
 			g.entries = append(g.entries, items)
 			g.sizes = append(g.sizes, len(data))

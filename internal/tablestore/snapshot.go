@@ -134,17 +134,17 @@ func (j *Journal) readSnapshotBody(ctx context.Context, h *snapshotHead) (*resto
 	}
 	rows := map[int][]byte{}
 	err := j.s.query(ctx, j.table, "PartitionKey eq "+odataQuote(h.pk), nil, func(raw []byte) error {
-		var ent aztables.EDMEntity
-		if err := json.Unmarshal(raw, &ent); err != nil {
+		ent, err := decodeChunkedRow(raw)
+		if err != nil {
 			return fmt.Errorf("decode snapshot row: %w", err)
 		}
-		i, err := strconv.Atoi(ent.RowKey)
+		i, err := strconv.Atoi(ent.rowKey)
 		if err != nil {
-			return fmt.Errorf("snapshot row %q: %w", ent.RowKey, err)
+			return fmt.Errorf("snapshot row %q: %w", ent.rowKey, err)
 		}
-		data, err := getChunks(ent.Properties)
+		data, err := ent.chunks()
 		if err != nil {
-			return fmt.Errorf("snapshot row %q: %w", ent.RowKey, err)
+			return fmt.Errorf("snapshot row %q: %w", ent.rowKey, err)
 		}
 		rows[i] = data
 		return nil
