@@ -489,16 +489,6 @@ func wireRuntime(ctx context.Context, cfgPath string, getenv func(string) string
 	if err != nil {
 		return runtime{}, err
 	}
-	if st.Warm != nil {
-		// The journal's restore (a second or more after a long history)
-		// starts now, beside the rest of the wiring, not at the first
-		// batch; the batch waits only for what is left of it.
-		go func() {
-			if err := st.Warm(ctx); err != nil && ctx.Err() == nil {
-				log.Info().Err(err).Msg("state: restoring at start failed; the first batch tries again")
-			}
-		}()
-	}
 	cfg, err := loadConfig(cfgPath, getenv)
 	if err != nil {
 		return runtime{}, err

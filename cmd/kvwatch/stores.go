@@ -38,9 +38,6 @@ type stores struct {
 	// Describe says where they are, for logs and messages; it never holds a
 	// key or a signature.
 	Describe string
-	// Warm, when set, readies the detection state (a Table journal's
-	// restore), so that the first batch need not wait for all of it.
-	Warm func(context.Context) error
 }
 
 // openStores opens the stores the environment configures: Table Storage
@@ -99,6 +96,5 @@ func openStores(ctx context.Context, getenv func(string) string, log zerolog.Log
 		return stores{}, fmt.Errorf("%s: %w", desc, err)
 	}
 	log.Info().Str("stores", desc).Msg("state, outbox, silences and dead letters are in Table Storage")
-	return stores{State: j, Outbox: ts.Outbox(), Letters: ts.DeadLetters(), Silences: silences, Durable: true, Describe: desc,
-		Warm: j.Warm}, nil
+	return stores{State: j, Outbox: ts.Outbox(), Letters: ts.DeadLetters(), Silences: silences, Durable: true, Describe: desc}, nil
 }
