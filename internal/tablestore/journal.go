@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -62,6 +63,8 @@ type Journal struct {
 	gate   sync.RWMutex // restore holds it exclusively
 	wlocks sync.Map     // stream → *sync.Mutex: one writer per stream in this process
 
+	bufs buffers // log-entry encoders and inflaters, kept
+
 	mu       sync.Mutex
 	view     map[state.Key]*state.Entity
 	index    state.BlockIndex   // view's keys by rule and group (GetRanges)
@@ -79,6 +82,11 @@ type Journal struct {
 
 	compacting atomic.Bool
 	wg         sync.WaitGroup
+
+	// testRestore, when set, is called at the stages of a restore
+	// ("head" read, "snapshot" read and decoded, "tails" about to be
+	// read): tests make other instances write and compact there.
+	testRestore func(stage string)
 }
 
 type tailSize struct{ entries, bytes int }
@@ -169,7 +177,7 @@ func (s *Store) Journal(ctx context.Context, client *aztables.ServiceClient, opt
 		return nil, fmt.Errorf("tablestore: create table %s: %w", name, err)
 	}
 	return &Journal{s: s, table: client.NewClient(name), opts: opts, log: opts.Log,
-		view: map[state.Key]*state.Entity{}, streams: map[string]*cursor{}, regd: map[string]bool{}}, nil
+		bufs: newBuffers(), view: map[state.Key]*state.Entity{}, streams: map[string]*cursor{}, regd: map[string]bool{}}, nil
 }
 
 // Row layout of the journal table.
@@ -392,9 +400,9 @@ func (j *Journal) appendRounds(ctx context.Context, stream string, build func() 
 // reports false when another writer extended the log first: what that one
 // wrote is folded, and the round must be computed again.
 func (j *Journal) commit(ctx context.Context, stream string, p *pending) (bool, error) {
-	enc := getEncoder()
+	enc := j.bufs.getEncoder()
 	entries, err := packEntries(enc, p.items)
-	putEncoder(enc)
+	j.bufs.putEncoder(enc)
 	if err != nil {
 		return false, fmt.Errorf("tablestore: journal %s: %w", stream, err)
 	}
@@ -432,13 +440,14 @@ func (j *Journal) commit(ctx context.Context, stream string, p *pending) (bool, 
 }
 
 // foldLocked merges one item into the view, copy on write.
-func (j *Journal) foldLocked(it journalItem) { j.foldOwned(it, nil) }
+func (j *Journal) foldLocked(it journalItem) { j.foldOwned(it, nil, false) }
 
 // foldOwned merges one item into the view. Entities in owned were copied by
 // this pass, under the lock it still holds, and never handed to anyone:
 // they are changed in place, so a pass folding many entries that touch one
-// large entity (a restore) copies it once, not once per entry.
-func (j *Journal) foldOwned(it journalItem, owned map[state.Key]bool) {
+// large entity (a restore) copies it once, not once per entry. With all,
+// every entity in the view is the pass's own (a restore's, decoded by it).
+func (j *Journal) foldOwned(it journalItem, owned map[state.Key]bool, all bool) {
 	if it.Drop {
 		delete(j.view, it.K)
 		j.index.Remove(it.K)
@@ -446,6 +455,10 @@ func (j *Journal) foldOwned(it journalItem, owned map[state.Key]bool) {
 		return
 	}
 	e := j.view[it.K]
+	if all && e != nil {
+		state.Merge(e, it.D)
+		return
+	}
 	if !owned[it.K] {
 		if e == nil {
 			j.index.Add(it.K)
@@ -630,6 +643,18 @@ func (j *Journal) listStreams(ctx context.Context) ([]string, error) {
 		return names, nil
 	}
 	j.mu.Unlock()
+	names, err := j.queryRegistry(ctx)
+	if err != nil {
+		return nil, err
+	}
+	j.mu.Lock()
+	j.noteRegistryLocked(names)
+	j.mu.Unlock()
+	return names, nil
+}
+
+// queryRegistry reads the streams the registry lists.
+func (j *Journal) queryRegistry(ctx context.Context) ([]string, error) {
 	var names []string
 	sel := propStream
 	err := j.s.query(ctx, j.table, "PartitionKey eq "+odataQuote(registryPK), &sel, func(raw []byte) error {
@@ -645,7 +670,12 @@ func (j *Journal) listStreams(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tablestore: journal: list streams: %w", err)
 	}
-	j.mu.Lock()
+	return names, nil
+}
+
+// noteRegistryLocked takes a listing of the registry just read: a cursor
+// for every stream, and when the listing was made and last changed.
+func (j *Journal) noteRegistryLocked(names []string) {
 	for _, n := range names {
 		j.cursorOf(n)
 	}
@@ -654,8 +684,6 @@ func (j *Journal) listStreams(ctx context.Context) ([]string, error) {
 		j.regChanged = j.listed
 	}
 	j.registry = slices.Clone(names)
-	j.mu.Unlock()
-	return names, nil
 }
 
 // errGap: a log's entries the view needs were compacted away.
@@ -664,56 +692,70 @@ var errGap = errors.New("journal entries compacted before this instance read the
 // catchUpStreams reads the named streams' new entries in parallel and
 // folds them in order; a gap makes the journal restore.
 func (j *Journal) catchUpStreams(ctx context.Context, names []string) error {
-	type got struct {
-		entries [][]journalItem
-		sizes   []int
-		first   int64
-		head    int64
-		etag    string
-	}
-	res := make([]got, len(names))
 	from := make([]int64, len(names))
-	pks := make([]string, len(names))
 	j.mu.Lock()
 	for i, n := range names {
-		c := j.cursorOf(n)
-		from[i], pks[i] = c.index, c.pk
+		from[i] = j.cursorOf(n).index
 	}
 	j.mu.Unlock()
+	res, err := j.readTails(ctx, names, from)
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.foldTailsLocked(names, from, res, nil, false)
+}
+
+// streamTail is what one read of a stream's log returned: its entries
+// after a cursor, decoded, and its head.
+type streamTail struct {
+	entries [][]journalItem
+	sizes   []int
+	first   int64
+	head    int64
+	etag    string
+}
+
+// readTails reads the named streams' entries after from[i], with their
+// heads, in parallel (at most the store's Concurrency at a time).
+func (j *Journal) readTails(ctx context.Context, names []string, from []int64) ([]streamTail, error) {
+	res := make([]streamTail, len(names))
 	err := j.s.parallel(ctx, len(names), func(ctx context.Context, i int) error {
 		g := &res[i]
-		filter := "PartitionKey eq " + odataQuote(pks[i]) + " and RowKey gt " + odataQuote(entryRK(from[i]))
+		pk := streamPK(names[i])
+		filter := "PartitionKey eq " + odataQuote(pk) + " and RowKey gt " + odataQuote(entryRK(from[i]))
 		return j.s.query(ctx, j.table, filter, nil, func(raw []byte) error {
-			var ent aztables.EDMEntity
-			if err := json.Unmarshal(raw, &ent); err != nil {
+			ent, err := decodeChunkedRow(raw)
+			if err != nil {
 				return fmt.Errorf("decode journal entry: %w", err)
 			}
-			if ent.RowKey == headRK {
-				n, _ := ent.Properties[propIndex].(aztables.EDMInt64)
-				g.head, g.etag = int64(n), ent.ETag
+			if ent.rowKey == headRK {
+				g.head, g.etag = ent.index, ent.etag
 				return nil
 			}
-			idx, err := strconv.ParseInt(ent.RowKey, 10, 64)
-			if err != nil || len(ent.RowKey) != entryRKLen {
-				return fmt.Errorf("journal row %s/%s is not an entry", ent.PartitionKey, ent.RowKey)
+			idx, err := strconv.ParseInt(ent.rowKey, 10, 64)
+			if err != nil || len(ent.rowKey) != entryRKLen {
+				return fmt.Errorf("journal row %s/%s is not an entry", pk, ent.rowKey)
 			}
 			if len(g.entries) == 0 {
 				g.first = idx
 			}
-			data, err := getChunks(ent.Properties)
+			data, err := ent.chunks()
 			if err != nil {
-				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)
+				return fmt.Errorf("journal entry %s/%s: %w", pk, ent.rowKey, err)
 			}
-			inf := getInflater()
+			inf := j.bufs.getInflater()
 			js, err := inf.unpack(data)
 			if err != nil {
-				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)
+				j.bufs.putInflater(inf)
+				return fmt.Errorf("journal entry %s/%s: %w", pk, ent.rowKey, err)
 			}
 			var items []journalItem
 			err = jsonv2.Unmarshal(js, &items) // copies what it keeps
-			inf.release()
+			j.bufs.putInflater(inf)
 			if err != nil {
-				return fmt.Errorf("journal entry %s/%s: %w", ent.PartitionKey, ent.RowKey, err)
+				return fmt.Errorf("journal entry %s/%s: %w", pk, ent.rowKey, err)
 			}
 			g.entries = append(g.entries, items)
 			g.sizes = append(g.sizes, len(data))
@@ -721,16 +763,25 @@ func (j *Journal) catchUpStreams(ctx context.Context, names []string) error {
 		})
 	})
 	if err != nil {
-		return fmt.Errorf("tablestore: journal: read logs: %w", err)
+		return nil, fmt.Errorf("tablestore: journal: read logs: %w", err)
 	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
+	return res, nil
+}
+
+// foldTailsLocked folds what readTails read (from the cursors in from)
+// into the view, each stream's entries in order up to its head; errGap
+// when a stream's entries after its cursor were compacted away. owned is
+// as for foldOwned (nil: a map of its own); all says every entity in the
+// view is this pass's own (a restore's, decoded from the snapshot).
+func (j *Journal) foldTailsLocked(names []string, from []int64, res []streamTail, owned map[state.Key]bool, all bool) error {
 	gap := false
 	// Changes are folded before drops: a prune (written to the
 	// shared log) must not be undone by older changes to the same
 	// entity read from another stream's log in the same pass.
 	var drops []journalItem
-	owned := map[state.Key]bool{}
+	if owned == nil {
+		owned = map[state.Key]bool{}
+	}
 	for i, n := range names {
 		g := &res[i]
 		c := j.cursorOf(n)
@@ -753,7 +804,7 @@ func (j *Journal) catchUpStreams(ctx context.Context, names []string) error {
 					drops = append(drops, it)
 					continue
 				}
-				j.foldOwned(it, owned)
+				j.foldOwned(it, owned, all)
 			}
 			c.index = idx
 			j.tail.entries++
@@ -764,7 +815,7 @@ func (j *Journal) catchUpStreams(ctx context.Context, names []string) error {
 		}
 	}
 	for _, it := range drops {
-		j.foldLocked(it)
+		j.foldOwned(it, owned, all)
 	}
 	if gap {
 		return errGap
@@ -915,22 +966,40 @@ func (j *Journal) Len() int {
 	return len(j.view)
 }
 
-// ready restores the view on first use, and again after a gap.
+// ready restores the view on first use, and again after a gap: once for
+// all the callers that find it not restored together.
 func (j *Journal) ready(ctx context.Context) error {
-	j.mu.Lock()
-	done := j.restored
-	j.mu.Unlock()
-	if done {
+	if j.isRestored() {
 		return nil
 	}
-	return j.Restore(ctx)
+	j.gate.Lock()
+	defer j.gate.Unlock()
+	if j.isRestored() {
+		return nil // restored while this call waited (Warm, another caller)
+	}
+	return j.restoreLocked(ctx)
 }
+
+func (j *Journal) isRestored() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.restored
+}
+
+// Warm restores the view now, unless it is restored, so that the first
+// update or read finds it ready (or waits only for what is left of it):
+// a process that starts calls it beside its other wiring.
+func (j *Journal) Warm(ctx context.Context) error { return j.ready(ctx) }
 
 // Restore replaces the view with the latest snapshot and every log's tail
 // after it.
 func (j *Journal) Restore(ctx context.Context) error {
 	j.gate.Lock()
 	defer j.gate.Unlock()
+	return j.restoreLocked(ctx)
+}
+
+func (j *Journal) restoreLocked(ctx context.Context) error {
 	var lastErr error
 	for try := 0; try < 5; try++ {
 		err := j.restoreOnce(ctx)
@@ -947,11 +1016,63 @@ func (j *Journal) Restore(ctx context.Context) error {
 
 func (j *Journal) restoreOnce(ctx context.Context) error {
 	start := time.Now()
-	snap, err := j.readSnapshot(ctx)
+	h, err := j.readHead(ctx)
 	if err != nil {
 		return err
 	}
-	tookSnap := time.Since(start)
+	j.testStage("head")
+	// The head holds the snapshot's cut: while the snapshot's rows are read
+	// and decoded, the registry is listed and every stream's tail after the
+	// cut is read. Folding waits for both: the tails go onto the snapshot's
+	// view, each stream's entries in order, as a catch-up would.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		snap              *restoredView
+		tookSnap          time.Duration
+		snapErr, tailsErr error
+		wg                sync.WaitGroup
+		once              sync.Once
+		first             *error // the error that ended the other read
+	)
+	fail := func(err *error) { once.Do(func() { first = err; cancel() }) }
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		snap, snapErr = j.readSnapshotBody(rctx, h)
+		tookSnap = time.Since(start)
+		if snapErr != nil {
+			fail(&snapErr)
+			return
+		}
+		j.testStage("snapshot")
+	}()
+	names, tailsErr := j.queryRegistry(rctx)
+	var from []int64
+	var tails []streamTail
+	if tailsErr == nil {
+		from = cutFrom(names, h.cut)
+		j.testStage("tails")
+		tails, tailsErr = j.readTails(rctx, names, from)
+	}
+	if tailsErr != nil {
+		fail(&tailsErr)
+	}
+	wg.Wait()
+	switch {
+	case errors.Is(snapErr, errSnapshotMoved):
+		return snapErr // tried again
+	case first != nil:
+		return *first
+	}
+	if !maps.Equal(snap.cut, h.cut) {
+		// Not the cut the head told (never so for heads this version
+		// writes): the tails are read again after the snapshot's own.
+		from = cutFrom(names, snap.cut)
+		if tails, err = j.readTails(ctx, names, from); err != nil {
+			return err
+		}
+	}
 	j.mu.Lock()
 	j.view = snap.view
 	j.index.Reset(j.view)
@@ -960,16 +1081,13 @@ func (j *Journal) restoreOnce(ctx context.Context) error {
 		j.cursorOf(n).index = idx
 	}
 	j.tail = tailSize{}
-	j.listed = time.Time{}
-	j.mu.Unlock()
-	names, err := j.listStreams(ctx)
-	if err != nil {
+	j.noteRegistryLocked(names)
+	// The view's entities were decoded by this pass and handed to no one:
+	// the tails are merged into them in place.
+	if err := j.foldTailsLocked(names, from, tails, nil, true); err != nil {
+		j.mu.Unlock()
 		return err
 	}
-	if err := j.catchUpStreams(ctx, names); err != nil {
-		return err
-	}
-	j.mu.Lock()
 	j.restored = true
 	j.caught = j.opts.Now()
 	entities, tail := len(j.view), j.tail
@@ -982,6 +1100,22 @@ func (j *Journal) restoreOnce(ctx context.Context) error {
 		Int("entities", entities).Int("log_entries", tail.entries).Int("log_bytes", tail.bytes).
 		Dur("took", time.Since(start)).Msg("state restored from the journal")
 	return nil
+}
+
+func (j *Journal) testStage(stage string) {
+	if j.testRestore != nil {
+		j.testRestore(stage)
+	}
+}
+
+// cutFrom returns, for each stream named, the last entry cut covers (0:
+// none, its log is read from the start).
+func cutFrom(names []string, cut map[string]int64) []int64 {
+	from := make([]int64, len(names))
+	for i, n := range names {
+		from[i] = cut[n]
+	}
+	return from
 }
 
 // tailSince estimates the log entries folded past a snapshot's cut.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -612,4 +613,98 @@ func TestPruningTellsTwoRegionsPartitionsApart(t *testing.T) {
 		}
 	}
 	t.Fatalf("no burst of 12 reads across the two regions' partitions 0: %d findings", len(h.found))
+}
+
+// A restore reads the snapshot's rows and the logs' tails after its cut
+// at the same time. Other instances writing and compacting meanwhile never
+// spoil the view it ends with: a compaction while it reads the tails (the
+// snapshot read already) deletes nothing it needs; two of them delete
+// entries after its cut (a gap), and a compaction before it reads the
+// snapshot deletes its rows (moved): both restore again. Each ends with
+// exactly the state of the batches fed.
+func TestJournalRestoreRacesCompaction(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		compactions int    // by the writer, at stage
+		stage       string // "tails": after the snapshot was read; "head": before
+		tries       int    // restores the reader makes
+	}{
+		{"compaction while the tails are read", 1, "tails", 1},
+		{"two compactions while the tails are read", 2, "tails", 2},
+		{"compaction before the snapshot is read", 1, "head", 2},
+		{"writes only, while the tails are read", 0, "tails", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := state.NewMemory()
+			ref := newHarness(t, mem)
+			w, prefix := newJournal(t, "", JournalOptions{CompactEntries: 1 << 30, CompactEvery: time.Nanosecond})
+			h := newHarness(t, w)
+			feed := func(evs []audit.Event) {
+				for _, b := range batches(evs, 100) {
+					ref.mustFeed(t, b)
+					h.mustFeed(t, b)
+				}
+			}
+			part := func(i int) []audit.Event {
+				evs := events(uint64(20+i), strconv.Itoa(i%2), 300, t0.Add(time.Duration(i)*10*time.Minute), 10*time.Minute)
+				for k := range evs {
+					evs[k].Source.Sequence += int64(i) * 10_000
+				}
+				return evs
+			}
+			feed(part(0))
+			if ok, err := w.Compact(context.Background()); err != nil || !ok {
+				t.Fatalf("compact: %v %v", ok, err)
+			}
+			feed(part(1)) // a tail after the snapshot
+			r, _ := newJournal(t, prefix, JournalOptions{})
+			var mu sync.Mutex
+			heads, done := 0, false
+			snapshotRead := make(chan struct{}, 1)
+			r.testRestore = func(stage string) {
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case stage == "head":
+					heads++
+				case stage == "snapshot":
+					select {
+					case snapshotRead <- struct{}{}:
+					default:
+					}
+				}
+				if stage != tc.stage || done {
+					return
+				}
+				done = true
+				if stage == "tails" {
+					mu.Unlock()
+					<-snapshotRead // the snapshot's rows were read and decoded
+					mu.Lock()
+				}
+				for i := range max(tc.compactions, 1) {
+					feed(part(2 + i))
+					if i < tc.compactions {
+						if ok, err := w.Compact(context.Background()); err != nil || !ok {
+							t.Errorf("compact during the restore: %v %v", ok, err)
+						}
+					}
+				}
+			}
+			if err := r.Restore(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if heads != tc.tries {
+				t.Errorf("%d restores, want %d", heads, tc.tries)
+			}
+			r.testRestore = nil
+			sameView(t, caughtUp(t, r), mem)
+			sameView(t, restored(t, prefix), mem)
+			// The restored view as such (before any catch-up) holds what
+			// the logs held when it read them: at least part 1's batches.
+			if r.Len() == 0 {
+				t.Fatal("nothing restored")
+			}
+		})
+	}
 }

@@ -121,23 +121,30 @@ func (j *Journal) readSnapshot(ctx context.Context) (*restoredView, error) {
 	if err != nil {
 		return nil, err
 	}
+	return j.readSnapshotBody(ctx, h)
+}
+
+// readSnapshotBody reads the snapshot h heads: its rows, inflated and
+// decoded (an empty view when there is none); errSnapshotMoved when its
+// rows went meanwhile (a newer snapshot replaced it).
+func (j *Journal) readSnapshotBody(ctx context.Context, h *snapshotHead) (*restoredView, error) {
 	out := &restoredView{view: map[state.Key]*state.Entity{}, cut: map[string]int64{}, gen: h.gen}
 	if h.gen == 0 {
 		return out, nil
 	}
 	rows := map[int][]byte{}
-	err = j.s.query(ctx, j.table, "PartitionKey eq "+odataQuote(h.pk), nil, func(raw []byte) error {
-		var ent aztables.EDMEntity
-		if err := json.Unmarshal(raw, &ent); err != nil {
+	err := j.s.query(ctx, j.table, "PartitionKey eq "+odataQuote(h.pk), nil, func(raw []byte) error {
+		ent, err := decodeChunkedRow(raw)
+		if err != nil {
 			return fmt.Errorf("decode snapshot row: %w", err)
 		}
-		i, err := strconv.Atoi(ent.RowKey)
+		i, err := strconv.Atoi(ent.rowKey)
 		if err != nil {
-			return fmt.Errorf("snapshot row %q: %w", ent.RowKey, err)
+			return fmt.Errorf("snapshot row %q: %w", ent.rowKey, err)
 		}
-		data, err := getChunks(ent.Properties)
+		data, err := ent.chunks()
 		if err != nil {
-			return fmt.Errorf("snapshot row %q: %w", ent.RowKey, err)
+			return fmt.Errorf("snapshot row %q: %w", ent.rowKey, err)
 		}
 		rows[i] = data
 		return nil
