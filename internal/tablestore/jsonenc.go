@@ -24,27 +24,35 @@ type jsonBuf struct {
 	fw *flate.Writer
 }
 
-// encoders keeps a few log-entry encoders (buffer and deflater) whatever
-// the garbage collections: a sync.Pool is emptied by every one, several a
-// second under load, and a deflater is 1.2 MB to make. Writers of more
-// streams at once than it holds make their own.
-var encoders = make(chan *jsonBuf, 4)
+// buffers keeps a few log-entry encoders (buffer and deflater) and
+// inflaters for a journal whatever the garbage collections: a sync.Pool is
+// emptied by every one, several a second under load, and a deflater is
+// 1.2 MB to make. Writers and readers of more streams at once than it
+// holds make their own.
+type buffers struct {
+	encoders  chan *jsonBuf
+	inflaters chan *inflater
+}
 
-func getEncoder() *jsonBuf {
+func newBuffers() buffers {
+	return buffers{encoders: make(chan *jsonBuf, 4), inflaters: make(chan *inflater, 8)}
+}
+
+func (bs buffers) getEncoder() *jsonBuf {
 	select {
-	case jb := <-encoders:
+	case jb := <-bs.encoders:
 		return jb
 	default:
 		return &jsonBuf{}
 	}
 }
 
-func putEncoder(jb *jsonBuf) {
+func (bs buffers) putEncoder(jb *jsonBuf) {
 	if cap(jb.b) > 4<<20 {
 		jb.b = nil
 	}
 	select {
-	case encoders <- jb:
+	case bs.encoders <- jb:
 	default:
 	}
 }
@@ -74,12 +82,9 @@ type inflater struct {
 	out bytes.Buffer
 }
 
-// inflaters keeps a few, as encoders does.
-var inflaters = make(chan *inflater, 8)
-
-func getInflater() *inflater {
+func (bs buffers) getInflater() *inflater {
 	select {
-	case f := <-inflaters:
+	case f := <-bs.inflaters:
 		return f
 	default:
 		return &inflater{}
@@ -102,13 +107,13 @@ func (f *inflater) unpack(b []byte) ([]byte, error) {
 	return f.out.Bytes(), err
 }
 
-// release keeps f for another unless its buffer grew very large.
-func (f *inflater) release() {
+// putInflater keeps f for another unless its buffer grew very large.
+func (bs buffers) putInflater(f *inflater) {
 	if f.out.Cap() > 4<<20 {
 		return
 	}
 	select {
-	case inflaters <- f:
+	case bs.inflaters <- f:
 	default:
 	}
 }
