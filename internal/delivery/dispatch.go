@@ -115,10 +115,24 @@ type Dispatcher struct {
 	// (preclaim), for the loop to send without a claim of its own.
 	senders atomic.Int32
 	// leases are this process's pre-claims (lease IDs, with a nonce no
-	// other process has) and when they run out.
+	// other process has): when each runs out, and which of its alerts'
+	// receivers a send took it for.
 	leaseNonce string
 	leasesMu   sync.Mutex
-	leases     map[string]time.Time
+	leases     map[string]*preLease
+}
+
+// preLease is one pre-claim: a lease Found wrote on the alerts it
+// recorded, for every receiver, that no write of a sender replaces. The
+// version check a claim's write makes is what keeps two senders from
+// sending one alert; a pre-claim has none, so the process keeps it: each
+// alert's receiver under it is taken by one send, once (take), and every
+// other round of this process (a sender round that read the entry before
+// that send recorded its outcome, a Flush of the Housekeeping timer) finds
+// it held, as another instance does.
+type preLease struct {
+	until time.Time
+	taken map[string]bool // alert ID + "\x00" + receiver
 }
 
 // New returns a dispatcher.
@@ -150,7 +164,7 @@ func New(o Options) *Dispatcher {
 	}
 	var nonce [6]byte
 	crand.Read(nonce[:])
-	return &Dispatcher{o: o, recorded: make(chan struct{}, 1), leaseNonce: hex.EncodeToString(nonce[:]), leases: map[string]time.Time{}}
+	return &Dispatcher{o: o, recorded: make(chan struct{}, 1), leaseNonce: hex.EncodeToString(nonce[:]), leases: map[string]*preLease{}}
 }
 
 // entry routes an alert and applies silences.
@@ -215,23 +229,52 @@ func (d *Dispatcher) preclaim(until time.Time) string {
 	d.leasesMu.Lock()
 	defer d.leasesMu.Unlock()
 	now := d.o.Now()
-	for l, t := range d.leases {
-		if !t.After(now) {
+	for l, p := range d.leases {
+		if !p.until.After(now) {
 			delete(d.leases, l)
 		}
 	}
-	d.leases[id] = until
+	d.leases[id] = &preLease{until: until, taken: map[string]bool{}}
 	return id
 }
 
-// preclaimed reports whether a holds a lease this process pre-claimed,
-// not run out at now.
-func (d *Dispatcher) preclaimed(a *Attempt, now time.Time) bool {
+// preclaimed reports whether receiver name's attempt a of alert id holds
+// a lease this process pre-claimed, not run out at now, that no send took
+// yet: the sender that takes it (takePreclaim) may send without a claim of
+// its own. One taken is held, as another sender's lease is.
+func (d *Dispatcher) preclaimed(id, name string, a *Attempt, now time.Time) bool {
 	if a == nil || a.LeaseBy == "" || !a.Lease.After(now) {
 		return false
 	}
 	d.leasesMu.Lock()
 	defer d.leasesMu.Unlock()
-	_, ok := d.leases[a.LeaseBy]
-	return ok
+	p, ok := d.leases[a.LeaseBy]
+	return ok && !p.taken[id+"\x00"+name]
+}
+
+// takePreclaim takes the pre-claim of alert id's receiver name (attempt
+// a) for one send; false if there is none (another process's lease, run
+// out, none) or a send of this process took it already.
+func (d *Dispatcher) takePreclaim(id, name string, a *Attempt, now time.Time) bool {
+	if a == nil || a.LeaseBy == "" || !a.Lease.After(now) {
+		return false
+	}
+	d.leasesMu.Lock()
+	defer d.leasesMu.Unlock()
+	p, ok := d.leases[a.LeaseBy]
+	if !ok || p.taken[id+"\x00"+name] {
+		return false
+	}
+	p.taken[id+"\x00"+name] = true
+	return true
+}
+
+// dropPreclaim gives back a pre-claim takePreclaim took and no send used
+// (the claim that took it was not written).
+func (d *Dispatcher) dropPreclaim(id, name, lease string) {
+	d.leasesMu.Lock()
+	defer d.leasesMu.Unlock()
+	if p, ok := d.leases[lease]; ok {
+		delete(p.taken, id+"\x00"+name)
+	}
 }

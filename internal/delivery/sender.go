@@ -61,7 +61,7 @@ func (d *Dispatcher) due(ctx context.Context, query bool) (map[string][]*Entry, 
 	work := map[string][]*Entry{}
 	for _, e := range es {
 		for _, name := range receiverNames(e) {
-			if a := e.Receivers[name]; a.State == Pending && !a.Next.After(now) && (!a.Lease.After(now) || d.preclaimed(a, now)) {
+			if a := e.Receivers[name]; a.State == Pending && !a.Next.After(now) && (!a.Lease.After(now) || d.preclaimed(e.Alert.ID, name, a, now)) {
 				work[name] = append(work[name], clone(e))
 			}
 		}
@@ -217,23 +217,36 @@ func (d *Dispatcher) serveChunk(ctx context.Context, name string, es []*Entry) (
 	muted := map[string]string{}
 	leaseOf := map[string]string{} // by alert ID: the lease it is sent under
 	// Alerts Found recorded claimed by this process, with the lease time
-	// a send needs, are claimed already: no write.
+	// a send needs, are claimed already: no write. The pre-claim is taken
+	// for this send, so no other round of this process sends the alert
+	// again from a copy read before this send's outcome was recorded.
 	var claimed, rest []*Entry
 	for _, e := range es {
-		if a := e.Receivers[name]; d.preclaimed(a, now) && e.Version != "" && a.State == Pending && !a.Next.After(now) &&
-			!now.Add(d.o.SendTimeout).After(a.Lease) && d.mutedBy(e.Alert) == "" && now.Sub(e.Alert.Created) <= d.o.GiveUp && n != nil {
+		if a := e.Receivers[name]; a != nil && e.Version != "" && a.State == Pending && !a.Next.After(now) &&
+			!now.Add(d.o.SendTimeout).After(a.Lease) && d.mutedBy(e.Alert) == "" && now.Sub(e.Alert.Created) <= d.o.GiveUp && n != nil &&
+			d.takePreclaim(e.Alert.ID, name, a, now) {
 			claimed = append(claimed, e)
 			leaseOf[e.Alert.ID] = a.LeaseBy
 			continue
 		}
 		rest = append(rest, e)
 	}
+	took := map[string]string{} // by alert ID: the pre-claim claim took to replace
 	claim := func(x *Entry) bool {
 		id := x.Alert.ID
 		delete(what, id)
 		a := x.Receivers[name]
-		if a == nil || a.State != Pending || a.Next.After(now) || a.Lease.After(now) && !d.preclaimed(a, now) {
-			return false // not due, or someone (maybe another worker of this process) is sending it
+		if a == nil || a.State != Pending || a.Next.After(now) {
+			return false // not due
+		}
+		if a.Lease.After(now) && (took[id] == "" || took[id] != a.LeaseBy) {
+			// Someone is sending it (another instance, another round of
+			// this process), unless it is this process's pre-claim no
+			// send took yet: then this claim takes it.
+			if !d.takePreclaim(id, name, a, now) {
+				return false
+			}
+			took[id] = a.LeaseBy
 		}
 		if by := d.mutedBy(x.Alert); by != "" {
 			// A silence added since the alert was recorded: what no
@@ -264,6 +277,17 @@ func (d *Dispatcher) serveChunk(ctx context.Context, name string, es []*Entry) (
 		return true
 	}
 	written, err := d.updateAll(ctx, rest, claim)
+	if len(took) > 0 { // give back the pre-claims of claims not written
+		kept := map[string]bool{}
+		for _, e := range written {
+			kept[e.Alert.ID] = true
+		}
+		for id, l := range took {
+			if !kept[id] {
+				d.dropPreclaim(id, name, l)
+			}
+		}
+	}
 	if err != nil {
 		return rep, time.Time{}, err
 	}

@@ -151,3 +151,11 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("left %d entries, want only the one still waiting", len(es))
 	}
 }
+
+func TestHungReceiverStaleRoundSendsOnce(t *testing.T) {
+	deliverytest.StaleRoundScenario(t, delivery.NewMemory())
+}
+
+func TestHungReceiverFlushDuringSendSendsOnce(t *testing.T) {
+	deliverytest.FlushDuringSendScenario(t, delivery.NewMemory())
+}

@@ -110,6 +110,17 @@ func TestTableOutboxHungReceiver(t *testing.T) {
 	deliverytest.HungReceiverScenario(t, newStore(t, testPrefix(), Options{}).Outbox())
 }
 
+// A sender round that read an alert while the process was still sending
+// it, and serves what it read after that send was recorded, does not send
+// it again; nor does a Flush while the sender sends.
+func TestTableOutboxHungReceiverStaleRound(t *testing.T) {
+	deliverytest.StaleRoundScenario(t, newStore(t, testPrefix(), Options{}).Outbox())
+}
+
+func TestTableOutboxHungReceiverFlushDuringSend(t *testing.T) {
+	deliverytest.FlushDuringSendScenario(t, newStore(t, testPrefix(), Options{}).Outbox())
+}
+
 // Silences added at run time live in their own table: added, listed,
 // expired; a watcher sees a new one on its next read, and drops it once it
 // is over.

@@ -215,3 +215,148 @@ func HungReceiverScenario(t *testing.T, out delivery.Outbox) {
 		t.Errorf("teams got %d, email %d alerts; want 2 each, once", len(teams.Got()), len(mail.Got()))
 	}
 }
+
+// heldDue is an outbox whose Due, while hold is set, hands what it read
+// to hold before it answers: a test holds a sender round between reading
+// the outbox and serving what it read.
+type heldDue struct {
+	delivery.Outbox
+	mu   sync.Mutex
+	hold func([]*delivery.Entry)
+}
+
+func (h *heldDue) Due(ctx context.Context, now time.Time, limit int) ([]*delivery.Entry, error) {
+	es, err := h.Outbox.Due(ctx, now, limit)
+	h.mu.Lock()
+	hold := h.hold
+	h.mu.Unlock()
+	if hold != nil && err == nil {
+		hold(es)
+	}
+	return es, err
+}
+
+func (h *heldDue) setHold(f func([]*delivery.Entry)) {
+	h.mu.Lock()
+	h.hold = f
+	h.mu.Unlock()
+}
+
+// pendingFor reports whether es holds alert id pending for receiver name.
+func pendingFor(es []*delivery.Entry, id, name string) bool {
+	for _, e := range es {
+		if a := e.Receivers[name]; e.Alert.ID == id && a != nil && a.State == delivery.Pending {
+			return true
+		}
+	}
+	return false
+}
+
+// deliveredTo reports whether the outbox records alert id delivered to
+// receiver name.
+func deliveredTo(ctx context.Context, out delivery.Outbox, id, name string) bool {
+	e, err := out.Get(ctx, id)
+	return err == nil && e != nil && e.Receivers[name] != nil && e.Receivers[name].State == delivery.Delivered
+}
+
+// StaleRoundScenario is the race behind HungReceiverScenario's doubles,
+// made certain: a sender round reads the outbox while the receiver's
+// worker is still sending an alert (recorded claimed by this process, as
+// Found records alerts while a sender runs), and goes on to serve what it
+// read only after that worker recorded the alert delivered and finished.
+// The alert reaches the receiver once.
+func StaleRoundScenario(t *testing.T, out delivery.Outbox) {
+	hung := NewHungReceiver(t)
+	held := &heldDue{Outbox: out}
+	d := delivery.New(delivery.Options{Outbox: held, Log: zerolog.Nop(), MaxBackoff: 200 * time.Millisecond,
+		Receivers: Webhooks(t, map[string]string{"hook": hung.Srv.URL})})
+	ctx := context.Background()
+	running := make(chan struct{})
+	var once sync.Once
+	held.setHold(func([]*delivery.Entry) { once.Do(func() { close(running) }) })
+	s := d.NewSender(delivery.SenderOptions{Interval: 20 * time.Millisecond})
+	go s.Run(ctx)
+	defer s.Stop()
+	<-running // the loop's first round: Found now records alerts claimed
+
+	f := Finding("burst", "alice", time.Now().UTC())
+	if err := d.Found(ctx, []finding.Finding{f}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-hung.Entered: // the worker is sending it
+	case <-time.After(20 * time.Second):
+		t.Fatal("the sender never tried the webhook")
+	}
+	es, err := out.Recent(ctx, 1)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("recent: %v, %d entries", err, len(es))
+	}
+	id := es[0].Alert.ID
+	read, release := make(chan struct{}), make(chan struct{})
+	var held1 sync.Once
+	held.setHold(func(es []*delivery.Entry) {
+		if pendingFor(es, id, "hook") {
+			held1.Do(func() { close(read); <-release })
+		}
+	})
+	select {
+	case <-read: // a round read the alert pending, while it is being sent
+	case <-time.After(20 * time.Second):
+		t.Fatal("no round read the outbox while the webhook hung")
+	}
+	hung.Recover()
+	WaitFor(t, "the worker records the alert delivered", func() bool { return deliveredTo(ctx, out, id, "hook") })
+	time.Sleep(100 * time.Millisecond) // the worker is done: the receiver is free for the held round
+	held.setHold(nil)
+	close(release)
+	time.Sleep(300 * time.Millisecond) // the held round serves what it read, and more rounds follow
+	if n := hung.Got()[id]; n != 1 || hung.Calls.Load() != 1 {
+		t.Fatalf("the alert reached the webhook %d times (%d requests), want once", n, hung.Calls.Load())
+	}
+}
+
+// FlushDuringSendScenario: the Housekeeping timer's Flush runs in the
+// process whose sender loop is sending an alert Found recorded claimed by
+// the process; the Flush leaves it to that send, which is once.
+func FlushDuringSendScenario(t *testing.T, out delivery.Outbox) {
+	hung := NewHungReceiver(t)
+	held := &heldDue{Outbox: out}
+	d := delivery.New(delivery.Options{Outbox: held, Log: zerolog.Nop(), MaxBackoff: 200 * time.Millisecond,
+		Receivers: Webhooks(t, map[string]string{"hook": hung.Srv.URL})})
+	ctx := context.Background()
+	running := make(chan struct{})
+	var once sync.Once
+	held.setHold(func([]*delivery.Entry) { once.Do(func() { close(running) }) })
+	s := d.NewSender(delivery.SenderOptions{Interval: time.Hour})
+	go s.Run(ctx)
+	defer s.Stop()
+	<-running
+	held.setHold(nil)
+
+	if err := d.Found(ctx, []finding.Finding{Finding("burst", "alice", time.Now().UTC())}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-hung.Entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the sender never tried the webhook")
+	}
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rep, err := d.Flush(fctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hung.Calls.Load() != 1 || rep != (delivery.Report{}) {
+		t.Fatalf("a Flush while the sender sends: %+v, the webhook called %d times, want once (by the sender)", rep, hung.Calls.Load())
+	}
+	hung.Recover()
+	WaitFor(t, "the webhook gets the alert", func() bool { return len(hung.Got()) == 1 })
+	time.Sleep(100 * time.Millisecond)
+	for id, n := range hung.Got() {
+		if n != 1 || hung.Calls.Load() != 1 {
+			t.Fatalf("alert %s reached the webhook %d times (%d requests), want once", id, n, hung.Calls.Load())
+		}
+	}
+}
