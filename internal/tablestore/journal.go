@@ -834,37 +834,11 @@ func (j *Journal) Get(ctx context.Context, keys []state.Key) (map[state.Key]*sta
 			logged = append(logged, k)
 		}
 	}
-	out := map[state.Key]*state.Entity{}
-	if len(direct) > 0 {
-		got, err := j.s.Get(ctx, direct)
-		if err != nil {
-			return nil, err
+	return j.read(ctx, direct, len(logged) > 0, func(yield func(state.Key)) {
+		for _, k := range logged {
+			yield(k)
 		}
-		out = got
-	}
-	if len(logged) == 0 {
-		return out, nil
-	}
-	err := j.withView(ctx, func() error {
-		j.mu.Lock()
-		stale := j.opts.Now().Sub(j.caught) >= j.opts.Fresh
-		j.mu.Unlock()
-		if stale {
-			return j.catchUp(ctx, "")
-		}
-		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for _, k := range logged {
-		if e := j.view[k]; e != nil {
-			out[k] = e
-		}
-	}
-	return out, nil
 }
 
 // GetRanges implements state.RangeGetter: the view, read up to date as Get
@@ -881,15 +855,26 @@ func (j *Journal) GetRanges(ctx context.Context, rs []state.Range) (map[state.Ke
 			direct = append(direct, state.Key{Rule: r.Rule, Group: r.Group, Block: b})
 		}
 	}
+	return j.read(ctx, direct, len(logged) > 0, func(yield func(state.Key)) {
+		for _, r := range logged {
+			j.index.Keys(r, yield)
+		}
+	})
+}
+
+// read returns the direct keys' entities from the state table and, when
+// logged, those of the view that keys yields (under the view's lock), the
+// view caught up first unless it was within Fresh.
+func (j *Journal) read(ctx context.Context, direct []state.Key, logged bool, keys func(yield func(state.Key))) (map[state.Key]*state.Entity, error) {
 	out := map[state.Key]*state.Entity{}
 	if len(direct) > 0 {
-		got, err := j.Get(ctx, direct)
+		got, err := j.s.Get(ctx, direct)
 		if err != nil {
 			return nil, err
 		}
 		out = got
 	}
-	if len(logged) == 0 {
+	if !logged {
 		return out, nil
 	}
 	err := j.withView(ctx, func() error {
@@ -906,13 +891,11 @@ func (j *Journal) GetRanges(ctx context.Context, rs []state.Range) (map[state.Ke
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for _, r := range logged {
-		j.index.Keys(r, func(k state.Key) {
-			if e := j.view[k]; e != nil {
-				out[k] = e
-			}
-		})
-	}
+	keys(func(k state.Key) {
+		if e := j.view[k]; e != nil {
+			out[k] = e
+		}
+	})
 	return out, nil
 }
 
