@@ -50,30 +50,10 @@ func (x *JSONEncoder) AppendEntity(b []byte, e *Entity) []byte {
 		b = x.appendIntInts(field(b, n, `"c2":`), e.Counts2)
 	}
 	if len(e.Values) > 0 {
-		b = field(b, n, `"v":`)
-		b = append(b, '{')
-		ks := sortedInts(x, e.Values)
-		for i, k := range ks {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = x.appendIntKey(b, k)
-			b = appendStrings(b, e.Values[k])
-		}
-		b = append(b, '}')
+		b = appendIntMap(x, field(b, n, `"v":`), e.Values, appendStrings)
 	}
 	if len(e.Seen) > 0 {
-		b = field(b, n, `"s":`)
-		b = append(b, '{')
-		for i, k := range sortedStrings(x, e.Seen) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = AppendJSONString(b, k)
-			b = append(b, ':')
-			b = appendSpan(b, e.Seen[k], false)
-		}
-		b = append(b, '}')
+		b = appendStringMap(x, field(b, n, `"s":`), e.Seen, func(b []byte, s Span) []byte { return appendSpan(b, s, false) })
 	}
 	if e.First != 0 {
 		b = strconv.AppendInt(field(b, n, `"f":`), e.First, 10)
@@ -119,30 +99,10 @@ func (x *JSONEncoder) AppendDelta(b []byte, d *Delta) []byte {
 		b = appendStrings(field(b, n, `"tg":`), d.TallyGone)
 	}
 	if len(d.Values) > 0 {
-		b = field(b, n, `"v":`)
-		b = append(b, '{')
-		for i, k := range sortedInts(x, d.Values) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = x.appendIntKey(b, k)
-			b = appendSlotDelta(b, d.Values[k])
-		}
-		b = append(b, '}')
+		b = appendIntMap(x, field(b, n, `"v":`), d.Values, appendSlotDelta)
 	}
 	if len(d.Seen) > 0 {
-		b = field(b, n, `"s":`)
-		b = append(b, '{')
-		for i, k := range sortedStrings(x, d.Seen) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = AppendJSONString(b, k)
-			b = append(b, ':')
-			sd := d.Seen[k]
-			b = appendSpan(b, sd.Span, sd.Restart)
-		}
-		b = append(b, '}')
+		b = appendStringMap(x, field(b, n, `"s":`), d.Seen, func(b []byte, sd SpanDelta) []byte { return appendSpan(b, sd.Span, sd.Restart) })
 	}
 	if len(d.SeenGone) > 0 {
 		b = appendStrings(field(b, n, `"sg":`), d.SeenGone)
@@ -228,6 +188,18 @@ func appendInts(b []byte, vs []int64) []byte {
 
 // AppendStringInts appends a map[string]int64 (null when nil).
 func (x *JSONEncoder) AppendStringInts(b []byte, m map[string]int64) []byte {
+	return appendStringMap(x, b, m, appendInt)
+}
+
+func (x *JSONEncoder) appendIntInts(b []byte, m map[int64]int64) []byte {
+	return appendIntMap(x, b, m, appendInt)
+}
+
+func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }
+
+// appendStringMap appends m as encoding/json writes a map with string
+// keys (sorted; null when nil), each value by val.
+func appendStringMap[V any](x *JSONEncoder, b []byte, m map[string]V, val func([]byte, V) []byte) []byte {
 	if m == nil {
 		return append(b, "null"...)
 	}
@@ -238,12 +210,14 @@ func (x *JSONEncoder) AppendStringInts(b []byte, m map[string]int64) []byte {
 		}
 		b = AppendJSONString(b, k)
 		b = append(b, ':')
-		b = strconv.AppendInt(b, m[k], 10)
+		b = val(b, m[k])
 	}
 	return append(b, '}')
 }
 
-func (x *JSONEncoder) appendIntInts(b []byte, m map[int64]int64) []byte {
+// appendIntMap appends m as encoding/json writes a map with integer keys
+// (quoted, in encoding/json's order; null when nil), each value by val.
+func appendIntMap[V any](x *JSONEncoder, b []byte, m map[int64]V, val func([]byte, V) []byte) []byte {
 	if m == nil {
 		return append(b, "null"...)
 	}
@@ -253,7 +227,7 @@ func (x *JSONEncoder) appendIntInts(b []byte, m map[int64]int64) []byte {
 			b = append(b, ',')
 		}
 		b = x.appendIntKey(b, k)
-		b = strconv.AppendInt(b, m[k], 10)
+		b = val(b, m[k])
 	}
 	return append(b, '}')
 }
