@@ -259,6 +259,26 @@ func deliveredTo(ctx context.Context, out delivery.Outbox, id, name string) bool
 	return err == nil && e != nil && e.Receivers[name] != nil && e.Receivers[name].State == delivery.Delivered
 }
 
+// heldSender starts a sender loop (rounds every interval) over out, whose
+// Due answers the test can hold (heldDue), with one webhook "hook" that
+// hangs until it recovers. It returns once the loop's first round read the
+// outbox: from then on Found records alerts claimed by the process. The
+// loop stops when the test ends.
+func heldSender(t *testing.T, out delivery.Outbox, interval time.Duration) (*HungReceiver, *heldDue, *delivery.Dispatcher) {
+	hung := NewHungReceiver(t)
+	held := &heldDue{Outbox: out}
+	d := delivery.New(delivery.Options{Outbox: held, Log: zerolog.Nop(), MaxBackoff: 200 * time.Millisecond,
+		Receivers: Webhooks(t, map[string]string{"hook": hung.Srv.URL})})
+	running := make(chan struct{})
+	var once sync.Once
+	held.setHold(func([]*delivery.Entry) { once.Do(func() { close(running) }) })
+	s := d.NewSender(delivery.SenderOptions{Interval: interval})
+	go s.Run(context.Background())
+	t.Cleanup(s.Stop)
+	<-running
+	return hung, held, d
+}
+
 // StaleRoundScenario is the race behind HungReceiverScenario's doubles,
 // made certain: a sender round reads the outbox while the receiver's
 // worker is still sending an alert (recorded claimed by this process, as
@@ -266,19 +286,8 @@ func deliveredTo(ctx context.Context, out delivery.Outbox, id, name string) bool
 // read only after that worker recorded the alert delivered and finished.
 // The alert reaches the receiver once.
 func StaleRoundScenario(t *testing.T, out delivery.Outbox) {
-	hung := NewHungReceiver(t)
-	held := &heldDue{Outbox: out}
-	d := delivery.New(delivery.Options{Outbox: held, Log: zerolog.Nop(), MaxBackoff: 200 * time.Millisecond,
-		Receivers: Webhooks(t, map[string]string{"hook": hung.Srv.URL})})
+	hung, held, d := heldSender(t, out, 20*time.Millisecond)
 	ctx := context.Background()
-	running := make(chan struct{})
-	var once sync.Once
-	held.setHold(func([]*delivery.Entry) { once.Do(func() { close(running) }) })
-	s := d.NewSender(delivery.SenderOptions{Interval: 20 * time.Millisecond})
-	go s.Run(ctx)
-	defer s.Stop()
-	<-running // the loop's first round: Found now records alerts claimed
-
 	f := Finding("burst", "alice", time.Now().UTC())
 	if err := d.Found(ctx, []finding.Finding{f}); err != nil {
 		t.Fatal(err)
@@ -320,20 +329,9 @@ func StaleRoundScenario(t *testing.T, out delivery.Outbox) {
 // process whose sender loop is sending an alert Found recorded claimed by
 // the process; the Flush leaves it to that send, which is once.
 func FlushDuringSendScenario(t *testing.T, out delivery.Outbox) {
-	hung := NewHungReceiver(t)
-	held := &heldDue{Outbox: out}
-	d := delivery.New(delivery.Options{Outbox: held, Log: zerolog.Nop(), MaxBackoff: 200 * time.Millisecond,
-		Receivers: Webhooks(t, map[string]string{"hook": hung.Srv.URL})})
-	ctx := context.Background()
-	running := make(chan struct{})
-	var once sync.Once
-	held.setHold(func([]*delivery.Entry) { once.Do(func() { close(running) }) })
-	s := d.NewSender(delivery.SenderOptions{Interval: time.Hour})
-	go s.Run(ctx)
-	defer s.Stop()
-	<-running
+	hung, held, d := heldSender(t, out, time.Hour)
 	held.setHold(nil)
-
+	ctx := context.Background()
 	if err := d.Found(ctx, []finding.Finding{Finding("burst", "alice", time.Now().UTC())}); err != nil {
 		t.Fatal(err)
 	}
