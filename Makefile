@@ -46,6 +46,7 @@ FUZZ_TARGETS := \
 	./internal/groupkey:FuzzGroupKey:300000 \
 	./internal/state:FuzzDiffMerge:60000 \
 	./internal/state:FuzzJSONEncoder:40000 \
+	./internal/state:FuzzJSONDecoder:20000 \
 	./internal/detect:FuzzEngine:2000
 
 fuzz-short:

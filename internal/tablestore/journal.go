@@ -20,7 +20,6 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
-	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/rs/zerolog"
 
 	"github.com/kvwatch/kvwatch/internal/state"
@@ -723,6 +722,7 @@ func (j *Journal) readTails(ctx context.Context, names []string, from []int64) (
 	res := make([]streamTail, len(names))
 	err := j.s.parallel(ctx, len(names), func(ctx context.Context, i int) error {
 		g := &res[i]
+		var rd reader // one stream's entries share their strings
 		pk := streamPK(names[i])
 		filter := "PartitionKey eq " + odataQuote(pk) + " and RowKey gt " + odataQuote(entryRK(from[i]))
 		return j.s.query(ctx, j.table, filter, nil, func(raw []byte) error {
@@ -751,8 +751,7 @@ func (j *Journal) readTails(ctx context.Context, names []string, from []int64) (
 				j.bufs.putInflater(inf)
 				return fmt.Errorf("journal entry %s/%s: %w", pk, ent.rowKey, err)
 			}
-			var items []journalItem
-			err = jsonv2.Unmarshal(js, &items) // copies what it keeps
+			items, err := rd.items(js) // copies what it keeps
 			j.bufs.putInflater(inf)
 			if err != nil {
 				return fmt.Errorf("journal entry %s/%s: %w", pk, ent.rowKey, err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -70,7 +71,77 @@ func TestJournalJSONDecoders(t *testing.T) {
 	}
 }
 
-// BenchmarkSnapshotDecode: why the journal reads with go-json-experiment.
+// The journal's hand-written reader (state.JSONDecoder) makes of snapshots
+// and log entries exactly what jsonv2.Unmarshal does, and reads the state
+// of two values that differ only in invalid UTF-8 (written as the same
+// name), which Unmarshal refuses.
+func TestJournalDecoders(t *testing.T) {
+	sd := snapshotSample(300)
+	sd.Items = append(sd.Items, snapshotItem{K: state.Key{Rule: "r", Group: "\xff<\n>", Block: -1}}) // nil entity
+	js, err := json.Marshal(&sd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want snapshotData
+	if err := jsonv2.Unmarshal(js, &want); err != nil {
+		t.Fatal(err)
+	}
+	var rd reader
+	got, err := rd.snapshot(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatal("the snapshot reader and jsonv2.Unmarshal differ")
+	}
+	for _, empty := range []string{`{}`, `{"cut":null,"items":null}`, `{"cut":{},"items":[]}`} {
+		var want snapshotData
+		jsonv2.Unmarshal([]byte(empty), &want)
+		if got, err := rd.snapshot([]byte(empty)); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: %#v, %v; Unmarshal: %#v", empty, got, err, want)
+		}
+	}
+	var items []journalItem
+	for i := 1; i < len(sd.Items)-1; i++ {
+		items = append(items, journalItem{K: sd.Items[i].K, D: state.Diff(sd.Items[i-1].E, sd.Items[i].E)})
+		if i%7 == 0 {
+			items = append(items, journalItem{K: sd.Items[i].K, Drop: true})
+		}
+	}
+	js = appendJournalItems(&state.JSONEncoder{}, nil, items)
+	var wantItems []journalItem
+	if err := jsonv2.Unmarshal(js, &wantItems); err != nil {
+		t.Fatal(err)
+	}
+	gotItems, err := rd.items(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(gotItems, wantItems) {
+		t.Fatal("the log entry reader and jsonv2.Unmarshal differ")
+	}
+	// "caller\xfe" and "caller\xff" are both written "caller\ufffd".
+	e := &state.Entity{Seen: map[string]state.Span{"caller\xfe": {First: 1, Last: 2}, "caller\xff": {First: 3, Last: 4}}, Tally: map[string]int64{"a\xfe": 1, "a\xff": 2}}
+	js = appendJournalItems(&state.JSONEncoder{}, nil, []journalItem{{K: state.Key{Rule: "r"}, D: state.Diff(nil, e)}})
+	if err := jsonv2.Unmarshal(js, &wantItems); err == nil {
+		t.Fatal("jsonv2.Unmarshal read duplicate names")
+	}
+	gotItems, err = rd.items(js)
+	if err != nil {
+		t.Fatalf("log entry with names written twice: %v", err)
+	}
+	if d := gotItems[0].D; len(d.Seen) != 1 || len(d.Tally) != 1 {
+		t.Fatalf("read %+v", d)
+	}
+	for _, bad := range []string{``, `[`, `[{"k":{"Block":"x"}}]`, `[{"d":{"c":{"x":1}}}]`, `[] []`, `{}`} {
+		if _, err := rd.items([]byte(bad)); err == nil {
+			t.Errorf("log entry %q read without error", bad)
+		}
+	}
+}
+
+// BenchmarkSnapshotDecode: why the journal reads by hand (reader), on
+// jsontext, rather than with go-json-experiment's Unmarshal or encoding/json.
 func BenchmarkSnapshotDecode(b *testing.B) {
 	sd := snapshotSample(20000)
 	js, _ := json.Marshal(&sd)
@@ -88,6 +159,15 @@ func BenchmarkSnapshotDecode(b *testing.B) {
 		for b.Loop() {
 			var x snapshotData
 			if err := jsonv2.Unmarshal(js, &x); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("reader", func(b *testing.B) {
+		b.SetBytes(int64(len(js)))
+		for b.Loop() {
+			var rd reader
+			if _, err := rd.snapshot(js); err != nil {
 				b.Fatal(err)
 			}
 		}

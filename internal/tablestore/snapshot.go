@@ -15,7 +15,6 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
-	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/kvwatch/kvwatch/internal/state"
 )
@@ -170,8 +169,9 @@ func (j *Journal) readSnapshotBody(ctx context.Context, h *snapshotHead) (*resto
 	if err != nil {
 		return nil, fmt.Errorf("tablestore: journal: snapshot %d: %w", h.gen, err)
 	}
-	var sd snapshotData
-	if err := jsonv2.Unmarshal(js, &sd); err != nil {
+	var rd reader
+	sd, err := rd.snapshot(js)
+	if err != nil {
 		return nil, fmt.Errorf("tablestore: journal: snapshot %d: %w", h.gen, err)
 	}
 	for _, it := range sd.Items {
