@@ -708,3 +708,38 @@ func TestJournalRestoreRacesCompaction(t *testing.T) {
 		})
 	}
 }
+
+// Values that differ only in invalid UTF-8 (a replayed file's IP address
+// or secret name keeps its bytes) are written under the same JSON name:
+// another instance still catches up with the log and a fresh one restores
+// the log and the snapshot, keeping one of them, instead of failing every
+// catch-up and restore of that state.
+func TestJournalInvalidUTF8Keys(t *testing.T) {
+	ctx := state.WithStream(context.Background(), "f:replayed/PT1H.json")
+	a, prefix := newJournal(t, "", JournalOptions{Fresh: -1, Registry: -1})
+	b, _ := newJournal(t, prefix, JournalOptions{Fresh: -1, Registry: -1})
+	k := state.Key{Rule: "new-ip", Group: "kv1", Block: state.BlockMeta}
+	if _, err := a.Update(ctx, []state.Key{k}, func(_ state.Key, e *state.Entity) bool {
+		e.Seen = map[string]state.Span{"10.0.0.1\xfe": {First: 1, Last: 2}, "10.0.0.1\xff": {First: 3, Last: 4}}
+		e.Tally = map[string]int64{"s\xfe": 1, "s\xff": 2}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, j *Journal) {
+		t.Helper()
+		got, err := j.Get(context.Background(), []state.Key{k})
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if e := got[k]; e == nil || len(e.Seen) != 1 || len(e.Tally) != 1 {
+			t.Fatalf("%s: read %+v", what, got[k])
+		}
+	}
+	check("another instance's catch-up", caughtUp(t, b))
+	check("a restore from the log", restored(t, prefix))
+	if _, err := a.Compact(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	check("a restore from the snapshot", restored(t, prefix))
+}
