@@ -57,7 +57,15 @@ func (bs buffers) putEncoder(jb *jsonBuf) {
 	}
 }
 
-// pack is packBytes(data, true) with jb's deflater.
+// entryLevel is the deflate level of log entries. On a tenant's traffic
+// (300 callers, 1,000-record batches, changes listed by group) an entry of
+// 677 KB of JSON deflates to 73 KB at level 1 in 2.1 ms, 64 KB at level 3
+// in 2.6 ms, 54 KB at level 6 in 6.4 ms; BenchmarkJournalRound's batch
+// costs 25% more at level 3. Reading costs what the JSON costs, whatever
+// the level: the fastest stays.
+const entryLevel = flate.BestSpeed
+
+// pack is packBytes(data, true) with jb's deflater, at entryLevel.
 func (jb *jsonBuf) pack(data []byte) []byte {
 	if len(data) <= compressAbove {
 		return packBytes(data, true)
@@ -66,7 +74,7 @@ func (jb *jsonBuf) pack(data []byte) []byte {
 	buf.Grow(len(data)/3 + 16)
 	buf.WriteByte(formatDeflated)
 	if jb.fw == nil {
-		jb.fw, _ = flate.NewWriter(&buf, flate.BestSpeed)
+		jb.fw, _ = flate.NewWriter(&buf, entryLevel)
 	} else {
 		jb.fw.Reset(&buf)
 	}
