@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/kvwatch/kvwatch/internal/config"
 	"github.com/kvwatch/kvwatch/internal/delivery"
 )
@@ -41,6 +43,38 @@ func startBackground(ctx context.Context, jobs []background) (stop func()) {
 		wg.Wait()
 	}
 }
+
+// warmUp is a job that runs once, when the process starts: it loads what
+// the first batch would otherwise wait for. A warm-up that fails costs
+// nothing but the time it saved: the first batch loads it.
+type warmUp struct {
+	name   string
+	fn     func(context.Context) error
+	log    zerolog.Logger
+	stop   context.Context
+	cancel context.CancelFunc
+}
+
+func newWarmUp(name string, fn func(context.Context) error, log zerolog.Logger) *warmUp {
+	stop, cancel := context.WithCancel(context.Background())
+	return &warmUp{name: name, fn: fn, log: log, stop: stop, cancel: cancel}
+}
+
+// Run implements background.
+func (w *warmUp) Run(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	defer context.AfterFunc(w.stop, cancel)()
+	start := time.Now()
+	if err := w.fn(ctx); err != nil {
+		w.log.Info().Err(err).Str("warm_up", w.name).Msg("warm-up failed: the first batch that needs it loads it")
+		return
+	}
+	w.log.Debug().Str("warm_up", w.name).Dur("took", time.Since(start)).Msg("warmed up")
+}
+
+// Stop implements background.
+func (w *warmUp) Stop() { w.cancel() }
 
 // deliverySettings applies kvwatch.yaml's delivery settings that the
 // dispatcher's other options do not carry.

@@ -573,8 +573,17 @@ func wireRuntime(ctx context.Context, cfgPath string, getenv func(string) string
 			return []string{fmt.Sprintf("kvwatch: logging silence: %d changes", len(fs))}, nil
 		},
 	}
-	return runtime{Proc: proc, Letters: st.Letters, Timers: timers,
-		Background: []background{silences, disp.NewSender(delivery.SenderOptions{})}}, nil
+	bg := []background{silences, disp.NewSender(delivery.SenderOptions{})}
+	if w, ok := st.Outbox.(warmer); ok {
+		bg = append(bg, newWarmUp("outbox", w.Warm, log))
+	}
+	return runtime{Proc: proc, Letters: st.Letters, Timers: timers, Background: bg}, nil
+}
+
+// warmer is an outbox that can load its views before the first batch
+// needs them (tablestore.Outbox).
+type warmer interface {
+	Warm(ctx context.Context) error
 }
 
 // wireConsume adapts wireRuntime for kvwatch consume.

@@ -93,3 +93,53 @@ func TestAddFindingsSkipsDecided(t *testing.T) {
 		t.Fatalf("a: %+v, want the catch-ups only", st)
 	}
 }
+
+// A fresh instance (a scale-out, a restart) hands on every finding its
+// first batch's windows hold, all decided long ago by the others. Warmed
+// when it starts (Outbox.Warm, beside serve's wiring), its outbox views
+// know those decisions before that batch: the findings are not inserted
+// again, refused and looked up; the batch writes nothing.
+func TestAddFindingsFreshInstanceWarmed(t *testing.T) {
+	p := testPrefix()
+	b := newStore(t, p, Options{})
+	ctx := context.Background()
+	var fs []finding.Finding
+	var recs []state.FindingRecord
+	for i := range 3 * outboxShards {
+		f := keyed("burst", fmt.Sprintf("kv%d", i), "alice", "v0", t0)
+		fs = append(fs, f)
+		recs = append(recs, state.FindingRecord{ID: f.ID, Body: []byte(`{}`), Period: f.Period})
+	}
+	if got, err := b.AddFindings(ctx, recs); err != nil || slices.Contains(got, false) {
+		t.Fatalf("b: %v %v", got, err)
+	}
+	if err := newTestDispatcher(t, b.Outbox(), &testClock{t: t0}, newHook(t), "b").Found(ctx, fs); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newStore(t, p, Options{})
+	if err := fresh.Outbox().Warm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fs {
+		if !fresh.Outbox().decided(f.ID) {
+			t.Fatalf("the warmed outbox does not know %s was decided", f.ID)
+		}
+	}
+	st0 := fresh.Stats()
+	got, err := fresh.AddFindings(ctx, recs)
+	if err != nil || slices.Contains(got, true) {
+		t.Fatalf("fresh: %v %v, want none added", got, err)
+	}
+	if st := addStats(Stats{}, st0, fresh.Stats()); st.Transactions+st.Inserts != 0 {
+		t.Fatalf("fresh: %+v, want no write", st)
+	}
+	// Unwarmed, the same batch inserts them again and is refused.
+	cold := newStore(t, p, Options{})
+	st0 = cold.Stats()
+	if got, err := cold.AddFindings(ctx, recs); err != nil || slices.Contains(got, true) {
+		t.Fatalf("cold: %v %v, want none added", got, err)
+	}
+	if st := addStats(Stats{}, st0, cold.Stats()); st.Transactions == 0 {
+		t.Fatalf("cold: %+v: the unwarmed instance wrote nothing: the test shows nothing", st)
+	}
+}

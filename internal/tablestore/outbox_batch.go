@@ -393,6 +393,29 @@ func (o *Outbox) refresh(ctx context.Context) error {
 	})
 }
 
+// Warm loads every shard's view as the first Load would (its head, the
+// cooldown rows that exist and the decisions, listed), unless it is
+// loaded: a process calls it when it starts, beside its other wiring, so
+// that its first batch finds the views ready. A fresh instance's first
+// batch hands on every finding its windows hold (its engine has handed on
+// nothing yet): without the decisions listed, each was inserted again,
+// refused and looked up (a query per 14), and the listing itself waited
+// for, about a second after a long history.
+func (o *Outbox) Warm(ctx context.Context) error {
+	pks := allPKs()
+	return o.s.parallel(ctx, len(pks), func(ctx context.Context, i int) error {
+		p := o.part(pks[i])
+		p.mu.Lock()
+		loaded := p.loaded
+		p.mu.Unlock()
+		if loaded {
+			return nil
+		}
+		_, err := o.catchUp(ctx, p)
+		return err
+	})
+}
+
 var errTooMany = errors.New("too many rows")
 
 // listShard lists, for an empty view, the row keys of the shard's
