@@ -418,16 +418,16 @@ func (o *Outbox) Warm(ctx context.Context) error {
 
 var errTooMany = errors.New("too many rows")
 
-// listShard lists, for an empty view, the row keys of the shard's
-// cooldowns into present, making the view complete, unless there are more
-// than listRows; and the decisions that follow them in key order (up to
+// listShard lists, for an empty view, the shard's cooldown rows into the
+// view (and their row keys into present, making the view complete),
+// unless there are more than listRows; and the decisions that follow them in key order (up to
 // listDecisions) into the view: a finding decided before the view started
 // and handed on again is then known decided, instead of failing the
 // commit that would decide it again (and costing a query per 14 of the
 // shard's decisions to find out which).
 func (o *Outbox) listShard(ctx context.Context, p *outboxPart) error {
 	filter := fmt.Sprintf("PartitionKey eq '%s' and RowKey ge '%s' and RowKey lt '%s'", p.pk, rkCooldown, rkDecision[:1]+".")
-	sel := strings.Join([]string{"RowKey", propID, propAlert, propSuppressed, propRoutine, propAt, propFacts}, ",")
+	sel := strings.Join([]string{"RowKey", propKey, propJSON, propID, propAlert, propSuppressed, propRoutine, propAt, propFacts}, ",")
 	present := map[string]struct{}{}
 	decs := 0
 	err := o.s.query(ctx, o.s.outbox, filter, &sel, func(raw []byte) error {
@@ -440,6 +440,13 @@ func (o *Outbox) listShard(ctx context.Context, p *outboxPart) error {
 				return errTooMany
 			}
 			present[ent.RowKey] = struct{}{}
+			// Its content too: the first batch of a fresh instance decides
+			// findings of most of them (Warm), and reading them then
+			// costs a query per 14.
+			key, _ := ent.Properties[propKey].(string)
+			if c, mine, err := cooldownOf(ent.Properties, key); err == nil && mine && key != "" {
+				p.setCooldown(key, c, true, 0)
+			}
 			return nil
 		}
 		if !strings.HasPrefix(ent.RowKey, rkDecision) {
