@@ -119,11 +119,13 @@ type JournalOptions struct {
 	Registry time.Duration
 	// CompactEntries and CompactBytes: a snapshot is written when the logs
 	// have grown by this many entries or bytes since the last one
-	// (default 300 entries, 4 MiB stored). CompactEvery is the least time between
+	// (default 300 entries, 2 MiB stored). CompactEvery is the least time between
 	// two snapshots, and so the least a reader has to fold entries before a
-	// compaction deletes them (one that did not restores): default 10s. It
+	// compaction deletes them (one that did not restores): default 5s. It
 	// bounds the log tail a fresh instance restores besides the snapshot
-	// (30s made tails of ~12 MB under load, 3.3 s to restore; 10s ~4 MB, 1.3 s).
+	// (30s made tails of ~12 MB under load, 3.3 s to restore; 10s and 4 MiB
+	// up to ~8 MB, 1-1.7 s; 5s and 2 MiB, with entries a third smaller
+	// since they list changes by group, no measurable cost in throughput).
 	CompactEntries int
 	CompactBytes   int
 	CompactEvery   time.Duration
@@ -148,10 +150,10 @@ func (o *JournalOptions) defaults() {
 		o.CompactEntries = 300
 	}
 	if o.CompactBytes <= 0 {
-		o.CompactBytes = 4 << 20
+		o.CompactBytes = 2 << 20
 	}
 	if o.CompactEvery <= 0 {
-		o.CompactEvery = 10 * time.Second
+		o.CompactEvery = 5 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
