@@ -138,7 +138,7 @@ func TestJournalRedeliveryExactlyOnce(t *testing.T) {
 	if len(ref.found) < 3 {
 		t.Fatalf("the scenario should raise findings, got %v", ref.ids())
 	}
-	j, prefix := newJournal(t, "", JournalOptions{CompactEntries: 1 << 30})
+	j, prefix := newJournal(t, "", JournalOptions{CompactEntries: 1 << 30, CompactBytes: 1 << 30})
 	h := newHarness(t, j)
 	for i, b := range batches(evs, 100) {
 		h.mustFeed(t, b)
@@ -368,7 +368,8 @@ func TestJournalPartitionMove(t *testing.T) {
 // A view larger than one row makes a snapshot of several rows, in several
 // transactions, that a fresh instance restores whole.
 func TestJournalLargeSnapshot(t *testing.T) {
-	j, prefix := newJournal(t, "", JournalOptions{})
+	// Only the compaction below: none started by the updates' size.
+	j, prefix := newJournal(t, "", JournalOptions{CompactEntries: 1 << 30, CompactBytes: 1 << 30})
 	r := rand.New(rand.NewPCG(9, 9))
 	mem := state.NewMemory()
 	for b := range 6 {
@@ -501,8 +502,8 @@ func TestJournalConcurrentCompactions(t *testing.T) {
 	evs := events(12, "0", 600, t0, 30*time.Minute)
 	mem := state.NewMemory()
 	ref := newHarness(t, mem)
-	a, prefix := newJournal(t, "", JournalOptions{CompactEntries: 1 << 30, CompactEvery: time.Nanosecond})
-	b, _ := newJournal(t, prefix, JournalOptions{CompactEntries: 1 << 30, CompactEvery: time.Nanosecond})
+	a, prefix := newJournal(t, "", JournalOptions{CompactEntries: 1 << 30, CompactBytes: 1 << 30, CompactEvery: time.Nanosecond})
+	b, _ := newJournal(t, prefix, JournalOptions{CompactEntries: 1 << 30, CompactBytes: 1 << 30, CompactEvery: time.Nanosecond})
 	h := newHarness(t, a)
 	for _, bt := range batches(evs, 100) {
 		ref.mustFeed(t, bt)
@@ -637,7 +638,7 @@ func TestJournalRestoreRacesCompaction(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			mem := state.NewMemory()
 			ref := newHarness(t, mem)
-			w, prefix := newJournal(t, "", JournalOptions{CompactEntries: 1 << 30, CompactEvery: time.Nanosecond})
+			w, prefix := newJournal(t, "", JournalOptions{CompactEntries: 1 << 30, CompactBytes: 1 << 30, CompactEvery: time.Nanosecond})
 			h := newHarness(t, w)
 			feed := func(evs []audit.Event) {
 				for _, b := range batches(evs, 100) {
