@@ -105,8 +105,8 @@ func readInt(d *jsontext.Decoder) (int64, error) {
 	return 0, fmt.Errorf("%w: want an integer, got %.20s", errJSONKind, v)
 }
 
-// readBool reads a boolean (null: false).
-func readBool(d *jsontext.Decoder) (bool, error) {
+// ReadBool reads a boolean (null: false).
+func ReadBool(d *jsontext.Decoder) (bool, error) {
 	v, err := d.ReadValue()
 	if err != nil {
 		return false, err
@@ -120,9 +120,11 @@ func readBool(d *jsontext.Decoder) (bool, error) {
 	return false, fmt.Errorf("%w: want a boolean, got %.20s", errJSONKind, v)
 }
 
-// object reads an object (null: false, nothing read), calling member for
-// each member's name (its raw bytes, valid until the next read).
-func object(d *jsontext.Decoder, member func(name []byte) error) (bool, error) {
+// ReadObject reads an object (null: false, nothing read), calling member
+// with each member's name, unquoted, valid until the next read: the
+// JSONDecoder's and its users' documents (tablestore's log entries and
+// snapshots) are read with it.
+func ReadObject(d *jsontext.Decoder, member func(name []byte) error) (bool, error) {
 	switch d.PeekKind() {
 	case 'n':
 		_, err := d.ReadToken()
@@ -161,9 +163,9 @@ func object(d *jsontext.Decoder, member func(name []byte) error) (bool, error) {
 	return true, err
 }
 
-// array reads an array (null: false, nothing read), calling elem for each
-// element.
-func array(d *jsontext.Decoder, elem func() error) (bool, error) {
+// ReadArray reads an array (null: false, nothing read), calling elem for
+// each element.
+func ReadArray(d *jsontext.Decoder, elem func() error) (bool, error) {
 	switch d.PeekKind() {
 	case 'n':
 		_, err := d.ReadToken()
@@ -193,7 +195,7 @@ func skip(d *jsontext.Decoder) error { return d.SkipValue() }
 // ReadKey reads a Key.
 func (x *JSONDecoder) ReadKey(d *jsontext.Decoder) (Key, error) {
 	var k Key
-	_, err := object(d, func(name []byte) error {
+	_, err := ReadObject(d, func(name []byte) error {
 		var err error
 		switch string(name) {
 		case "Rule":
@@ -216,11 +218,11 @@ func (x *JSONDecoder) ReadKey(d *jsontext.Decoder) (Key, error) {
 // ReadEntity reads an Entity (null: nil).
 func (x *JSONDecoder) ReadEntity(d *jsontext.Decoder) (*Entity, error) {
 	e := &Entity{}
-	ok, err := object(d, func(name []byte) error {
+	ok, err := ReadObject(d, func(name []byte) error {
 		var err error
 		switch string(name) {
 		case "a":
-			e.Applied, err = x.readStringInts(d)
+			e.Applied, err = x.ReadStringInts(d)
 		case "c":
 			e.Counts, err = readIntInts(d)
 		case "c2":
@@ -235,7 +237,7 @@ func (x *JSONDecoder) ReadEntity(d *jsontext.Decoder) (*Entity, error) {
 		case "f":
 			e.First, err = readInt(d)
 		case "t":
-			e.Tally, err = x.readStringInts(d)
+			e.Tally, err = x.ReadStringInts(d)
 		default:
 			err = skip(d)
 		}
@@ -253,13 +255,13 @@ func (x *JSONDecoder) ReadEntity(d *jsontext.Decoder) (*Entity, error) {
 // ReadDelta reads a Delta (null: nil).
 func (x *JSONDecoder) ReadDelta(d *jsontext.Decoder) (*Delta, error) {
 	dl := &Delta{}
-	ok, err := object(d, func(name []byte) error {
+	ok, err := ReadObject(d, func(name []byte) error {
 		var err error
 		switch string(name) {
 		case "a":
-			dl.Applied, err = x.readStringInts(d)
+			dl.Applied, err = x.ReadStringInts(d)
 		case "as":
-			dl.AppliedSet, err = x.readStringInts(d)
+			dl.AppliedSet, err = x.ReadStringInts(d)
 		case "ag":
 			dl.AppliedGone, err = x.readStrings(d)
 		case "c":
@@ -271,7 +273,7 @@ func (x *JSONDecoder) ReadDelta(d *jsontext.Decoder) (*Delta, error) {
 		case "c2g":
 			dl.Counts2Gone, err = readInts(d)
 		case "t":
-			dl.Tally, err = x.readStringInts(d)
+			dl.Tally, err = x.ReadStringInts(d)
 		case "tg":
 			dl.TallyGone, err = x.readStrings(d)
 		case "v":
@@ -307,7 +309,7 @@ func (x *JSONDecoder) ReadDelta(d *jsontext.Decoder) (*Delta, error) {
 
 func (x *JSONDecoder) readSlotDelta(d *jsontext.Decoder) (SlotDelta, error) {
 	var sd SlotDelta
-	_, err := object(d, func(name []byte) error {
+	_, err := ReadObject(d, func(name []byte) error {
 		var err error
 		switch string(name) {
 		case "+":
@@ -315,9 +317,9 @@ func (x *JSONDecoder) readSlotDelta(d *jsontext.Decoder) (SlotDelta, error) {
 		case "-":
 			sd.Removed, err = x.readStrings(d)
 		case "o":
-			sd.Sorted, err = readBool(d)
+			sd.Sorted, err = ReadBool(d)
 		case "x":
-			sd.Drop, err = readBool(d)
+			sd.Drop, err = ReadBool(d)
 		case "=":
 			sd.Set, err = x.readStrings(d)
 		default:
@@ -330,7 +332,7 @@ func (x *JSONDecoder) readSlotDelta(d *jsontext.Decoder) (SlotDelta, error) {
 
 func (x *JSONDecoder) readSpan(d *jsontext.Decoder) (SpanDelta, error) {
 	var sd SpanDelta
-	_, err := object(d, func(name []byte) error {
+	_, err := ReadObject(d, func(name []byte) error {
 		var err error
 		switch string(name) {
 		case "f":
@@ -338,7 +340,7 @@ func (x *JSONDecoder) readSpan(d *jsontext.Decoder) (SpanDelta, error) {
 		case "l":
 			sd.Last, err = readInt(d)
 		case "r":
-			sd.Restart, err = readBool(d)
+			sd.Restart, err = ReadBool(d)
 		default:
 			err = skip(d)
 		}
@@ -350,7 +352,7 @@ func (x *JSONDecoder) readSpan(d *jsontext.Decoder) (SpanDelta, error) {
 // readStrings reads a []string: null is nil, [] an empty list.
 func (x *JSONDecoder) readStrings(d *jsontext.Decoder) ([]string, error) {
 	out := []string{}
-	ok, err := array(d, func() error {
+	ok, err := ReadArray(d, func() error {
 		s, _, err := x.readStr(d)
 		out = append(out, s)
 		return err
@@ -363,7 +365,7 @@ func (x *JSONDecoder) readStrings(d *jsontext.Decoder) ([]string, error) {
 
 func readInts(d *jsontext.Decoder) ([]int64, error) {
 	out := []int64{}
-	ok, err := array(d, func() error {
+	ok, err := ReadArray(d, func() error {
 		n, err := readInt(d)
 		out = append(out, n)
 		return err
@@ -374,7 +376,8 @@ func readInts(d *jsontext.Decoder) ([]int64, error) {
 	return out, nil
 }
 
-func (x *JSONDecoder) readStringInts(d *jsontext.Decoder) (map[string]int64, error) {
+// ReadStringInts reads a map[string]int64 (null: nil).
+func (x *JSONDecoder) ReadStringInts(d *jsontext.Decoder) (map[string]int64, error) {
 	return readStringMap(x, d, func() (int64, error) { return readInt(d) })
 }
 
@@ -395,7 +398,7 @@ func readStringMap[V any](x *JSONDecoder, d *jsontext.Decoder, val func() (V, er
 	}
 	var stack [16]member[string, V]
 	ms := stack[:0]
-	_, err := object(d, func(name []byte) error {
+	_, err := ReadObject(d, func(name []byte) error {
 		k := x.intern(name)
 		v, err := val()
 		ms = append(ms, member[string, V]{k, v})
@@ -419,7 +422,7 @@ func readIntMap[V any](d *jsontext.Decoder, val func() (V, error)) (map[int64]V,
 	}
 	var stack [64]member[int64, V]
 	ms := stack[:0]
-	_, err := object(d, func(name []byte) error {
+	_, err := ReadObject(d, func(name []byte) error {
 		k, err := parseInt(name)
 		if err != nil {
 			return fmt.Errorf("map key: %w", err)

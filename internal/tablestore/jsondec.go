@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -50,13 +49,10 @@ func end(d *jsontext.Decoder) error {
 // items reads a log entry: a JSON array of journalItem.
 func (r *reader) items(js []byte) ([]journalItem, error) {
 	d := r.reset(js)
-	var out []journalItem
-	if d.PeekKind() == '[' {
-		out = []journalItem{}
-	}
-	err := readArray(d, func() error {
+	out := []journalItem{}
+	isArray, err := state.ReadArray(d, func() error {
 		var it journalItem
-		err := readObject(d, func(name []byte) error {
+		_, err := state.ReadObject(d, func(name []byte) error {
 			var err error
 			switch string(name) {
 			case "k":
@@ -64,7 +60,7 @@ func (r *reader) items(js []byte) ([]journalItem, error) {
 			case "d":
 				it.D, err = r.x.ReadDelta(d)
 			case "x":
-				it.Drop, err = readBool(d)
+				it.Drop, err = state.ReadBool(d)
 			default:
 				err = d.SkipValue()
 			}
@@ -79,6 +75,9 @@ func (r *reader) items(js []byte) ([]journalItem, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log entry: %w", err)
 	}
+	if !isArray {
+		return nil, nil // null
+	}
 	return out, nil
 }
 
@@ -86,34 +85,17 @@ func (r *reader) items(js []byte) ([]journalItem, error) {
 func (r *reader) snapshot(js []byte) (snapshotData, error) {
 	d := r.reset(js)
 	var sd snapshotData
-	err := readObject(d, func(name []byte) error {
+	_, err := state.ReadObject(d, func(name []byte) error {
+		var err error
 		switch string(name) {
 		case "cut":
-			if d.PeekKind() == 'n' {
-				sd.Cut = nil
-				return d.SkipValue()
-			}
-			sd.Cut = map[string]int64{}
-			return readObject(d, func(stream []byte) error {
-				v, err := d.ReadValue()
-				if err != nil {
-					return err
-				}
-				n, err := strconv.ParseInt(string(v), 10, 64)
-				if err != nil {
-					return fmt.Errorf("cut of %q: %w", stream, err)
-				}
-				sd.Cut[string(stream)] = n
-				return nil
-			})
+			sd.Cut, err = r.x.ReadStringInts(d)
 		case "items":
-			sd.Items = nil
-			if d.PeekKind() == '[' {
-				sd.Items = []snapshotItem{}
-			}
-			return readArray(d, func() error {
+			items := []snapshotItem{}
+			var isArray bool
+			isArray, err = state.ReadArray(d, func() error {
 				var it snapshotItem
-				err := readObject(d, func(name []byte) error {
+				_, err := state.ReadObject(d, func(name []byte) error {
 					var err error
 					switch string(name) {
 					case "k":
@@ -125,11 +107,16 @@ func (r *reader) snapshot(js []byte) (snapshotData, error) {
 					}
 					return err
 				})
-				sd.Items = append(sd.Items, it)
+				items = append(items, it)
 				return err
 			})
+			if sd.Items = nil; isArray {
+				sd.Items = items
+			}
+		default:
+			err = d.SkipValue()
 		}
-		return d.SkipValue()
+		return err
 	})
 	if err == nil {
 		err = end(d)
@@ -138,75 +125,4 @@ func (r *reader) snapshot(js []byte) (snapshotData, error) {
 		return snapshotData{}, fmt.Errorf("snapshot: %w", err)
 	}
 	return sd, nil
-}
-
-// readObject reads an object (null: nothing), calling member with each
-// member's name, which is valid only until the next member.
-func readObject(d *jsontext.Decoder, member func(name []byte) error) error {
-	tok, err := d.ReadToken()
-	if err != nil {
-		return err
-	}
-	switch tok.Kind() {
-	case 'n':
-		return nil
-	case '{':
-	default:
-		return fmt.Errorf("want an object, got %v", tok.Kind())
-	}
-	var buf []byte
-	for d.PeekKind() != '}' {
-		name, err := d.ReadValue()
-		if err != nil {
-			return err
-		}
-		if bytes.IndexByte(name, '\\') >= 0 {
-			if buf, err = jsontext.AppendUnquote(buf[:0], name); err != nil {
-				return err
-			}
-		} else {
-			buf = append(buf[:0], name[1:len(name)-1]...)
-		}
-		if err := member(buf); err != nil {
-			return err
-		}
-	}
-	_, err = d.ReadToken()
-	return err
-}
-
-// readArray reads an array (null: nothing), calling elem for each element.
-func readArray(d *jsontext.Decoder, elem func() error) error {
-	tok, err := d.ReadToken()
-	if err != nil {
-		return err
-	}
-	switch tok.Kind() {
-	case 'n':
-		return nil
-	case '[':
-	default:
-		return fmt.Errorf("want an array, got %v", tok.Kind())
-	}
-	for d.PeekKind() != ']' {
-		if err := elem(); err != nil {
-			return err
-		}
-	}
-	_, err = d.ReadToken()
-	return err
-}
-
-func readBool(d *jsontext.Decoder) (bool, error) {
-	tok, err := d.ReadToken()
-	if err != nil {
-		return false, err
-	}
-	switch tok.Kind() {
-	case 'n', 'f':
-		return false, nil
-	case 't':
-		return true, nil
-	}
-	return false, fmt.Errorf("want a boolean, got %v", tok.Kind())
 }
