@@ -90,8 +90,8 @@ func (x *JSONDecoder) readStr(d *jsontext.Decoder) (string, bool, error) {
 	return s, true, err
 }
 
-// readInt reads an integer (null: 0).
-func readInt(d *jsontext.Decoder) (int64, error) {
+// ReadInt reads an integer (null: 0).
+func ReadInt(d *jsontext.Decoder) (int64, error) {
 	v, err := d.ReadValue()
 	if err != nil {
 		return 0, err
@@ -203,7 +203,7 @@ func (x *JSONDecoder) ReadKey(d *jsontext.Decoder) (Key, error) {
 		case "Group":
 			k.Group, _, err = x.readStr(d)
 		case "Block":
-			k.Block, err = readInt(d)
+			k.Block, err = ReadInt(d)
 		default:
 			err = skip(d)
 		}
@@ -235,7 +235,7 @@ func (x *JSONDecoder) ReadEntity(d *jsontext.Decoder) (*Entity, error) {
 				return sd.Span, err
 			})
 		case "f":
-			e.First, err = readInt(d)
+			e.First, err = ReadInt(d)
 		case "t":
 			e.Tally, err = x.ReadStringInts(d)
 		default:
@@ -283,14 +283,14 @@ func (x *JSONDecoder) ReadDelta(d *jsontext.Decoder) (*Delta, error) {
 		case "sg":
 			dl.SeenGone, err = x.readStrings(d)
 		case "f":
-			dl.First, err = readInt(d)
+			dl.First, err = ReadInt(d)
 		case "fs":
 			if d.PeekKind() == 'n' {
 				dl.FirstSet, err = nil, skip(d)
 				break
 			}
 			var v int64
-			if v, err = readInt(d); err == nil {
+			if v, err = ReadInt(d); err == nil {
 				dl.FirstSet = &v
 			}
 		default:
@@ -336,9 +336,9 @@ func (x *JSONDecoder) readSpan(d *jsontext.Decoder) (SpanDelta, error) {
 		var err error
 		switch string(name) {
 		case "f":
-			sd.First, err = readInt(d)
+			sd.First, err = ReadInt(d)
 		case "l":
-			sd.Last, err = readInt(d)
+			sd.Last, err = ReadInt(d)
 		case "r":
 			sd.Restart, err = ReadBool(d)
 		default:
@@ -366,7 +366,7 @@ func (x *JSONDecoder) readStrings(d *jsontext.Decoder) ([]string, error) {
 func readInts(d *jsontext.Decoder) ([]int64, error) {
 	out := []int64{}
 	ok, err := ReadArray(d, func() error {
-		n, err := readInt(d)
+		n, err := ReadInt(d)
 		out = append(out, n)
 		return err
 	})
@@ -378,11 +378,11 @@ func readInts(d *jsontext.Decoder) ([]int64, error) {
 
 // ReadStringInts reads a map[string]int64 (null: nil).
 func (x *JSONDecoder) ReadStringInts(d *jsontext.Decoder) (map[string]int64, error) {
-	return readStringMap(x, d, func() (int64, error) { return readInt(d) })
+	return readStringMap(x, d, func() (int64, error) { return ReadInt(d) })
 }
 
 func readIntInts(d *jsontext.Decoder) (map[int64]int64, error) {
-	return readIntMap(d, func() (int64, error) { return readInt(d) })
+	return readIntMap(d, func() (int64, error) { return ReadInt(d) })
 }
 
 // member is a map member read, before the map is made at its size.

@@ -13,6 +13,13 @@ type Memory struct {
 	mu       sync.Mutex
 	entities map[Key]*Entity
 	index    BlockIndex // by rule and group (GetRanges)
+	// closed are the keys pruned, in order, at most MaxClosed: a pruned
+	// block is not re-created by a later update (a record later than the
+	// prune's horizon, redelivered from an old checkpoint), as the Table
+	// journal's views do not (its tombstones): replay with either store
+	// finds the same.
+	closed  map[Key]struct{}
+	closedQ []Key
 	findings map[string][]byte
 	order    []string
 
@@ -25,10 +32,26 @@ func NewMemory() *Memory {
 	return &Memory{entities: map[Key]*Entity{}, findings: map[string][]byte{}}
 }
 
-// drop deletes k, from the index too.
+// MaxClosed bounds the pruned keys a Memory store remembers as closed;
+// past it the oldest are forgotten.
+const MaxClosed = 200_000
+
+// drop deletes k, from the index too, and closes it.
 func (m *Memory) drop(k Key) {
 	delete(m.entities, k)
 	m.index.Remove(k)
+	if m.closed == nil {
+		m.closed = map[Key]struct{}{}
+	}
+	m.closed[k] = struct{}{}
+	m.closedQ = append(m.closedQ, k)
+	if len(m.closedQ) > MaxClosed {
+		old := m.closedQ[:len(m.closedQ)-MaxClosed/2]
+		for _, o := range old {
+			delete(m.closed, o)
+		}
+		m.closedQ = append(m.closedQ[:0:0], m.closedQ[len(old):]...)
+	}
 }
 
 // Update implements Store.
@@ -39,6 +62,9 @@ func (m *Memory) Update(_ context.Context, keys []Key, fn ApplyFunc) (map[Key]*E
 	for _, k := range keys {
 		if _, done := out[k]; done {
 			continue
+		}
+		if _, closed := m.closed[k]; closed {
+			continue // pruned: a late change is not applied
 		}
 		m.Reads++
 		cur := m.entities[k]

@@ -64,9 +64,19 @@ type Journal struct {
 
 	bufs buffers // log-entry encoders and inflaters, kept
 
-	mu       sync.Mutex
-	view     map[state.Key]*state.Entity
-	index    state.BlockIndex   // view's keys by rule and group (GetRanges)
+	mu    sync.Mutex
+	view  map[state.Key]*state.Entity
+	index state.BlockIndex // view's keys by rule and group (GetRanges)
+	// tombs are the keys pruned lately (when, unix seconds): a pruned
+	// block is closed. A change to one (a record later than the prune's
+	// horizon, redelivered from an old checkpoint, say) written by an
+	// instance that had not folded the drop yet is ignored by a view that
+	// has, and removed by the drop in one that folds it after: every view
+	// ends without it, in either order. Before, the view that folded the
+	// drop first re-created the block from that change alone and one that
+	// folded it last counted the change on top of the block, and two
+	// instances counted different windows (TestJournalChangeAfterDrop).
+	tombs    map[state.Key]int64
 	streams  map[string]*cursor // every stream known, by name
 	restored bool
 	caught   time.Time // last full catch-up
@@ -339,12 +349,17 @@ func (j *Journal) write(ctx context.Context, stream string, keys []state.Key, fn
 		p := &pending{}
 		j.mu.Lock()
 		base := make([]*state.Entity, len(keys))
+		closed := make([]bool, len(keys))
 		for i, k := range keys {
 			base[i] = j.view[k]
+			_, closed[i] = j.tombs[k]
 		}
 		p.cur = *j.cursorOf(stream)
 		j.mu.Unlock()
 		for i, k := range keys {
+			if closed[i] {
+				continue // pruned: a late change is not applied (tombs)
+			}
 			// The view's entities are never changed in place: the copy
 			// may share their value lists (state.CloneForUpdate).
 			e := state.CloneForUpdate(base[i])
@@ -431,6 +446,9 @@ func (j *Journal) commit(ctx context.Context, stream string, p *pending) (bool, 
 	// The view takes the entities as written, or merges the delta where
 	// another stream's fold changed the entity meanwhile.
 	for i, it := range p.items {
+		if _, closed := j.tombs[it.K]; closed && !it.Drop {
+			continue // pruned meanwhile (a drop folded): as every view does
+		}
 		if p.next[i] != nil && j.view[it.K] == p.base[i] {
 			j.view[it.K] = p.next[i]
 			if p.base[i] == nil {
@@ -448,6 +466,46 @@ func (j *Journal) commit(ctx context.Context, stream string, p *pending) (bool, 
 	return true, nil
 }
 
+// Tombstones: kept for tombKeep (wall clock; every instance folds the
+// shared log within seconds, and one idle for longer restores), at most
+// maxTombs (the oldest half forgotten past it: a change to a block so old
+// may re-create it, as before tombstones).
+const (
+	tombKeep = time.Hour
+	maxTombs = 200_000
+)
+
+// buryLocked records that k was pruned.
+func (j *Journal) buryLocked(k state.Key) {
+	if j.tombs == nil {
+		j.tombs = map[state.Key]int64{}
+	}
+	now := j.opts.Now().Unix()
+	j.tombs[k] = now
+	if len(j.tombs) > maxTombs {
+		j.forgetTombsLocked(now, true)
+	}
+}
+
+// forgetTombsLocked forgets the tombstones older than tombKeep, and with
+// half, the older half of the rest.
+func (j *Journal) forgetTombsLocked(now int64, half bool) {
+	cut := now - int64(tombKeep/time.Second)
+	if half {
+		ts := make([]int64, 0, len(j.tombs))
+		for _, t := range j.tombs {
+			ts = append(ts, t)
+		}
+		slices.Sort(ts)
+		cut = max(cut, ts[len(ts)/2])
+	}
+	for k, t := range j.tombs {
+		if t < cut || (half && t == cut) {
+			delete(j.tombs, k)
+		}
+	}
+}
+
 // foldLocked merges one item into the view, copy on write.
 func (j *Journal) foldLocked(it journalItem) { j.foldOwned(it, nil, false) }
 
@@ -461,6 +519,10 @@ func (j *Journal) foldOwned(it journalItem, owned map[state.Key]bool, all bool) 
 		delete(j.view, it.K)
 		j.index.Remove(it.K)
 		delete(owned, it.K)
+		j.buryLocked(it.K)
+		return
+	}
+	if _, closed := j.tombs[it.K]; closed {
 		return
 	}
 	e := j.view[it.K]
@@ -1067,6 +1129,7 @@ func (j *Journal) restoreOnce(ctx context.Context) error {
 	}
 	j.mu.Lock()
 	j.view = snap.view
+	j.tombs = snap.tombs
 	j.index.Reset(j.view)
 	j.streams = map[string]*cursor{}
 	for n, idx := range snap.cut {

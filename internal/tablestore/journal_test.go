@@ -744,3 +744,77 @@ func TestJournalInvalidUTF8Keys(t *testing.T) {
 	}
 	check("a restore from the snapshot", restored(t, prefix))
 }
+
+// A change to a pruned block (a record later than the prune's horizon,
+// redelivered from an old checkpoint) from an instance that has not folded
+// the drop yet, and one from the instance that pruned: every view, and a
+// restore, ends without the block, whichever order it folded the drop and
+// the change in. Before tombstones, the pruning instance re-created the
+// block from its change alone and the other counted its change on top of
+// the block it still held: two instances, two counts (e2e's
+// TestPartitionMove with the restore started at process start counted
+// two bursts twice).
+func TestJournalChangeAfterDrop(t *testing.T) {
+	ctx := context.Background()
+	a, prefix := newJournal(t, "", JournalOptions{Fresh: -1, Registry: -1})
+	b, _ := newJournal(t, prefix, JournalOptions{Fresh: -1, Registry: -1})
+	k := state.Key{Rule: "burst", Group: "kv1\x1fcaller", Block: 498727}
+	add := func(stream string, pos int64) state.ApplyFunc {
+		return func(_ state.Key, e *state.Entity) bool {
+			if e.Absorbed(stream, pos) {
+				return false
+			}
+			if e.Counts == nil {
+				e.Counts = map[int64]int64{}
+			}
+			e.Counts[29923642] += 10
+			e.MarkApplied(stream, pos)
+			return true
+		}
+	}
+	in := func(stream string) context.Context { return state.WithStream(ctx, stream) }
+	if _, err := a.Update(in("p:0"), []state.Key{k}, add("p:0", 480)); err != nil {
+		t.Fatal(err)
+	}
+	caughtUp(t, b) // b holds the block (10)
+	if n, err := a.Prune(ctx, func(key state.Key) bool { return key == k }); err != nil || n != 1 {
+		t.Fatalf("prune: %d %v", n, err)
+	}
+	// b, not caught up with the drop, takes a late record of another
+	// partition into the block; a, which pruned it, the same batch of
+	// partition 0 again (from an older checkpoint).
+	if _, err := b.Update(state.WriteOnly(in("p:1")), []state.Key{k}, add("p:1", 7)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Update(state.WriteOnly(in("p:0")), []state.Key{k}, add("p:0", 480))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[k] != nil {
+		t.Fatalf("the pruning instance re-created the block: %+v", got[k])
+	}
+	for _, v := range []struct {
+		name string
+		j    *Journal
+	}{{"a", caughtUp(t, a)}, {"b", caughtUp(t, b)}, {"a restore", restored(t, prefix)}} {
+		got, err := v.j.Get(ctx, []state.Key{k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := got[k]; e != nil {
+			t.Errorf("%s holds the pruned block: counts %v", v.name, e.Counts)
+		}
+	}
+	if _, err := a.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A late change after the snapshot: the snapshot's tombstones close
+	// the block for an instance restored from it.
+	if _, err := b.Update(state.WriteOnly(in("p:1")), []state.Key{k}, add("p:1", 8)); err != nil {
+		t.Fatal(err)
+	}
+	r := restored(t, prefix)
+	if got, _ := r.Get(ctx, []state.Key{k}); got[k] != nil {
+		t.Errorf("restored from the snapshot, the pruned block is back: counts %v", got[k].Counts)
+	}
+}

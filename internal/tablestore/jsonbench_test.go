@@ -78,6 +78,7 @@ func TestJournalJSONDecoders(t *testing.T) {
 func TestJournalDecoders(t *testing.T) {
 	sd := snapshotSample(300)
 	sd.Items = append(sd.Items, snapshotItem{K: state.Key{Rule: "r", Group: "\xff<\n>", Block: -1}}) // nil entity
+	sd.Tombs = []snapshotTomb{{K: state.Key{Rule: "burst", Group: "kv1\x1fc<&>", Block: 498720}, At: 1796000000}, {K: state.Key{Rule: "r"}}}
 	js, err := json.Marshal(&sd)
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +95,7 @@ func TestJournalDecoders(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatal("the snapshot reader and jsonv2.Unmarshal differ")
 	}
-	for _, empty := range []string{`{}`, `{"cut":null,"items":null}`, `{"cut":{},"items":[]}`} {
+	for _, empty := range []string{`{}`, `{"cut":null,"items":null}`, `{"cut":{},"items":[]}`, `{"tombs":[]}`, `{"tombs":null}`} {
 		var want snapshotData
 		jsonv2.Unmarshal([]byte(empty), &want)
 		if got, err := rd.snapshot([]byte(empty)); err != nil || !reflect.DeepEqual(got, want) {
@@ -180,6 +181,7 @@ func BenchmarkSnapshotDecode(b *testing.B) {
 func TestJournalEncoders(t *testing.T) {
 	sd := snapshotSample(300)
 	sd.Items = append(sd.Items, snapshotItem{K: state.Key{Rule: "r", Group: "\xff<\n>", Block: -1}}) // nil entity
+	sd.Tombs = []snapshotTomb{{K: state.Key{Rule: "burst", Group: "kv1\x1fc<&>", Block: 498720}, At: 1796000000}, {K: state.Key{Rule: "r"}}}
 	want, err := json.Marshal(&sd)
 	if err != nil {
 		t.Fatal(err)

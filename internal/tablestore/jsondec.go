@@ -113,6 +113,29 @@ func (r *reader) snapshot(js []byte) (snapshotData, error) {
 			if sd.Items = nil; isArray {
 				sd.Items = items
 			}
+		case "tombs":
+			tombs := []snapshotTomb{}
+			var isArray bool
+			isArray, err = state.ReadArray(d, func() error {
+				var t snapshotTomb
+				_, err := state.ReadObject(d, func(name []byte) error {
+					var err error
+					switch string(name) {
+					case "k":
+						t.K, err = r.x.ReadKey(d)
+					case "t":
+						t.At, err = state.ReadInt(d)
+					default:
+						err = d.SkipValue()
+					}
+					return err
+				})
+				tombs = append(tombs, t)
+				return err
+			})
+			if sd.Tombs = nil; isArray {
+				sd.Tombs = tombs
+			}
 		default:
 			err = d.SkipValue()
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"io"
+	"strconv"
 	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
@@ -199,6 +200,20 @@ func encodeSnapshot(w interface{ Write([]byte) (int, error) }, sd *snapshotData)
 				}
 				b = b[:0]
 			}
+		}
+		b = append(b, ']')
+	}
+	if len(sd.Tombs) > 0 {
+		b = append(b, `,"tombs":[`...)
+		for i, t := range sd.Tombs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"k":`...)
+			b = jb.x.AppendKey(b, t.K)
+			b = append(b, `,"t":`...)
+			b = strconv.AppendInt(b, t.At, 10)
+			b = append(b, '}')
 		}
 		b = append(b, ']')
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,14 @@ import (
 type snapshotData struct {
 	Cut   map[string]int64 `json:"cut"`
 	Items []snapshotItem   `json:"items"`
+	// Tombs are the view's tombstones (Journal.tombs), by key.
+	Tombs []snapshotTomb `json:"tombs,omitempty"`
+}
+
+// snapshotTomb is a key pruned, and when (unix seconds).
+type snapshotTomb struct {
+	K  state.Key `json:"k"`
+	At int64     `json:"t"`
 }
 
 type snapshotItem struct {
@@ -54,6 +63,7 @@ type headData struct {
 
 type restoredView struct {
 	view  map[state.Key]*state.Entity
+	tombs map[state.Key]int64
 	cut   map[string]int64
 	gen   int64
 	bytes int // stored (deflated) size
@@ -179,6 +189,12 @@ func (j *Journal) readSnapshotBody(ctx context.Context, h *snapshotHead) (*resto
 			out.view[it.K] = it.E
 		}
 	}
+	if len(sd.Tombs) > 0 {
+		out.tombs = make(map[state.Key]int64, len(sd.Tombs))
+		for _, t := range sd.Tombs {
+			out.tombs[t.K] = t.At
+		}
+	}
 	if sd.Cut != nil {
 		out.cut = sd.Cut
 	}
@@ -240,7 +256,12 @@ func (j *Journal) Compact(ctx context.Context) (bool, error) {
 	for _, k := range sortedKeys(j.view) {
 		sd.Items = append(sd.Items, snapshotItem{K: k, E: j.view[k]})
 	}
+	j.forgetTombsLocked(now.Unix(), false)
+	for k, at := range j.tombs {
+		sd.Tombs = append(sd.Tombs, snapshotTomb{K: k, At: at})
+	}
 	j.mu.Unlock()
+	slices.SortFunc(sd.Tombs, func(a, b snapshotTomb) int { return compareByGroup(a.K, b.K) })
 	for n, idx := range h.cut {
 		if sd.Cut[n] < idx {
 			// This view is behind the last snapshot for a stream (it never
