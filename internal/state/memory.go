@@ -18,8 +18,8 @@ type Memory struct {
 	// prune's horizon, redelivered from an old checkpoint), as the Table
 	// journal's views do not (its tombstones): replay with either store
 	// finds the same.
-	closed  map[Key]struct{}
-	closedQ []Key
+	closed   map[Key]struct{}
+	closedQ  []Key
 	findings map[string][]byte
 	order    []string
 
