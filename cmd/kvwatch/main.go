@@ -591,11 +591,16 @@ func wireRuntime(ctx context.Context, cfgPath string, getenv func(string) string
 	if w, ok := st.Outbox.(warmer); ok {
 		bg = append(bg, newWarmUp("outbox", w.Warm, log))
 	}
+	// The journal's restore too (tablestore.Journal.Warm): the first batch
+	// waits only for what is left of it.
+	if w, ok := st.State.(warmer); ok {
+		bg = append(bg, newWarmUp("state", w.Warm, log))
+	}
 	return runtime{Proc: proc, Letters: st.Letters, Timers: timers, Background: bg}, nil
 }
 
-// warmer is an outbox that can load its views before the first batch
-// needs them (tablestore.Outbox).
+// warmer is a store that can load what the first batch needs before it
+// comes (tablestore.Outbox's views, tablestore.Journal's restore).
 type warmer interface {
 	Warm(ctx context.Context) error
 }
