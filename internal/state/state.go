@@ -133,7 +133,10 @@ type ApplyFunc func(k Key, e *Entity) (changed bool)
 type Store interface {
 	// Update applies fn to the entity of every key, atomically per entity,
 	// and returns the entities as written (or as read, where fn changed
-	// nothing). The caller must not modify what is returned.
+	// nothing). The caller must not modify what is returned. A key whose
+	// block was pruned is closed: fn is not applied to it and it is absent
+	// from the result (a record later than the prune's horizon is not
+	// counted; the memory store and the Table journal close them).
 	Update(ctx context.Context, keys []Key, fn ApplyFunc) (map[Key]*Entity, error)
 	// Get returns the entities that exist among keys.
 	Get(ctx context.Context, keys []Key) (map[Key]*Entity, error)
