@@ -271,7 +271,7 @@ func TestGolden(t *testing.T) {
 	}
 	// The demo day's planted incidents show in the digest.
 	text := digest.Text(r)
-	for _, s := range []string{"16,833", "vault-protection-weakened", "secops pending after 2 attempts",
+	for _, s := range []string{"16,833", "vault-protection-weakened", "secops pending after 5 attempts",
 		"network default action Allow", "203.0.113.66", "dave.okafor@contoso.com"} {
 		if !strings.Contains(text, s) {
 			t.Errorf("text digest lacks %q", s)

@@ -3,6 +3,9 @@ package digest_test
 import (
 	"context"
 	"errors"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,7 +98,15 @@ func build(tb testing.TB, days ...time.Time) *world {
 	proc := &pipeline.Pipeline{Dedup: pipeline.NewDedup(200_000), Next: stats.New(w.store).Stage(en), Log: zerolog.Nop()}
 	var dec ingest.Decoder
 	for _, d := range days {
-		for _, b := range demo.Generate(demo.Options{Day: d}) {
+		// An hour's files of every vault before the next hour's, as kvwatch
+		// replay takes an archive (not one vault's whole day after
+		// another's: the later vaults' records would all come after the
+		// pruning of the blocks they fall in, and count nowhere).
+		blobs := demo.Generate(demo.Options{Day: d})
+		slices.SortStableFunc(blobs, func(a, b demo.Blob) int {
+			return strings.Compare(hourOf.FindString(a.Path), hourOf.FindString(b.Path))
+		})
+		for _, b := range blobs {
 			w.raw = append(w.raw, b.Data)
 			if _, err := proc.Process(ctx, dec.File(b.Path, b.Data)); err != nil {
 				tb.Fatal(err)
@@ -104,3 +115,6 @@ func build(tb testing.TB, days ...time.Time) *world {
 	}
 	return w
 }
+
+// hourOf finds an archive path's hour (its y=/m=/d=/h= part).
+var hourOf = regexp.MustCompile(`y=\d{4}/m=\d{2}/d=\d{2}/h=\d{2}`)
