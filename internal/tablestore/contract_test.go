@@ -12,6 +12,22 @@ import (
 
 // storeContract checks what detect relies on from any state.Store. It
 // runs against state.Memory (the reference) and the Table store alike.
+// countOnce counts one event in bucket of every entity, once per input
+// position (stream, pos).
+func countOnce(stream string, pos int64, bucket int64) state.ApplyFunc {
+	return func(k state.Key, e *state.Entity) bool {
+		if e.Absorbed(stream, pos) {
+			return false
+		}
+		if e.Counts == nil {
+			e.Counts = map[int64]int64{}
+		}
+		e.Counts[bucket]++
+		e.MarkApplied(stream, pos)
+		return true
+	}
+}
+
 func storeContract(t *testing.T, newStore func(t *testing.T) state.Store) {
 	ctx := context.Background()
 	k1 := state.Key{Rule: "r1", Group: "g\x1fa", Block: 490000}
@@ -21,19 +37,7 @@ func storeContract(t *testing.T, newStore func(t *testing.T) state.Store) {
 	other := state.Key{Rule: "r2", Group: "it's/odd#?", Block: 7}
 
 	// add applies one count per (stream, position) exactly once.
-	add := func(stream string, pos int64, bucket int64) state.ApplyFunc {
-		return func(k state.Key, e *state.Entity) bool {
-			if e.Absorbed(stream, pos) {
-				return false
-			}
-			if e.Counts == nil {
-				e.Counts = map[int64]int64{}
-			}
-			e.Counts[bucket]++
-			e.MarkApplied(stream, pos)
-			return true
-		}
-	}
+	add := countOnce
 
 	t.Run("update creates, returns what it wrote, get reads it", func(t *testing.T) {
 		s := newStore(t)

@@ -411,19 +411,7 @@ func TestJournalRetiresIdleFiles(t *testing.T) {
 	j, prefix := newJournal(t, "", JournalOptions{CompactEvery: time.Nanosecond})
 	ctx := context.Background()
 	k := state.Key{Rule: "r", Group: "g", Block: 1}
-	add := func(stream string, pos int64) state.ApplyFunc {
-		return func(_ state.Key, e *state.Entity) bool {
-			if e.Absorbed(stream, pos) {
-				return false
-			}
-			if e.Counts == nil {
-				e.Counts = map[int64]int64{}
-			}
-			e.Counts[1]++
-			e.MarkApplied(stream, pos)
-			return true
-		}
-	}
+	add := func(stream string, pos int64) state.ApplyFunc { return countOnce(stream, pos, 1) }
 	for pos := range int64(3) {
 		if _, err := j.Update(state.WithStream(ctx, "f:day1.json"), []state.Key{k}, add("f:day1.json", pos+1)); err != nil {
 			t.Fatal(err)
@@ -759,24 +747,12 @@ func TestJournalChangeAfterDrop(t *testing.T) {
 	a, prefix := newJournal(t, "", JournalOptions{Fresh: -1, Registry: -1})
 	b, _ := newJournal(t, prefix, JournalOptions{Fresh: -1, Registry: -1})
 	k := state.Key{Rule: "burst", Group: "kv1\x1fcaller", Block: 498727}
-	add := func(stream string, pos int64) state.ApplyFunc {
-		return func(_ state.Key, e *state.Entity) bool {
-			if e.Absorbed(stream, pos) {
-				return false
-			}
-			if e.Counts == nil {
-				e.Counts = map[int64]int64{}
-			}
-			e.Counts[29923642] += 10
-			e.MarkApplied(stream, pos)
-			return true
-		}
-	}
+	add := func(stream string, pos int64) state.ApplyFunc { return countOnce(stream, pos, 29923642) }
 	in := func(stream string) context.Context { return state.WithStream(ctx, stream) }
 	if _, err := a.Update(in("p:0"), []state.Key{k}, add("p:0", 480)); err != nil {
 		t.Fatal(err)
 	}
-	caughtUp(t, b) // b holds the block (10)
+	caughtUp(t, b) // b holds the block (1)
 	if n, err := a.Prune(ctx, func(key state.Key) bool { return key == k }); err != nil || n != 1 {
 		t.Fatalf("prune: %d %v", n, err)
 	}
