@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Memory is an in-memory Store: for replay, tests and as the fallback when
@@ -13,12 +14,13 @@ type Memory struct {
 	mu       sync.Mutex
 	entities map[Key]*Entity
 	index    BlockIndex // by rule and group (GetRanges)
-	// closed are the keys pruned, in order, at most MaxClosed: a pruned
-	// block is not re-created by a later update (a record later than the
-	// prune's horizon, redelivered from an old checkpoint), as the Table
-	// journal's views do not (its tombstones): replay with either store
-	// finds the same.
-	closed   map[Key]struct{}
+	// closed are the keys pruned (when, unix seconds), closedQ the same in
+	// order: a pruned block is not re-created by a later update (a record
+	// later than the prune's horizon, redelivered from an old checkpoint),
+	// as the Table journal's views do not (its tombstones, kept as long):
+	// replay with either store finds the same. Kept for ClosedFor, at most
+	// MaxClosed.
+	closed   map[Key]int64
 	closedQ  []Key
 	findings map[string][]byte
 	order    []string
@@ -32,25 +34,37 @@ func NewMemory() *Memory {
 	return &Memory{entities: map[Key]*Entity{}, findings: map[string][]byte{}}
 }
 
-// MaxClosed bounds the pruned keys a Memory store remembers as closed;
-// past it the oldest are forgotten.
-const MaxClosed = 200_000
+// ClosedFor and MaxClosed bound the pruned keys a store remembers as
+// closed (the memory store here, the Table journal alike): for an hour of
+// wall clock, at most 100,000 (about 20 MB); past either the oldest are
+// forgotten, and a change to a block so old re-creates it.
+const (
+	ClosedFor = time.Hour
+	MaxClosed = 100_000
+)
 
 // drop deletes k, from the index too, and closes it.
-func (m *Memory) drop(k Key) {
+func (m *Memory) drop(k Key, now int64) {
 	delete(m.entities, k)
 	m.index.Remove(k)
 	if m.closed == nil {
-		m.closed = map[Key]struct{}{}
+		m.closed = map[Key]int64{}
 	}
-	m.closed[k] = struct{}{}
+	m.closed[k] = now
 	m.closedQ = append(m.closedQ, k)
-	if len(m.closedQ) > MaxClosed {
-		old := m.closedQ[:len(m.closedQ)-MaxClosed/2]
-		for _, o := range old {
-			delete(m.closed, o)
-		}
-		m.closedQ = append(m.closedQ[:0:0], m.closedQ[len(old):]...)
+}
+
+// forgetClosed forgets the closed keys older than ClosedFor, and the
+// oldest past MaxClosed.
+func (m *Memory) forgetClosed(now int64) {
+	cut := now - int64(ClosedFor/time.Second)
+	n := 0
+	for n < len(m.closedQ) && (len(m.closedQ)-n > MaxClosed || m.closed[m.closedQ[n]] < cut) {
+		delete(m.closed, m.closedQ[n])
+		n++
+	}
+	if n > 0 {
+		m.closedQ = append(m.closedQ[:0:0], m.closedQ[n:]...)
 	}
 }
 
@@ -147,12 +161,14 @@ func (m *Memory) Prune(_ context.Context, drop func(Key) bool) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0
+	now := time.Now().Unix()
 	for k := range m.entities {
 		if k.Block >= 0 && drop(k) {
-			m.drop(k)
+			m.drop(k, now)
 			n++
 		}
 	}
+	m.forgetClosed(now)
 	return n, nil
 }
 

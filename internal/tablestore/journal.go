@@ -469,10 +469,11 @@ func (j *Journal) commit(ctx context.Context, stream string, p *pending) (bool, 
 // Tombstones: kept for tombKeep (wall clock; every instance folds the
 // shared log within seconds, and one idle for longer restores), at most
 // maxTombs (the oldest half forgotten past it: a change to a block so old
-// may re-create it, as before tombstones).
+// may re-create it, as before tombstones), as long as the memory store
+// keeps its pruned keys closed.
 const (
-	tombKeep = time.Hour
-	maxTombs = 200_000
+	tombKeep = state.ClosedFor
+	maxTombs = state.MaxClosed
 )
 
 // buryLocked records that k was pruned.
