@@ -349,12 +349,13 @@ func (x *JSONDecoder) readSpan(d *jsontext.Decoder) (SpanDelta, error) {
 	return sd, err
 }
 
-// readStrings reads a []string: null is nil, [] an empty list.
-func (x *JSONDecoder) readStrings(d *jsontext.Decoder) ([]string, error) {
-	out := []string{}
+// ReadList reads an array into a slice, each element by elem: null is
+// nil, [] an empty slice (as Unmarshal makes them).
+func ReadList[T any](d *jsontext.Decoder, elem func() (T, error)) ([]T, error) {
+	out := []T{}
 	ok, err := ReadArray(d, func() error {
-		s, _, err := x.readStr(d)
-		out = append(out, s)
+		v, err := elem()
+		out = append(out, v)
 		return err
 	})
 	if !ok || err != nil {
@@ -363,17 +364,16 @@ func (x *JSONDecoder) readStrings(d *jsontext.Decoder) ([]string, error) {
 	return out, nil
 }
 
-func readInts(d *jsontext.Decoder) ([]int64, error) {
-	out := []int64{}
-	ok, err := ReadArray(d, func() error {
-		n, err := ReadInt(d)
-		out = append(out, n)
-		return err
+// readStrings reads a []string.
+func (x *JSONDecoder) readStrings(d *jsontext.Decoder) ([]string, error) {
+	return ReadList(d, func() (string, error) {
+		s, _, err := x.readStr(d)
+		return s, err
 	})
-	if !ok || err != nil {
-		return nil, err
-	}
-	return out, nil
+}
+
+func readInts(d *jsontext.Decoder) ([]int64, error) {
+	return ReadList(d, func() (int64, error) { return ReadInt(d) })
 }
 
 // ReadStringInts reads a map[string]int64 (null: nil).

@@ -49,8 +49,7 @@ func end(d *jsontext.Decoder) error {
 // items reads a log entry: a JSON array of journalItem.
 func (r *reader) items(js []byte) ([]journalItem, error) {
 	d := r.reset(js)
-	out := []journalItem{}
-	isArray, err := state.ReadArray(d, func() error {
+	out, err := state.ReadList(d, func() (journalItem, error) {
 		var it journalItem
 		_, err := state.ReadObject(d, func(name []byte) error {
 			var err error
@@ -66,17 +65,13 @@ func (r *reader) items(js []byte) ([]journalItem, error) {
 			}
 			return err
 		})
-		out = append(out, it)
-		return err
+		return it, err
 	})
 	if err == nil {
 		err = end(d)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("log entry: %w", err)
-	}
-	if !isArray {
-		return nil, nil // null
 	}
 	return out, nil
 }
@@ -91,9 +86,7 @@ func (r *reader) snapshot(js []byte) (snapshotData, error) {
 		case "cut":
 			sd.Cut, err = r.x.ReadStringInts(d)
 		case "items":
-			items := []snapshotItem{}
-			var isArray bool
-			isArray, err = state.ReadArray(d, func() error {
+			sd.Items, err = state.ReadList(d, func() (snapshotItem, error) {
 				var it snapshotItem
 				_, err := state.ReadObject(d, func(name []byte) error {
 					var err error
@@ -107,16 +100,10 @@ func (r *reader) snapshot(js []byte) (snapshotData, error) {
 					}
 					return err
 				})
-				items = append(items, it)
-				return err
+				return it, err
 			})
-			if sd.Items = nil; isArray {
-				sd.Items = items
-			}
 		case "tombs":
-			tombs := []snapshotTomb{}
-			var isArray bool
-			isArray, err = state.ReadArray(d, func() error {
+			sd.Tombs, err = state.ReadList(d, func() (snapshotTomb, error) {
 				var t snapshotTomb
 				_, err := state.ReadObject(d, func(name []byte) error {
 					var err error
@@ -130,12 +117,8 @@ func (r *reader) snapshot(js []byte) (snapshotData, error) {
 					}
 					return err
 				})
-				tombs = append(tombs, t)
-				return err
+				return t, err
 			})
-			if sd.Tombs = nil; isArray {
-				sd.Tombs = tombs
-			}
 		default:
 			err = d.SkipValue()
 		}
