@@ -20,8 +20,10 @@ type Memory struct {
 	// as the Table journal's views do not (its tombstones, kept as long):
 	// replay with either store finds the same. Kept for ClosedFor, at most
 	// MaxClosed.
-	closed   map[Key]int64
-	closedQ  []Key
+	closed  map[Key]int64
+	closedQ []Key
+	// Now is the clock closed keys are kept by (nil: time.Now).
+	Now      func() time.Time
 	findings map[string][]byte
 	order    []string
 
@@ -161,7 +163,11 @@ func (m *Memory) Prune(_ context.Context, drop func(Key) bool) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0
-	now := time.Now().Unix()
+	clock := m.Now
+	if clock == nil {
+		clock = time.Now
+	}
+	now := clock().Unix()
 	for k := range m.entities {
 		if k.Block >= 0 && drop(k) {
 			m.drop(k, now)

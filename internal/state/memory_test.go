@@ -3,6 +3,7 @@ package state_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/kvwatch/kvwatch/internal/state"
 )
@@ -12,7 +13,9 @@ import (
 // returned, as the Table journal's views do.
 func TestMemoryPrunedBlockClosed(t *testing.T) {
 	ctx := context.Background()
+	now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
 	m := state.NewMemory()
+	m.Now = func() time.Time { return now }
 	k := state.Key{Rule: "burst", Group: "g", Block: 10}
 	live := state.Key{Rule: "burst", Group: "g", Block: 11}
 	inc := func(_ state.Key, e *state.Entity) bool {
@@ -37,5 +40,11 @@ func TestMemoryPrunedBlockClosed(t *testing.T) {
 	}
 	if got[live] == nil || got[live].Counts[1] != 2 {
 		t.Fatalf("the live block: %+v", got[live])
+	}
+	// Closed for state.ClosedFor: past it, a block so late is re-created.
+	now = now.Add(state.ClosedFor + time.Second)
+	m.Prune(ctx, func(state.Key) bool { return false })
+	if got, _ := m.Update(ctx, []state.Key{k}, inc); got[k] == nil || got[k].Counts[1] != 1 {
+		t.Fatalf("an hour later, the block: %+v", got[k])
 	}
 }
