@@ -178,7 +178,35 @@ func WriteOnly(ctx context.Context) context.Context {
 }
 
 // IsWriteOnly reports whether WriteOnly marked ctx.
-func IsWriteOnly(ctx context.Context) bool { b, _ := ctx.Value(writeOnlyKey{}).(bool); return b }
+func IsWriteOnly(ctx context.Context) bool {
+	b, _ := ctx.Value(writeOnlyKey{}).(bool)
+	return b || IsDeferred(ctx)
+}
+
+type deferredKey struct{}
+
+// Deferred says that the caller of Update with ctx lets a store that
+// implements Flusher write the update with the next write of ctx's stream
+// (state.WithStream), and calls Flush before it counts on the update
+// being stored: a batch's statistics go in the same Table transaction as
+// its detection state, not one of their own. What Update returns is the
+// entities as the update made them. A store that cannot defer writes at
+// once. Deferred implies WriteOnly.
+func Deferred(ctx context.Context) context.Context {
+	return context.WithValue(ctx, deferredKey{}, true)
+}
+
+// IsDeferred reports whether Deferred marked ctx.
+func IsDeferred(ctx context.Context) bool { b, _ := ctx.Value(deferredKey{}).(bool); return b }
+
+// Flusher is implemented by stores that defer updates (Deferred).
+type Flusher interface {
+	// Flush writes the updates deferred for ctx's stream, if any. An
+	// update deferred and then dropped — the write that was to carry it
+	// failed — is not written: it failed with that write, whose caller's
+	// batch fails and is retried.
+	Flush(ctx context.Context) error
+}
 
 // Range names blocks From to To (inclusive) of one rule's group.
 type Range struct {

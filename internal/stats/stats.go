@@ -259,13 +259,36 @@ func New(store state.Store) *Collector {
 // is retried; the retry counts once.
 func (c *Collector) Stage(next pipeline.Stage) pipeline.Stage {
 	return pipeline.StageFunc(func(ctx context.Context, events []audit.Event) (pipeline.Result, error) {
-		if err := c.Collect(ctx, events); err != nil {
+		// A store that can defers the batch's statistics to the batch's
+		// next write of its stream — the detection state's, one Table
+		// transaction for both — and writes them itself only when the
+		// next stage wrote nothing. When the next stage fails, the batch
+		// fails, and its retry collects again.
+		f, deferring := c.store.(state.Flusher)
+		if s := audit.BatchStream(events); deferring && s != "" && state.StreamOf(ctx) == "" {
+			ctx = state.WithStream(ctx, s)
+		}
+		cctx := ctx
+		if deferring {
+			cctx = state.Deferred(ctx)
+		}
+		remember, err := c.collect(cctx, events)
+		if err != nil {
 			return pipeline.Result{}, err
 		}
-		if next == nil {
-			return pipeline.Result{}, nil
+		res := pipeline.Result{}
+		if next != nil {
+			if res, err = next.Consume(ctx, events); err != nil {
+				return res, err
+			}
 		}
-		return next.Consume(ctx, events)
+		if deferring {
+			if err := f.Flush(ctx); err != nil {
+				return pipeline.Result{}, fmt.Errorf("stats: update state: %w", err)
+			}
+		}
+		remember()
+		return res, nil
 	})
 }
 
@@ -311,6 +334,18 @@ func newAgg() *agg {
 // Collect records the statistics of one batch: one Store.Update over the
 // entities it touches.
 func (c *Collector) Collect(ctx context.Context, events []audit.Event) error {
+	remember, err := c.collect(ctx, events)
+	if err == nil {
+		remember()
+	}
+	return err
+}
+
+// collect is Collect; what the meta entities and the index now hold is
+// remembered (metaNeeded) only when remember is called, once the update
+// is stored: a deferred update (state.Deferred) whose write then failed
+// left them as they were, and the batch's retry must write them again.
+func (c *Collector) collect(ctx context.Context, events []audit.Event) (remember func(), err error) {
 	if state.StreamOf(ctx) == "" {
 		if s := audit.BatchStream(events); s != "" {
 			ctx = state.WithStream(ctx, s)
@@ -358,7 +393,7 @@ func (c *Collector) Collect(ctx context.Context, events []audit.Event) error {
 		a.agg.add(e, t, day)
 	}
 	if len(order) == 0 {
-		return nil
+		return func() {}, nil
 	}
 
 	// The entities: every day touched; the meta entity of a vault and the
@@ -415,9 +450,14 @@ func (c *Collector) Collect(ctx context.Context, events []audit.Event) error {
 	}
 	got, err := c.store.Update(ctx, keys, apply)
 	if err != nil {
-		return fmt.Errorf("stats: update state: %w", err)
+		return nil, fmt.Errorf("stats: update state: %w", err)
 	}
+	return func() { c.remember(got, metaKeys, metaOrder, metas) }, nil
+}
 
+// remember records what the meta entities and the index hold after an
+// update (got), for metaNeeded.
+func (c *Collector) remember(got map[state.Key]*state.Entity, metaKeys, metaOrder []string, metas map[string]*agg) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cached > maxCached {
@@ -457,7 +497,6 @@ func (c *Collector) Collect(ctx context.Context, events []audit.Event) error {
 			}
 		}
 	}
-	return nil
 }
 
 // metaNeeded reports whether a vault's meta entity may learn something

@@ -19,8 +19,10 @@ import (
 	"github.com/kvwatch/kvwatch/internal/config"
 	"github.com/kvwatch/kvwatch/internal/detect"
 	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/pipeline"
 	"github.com/kvwatch/kvwatch/internal/rules"
 	"github.com/kvwatch/kvwatch/internal/state"
+	"github.com/kvwatch/kvwatch/internal/stats"
 )
 
 // The engine's own semantics, through the Table store, against the
@@ -76,9 +78,10 @@ func compilePack(t testing.TB, yaml string) ([]*rules.Rule, *rules.Settings) {
 }
 
 type harness struct {
-	withStats interface {
-		Collect(ctx context.Context, events []audit.Event) error
-	}
+	// withStats, when set, collects statistics in front of the engine as
+	// serve does (stats.Collector.Stage: a store that can defers them to
+	// the detection state's write).
+	withStats *stats.Collector
 	en    *detect.Engine
 	store state.Store
 	mu    sync.Mutex
@@ -101,9 +104,8 @@ func newHarness(t testing.TB, store state.Store) *harness {
 
 func (h *harness) feed(ctx context.Context, evs []audit.Event) error {
 	if h.withStats != nil {
-		if err := h.withStats.Collect(ctx, evs); err != nil {
-			return err
-		}
+		_, err := h.withStats.Stage(pipeline.StageFunc(h.en.Consume)).Consume(ctx, slices.Clone(evs))
+		return err
 	}
 	_, err := h.en.Consume(ctx, slices.Clone(evs))
 	return err

@@ -184,6 +184,7 @@ func TestJournalFailedWriteRetried(t *testing.T) {
 	evs := events(2, "0", 600, t0, 40*time.Minute)
 	mem := state.NewMemory()
 	ref := newHarness(t, mem)
+	ref.withStats = stats.New(mem)
 	for _, b := range batches(evs, 200) {
 		ref.mustFeed(t, b)
 	}
@@ -191,6 +192,10 @@ func TestJournalFailedWriteRetried(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			j, _ := newJournal(t, "", JournalOptions{})
 			h := newHarness(t, j)
+			// The statistics ride with the detection state's write: the
+			// failure fails both, and the batch delivered again counts
+			// both once.
+			h.withStats = stats.New(j)
 			for i, b := range batches(evs, 200) {
 				ctx, cancel := context.WithCancel(context.Background())
 				j.s.testBeforeTx = func(int) error {
@@ -793,4 +798,51 @@ func TestJournalChangeAfterDrop(t *testing.T) {
 	if got, _ := r.Get(ctx, []state.Key{k}); got[k] != nil {
 		t.Errorf("restored from the snapshot, the pruned block is back: counts %v", got[k].Counts)
 	}
+}
+
+// A batch's statistics ride with its detection state (state.Deferred):
+// one log entry, one transaction, for both, where they took one each;
+// a fresh instance restores both as memory state holds them. A batch the
+// rules write nothing for (no stage after the statistics) has its
+// statistics written on their own (state.Flusher).
+func TestJournalStatsRideWithDetection(t *testing.T) {
+	evs := events(3, "0", 400, t0, 30*time.Minute)
+	mem := state.NewMemory()
+	ref := newHarness(t, mem)
+	ref.withStats = stats.New(mem)
+	j, prefix := newJournal(t, "", JournalOptions{CompactEntries: 1 << 30, CompactBytes: 1 << 30})
+	h := newHarness(t, j)
+	h.withStats = stats.New(j)
+	stream := audit.BatchStream(evs)
+	entries := func() int64 {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		return j.cursorOf(stream).index
+	}
+	for i, b := range batches(evs, 50) {
+		ref.mustFeed(t, b)
+		before := entries()
+		h.mustFeed(t, b)
+		if n := entries() - before; n != 1 {
+			t.Errorf("batch %d: %d log entries, want 1 (statistics and detection together)", i, n)
+		}
+	}
+	sameView(t, restored(t, prefix), mem)
+
+	// Statistics alone.
+	more := events(4, "0", 50, t0.Add(40*time.Minute), time.Minute)
+	for i := range more {
+		more[i].Source.Sequence += 10_000
+	}
+	if err := stats.New(mem).Collect(context.Background(), more); err != nil {
+		t.Fatal(err)
+	}
+	before := entries()
+	if _, err := stats.New(j).Stage(nil).Consume(context.Background(), more); err != nil {
+		t.Fatal(err)
+	}
+	if n := entries() - before; n != 1 {
+		t.Errorf("statistics alone: %d log entries, want 1", n)
+	}
+	sameView(t, restored(t, prefix), mem)
 }
