@@ -82,10 +82,10 @@ type harness struct {
 	// serve does (stats.Collector.Stage: a store that can defers them to
 	// the detection state's write).
 	withStats *stats.Collector
-	en    *detect.Engine
-	store state.Store
-	mu    sync.Mutex
-	found []finding.Finding
+	en        *detect.Engine
+	store     state.Store
+	mu        sync.Mutex
+	found     []finding.Finding
 }
 
 func newHarness(t testing.TB, store state.Store) *harness {
