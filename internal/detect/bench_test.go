@@ -82,7 +82,8 @@ func defaultPack(tb testing.TB) ([]*rules.Rule, *rules.Settings) {
 //     new traffic): few callers, few groups.
 //   - tenant-N: demo.Tenant's realistic traffic, N application identities
 //     over 20 vaults, 2 partitions, 1,000-record batches (KVWATCH_BENCH_RECORDS
-//     records, 300,000 by default): many groups per batch.
+//     records, 300,000 by default, at KVWATCH_BENCH_RATE records a second of
+//     event time, 40 by default: two hours): many groups per batch.
 func BenchmarkDefaultPack(b *testing.B) {
 	b.Run("demo", func(b *testing.B) {
 		bodies, n := demoBodies(b, 7)
@@ -92,9 +93,13 @@ func BenchmarkDefaultPack(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("KVWATCH_BENCH_RECORDS")); err == nil && v > 0 {
 		records = v
 	}
+	rate := 0.0 // demo.Tenant's default: 40 records a second of event time
+	if v, err := strconv.ParseFloat(os.Getenv("KVWATCH_BENCH_RATE"), 64); err == nil && v > 0 {
+		rate = v
+	}
 	for _, callers := range []int{300, 3000} {
 		b.Run(fmt.Sprintf("tenant-%d", callers), func(b *testing.B) {
-			benchPack(b, tenantBodies(b, demo.TenantOptions{Callers: callers, Vaults: 20, Partitions: 2, Records: records}), 1)
+			benchPack(b, tenantBodies(b, demo.TenantOptions{Callers: callers, Vaults: 20, Partitions: 2, Records: records, Rate: rate}), 1)
 		})
 	}
 }

@@ -70,6 +70,8 @@ type Engine struct {
 	// routineCounts: the largest counts of routine groups' recent periods
 	// (routine.go).
 	routineCounts routineCounts
+	// distinct indexes long distinct windows' values by group (distinct.go).
+	distinct distinctIndexes
 
 	prune chan struct{} // a one-slot lock: one prune at a time
 	mark  struct {

@@ -558,6 +558,7 @@ type scratch struct {
 	starts  []int64
 	cands   []bool
 	set     map[string]int32
+	suffix  []int64
 }
 
 // zeroed returns s resized to n and cleared, reusing its array if it can.
@@ -639,6 +640,9 @@ func ruleBucket(r *rules.Rule, fine int64) int64 {
 	return best
 }
 
+// fineBucket is the settings' bucket in seconds.
+func (en *Engine) fineBucket() int64 { return int64(en.settings.Bucket / time.Second) }
+
 // bucketKey is the settings'-bucket index an event at t is counted under
 // for rule ri: the first of the rule's bucket it falls in.
 func (en *Engine) bucketKey(ri int, t int64) int64 {
@@ -685,11 +689,22 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 	// values cost, not a day of buckets per window.
 	set := sc.set
 	clear(set)
+	// A long distinct window is counted from the group's index where it
+	// can be (distinct.go): a suffix sum, not a set filled.
+	var suf []int64
+	sufMax, sufOK := int64(0), false
+	if distinct && n >= indexMinBuckets {
+		suf, sufMax, sufOK = en.suffix(w, ents, lo, hi, bs, sc)
+	}
 	wf, wt := int64(1), int64(0) // the buckets set holds, inclusive; empty
 	windowValue := func(end int64) int64 {
 		from, to := max(end-n+1, lo), end // inclusive
 		if !distinct {
 			return prefix[to-lo+1] - prefix[from-lo]
+		}
+		if sufOK && sufMax <= to {
+			en.distinct.answers.Add(1)
+			return suf[from-lo]
 		}
 		if from > wt || from < wf {
 			clear(set)
