@@ -1,10 +1,10 @@
 package detect
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"sync/atomic"
-
-	"github.com/kvwatch/kvwatch/internal/state"
 )
 
 // A distinct window counts the values of its buckets. Evaluated batch by
@@ -58,9 +58,9 @@ type distinctIndexes struct {
 // rule's bucket, bs seconds), the index's counts of values whose latest
 // bucket is at or after each, in sc's buffer, and the latest bucket
 // indexed; ok is false when the index cannot answer (the caller counts
-// the old way). ents holds every entity of the group's blocks in the range
-// that exists.
-func (en *Engine) suffix(w *groupWork, ents map[state.Key]*state.Entity, lo, hi, bs int64, sc *scratch) (suf []int64, maxB int64, ok bool) {
+// the old way). blocks are every block of the group in the range that
+// exists, in order (series found them).
+func (en *Engine) suffix(w *groupWork, blocks []block, lo, hi, bs int64, sc *scratch) (suf []int64, maxB int64, ok bool) {
 	di := &en.distinct
 	if di.off {
 		return nil, 0, false
@@ -86,9 +86,17 @@ func (en *Engine) suffix(w *groupWork, ents map[state.Key]*state.Entity, lo, hi,
 	b0, b1 := floorDiv(lo*bs, blockSec), floorDiv(hi*bs, blockSec)
 	// A block indexed in the range that is gone (pruned) leaves values
 	// whose latest bucket the index cannot tell: rebuild.
+	// Blocks before the range are forgotten: values only move their latest
+	// bucket forward, so one that comes back into range (a late record's
+	// window) is read again at no harm.
 	if x.built {
 		for blk := range x.sizes {
-			if blk >= b0 && blk <= b1 && ents[state.Key{Rule: w.rule.ID, Group: w.group, Block: blk}] == nil {
+			if blk < b0 {
+				delete(x.sizes, blk)
+				continue
+			}
+			_, found := slices.BinarySearchFunc(blocks, blk, func(b block, t int64) int { return cmp.Compare(b.b, t) })
+			if blk <= b1 && !found {
 				di.indexed -= len(x.last)
 				*x = distinctIndex{}
 				break
@@ -99,11 +107,8 @@ func (en *Engine) suffix(w *groupWork, ents map[state.Key]*state.Entity, lo, hi,
 		x.sizes, x.last, x.cnt, x.maxB, x.built = map[int64]int{}, map[string]int64{}, map[int64]int32{}, lo-1, true
 	}
 	before := len(x.last)
-	for blk := b0; blk <= b1; blk++ {
-		e := ents[state.Key{Rule: w.rule.ID, Group: w.group, Block: blk}]
-		if e == nil {
-			continue
-		}
+	for _, bl := range blocks {
+		blk, e := bl.b, bl.e
 		size := 0
 		for _, vs := range e.Values {
 			size += len(vs)

@@ -559,6 +559,13 @@ type scratch struct {
 	cands   []bool
 	set     map[string]int32
 	suffix  []int64
+	blocks  []block // the group's blocks series found
+}
+
+// block is one of a group's window entities.
+type block struct {
+	b int64
+	e *state.Entity
 }
 
 // zeroed returns s resized to n and cleared, reusing its array if it can.
@@ -589,11 +596,13 @@ func (en *Engine) series(w *groupWork, ents map[state.Key]*state.Entity, lo, hi,
 		}
 		return b - lo, b >= lo && b <= hi
 	}
+	sc.blocks = sc.blocks[:0]
 	for blk := floorDiv(lo*bs, blockSec); blk <= floorDiv(hi*bs, blockSec); blk++ {
 		e := ents[state.Key{Rule: w.rule.ID, Group: w.group, Block: blk}]
 		if e == nil {
 			continue
 		}
+		sc.blocks = append(sc.blocks, block{blk, e})
 		for b, v := range e.Counts {
 			if i, ok := at(b); ok {
 				sr.counts[i] += v
@@ -694,7 +703,7 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 	var suf []int64
 	sufMax, sufOK := int64(0), false
 	if distinct && n >= indexMinBuckets {
-		suf, sufMax, sufOK = en.suffix(w, ents, lo, hi, bs, sc)
+		suf, sufMax, sufOK = en.suffix(w, sc.blocks, lo, hi, bs, sc)
 	}
 	wf, wt := int64(1), int64(0) // the buckets set holds, inclusive; empty
 	windowValue := func(end int64) int64 {
