@@ -41,7 +41,13 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 	body := http.MaxBytesReader(w, r.Body, limit)
 	for {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)] // grow by what append doubles to
+			// Double: append grows a slice this large by a quarter, and a
+			// 2 MB body cost some 10 MB allocated, cleared and copied (6% of
+			// a Table-state handler's CPU, profiled). The buffer stays
+			// within twice what has arrived.
+			nb := make([]byte, len(buf), 2*cap(buf))
+			copy(nb, buf)
+			buf = nb
 		}
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,6 +108,17 @@ func packBytes(data []byte, compress bool) []byte {
 	return buf.Bytes()
 }
 
+// inflate returns the inflated b. Its buffer starts at a few times b's
+// size and doubles: io.ReadAll grows a large slice by a quarter at a time,
+// and inflating a 3 MB snapshot that way allocated, cleared and copied
+// some 250 MB (0.5 s of a fresh instance's restore, profiled).
+func inflate(b []byte) ([]byte, error) {
+	var out bytes.Buffer
+	out.Grow(min(6*len(b)+512, 64<<20))
+	_, err := out.ReadFrom(flate.NewReader(bytes.NewReader(b)))
+	return out.Bytes(), err
+}
+
 func unpackBytes(b []byte) ([]byte, error) {
 	if len(b) == 0 {
 		return nil, errors.New("empty data")
@@ -117,7 +127,7 @@ func unpackBytes(b []byte) ([]byte, error) {
 	case formatJSON:
 		return b[1:], nil
 	case formatDeflated:
-		return io.ReadAll(flate.NewReader(bytes.NewReader(b[1:])))
+		return inflate(b[1:])
 	}
 	return nil, fmt.Errorf("unknown data format %q", b[0])
 }

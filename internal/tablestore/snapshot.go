@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -175,7 +174,7 @@ func (j *Journal) readSnapshotBody(ctx context.Context, h *snapshotHead) (*resto
 		}
 		all.Write(b)
 	}
-	js, err := io.ReadAll(flate.NewReader(&all))
+	js, err := inflate(all.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("tablestore: journal: snapshot %d: %w", h.gen, err)
 	}
