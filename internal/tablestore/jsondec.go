@@ -78,7 +78,22 @@ func (r *reader) items(js []byte) ([]journalItem, error) {
 
 // snapshot reads a snapshot's JSON (snapshotData).
 func (r *reader) snapshot(js []byte) (snapshotData, error) {
-	d := r.reset(js)
+	return r.decodeSnapshot(r.reset(js))
+}
+
+// snapshotFrom is snapshot reading from src as it goes: a restore decodes
+// a snapshot while it inflates it, never holding the whole JSON (tens of
+// megabytes from three compressed) at once.
+func (r *reader) snapshotFrom(src io.Reader) (snapshotData, error) {
+	if r.d == nil {
+		r.d = jsontext.NewDecoder(src, state.JSONDecodeOptions)
+	} else {
+		r.d.Reset(src, state.JSONDecodeOptions)
+	}
+	return r.decodeSnapshot(r.d)
+}
+
+func (r *reader) decodeSnapshot(d *jsontext.Decoder) (snapshotData, error) {
 	var sd snapshotData
 	_, err := state.ReadObject(d, func(name []byte) error {
 		var err error

@@ -174,12 +174,8 @@ func (j *Journal) readSnapshotBody(ctx context.Context, h *snapshotHead) (*resto
 		}
 		all.Write(b)
 	}
-	js, err := inflate(all.Bytes())
-	if err != nil {
-		return nil, fmt.Errorf("tablestore: journal: snapshot %d: %w", h.gen, err)
-	}
 	var rd reader
-	sd, err := rd.snapshot(js)
+	sd, err := rd.snapshotFrom(flate.NewReader(&all))
 	if err != nil {
 		return nil, fmt.Errorf("tablestore: journal: snapshot %d: %w", h.gen, err)
 	}
