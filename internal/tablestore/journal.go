@@ -347,12 +347,7 @@ type deferredUpdate struct {
 // Nothing is written, and the view is unchanged until then.
 func (j *Journal) deferUpdate(stream string, keys []state.Key, fn state.ApplyFunc, out map[state.Key]*state.Entity) error {
 	j.mu.Lock()
-	base := make([]*state.Entity, len(keys))
-	closed := make([]bool, len(keys))
-	for i, k := range keys {
-		base[i] = j.view[k]
-		_, closed[i] = j.tombs[k]
-	}
+	base, closed := j.baseLocked(keys)
 	j.mu.Unlock()
 	for i, k := range keys {
 		if closed[i] {
@@ -375,6 +370,17 @@ func (j *Journal) deferUpdate(stream string, keys []state.Key, fn state.ApplyFun
 	j.deferred[stream] = append(j.deferred[stream], deferredUpdate{keys: keys, fn: fn})
 	j.mu.Unlock()
 	return nil
+}
+
+// baseLocked returns the view's entity of each key (nil where absent) and
+// whether the key is closed (pruned: a late change is not applied).
+func (j *Journal) baseLocked(keys []state.Key) (base []*state.Entity, closed []bool) {
+	base, closed = make([]*state.Entity, len(keys)), make([]bool, len(keys))
+	for i, k := range keys {
+		base[i] = j.view[k]
+		_, closed[i] = j.tombs[k]
+	}
+	return base, closed
 }
 
 // takeDeferred removes and returns the updates deferred for stream.
@@ -470,12 +476,7 @@ func (j *Journal) write(ctx context.Context, stream string, own []state.Key, fn 
 	return j.appendRounds(ctx, stream, func() (*pending, error) {
 		p := &pending{}
 		j.mu.Lock()
-		base := make([]*state.Entity, len(keys))
-		closed := make([]bool, len(keys))
-		for i, k := range keys {
-			base[i] = j.view[k]
-			_, closed[i] = j.tombs[k]
-		}
+		base, closed := j.baseLocked(keys)
 		p.cur = *j.cursorOf(stream)
 		j.mu.Unlock()
 		for i, k := range keys {
