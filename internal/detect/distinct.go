@@ -65,13 +65,6 @@ func (en *Engine) suffix(w *groupWork, blocks []block, lo, hi, bs int64, sc *scr
 	if di.off {
 		return nil, 0, false
 	}
-	fine := en.fineBucket()
-	at := func(b int64) int64 { // a fine bucket's rule bucket
-		if bs != fine {
-			return floorDiv(b*fine, bs)
-		}
-		return b
-	}
 	di.mu.Lock()
 	defer di.mu.Unlock()
 	if di.m == nil {
@@ -118,7 +111,7 @@ func (en *Engine) suffix(w *groupWork, blocks []block, lo, hi, bs int64, sc *scr
 		}
 		x.sizes[blk] = size
 		for fb, vs := range e.Values {
-			b := at(fb)
+			b := en.ruleBucketOf(fb, bs)
 			for _, v := range vs {
 				old, seen := x.last[v]
 				switch {

@@ -583,7 +583,6 @@ func zeroed[T any](s []T, n int) []T {
 // call). Entities keep counts and values by the settings' bucket; a rule
 // with a coarser bucket (ruleBucket) sums them into its own.
 func (en *Engine) series(w *groupWork, ents map[state.Key]*state.Entity, lo, hi, bs int64, distinct bool, sc *scratch) *series {
-	fine := int64(en.settings.Bucket / time.Second)
 	sr := &sc.sr
 	sr.lo = lo
 	sr.counts, sr.second = zeroed(sr.counts, int(hi-lo+1)), zeroed(sr.second, int(hi-lo+1))
@@ -591,9 +590,7 @@ func (en *Engine) series(w *groupWork, ents map[state.Key]*state.Entity, lo, hi,
 		sr.values = zeroed(sr.values, int(hi-lo+1))
 	}
 	at := func(b int64) (int64, bool) { // a fine bucket's index in the series
-		if bs != fine {
-			b = floorDiv(b*fine, bs)
-		}
+		b = en.ruleBucketOf(b, bs)
 		return b - lo, b >= lo && b <= hi
 	}
 	sc.blocks = sc.blocks[:0]
@@ -652,10 +649,19 @@ func ruleBucket(r *rules.Rule, fine int64) int64 {
 // fineBucket is the settings' bucket in seconds.
 func (en *Engine) fineBucket() int64 { return int64(en.settings.Bucket / time.Second) }
 
+// ruleBucketOf is the index of the rule's bucket (bs seconds) that the
+// settings' bucket b (an entity's key) falls in.
+func (en *Engine) ruleBucketOf(b, bs int64) int64 {
+	if fine := en.fineBucket(); bs != fine {
+		return floorDiv(b*fine, bs)
+	}
+	return b
+}
+
 // bucketKey is the settings'-bucket index an event at t is counted under
 // for rule ri: the first of the rule's bucket it falls in.
 func (en *Engine) bucketKey(ri int, t int64) int64 {
-	fine := int64(en.settings.Bucket / time.Second)
+	fine := en.fineBucket()
 	bs := en.bucket[ri]
 	return floorDiv(t, bs) * (bs / fine)
 }

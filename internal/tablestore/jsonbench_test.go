@@ -88,7 +88,7 @@ func TestJournalDecoders(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rd reader
-	got, err := rd.snapshot(js)
+	got, err := rd.snapshot(bytes.NewReader(js))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestJournalDecoders(t *testing.T) {
 	for _, empty := range []string{`{}`, `{"cut":null,"items":null}`, `{"cut":{},"items":[]}`, `{"tombs":[]}`, `{"tombs":null}`} {
 		var want snapshotData
 		jsonv2.Unmarshal([]byte(empty), &want)
-		if got, err := rd.snapshot([]byte(empty)); err != nil || !reflect.DeepEqual(got, want) {
+		if got, err := rd.snapshot(bytes.NewReader([]byte(empty))); err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s: %#v, %v; Unmarshal: %#v", empty, got, err, want)
 		}
 	}
@@ -168,7 +168,7 @@ func BenchmarkSnapshotDecode(b *testing.B) {
 		b.SetBytes(int64(len(js)))
 		for b.Loop() {
 			var rd reader
-			if _, err := rd.snapshot(js); err != nil {
+			if _, err := rd.snapshot(bytes.NewReader(js)); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -27,10 +27,15 @@ type reader struct {
 
 func (r *reader) reset(js []byte) *jsontext.Decoder {
 	r.src.Reset(js)
+	return r.resetFrom(&r.src)
+}
+
+// resetFrom points the decoder at src.
+func (r *reader) resetFrom(src io.Reader) *jsontext.Decoder {
 	if r.d == nil {
-		r.d = jsontext.NewDecoder(&r.src, state.JSONDecodeOptions)
+		r.d = jsontext.NewDecoder(src, state.JSONDecodeOptions)
 	} else {
-		r.d.Reset(&r.src, state.JSONDecodeOptions)
+		r.d.Reset(src, state.JSONDecodeOptions)
 	}
 	return r.d
 }
@@ -76,24 +81,11 @@ func (r *reader) items(js []byte) ([]journalItem, error) {
 	return out, nil
 }
 
-// snapshot reads a snapshot's JSON (snapshotData).
-func (r *reader) snapshot(js []byte) (snapshotData, error) {
-	return r.decodeSnapshot(r.reset(js))
-}
-
-// snapshotFrom is snapshot reading from src as it goes: a restore decodes
-// a snapshot while it inflates it, never holding the whole JSON (tens of
-// megabytes from three compressed) at once.
-func (r *reader) snapshotFrom(src io.Reader) (snapshotData, error) {
-	if r.d == nil {
-		r.d = jsontext.NewDecoder(src, state.JSONDecodeOptions)
-	} else {
-		r.d.Reset(src, state.JSONDecodeOptions)
-	}
-	return r.decodeSnapshot(r.d)
-}
-
-func (r *reader) decodeSnapshot(d *jsontext.Decoder) (snapshotData, error) {
+// snapshot reads a snapshot's JSON (snapshotData) from src as it goes: a
+// restore decodes a snapshot while it inflates it, never holding the whole
+// JSON (tens of megabytes from three compressed) at once.
+func (r *reader) snapshot(src io.Reader) (snapshotData, error) {
+	d := r.resetFrom(src)
 	var sd snapshotData
 	_, err := state.ReadObject(d, func(name []byte) error {
 		var err error

@@ -175,7 +175,7 @@ func (j *Journal) readSnapshotBody(ctx context.Context, h *snapshotHead) (*resto
 		all.Write(b)
 	}
 	var rd reader
-	sd, err := rd.snapshotFrom(flate.NewReader(&all))
+	sd, err := rd.snapshot(flate.NewReader(&all))
 	if err != nil {
 		return nil, fmt.Errorf("tablestore: journal: snapshot %d: %w", h.gen, err)
 	}
