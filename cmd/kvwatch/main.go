@@ -271,6 +271,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	stopBackground := startBackground(sctx, rt.Background)
 	err = <-served
 	stopBackground()
+	// The invocations are done: what the state store still defers (the
+	// last batches' marks of what was handed on, detect/marks.go) is
+	// written, so that the instance that takes the partitions over finds
+	// it. Not written (a timeout, a partition moved on), it costs that
+	// instance one more handing on of those findings.
+	if f, ok := rt.State.(interface{ FlushAll(context.Context) error }); ok {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if ferr := f.FlushAll(fctx); ferr != nil {
+			log.Warn().Err(ferr).Msg("state: writing deferred updates on shutdown failed")
+		}
+		cancel()
+	}
 	return err
 }
 
@@ -505,6 +517,9 @@ type runtime struct {
 	// Background is what runs beside them until the process stops: the
 	// sender loop and the silence watcher.
 	Background []background
+	// State is the detection state store: one that defers updates
+	// (tablestore.Journal) writes what still waits when serve stops.
+	State state.Store
 }
 
 // wireRuntime builds everything once: stores, rules, receivers, delivery,
@@ -596,7 +611,7 @@ func wireRuntime(ctx context.Context, cfgPath string, getenv func(string) string
 	if w, ok := st.State.(warmer); ok {
 		bg = append(bg, newWarmUp("state", w.Warm, log))
 	}
-	return runtime{Proc: proc, Letters: st.Letters, Timers: timers, Background: bg}, nil
+	return runtime{Proc: proc, Letters: st.Letters, Timers: timers, Background: bg, State: store}, nil
 }
 
 // warmer is a store that can load what the first batch needs before it

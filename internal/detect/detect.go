@@ -67,6 +67,11 @@ type Engine struct {
 	// (handed.go): a window still over its threshold is not built, encoded,
 	// recorded and handed on again at every batch that adds to it.
 	handed handedMemo
+	// marks: the store is shared and restored by new instances
+	// (state.Flusher), and what was handed on is marked in it (marks.go).
+	marks bool
+	// ruleIndex maps a rule's ID to its index in rules.
+	ruleIndex map[string]int
 	// routineCounts: the largest counts of routine groups' recent periods
 	// (routine.go).
 	routineCounts routineCounts
@@ -109,6 +114,11 @@ func New(rs []*rules.Rule, s *rules.Settings, o Options) *Engine {
 		en.rules = append(en.rules, r)
 		en.horizon[r.ID] = r.StateHorizon(s)
 		en.bucket = append(en.bucket, ruleBucket(r, int64(s.Bucket/time.Second)))
+	}
+	_, en.marks = o.Store.(state.Flusher)
+	en.ruleIndex = make(map[string]int, len(en.rules))
+	for ri, r := range en.rules {
+		en.ruleIndex[r.ID] = ri
 	}
 	sigIndex := map[string]int{}
 	for _, r := range en.rules {
@@ -354,6 +364,7 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 			}
 		}
 		en.remember(fkeys, found, true)
+		en.markHanded(ctx, fkeys, found)
 	}
 	if err := en.maybePrune(ctx, newest, partition); err != nil {
 		return pipeline.Result{}, err
@@ -487,6 +498,9 @@ func (en *Engine) maybePrune(ctx context.Context, newest int64, partition string
 // entities it deleted.
 func (en *Engine) PruneBefore(ctx context.Context, wm time.Time) (int, error) {
 	n, err := en.store.Prune(ctx, func(k state.Key) bool {
+		if IsMark(k) {
+			return en.pruneMark(k, wm.Unix())
+		}
 		h, ok := en.horizon[k.Rule]
 		if !ok || k.Block < 0 {
 			return false

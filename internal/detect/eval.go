@@ -381,6 +381,8 @@ func (en *Engine) evaluate(ctx context.Context, order []*groupWork, ents map[sta
 	for _, w := range order {
 		ranges = en.needs(w, ranges)
 	}
+	// With them, what was handed on of the groups' findings (marks.go).
+	ranges = en.markRanges(order, ranges)
 	var got map[state.Key]*state.Entity
 	if rg, ok := en.store.(state.RangeGetter); ok && len(ranges) > 0 {
 		var err error
@@ -418,6 +420,7 @@ func (en *Engine) evaluate(ctx context.Context, order []*groupWork, ents map[sta
 			ents[k] = e
 		}
 	}
+	en.seedMarks(got)
 	var out candidates
 	var grants []*groupWork // access_grant groups, judged together
 	sc := &scratch{}

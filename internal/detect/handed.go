@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/state"
 )
 
 // A window still over its threshold is raised again by every batch that
@@ -54,6 +55,10 @@ const maxHanded = 1 << 16
 type handedMemo struct {
 	sync.Mutex
 	m map[handedKey]handedState
+	// seeded holds the mark entities (marks.go) whose content is in m,
+	// by key: an entity is never changed in place, so the same pointer
+	// brings nothing new.
+	seeded map[state.Key]*state.Entity
 }
 
 // known reports whether a candidate finding can be skipped: it was handed
@@ -88,6 +93,7 @@ func (en *Engine) remember(keys []handedKey, fs []finding.Finding, handed bool) 
 	defer en.handed.Unlock()
 	if en.handed.m == nil || len(en.handed.m)+len(keys) > maxHanded {
 		en.handed.m = make(map[handedKey]handedState)
+		en.handed.seeded = nil
 	}
 	for i, k := range keys {
 		s := en.handed.m[k]
@@ -135,6 +141,11 @@ func (en *Engine) forgetHandedBefore(wm int64) {
 		keep := int64((r.Cooldown + en.horizon[r.ID] + blockDur) / time.Second)
 		if k.period+keep < wm {
 			delete(en.handed.m, k)
+		}
+	}
+	for k := range en.handed.seeded {
+		if en.pruneMark(k, wm) {
+			delete(en.handed.seeded, k)
 		}
 	}
 }

@@ -199,12 +199,28 @@ func Deferred(ctx context.Context) context.Context {
 // IsDeferred reports whether Deferred marked ctx.
 func IsDeferred(ctx context.Context) bool { b, _ := ctx.Value(deferredKey{}).(bool); return b }
 
+type lazyKey struct{}
+
+// Lazy marks a Deferred update that may wait for the next write of ctx's
+// stream however late it comes: Flush leaves it for that write (unless
+// too many wait), and one that is never written loses nothing its caller
+// needs. The engine's record of what it handed on (detect/handed.go) is
+// one: written with the partition's next batch, not in a transaction of
+// its own. Lazy implies Deferred.
+func Lazy(ctx context.Context) context.Context {
+	return context.WithValue(Deferred(ctx), lazyKey{}, true)
+}
+
+// IsLazy reports whether Lazy marked ctx.
+func IsLazy(ctx context.Context) bool { b, _ := ctx.Value(lazyKey{}).(bool); return b }
+
 // Flusher is implemented by stores that defer updates (Deferred).
 type Flusher interface {
-	// Flush writes the updates deferred for ctx's stream, if any. An
-	// update deferred and then dropped — the write that was to carry it
-	// failed — is not written: it failed with that write, whose caller's
-	// batch fails and is retried.
+	// Flush writes the updates deferred for ctx's stream, if any, but
+	// for Lazy ones alone (those it writes when others are due, or when
+	// too many wait). An update deferred and then dropped — the write
+	// that was to carry it failed — is not written: it failed with that
+	// write, whose caller's batch fails and is retried.
 	Flush(ctx context.Context) error
 }
 

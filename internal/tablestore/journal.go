@@ -302,7 +302,7 @@ func (j *Journal) Update(ctx context.Context, keys []state.Key, fn state.ApplyFu
 	// 1,000-record tenant batch, under 1% of the batch's handler CPU.
 	slices.SortFunc(logged, compareByGroup)
 	if state.IsDeferred(ctx) && state.StreamOf(ctx) != "" {
-		if err := j.withView(ctx, func() error { return j.deferUpdate(stream, logged, fn, out) }); err != nil {
+		if err := j.withView(ctx, func() error { return j.deferUpdate(stream, logged, fn, state.IsLazy(ctx), out) }); err != nil {
 			return nil, err
 		}
 		return out, nil
@@ -338,14 +338,19 @@ func (j *Journal) Update(ctx context.Context, keys []state.Key, fn state.ApplyFu
 type deferredUpdate struct {
 	keys []state.Key
 	fn   state.ApplyFunc
+	lazy bool // state.Lazy: Flush leaves it for the stream's next write
 }
+
+// maxLazy bounds the lazy updates that wait for a stream's next write:
+// past it Flush writes them.
+const maxLazy = 16
 
 // deferUpdate applies fn to copies of the view's entities for the caller
 // and keeps keys and fn for the stream's next write, which applies fn
 // again to the view as it is then (fn depends only on its arguments; a
 // redelivered batch's marks make it a no-op where the view absorbed it).
 // Nothing is written, and the view is unchanged until then.
-func (j *Journal) deferUpdate(stream string, keys []state.Key, fn state.ApplyFunc, out map[state.Key]*state.Entity) error {
+func (j *Journal) deferUpdate(stream string, keys []state.Key, fn state.ApplyFunc, lazy bool, out map[state.Key]*state.Entity) error {
 	j.mu.Lock()
 	base, closed := j.baseLocked(keys)
 	j.mu.Unlock()
@@ -367,7 +372,7 @@ func (j *Journal) deferUpdate(stream string, keys []state.Key, fn state.ApplyFun
 	if j.deferred == nil {
 		j.deferred = map[string][]deferredUpdate{}
 	}
-	j.deferred[stream] = append(j.deferred[stream], deferredUpdate{keys: keys, fn: fn})
+	j.deferred[stream] = append(j.deferred[stream], deferredUpdate{keys: keys, fn: fn, lazy: lazy})
 	j.mu.Unlock()
 	return nil
 }
@@ -403,6 +408,38 @@ func (j *Journal) Flush(ctx context.Context) error {
 	if len(defs) == 0 {
 		return nil
 	}
+	if len(defs) <= maxLazy && !slices.ContainsFunc(defs, func(d deferredUpdate) bool { return !d.lazy }) {
+		// Lazy ones alone: they wait for the stream's next write.
+		j.mu.Lock()
+		j.deferred[stream] = append(defs, j.deferred[stream]...)
+		j.mu.Unlock()
+		return nil
+	}
+	return j.writeDeferred(ctx, stream, defs)
+}
+
+// FlushAll writes every stream's deferred updates, lazy ones too: a
+// process that stops calls it once its invocations are done, so that the
+// instance that takes its partitions over finds what it handed on. A
+// stream another instance writes now refuses the write (its log moved
+// on): what waited is dropped with it, as a crash would drop it.
+func (j *Journal) FlushAll(ctx context.Context) error {
+	j.mu.Lock()
+	streams := slices.Sorted(maps.Keys(j.deferred))
+	j.mu.Unlock()
+	var errs []error
+	for _, s := range streams {
+		if defs := j.takeDeferred(s); len(defs) > 0 {
+			if err := j.writeDeferred(ctx, s, defs); err != nil {
+				errs = append(errs, fmt.Errorf("stream %s: %w", s, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// writeDeferred writes a stream's deferred updates, alone in a log entry.
+func (j *Journal) writeDeferred(ctx context.Context, stream string, defs []deferredUpdate) error {
 	out := map[state.Key]*state.Entity{}
 	if err := j.withView(ctx, func() error { return j.write(ctx, stream, nil, nil, out, defs) }); err != nil {
 		return err
