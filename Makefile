@@ -83,9 +83,9 @@ load: azurite-install ## sustained load: LOADRECORDS records (10M) into 2 handle
 
 # The cardinality sweep (issue 11): demo.Tenant's traffic at 5, 30, 300 and
 # 3,000 callers over 20 vaults, 2 and 4 partitions, through two handlers with
-# Table state, then memory state on the same records, then a fresh handler's
-# restore after SWEEPHISTORY records; figures last, a table with the goals and
-# PASS/FAIL. SWEEPRECORDS records per configuration (each state at most
+# Table state, then memory state on the same records, then fresh handlers'
+# restore after SWEEPHISTORY records (three in a row, the slowest counts);
+# figures last, a table with the goals and PASS/FAIL. SWEEPRECORDS records per configuration (each state at most
 # SWEEPPHASETIME): about 10 minutes when the store keeps up, 20 at most.
 SWEEPRECORDS ?= 100000
 SWEEPHISTORY ?= 1000000

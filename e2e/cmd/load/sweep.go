@@ -6,9 +6,9 @@ package main
 // realistic traffic at several numbers of callers and partitions, through
 // the host double into two `kvwatch serve` processes, first with Table
 // state (Azurite, round trips counted at the proxy), then, on the same
-// records, with memory state; then a fresh handler's restore time after a
-// long history. The figures come last, as a table with the goals beside
-// them and PASS or FAIL per goal.
+// records, with memory state; then the restore time of fresh handlers,
+// one after another (-restores), after a long history. The figures come
+// last, as a table with the goals beside them and PASS or FAIL per goal.
 
 import (
 	"context"
@@ -45,6 +45,7 @@ type sweepOptions struct {
 	seed                  int64
 	keep                  bool
 	env                   []string
+	restores              int
 }
 
 // The goals of issue 11.
@@ -80,6 +81,7 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.historyPartitions, "history-partitions", 2, "partitions of the history traffic")
 	fs.DurationVar(&o.phaseTime, "phase-time", 90*time.Second, "at most this long per configuration and state (a slow store is cut short and fails its goals)")
 	fs.DurationVar(&o.historyMax, "history-time", 6*time.Minute, "at most this long to feed the history")
+	fs.IntVar(&o.restores, "restores", 3, "fresh handlers started one after another after the history, each with partition 0's next batch (the goal takes the slowest)")
 	fs.IntVar(&o.batch, "batch", 100, "events per batch (host.json maxEventBatchSize)")
 	fs.IntVar(&o.eventRecords, "event-records", 10, "records per Event Hubs event (batch × this = records per batch)")
 	fs.IntVar(&o.handlers, "handlers", 2, "handler processes; partitions are split evenly between them")
@@ -152,7 +154,7 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		hook.url+"/alerts")), 0o644); err != nil {
 		return err
 	}
-	sw := &sweeper{o: o, bin: bin, work: work, cfg: cfg, conn: azurite.ConnectionString(rt.port), rt: rt, stderr: stderr,
+	sw := &sweeper{o: o, bin: bin, work: work, cfg: cfg, conn: azurite.ConnectionString(rt.port), rt: rt, azPid: az.Pid(), stderr: stderr,
 		run: fmt.Sprintf("sw%d", rand.IntN(1_000_000))}
 	fmt.Fprintf(stderr, "sweep: Azurite (pid %d); %d configurations of %d records, then %d records of history\n",
 		az.Pid(), len(o.callers)*len(o.partitions), o.records, o.history)
@@ -185,6 +187,7 @@ type sweeper struct {
 	run       string
 	n         int
 	rt        *roundTrips
+	azPid     int
 	stderr    io.Writer
 }
 
@@ -496,7 +499,31 @@ type historyResult struct {
 	records             int
 	rate                float64
 	cut                 bool
-	restore, wait       time.Duration
+	restore, wait       time.Duration   // the slowest of the restores
+	restores            []time.Duration // each fresh handler's, in order
+	quiet               time.Duration   // waited for the history's work to end
+}
+
+// quiet waits, at most limit, until Azurite and the handlers hs together
+// use under a tenth of a core over half a second, and returns how long it
+// waited.
+func (sw *sweeper) quiet(hs []*handler, limit time.Duration) time.Duration {
+	start := time.Now()
+	cpu := func() float64 {
+		t := cpuSeconds(sw.azPid)
+		for _, h := range hs {
+			t += cpuSeconds(h.p.Cmd.Process.Pid)
+		}
+		return t
+	}
+	for time.Since(start) < limit {
+		c0 := cpu()
+		time.Sleep(500 * time.Millisecond)
+		if cpu()-c0 < 0.05 {
+			break
+		}
+	}
+	return time.Since(start)
 }
 
 // historyRestore feeds -history records through Table-state handlers, then
@@ -519,7 +546,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 	const slice = 100_000
 	deadline := time.Now().Add(o.historyMax)
 	s := demo.Tenant(demo.TenantOptions{Callers: h.callers, Vaults: o.vaults, Partitions: h.partitions, Seed: o.seed + 1,
-		Records: o.history + h.partitions*o.batch*o.eventRecords, RecordsPerEvent: o.eventRecords})
+		Records: o.history + max(o.restores, 1)*h.partitions*o.batch*o.eventRecords, RecordsPerEvent: o.eventRecords})
 	seqs := make([]int64, h.partitions)
 	enq := time.Now().UTC()
 	var spent time.Duration
@@ -564,11 +591,20 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 	if spent > 0 {
 		h.rate = float64(h.records) / spent.Seconds()
 	}
-	// The restore: partition 0's next events.
-	var next []host.Event
-	if last.parts != nil && len(last.parts[0]) > 0 {
-		next = last.parts[0][:min(o.batch, len(last.parts[0]))]
-	} else {
+	// The restores: partition 0's next batches, a fresh handler each, once
+	// the history's handlers (still running, as instances that keep their
+	// partitions would) and Azurite have finished what the last batches
+	// started (a compaction, sends): on these two shared cores that work
+	// would be timed as the restore's, where in Azure it runs on other
+	// machines.
+	h.quiet = sw.quiet(hs, 15*time.Second)
+	var rest []host.Event
+	if last.parts != nil {
+		rest = last.parts[0]
+	}
+	for range max(o.restores, 1) {
+		next := slices.Clone(rest[:min(o.batch, len(rest))])
+		rest = rest[len(next):]
 		for len(next) < o.batch {
 			e, ok := s.Next()
 			if !ok {
@@ -581,9 +617,12 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 				Enqueued: enq.Add(time.Duration(seqs[0]) * time.Millisecond)})
 			seqs[0]++
 		}
-	}
-	if h.restore, h.wait, err = sw.restore(ctx, prefix, next); err != nil {
-		return nil, err
+		r, w, err := sw.restore(ctx, prefix, next)
+		if err != nil {
+			return nil, err
+		}
+		h.restores = append(h.restores, r)
+		h.restore, h.wait = max(h.restore, r), max(h.wait, w)
 	}
 	return h, nil
 }
@@ -630,8 +669,12 @@ func sweepReport(w io.Writer, o sweepOptions, rows []sweepRow, h *historyResult)
 		if h.cut {
 			note = fmt.Sprintf(" (cut at -history-time: %d of %d records)", h.records, o.history)
 		}
-		fmt.Fprintf(w, "history: %d records (%d callers, %d partitions) at %.0f records/s with Table state%s; a fresh handler answered its first batch %s after process start (%s after ready)\n",
-			h.records, h.callers, h.partitions, h.rate, note, h.restore.Round(time.Millisecond), h.wait.Round(time.Millisecond))
+		var each []string
+		for _, r := range h.restores {
+			each = append(each, r.Round(time.Millisecond).String())
+		}
+		fmt.Fprintf(w, "history: %d records (%d callers, %d partitions) at %.0f records/s with Table state%s; after %s for its handlers and Azurite to go quiet, %d fresh handlers, one after another, answered their first batch %s after process start (the slowest %s after ready)\n",
+			h.records, h.callers, h.partitions, h.rate, note, h.quiet.Round(100*time.Millisecond), len(h.restores), strings.Join(each, ", "), h.wait.Round(time.Millisecond))
 	}
 	fmt.Fprintln(w, "goals:")
 	fmt.Fprintf(w, "  round trips per 1,000 records ≤ %.0f at every cardinality: worst %.1f  %s\n", goalRoundTrips, worstTrips,
@@ -643,7 +686,7 @@ func sweepReport(w io.Writer, o sweepOptions, rows []sweepRow, h *historyResult)
 	restoreLine := fmt.Sprintf("worst after a configuration %s", worstRestore.Round(time.Millisecond))
 	restoreOK := worstRestore < goalRestore
 	if h != nil {
-		restoreLine += fmt.Sprintf("; after %d records of history %s", h.records, h.restore.Round(time.Millisecond))
+		restoreLine += fmt.Sprintf("; after %d records of history %s (the slowest of %d)", h.records, h.restore.Round(time.Millisecond), len(h.restores))
 		restoreOK = restoreOK && h.restore < goalRestore && !h.cut
 	}
 	fmt.Fprintf(w, "  restore (fresh handler, start to first batch answered) < %s: %s  %s\n", goalRestore, restoreLine, passFail(restoreOK))
