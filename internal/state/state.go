@@ -206,7 +206,8 @@ type lazyKey struct{}
 // too many wait), and one that is never written loses nothing its caller
 // needs. The engine's record of what it handed on (detect/handed.go) is
 // one: written with the partition's next batch, not in a transaction of
-// its own. Lazy implies Deferred.
+// its own. Lazy implies Deferred; what Update returns for it may hold
+// nothing (the caller wants nothing back).
 func Lazy(ctx context.Context) context.Context {
 	return context.WithValue(Deferred(ctx), lazyKey{}, true)
 }

@@ -346,11 +346,16 @@ type deferredUpdate struct {
 const maxLazy = 16
 
 // deferUpdate applies fn to copies of the view's entities for the caller
-// and keeps keys and fn for the stream's next write, which applies fn
-// again to the view as it is then (fn depends only on its arguments; a
-// redelivered batch's marks make it a no-op where the view absorbed it).
-// Nothing is written, and the view is unchanged until then.
+// (not for a lazy update: its caller wants nothing back, state.Lazy) and
+// keeps keys and fn for the stream's next write, which applies fn again to
+// the view as it is then (fn depends only on its arguments; a redelivered
+// batch's marks make it a no-op where the view absorbed it). Nothing is
+// written, and the view is unchanged until then.
 func (j *Journal) deferUpdate(stream string, keys []state.Key, fn state.ApplyFunc, lazy bool, out map[state.Key]*state.Entity) error {
+	if lazy {
+		j.keepDeferred(stream, deferredUpdate{keys: keys, fn: fn, lazy: true})
+		return nil
+	}
 	j.mu.Lock()
 	base, closed := j.baseLocked(keys)
 	j.mu.Unlock()
@@ -368,13 +373,18 @@ func (j *Journal) deferUpdate(stream string, keys []state.Key, fn state.ApplyFun
 			out[k] = base[i]
 		}
 	}
+	j.keepDeferred(stream, deferredUpdate{keys: keys, fn: fn})
+	return nil
+}
+
+// keepDeferred keeps d for the stream's next write.
+func (j *Journal) keepDeferred(stream string, d deferredUpdate) {
 	j.mu.Lock()
+	defer j.mu.Unlock()
 	if j.deferred == nil {
 		j.deferred = map[string][]deferredUpdate{}
 	}
-	j.deferred[stream] = append(j.deferred[stream], deferredUpdate{keys: keys, fn: fn, lazy: lazy})
-	j.mu.Unlock()
-	return nil
+	j.deferred[stream] = append(j.deferred[stream], d)
 }
 
 // baseLocked returns the view's entity of each key (nil where absent) and
