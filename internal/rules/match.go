@@ -249,17 +249,54 @@ func (g glob) match(s string) bool {
 	case 2:
 		return len(s) >= len(g.lit) && strings.EqualFold(s[len(s)-len(g.lit):], g.lit)
 	case 4:
-		for i := 0; i+len(g.lit) <= len(s); i++ {
-			if strings.EqualFold(s[i:i+len(g.lit)], g.lit) {
-				return true
-			}
-		}
-		return false
+		return hasFold(s, g.lit)
 	}
 	return wildcard(g.pat, s)
 }
 
 // wildcard matches lower-case pattern p against s, folding ASCII case.
+// hasFold reports whether some len(lit) bytes of s equal lit under
+// simple case folding (strings.EqualFold). For an ASCII lit only ASCII
+// bytes can match it (a rune of several bytes folds to no run of as many
+// ASCII letters), so it compares bytes, and one without letters (the
+// default pack's "*@*") is a plain search.
+func hasFold(s, lit string) bool {
+	ascii, letters := true, false
+	for i := 0; i < len(lit); i++ {
+		c := lit[i] | 0x20
+		ascii = ascii && lit[i] < 0x80
+		letters = letters || ('a' <= c && c <= 'z')
+	}
+	switch {
+	case ascii && !letters:
+		return strings.Contains(s, lit)
+	case ascii:
+		for i := 0; i+len(lit) <= len(s); i++ {
+			j := 0
+			for j < len(lit) && lower(s[i+j]) == lower(lit[j]) {
+				j++
+			}
+			if j == len(lit) {
+				return true
+			}
+		}
+		return false
+	}
+	for i := 0; i+len(lit) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(lit)], lit) {
+			return true
+		}
+	}
+	return false
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
 func wildcard(p, s string) bool {
 	star, mark := -1, 0
 	i, j := 0, 0
