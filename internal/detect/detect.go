@@ -190,6 +190,12 @@ type gkey struct {
 	group string
 }
 
+// skey names a group of the rules of one group_by signature (Engine.sig).
+type skey struct {
+	sig   int
+	group string
+}
+
 // Position returns the input stream and position an event's source gives,
 // used to apply input exactly once: audit.Source.Position, which is the
 // one place a stream key is made.
@@ -198,12 +204,18 @@ func Position(s audit.Source) (string, int64) { return s.Position() }
 // Consume implements pipeline.Stage.
 func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.Result, error) {
 	ctx = withBatchStream(ctx, events)
+	// A batch's work by group: for most rules one map lookup per event and
+	// group_by signature (bySig, then by rule index), not one per rule (the
+	// default pack's secret reads match ten rules of two signatures);
+	// access_grant groups, whose key depends on the grant, by rule and key.
+	bySig := map[skey][]*groupWork{}
 	work := map[gkey]*groupWork{}
 	var order []*groupWork
 	var newest int64
 	partition := ""
 	gkeys := make([]string, en.sigs)
 	have := make([]bool, en.sigs)
+	slots := make([][]*groupWork, en.sigs) // this event's groups' work, by signature
 	var streams audit.Streams
 	for i := range events {
 		e := &events[i]
@@ -243,6 +255,7 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 			sg := en.sig[ri]
 			if !have[sg] {
 				gkeys[sg], have[sg] = r.GroupKey(e), true
+				slots[sg] = nil
 			}
 			// A value to count comes first: an event without one gives its
 			// group no work (a group with no contributions is not evaluated).
@@ -262,18 +275,31 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 				}
 			}
 			g := gkeys[sg]
+			var w *groupWork
 			if r.Kind == rules.AccessGrant {
 				var ok bool
 				if g, ok = grantContrib(e, g, &c); !ok {
 					continue
 				}
-			}
-			k := gkey{ri, g}
-			w := work[k]
-			if w == nil {
-				w = &groupWork{rule: r, ri: ri, group: g}
-				work[k] = w
-				order = append(order, w)
+				k := gkey{ri, g}
+				if w = work[k]; w == nil {
+					w = &groupWork{rule: r, ri: ri, group: g}
+					work[k] = w
+					order = append(order, w)
+				}
+			} else {
+				if slots[sg] == nil {
+					k := skey{sg, g}
+					if slots[sg] = bySig[k]; slots[sg] == nil {
+						slots[sg] = make([]*groupWork, len(en.rules))
+						bySig[k] = slots[sg]
+					}
+				}
+				if w = slots[sg][ri]; w == nil {
+					w = &groupWork{rule: r, ri: ri, group: g}
+					slots[sg][ri] = w
+					order = append(order, w)
+				}
 			}
 			w.contribs = append(w.contribs, c)
 		}
