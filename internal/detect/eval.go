@@ -933,12 +933,18 @@ func (en *Engine) evalSpike(w *groupWork, ents map[state.Key]*state.Entity, even
 	if meta == nil || meta.First == 0 {
 		return
 	}
+	// A slot's count, from its day's entity; the baseline reads two
+	// weeks of slots in order, so the day's entity is looked up once a
+	// day, not once a slot.
+	day, dayEnt := int64(math.MinInt64), (*state.Entity)(nil)
 	get := func(slot int64) int64 {
-		e := ents[state.Key{Rule: r.ID, Group: w.group, Block: floorDiv(slot*ws, 86400)}]
-		if e == nil {
+		if d := floorDiv(slot*ws, 86400); d != day {
+			day, dayEnt = d, ents[state.Key{Rule: r.ID, Group: w.group, Block: d}]
+		}
+		if dayEnt == nil {
 			return 0
 		}
-		return e.Counts[slot]
+		return dayEnt.Counts[slot]
 	}
 	touched := map[int64]bool{}
 	for _, c := range w.contribs {
