@@ -66,6 +66,7 @@ bench: azurite-install ## benchmarks; every ratio is measured within one run
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./internal/ingest/
 	$(GO) test -run '^$$' -bench BenchmarkDefaultPack -benchtime 1x -timeout 30m ./internal/detect/
 	$(GO) test -run '^$$' -bench BenchmarkAlertLatency -benchtime 500x ./handlers/
+	$(GO) test -run '^$$' -bench BenchmarkServeVsJSONDecode -benchtime 1x -timeout 30m ./handlers/
 	KVWATCH_BENCH_DAYS=7 $(GO) test -run '^$$' -bench BenchmarkTableRoundTrips -benchtime 1x -timeout 30m ./internal/tablestore/
 	$(GO) test -run '^$$' -bench BenchmarkStats -benchtime 3x ./internal/stats/
 	$(GO) test -run '^$$' -bench BenchmarkOutboxRoundTrips -benchtime 200x ./internal/tablestore/

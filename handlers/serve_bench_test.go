@@ -40,9 +40,10 @@ import (
 //     (duplicate filter, heartbeat, statistics, detection with the default
 //     pack, delivery to an in-memory outbox), all with in-memory state.
 //
-// The traffic is demo.Tenant's (N application identities over 20 vaults,
-// 2 partitions, 100 events of 10 records per invocation;
-// KVWATCH_BENCH_RECORDS records, 100,000 by default). It reports both
+// The traffic is the demo's (demo: seven demo days, few callers) and
+// demo.Tenant's (tenant-N: N application identities over 20 vaults, 2
+// partitions; KVWATCH_BENCH_RECORDS records, 100,000 by default), 100
+// events of 10 records per invocation. It reports both
 // throughputs and ratio = serve / json-decode (goal ≥ 1: serve with the
 // default pack at least as fast as a handler that only decodes the body).
 func BenchmarkServeVsJSONDecode(b *testing.B) {
@@ -50,60 +51,69 @@ func BenchmarkServeVsJSONDecode(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("KVWATCH_BENCH_RECORDS")); err == nil && v > 0 {
 		records = v
 	}
+	b.Run("demo", func(b *testing.B) {
+		bodies, n := demoInvocations(b, 7)
+		serveVsDecode(b, bodies, n)
+	})
 	for _, callers := range []int{300, 3000} {
 		b.Run(fmt.Sprintf("tenant-%d", callers), func(b *testing.B) {
 			bodies, n := tenantInvocations(b, demo.TenantOptions{Callers: callers, Vaults: 20, Partitions: 2, Records: records})
-			decodeOnly := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				body, err := io.ReadAll(r.Body)
-				if err != nil {
-					http.Error(w, err.Error(), http.StatusBadRequest)
-					return
-				}
-				var inv map[string]any
-				if err := json.Unmarshal(body, &inv); err != nil {
-					http.Error(w, err.Error(), http.StatusBadRequest)
-					return
-				}
-				// The host's default shape: Data.events is a JSON string
-				// holding the array of event bodies.
-				data, _ := inv["Data"].(map[string]any)
-				evs, ok := data["events"].(string)
-				if !ok {
-					http.Error(w, "no Data.events string", http.StatusBadRequest)
-					return
-				}
-				var events any
-				if err := json.Unmarshal([]byte(evs), &events); err != nil {
-					http.Error(w, err.Error(), http.StatusBadRequest)
-					return
-				}
-				w.Header().Set("Content-Type", "application/json")
-				_, _ = io.WriteString(w, `{"Outputs":{},"Logs":[],"ReturnValue":null}`)
-			})
-			var tDecode, tServe time.Duration
-			total := 0
-			for b.Loop() {
-				serve := serveHandler(b)
-				for _, body := range bodies {
-					t0 := time.Now()
-					post(b, decodeOnly, body)
-					t1 := time.Now()
-					post(b, serve, body)
-					t2 := time.Now()
-					tDecode += t1.Sub(t0)
-					tServe += t2.Sub(t1)
-				}
-				total = n
-			}
-			decodeRate := float64(total*b.N) / tDecode.Seconds()
-			serveRate := float64(total*b.N) / tServe.Seconds()
-			b.ReportMetric(float64(total), "records")
-			b.ReportMetric(decodeRate, "json-decode-records/s")
-			b.ReportMetric(serveRate, "serve-records/s")
-			b.ReportMetric(serveRate/decodeRate, "ratio")
-			b.ReportMetric(0, "ns/op")
+			serveVsDecode(b, bodies, n)
 		})
 	}
+}
+
+// serveVsDecode posts bodies (n records) to both handlers, body by body.
+func serveVsDecode(b *testing.B, bodies [][]byte, n int) {
+	decodeOnly := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var inv map[string]any
+		if err := json.Unmarshal(body, &inv); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		// The host's default shape: Data.events is a JSON string
+		// holding the array of event bodies.
+		data, _ := inv["Data"].(map[string]any)
+		evs, ok := data["events"].(string)
+		if !ok {
+			http.Error(w, "no Data.events string", http.StatusBadRequest)
+			return
+		}
+		var events any
+		if err := json.Unmarshal([]byte(evs), &events); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"Outputs":{},"Logs":[],"ReturnValue":null}`)
+	})
+	var tDecode, tServe time.Duration
+	total := 0
+	for b.Loop() {
+		serve := serveHandler(b)
+		for _, body := range bodies {
+			t0 := time.Now()
+			post(b, decodeOnly, body)
+			t1 := time.Now()
+			post(b, serve, body)
+			t2 := time.Now()
+			tDecode += t1.Sub(t0)
+			tServe += t2.Sub(t1)
+		}
+		total = n
+	}
+	decodeRate := float64(total*b.N) / tDecode.Seconds()
+	serveRate := float64(total*b.N) / tServe.Seconds()
+	b.ReportMetric(float64(total), "records")
+	b.ReportMetric(decodeRate, "json-decode-records/s")
+	b.ReportMetric(serveRate, "serve-records/s")
+	b.ReportMetric(serveRate/decodeRate, "ratio")
+	b.ReportMetric(0, "ns/op")
 }
 
 // serveHandler is the AuditEvents handler as `serve` wires it, with
@@ -179,4 +189,35 @@ func tenantInvocations(tb testing.TB, o demo.TenantOptions) (bodies [][]byte, re
 		flush(p)
 	}
 	return bodies, records
+}
+
+// demoInvocations turns days of demo traffic into host invocation bodies
+// of 100 events × 10 records of partition 0.
+func demoInvocations(tb testing.TB, days int) (bodies [][]byte, records int) {
+	tb.Helper()
+	var lines [][]byte
+	for d := range days {
+		for _, blob := range demo.Generate(demo.Options{Day: time.Date(2026, 11, 1+d, 0, 0, 0, 0, time.UTC)}) {
+			if bytes.Contains([]byte(blob.Path), []byte("/mixed/")) {
+				continue
+			}
+			lines = append(lines, bytes.Split(bytes.TrimSpace(blob.Data), []byte("\n"))...)
+		}
+	}
+	seq := int64(0)
+	for i := 0; i < len(lines); i += 1000 {
+		batch := host.Batch{Partition: "0"}
+		chunk := lines[i:min(i+1000, len(lines))]
+		for j := 0; j < len(chunk); j += 10 {
+			body := append([]byte(`{"records":[`), bytes.Join(chunk[j:min(j+10, len(chunk))], []byte(","))...)
+			batch.Events = append(batch.Events, host.Event{Body: append(body, "]}"...), Sequence: seq, Enqueued: time.Unix(0, 0)})
+			seq++
+		}
+		b, err := host.Body(batch, host.StringOfObjects)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		bodies = append(bodies, b)
+	}
+	return bodies, len(lines)
 }
