@@ -430,9 +430,9 @@ func (j *Journal) Flush(ctx context.Context) error {
 
 // FlushAll writes every stream's deferred updates, lazy ones too: a
 // process that stops calls it once its invocations are done, so that the
-// instance that takes its partitions over finds what it handed on. A
-// stream another instance writes now refuses the write (its log moved
-// on): what waited is dropped with it, as a crash would drop it.
+// instance that takes its partitions over finds what it handed on. Like
+// any write, one to a stream another instance has written since goes
+// after what that instance wrote (the engine's marks merge by maximum).
 func (j *Journal) FlushAll(ctx context.Context) error {
 	j.mu.Lock()
 	streams := slices.Sorted(maps.Keys(j.deferred))
