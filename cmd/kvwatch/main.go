@@ -274,7 +274,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// The invocations are done: what the state store still defers (the
 	// last batches' marks of what was handed on, detect/marks.go) is
 	// written, so that the instance that takes the partitions over finds
-	// it. Not written (a timeout, a partition moved on), it costs that
+	// it. Not written (a timeout, Table Storage down), it costs that
 	// instance one more handing on of those findings.
 	if f, ok := rt.State.(interface{ FlushAll(context.Context) error }); ok {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
