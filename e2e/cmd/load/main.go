@@ -742,6 +742,26 @@ type roundTrips struct {
 	total, reads, batches atomic.Int64
 	writes, unparsed      atomic.Int64
 	byTable               sync.Map // table name suffix → *atomic.Int64
+	// busy sums, per table and kind of request, the time from a request
+	// sent to the first byte of its answer (Azurite serves one request at
+	// a time: the shares say where its time goes, queueing included).
+	busy sync.Map // "table kind" → *atomic.Int64 (nanoseconds)
+}
+
+// busyByTable returns the time counted per table and kind of request.
+func (r *roundTrips) busyByTable() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	r.busy.Range(func(k, v any) bool {
+		out[k.(string)] = time.Duration(v.(*atomic.Int64).Load())
+		return true
+	})
+	return out
+}
+
+// sent is a request forwarded, waiting for its answer.
+type sent struct {
+	label string
+	at    time.Time
 }
 
 // table returns the table a request line names ("state", "journal",
@@ -813,14 +833,42 @@ func (r *roundTrips) serve(c net.Conn, target string) {
 		return
 	}
 	defer up.Close()
+	// The SDK sends a request on a connection only once the answer to the
+	// one before is read: the first bytes read after a request are its
+	// answer's.
+	waiting := make(chan sent, 4)
 	go func() {
-		io.Copy(c, up) // answers, untouched
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := up.Read(buf) // answers, untouched
+			if n > 0 {
+				select {
+				case s := <-waiting:
+					b, _ := r.busy.LoadOrStore(s.label, &atomic.Int64{})
+					b.(*atomic.Int64).Add(int64(time.Since(s.at)))
+				default:
+				}
+				if _, werr := c.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
 		c.Close()
 	}()
 	br := bufio.NewReaderSize(c, 64<<10)
 	bw := bufio.NewWriterSize(up, 64<<10)
 	for {
-		n, err := r.request(br, bw)
+		n, label, err := r.request(br, bw)
+		if err == nil && n > 0 {
+			// Before the last bytes go: the answer cannot come first.
+			select {
+			case waiting <- sent{label, time.Now()}:
+			default:
+			}
+		}
 		if err == nil {
 			err = bw.Flush()
 		}
@@ -837,16 +885,18 @@ func (r *roundTrips) serve(c net.Conn, target string) {
 	}
 }
 
-// request forwards one request from br to up and counts it. It returns -1
-// with an error when the request cannot be framed.
-func (r *roundTrips) request(br *bufio.Reader, up io.Writer) (int, error) {
+// request forwards one request from br to up and counts it, and names it
+// (its table and kind: query, read, write, tx). It returns -1 with an error
+// when the request cannot be framed.
+func (r *roundTrips) request(br *bufio.Reader, up io.Writer) (int, string, error) {
 	var length int64
 	chunked, isBatch := false, false
 	first := true
+	label := ""
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
-			return 0, err
+			return 0, "", err
 		}
 		if first {
 			first = false
@@ -854,6 +904,14 @@ func (r *roundTrips) request(br *bufio.Reader, up io.Writer) (int, error) {
 			if t := requestTable(line); t != "$batch" {
 				c, _ := r.byTable.LoadOrStore(t, &atomic.Int64{})
 				c.(*atomic.Int64).Add(1)
+				switch {
+				case !bytes.HasPrefix(line, []byte("GET ")):
+					label = t + " write"
+				case bytes.Contains(line, []byte("PartitionKey='")):
+					label = t + " read"
+				default:
+					label = t + " query"
+				}
 			} else {
 				isBatch = true
 			}
@@ -874,20 +932,20 @@ func (r *roundTrips) request(br *bufio.Reader, up io.Writer) (int, error) {
 			}
 		}
 		if _, err := up.Write(line); err != nil {
-			return 0, err
+			return 0, "", err
 		}
 		if len(bytes.TrimSpace(line)) == 0 {
 			break
 		}
 	}
 	if chunked {
-		return -1, errors.New("chunked request")
+		return -1, "", errors.New("chunked request")
 	}
 	if isBatch {
 		// A transaction: its table is named in its first operation.
 		body := make([]byte, length)
 		if _, err := io.ReadFull(br, body); err != nil {
-			return 0, err
+			return 0, "", err
 		}
 		t := "$batch"
 		if i := bytes.Index(body, []byte(" http")); i >= 0 {
@@ -900,10 +958,10 @@ func (r *roundTrips) request(br *bufio.Reader, up io.Writer) (int, error) {
 		c, _ := r.byTable.LoadOrStore(t, &atomic.Int64{})
 		c.(*atomic.Int64).Add(1)
 		_, err := up.Write(body)
-		return 1, err
+		return 1, t, err
 	}
 	_, err := io.CopyN(up, br, length)
-	return 1, err
+	return 1, label, err
 }
 
 func (r *roundTrips) close() { r.l.Close() }

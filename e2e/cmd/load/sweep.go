@@ -11,6 +11,7 @@ package main
 // last, as a table with the goals beside them and PASS or FAIL per goal.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -203,6 +204,9 @@ type sweepRow struct {
 	restore, restoreWait time.Duration
 	cut                  bool // the Table phase hit -phase-time
 	retried              int
+	// busy is Azurite's time (request sent to first byte of its answer)
+	// per 1,000 records, in ms, by table and kind of request.
+	busy map[string]float64
 }
 
 // split returns the round trips per 1,000 records of detection state and
@@ -237,8 +241,20 @@ func (r sweepRow) line() string {
 	for _, t := range tables {
 		by = append(by, fmt.Sprintf("%s %.1f", t, r.byTable[t]))
 	}
-	return fmt.Sprintf("%d callers, %d partitions: %d records, %.1f round trips per 1,000 records (%s), %.0f records/s Table, %.0f memory (%.2f), batch p50 %s p99 %s, peak RSS %d MiB, restore %s",
-		r.callers, r.partitions, r.records, r.roundTripsPerK, strings.Join(by, ", "), r.tableRate, r.memRate, r.ratio(), ms(r.p50), ms(r.p99), r.peakRSS>>10, r.restore.Round(time.Millisecond))
+	labels := make([]string, 0, len(r.busy))
+	total := 0.0
+	for l, v := range r.busy {
+		labels = append(labels, l)
+		total += v
+	}
+	slices.SortFunc(labels, func(a, b string) int { return cmp.Compare(r.busy[b], r.busy[a]) })
+	var busy []string
+	for _, l := range labels[:min(8, len(labels))] {
+		busy = append(busy, fmt.Sprintf("%s %.0f", l, r.busy[l]))
+	}
+	return fmt.Sprintf("%d callers, %d partitions: %d records, %.1f round trips per 1,000 records (%s), %.0f records/s Table, %.0f memory (%.2f), batch p50 %s p99 %s, peak RSS %d MiB, restore %s; Azurite's time per 1,000 records %.0f ms, most (request to answer, queueing included): %s",
+		r.callers, r.partitions, r.records, r.roundTripsPerK, strings.Join(by, ", "), r.tableRate, r.memRate, r.ratio(), ms(r.p50), ms(r.p99), r.peakRSS>>10, r.restore.Round(time.Millisecond),
+		total, strings.Join(busy, ", "))
 }
 
 // traffic is a configuration's events, per partition, as the hub holds them.
@@ -419,19 +435,25 @@ func (sw *sweeper) configuration(ctx context.Context, callers, partitions int) (
 		sw.stop(hs)
 		return row, err
 	}
-	rt0, tb0 := sw.rt.counts(), sw.rt.byTableCounts()
+	rt0, tb0, bz0 := sw.rt.counts(), sw.rt.byTableCounts(), sw.rt.busyByTable()
 	ph, err := sw.deliver(ctx, hs, tr, limit, time.Now().Add(sw.o.phaseTime))
 	if err != nil {
 		sw.stop(hs)
 		return row, err
 	}
-	rt1, tb1 := sw.rt.counts(), sw.rt.byTableCounts()
+	rt1, tb1, bz1 := sw.rt.counts(), sw.rt.byTableCounts(), sw.rt.busyByTable()
 	row.records, row.cut, row.retried = ph.records, ph.cut, ph.retried
 	row.roundTripsPerK = float64(rt1.total-rt0.total) * 1000 / float64(max(ph.records, 1))
 	row.byTable = map[string]float64{}
 	for t, n := range tb1 {
 		if d := n - tb0[t]; d > 0 {
 			row.byTable[t] = float64(d) * 1000 / float64(max(ph.records, 1))
+		}
+	}
+	row.busy = map[string]float64{}
+	for t, d := range bz1 {
+		if d -= bz0[t]; d > 0 {
+			row.busy[t] = float64(d.Milliseconds()) * 1000 / float64(max(ph.records, 1))
 		}
 	}
 	row.tableRate, row.peakRSS = ph.rate(), ph.peakRSS
