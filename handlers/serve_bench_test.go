@@ -19,6 +19,7 @@ import (
 	"github.com/kvwatch/kvwatch/internal/deadletter"
 	"github.com/kvwatch/kvwatch/internal/delivery"
 	"github.com/kvwatch/kvwatch/internal/demo"
+	"github.com/kvwatch/kvwatch/internal/demo/demotest"
 	"github.com/kvwatch/kvwatch/internal/detect"
 	"github.com/kvwatch/kvwatch/internal/heartbeat"
 	"github.com/kvwatch/kvwatch/internal/host"
@@ -52,7 +53,7 @@ func BenchmarkServeVsJSONDecode(b *testing.B) {
 		records = v
 	}
 	b.Run("demo", func(b *testing.B) {
-		bodies, n := demoInvocations(b, 7)
+		bodies, n := demotest.Invocations(b, 7)
 		serveVsDecode(b, bodies, n)
 	})
 	for _, callers := range []int{300, 3000} {
@@ -189,35 +190,4 @@ func tenantInvocations(tb testing.TB, o demo.TenantOptions) (bodies [][]byte, re
 		flush(p)
 	}
 	return bodies, records
-}
-
-// demoInvocations turns days of demo traffic into host invocation bodies
-// of 100 events × 10 records of partition 0.
-func demoInvocations(tb testing.TB, days int) (bodies [][]byte, records int) {
-	tb.Helper()
-	var lines [][]byte
-	for d := range days {
-		for _, blob := range demo.Generate(demo.Options{Day: time.Date(2026, 11, 1+d, 0, 0, 0, 0, time.UTC)}) {
-			if bytes.Contains([]byte(blob.Path), []byte("/mixed/")) {
-				continue
-			}
-			lines = append(lines, bytes.Split(bytes.TrimSpace(blob.Data), []byte("\n"))...)
-		}
-	}
-	seq := int64(0)
-	for i := 0; i < len(lines); i += 1000 {
-		batch := host.Batch{Partition: "0"}
-		chunk := lines[i:min(i+1000, len(lines))]
-		for j := 0; j < len(chunk); j += 10 {
-			body := append([]byte(`{"records":[`), bytes.Join(chunk[j:min(j+10, len(chunk))], []byte(","))...)
-			batch.Events = append(batch.Events, host.Event{Body: append(body, "]}"...), Sequence: seq, Enqueued: time.Unix(0, 0)})
-			seq++
-		}
-		b, err := host.Body(batch, host.StringOfObjects)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		bodies = append(bodies, b)
-	}
-	return bodies, len(lines)
 }

@@ -1,7 +1,6 @@
 package detect_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/kvwatch/kvwatch/internal/config"
 	"github.com/kvwatch/kvwatch/internal/demo"
+	"github.com/kvwatch/kvwatch/internal/demo/demotest"
 	"github.com/kvwatch/kvwatch/internal/detect"
 	"github.com/kvwatch/kvwatch/internal/finding"
 	"github.com/kvwatch/kvwatch/internal/host"
@@ -21,41 +21,6 @@ import (
 	"github.com/kvwatch/kvwatch/internal/rules"
 	"github.com/kvwatch/kvwatch/internal/state"
 )
-
-// demoBodies turns days of demo traffic into host invocation bodies of
-// 100 events × 10 records in the host's default shape.
-func demoBodies(tb testing.TB, days int) (bodies [][]byte, records int) {
-	tb.Helper()
-	var lines [][]byte
-	for d := 0; d < days; d++ {
-		for _, blob := range demo.Generate(demo.Options{Day: time.Date(2026, 11, 1+d, 0, 0, 0, 0, time.UTC)}) {
-			if bytes.Contains([]byte(blob.Path), []byte("/mixed/")) {
-				continue
-			}
-			for _, l := range bytes.Split(bytes.TrimSpace(blob.Data), []byte("\n")) {
-				lines = append(lines, l)
-			}
-		}
-	}
-	seq := int64(0)
-	for i := 0; i < len(lines); i += 1000 {
-		chunk := lines[i:min(i+1000, len(lines))]
-		batch := host.Batch{Partition: "0"}
-		for j := 0; j < len(chunk); j += 10 {
-			rs := chunk[j:min(j+10, len(chunk))]
-			body := append([]byte(`{"records":[`), bytes.Join(rs, []byte(","))...)
-			body = append(body, "]}"...)
-			batch.Events = append(batch.Events, host.Event{Body: body, Sequence: seq, Enqueued: time.Unix(0, 0)})
-			seq++
-		}
-		b, err := host.Body(batch, host.StringOfObjects)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		bodies = append(bodies, b)
-	}
-	return bodies, len(lines)
-}
 
 func defaultPack(tb testing.TB) ([]*rules.Rule, *rules.Settings) {
 	f, err := config.Parse("kvwatch.yaml", pack.Config, config.Options{Getenv: func(string) string { return "" }})
@@ -86,7 +51,7 @@ func defaultPack(tb testing.TB) ([]*rules.Rule, *rules.Settings) {
 //     event time, 40 by default: two hours): many groups per batch.
 func BenchmarkDefaultPack(b *testing.B) {
 	b.Run("demo", func(b *testing.B) {
-		bodies, n := demoBodies(b, 7)
+		bodies, n := demotest.Invocations(b, 7)
 		benchPack(b, bodies, (1_000_000+n-1)/n)
 	})
 	records := 300_000

@@ -1,7 +1,6 @@
 package tablestore
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"strconv"
@@ -11,49 +10,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvwatch/kvwatch/internal/config"
-	"github.com/kvwatch/kvwatch/internal/demo"
+	"github.com/kvwatch/kvwatch/internal/demo/demotest"
 	"github.com/kvwatch/kvwatch/internal/detect"
 	"github.com/kvwatch/kvwatch/internal/finding"
-	"github.com/kvwatch/kvwatch/internal/host"
 	"github.com/kvwatch/kvwatch/internal/ingest"
 	"github.com/kvwatch/kvwatch/internal/pack"
 	"github.com/kvwatch/kvwatch/internal/rules"
 	"github.com/kvwatch/kvwatch/internal/state"
 )
-
-// demoBodies turns days of demo traffic into host invocation bodies of
-// 100 events × 10 records, as the host sends them (as in detect's
-// benchmark).
-func demoBodies(tb testing.TB, days int) (bodies [][]byte, records int) {
-	tb.Helper()
-	var lines [][]byte
-	for d := 0; d < days; d++ {
-		for _, blob := range demo.Generate(demo.Options{Day: time.Date(2026, 11, 1+d, 0, 0, 0, 0, time.UTC)}) {
-			if bytes.Contains([]byte(blob.Path), []byte("/mixed/")) {
-				continue
-			}
-			lines = append(lines, bytes.Split(bytes.TrimSpace(blob.Data), []byte("\n"))...)
-		}
-	}
-	seq := int64(0)
-	for i := 0; i < len(lines); i += 1000 {
-		chunk := lines[i:min(i+1000, len(lines))]
-		batch := host.Batch{Partition: "0"}
-		for j := 0; j < len(chunk); j += 10 {
-			rs := chunk[j:min(j+10, len(chunk))]
-			body := append([]byte(`{"records":[`), bytes.Join(rs, []byte(","))...)
-			body = append(body, "]}"...)
-			batch.Events = append(batch.Events, host.Event{Body: body, Sequence: seq, Enqueued: time.Unix(0, 0)})
-			seq++
-		}
-		b, err := host.Body(batch, host.StringOfObjects)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		bodies = append(bodies, b)
-	}
-	return bodies, len(lines)
-}
 
 func defaultPack(tb testing.TB) ([]*rules.Rule, *rules.Settings) {
 	f, err := config.Parse("kvwatch.yaml", pack.Config, config.Options{Getenv: func(string) string { return "" }})
@@ -78,7 +42,7 @@ func BenchmarkTableRoundTrips(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("KVWATCH_BENCH_DAYS")); err == nil && v > 0 {
 		days = v
 	}
-	bodies, records := demoBodies(b, days)
+	bodies, records := demotest.Invocations(b, days)
 	rs, settings := defaultPack(b)
 
 	// Matches: what a naive store would read and write, one entity per
