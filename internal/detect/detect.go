@@ -588,10 +588,8 @@ func (en *Engine) PruneBefore(ctx context.Context, wm time.Time) (int, error) {
 }
 
 func (en *Engine) ruleKind(id string) rules.Kind {
-	for _, r := range en.rules {
-		if r.ID == id {
-			return r.Kind
-		}
+	if ri, ok := en.ruleIndex[id]; ok {
+		return en.rules[ri].Kind
 	}
 	return ""
 }

@@ -129,6 +129,14 @@ func unionSorted(a, b []string) []string {
 	return out
 }
 
+// handedKeep is how long (seconds) after its period a finding of rule ri
+// can still be raised from state: the rule's cooldown and state horizon,
+// and a window block.
+func (en *Engine) handedKeep(ri int) int64 {
+	r := en.rules[ri]
+	return int64((r.Cooldown + en.horizon[r.ID] + blockDur) / time.Second)
+}
+
 // forgetHandedBefore drops what the engine knows of findings whose period,
 // plus the rule's cooldown and state horizon, ended before wm: their state
 // is gone, so they are not raised again from it. (Forgetting one too early
@@ -137,9 +145,7 @@ func (en *Engine) forgetHandedBefore(wm int64) {
 	en.handed.Lock()
 	defer en.handed.Unlock()
 	for k := range en.handed.m {
-		r := en.rules[k.ri]
-		keep := int64((r.Cooldown + en.horizon[r.ID] + blockDur) / time.Second)
-		if k.period+keep < wm {
+		if k.period+en.handedKeep(k.ri) < wm {
 			delete(en.handed.m, k)
 		}
 	}

@@ -90,17 +90,28 @@ func (en *Engine) seedMarks(ents map[state.Key]*state.Entity) {
 	if !en.marks {
 		return
 	}
-	en.handed.Lock()
-	defer en.handed.Unlock()
+	type mark struct {
+		k  state.Key
+		ri int
+		e  *state.Entity
+	}
+	var marks []mark // found before the lock: ents holds the windows too
 	for k, e := range ents {
 		id, ok := strings.CutPrefix(k.Rule, markPrefix)
 		if !ok || e == nil {
 			continue
 		}
-		ri, ok := en.ruleIndex[id]
-		if !ok {
-			continue
+		if ri, ok := en.ruleIndex[id]; ok {
+			marks = append(marks, mark{k, ri, e})
 		}
+	}
+	if len(marks) == 0 {
+		return
+	}
+	en.handed.Lock()
+	defer en.handed.Unlock()
+	for _, mk := range marks {
+		k, ri, e := mk.k, mk.ri, mk.e
 		if en.handed.seeded[k] == e {
 			continue
 		}
@@ -226,10 +237,9 @@ func markApply(items map[state.Key][]markItem) state.ApplyFunc {
 // before wm.
 func (en *Engine) pruneMark(k state.Key, wm int64) bool {
 	id, _ := strings.CutPrefix(k.Rule, markPrefix)
-	keep := int64(blockDur / time.Second)
+	keep := int64(blockDur / time.Second) // a rule no longer configured
 	if ri, ok := en.ruleIndex[id]; ok {
-		r := en.rules[ri]
-		keep += int64((r.Cooldown + en.horizon[r.ID]) / time.Second)
+		keep = en.handedKeep(ri)
 	}
 	return (k.Block+1)*markDay+keep < wm
 }
