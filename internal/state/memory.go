@@ -24,8 +24,12 @@ type Memory struct {
 	closedQ []Key
 	// Now is the clock closed keys are kept by (nil: time.Now).
 	Now      func() time.Time
-	findings map[string][]byte
-	order    []string
+	// findings are the finding IDs recorded (the oldest first in
+	// findingQ), bodies the last recorded bodies; both bounded
+	// (MaxFindings, MaxFindingBodies).
+	findings map[string]struct{}
+	findingQ []string
+	bodies   [][]byte
 
 	// Counters, for benchmarks and tests.
 	Reads, Writes int64
@@ -33,8 +37,22 @@ type Memory struct {
 
 // NewMemory returns an empty store.
 func NewMemory() *Memory {
-	return &Memory{entities: map[Key]*Entity{}, findings: map[string][]byte{}}
+	return &Memory{entities: map[Key]*Entity{}, findings: map[string]struct{}{}}
 }
+
+// MaxFindings bounds the finding IDs the store remembers, to tell a new
+// finding from one recorded before (about 100 bytes each with its map
+// entry and queue slot: 10 MB at the bound), and MaxFindingBodies the
+// bodies it keeps for Findings. Past either the oldest are forgotten: the
+// store lives as long as its process (serve without Table Storage, replay)
+// and must not grow with it. A finding forgotten and raised again is
+// recorded again; detection raises an ID again only while its period is in
+// a window (the rule's cooldown and horizon), long after which 100,000
+// newer findings are rare.
+const (
+	MaxFindings      = 100_000
+	MaxFindingBodies = 1_000
+)
 
 // ClosedFor and MaxClosed bound the pruned keys a store remembers as
 // closed (the memory store here, the Table journal alike): for an hour of
@@ -144,8 +162,23 @@ func (m *Memory) AddFinding(_ context.Context, id string, body []byte) (bool, er
 	if _, ok := m.findings[id]; ok {
 		return false, nil
 	}
-	m.findings[id] = append([]byte(nil), body...)
-	m.order = append(m.order, id)
+	m.findings[id] = struct{}{}
+	m.findingQ = append(m.findingQ, id)
+	if len(m.findingQ) > MaxFindings {
+		// Forget the oldest tenth at once: the queue is copied once per
+		// MaxFindings/10 findings, not at every one.
+		n := len(m.findingQ) - MaxFindings*9/10
+		for _, old := range m.findingQ[:n] {
+			delete(m.findings, old)
+		}
+		m.findingQ = append(m.findingQ[:0:0], m.findingQ[n:]...)
+	}
+	m.bodies = append(m.bodies, append([]byte(nil), body...))
+	if len(m.bodies) > MaxFindingBodies {
+		n := len(m.bodies) - MaxFindingBodies*9/10
+		clear(m.bodies[:n])
+		m.bodies = append(m.bodies[:0:0], m.bodies[n:]...)
+	}
 	return true, nil
 }
 
@@ -185,15 +218,13 @@ func (m *Memory) Len() int {
 	return len(m.entities)
 }
 
-// Findings returns the recorded finding bodies in the order they were added.
+// Findings returns the bodies of the findings recorded last, in the order
+// they were added: all of them up to MaxFindingBodies, then at least the
+// last nine tenths of that.
 func (m *Memory) Findings() [][]byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([][]byte, len(m.order))
-	for i, id := range m.order {
-		out[i] = m.findings[id]
-	}
-	return out
+	return slices.Clone(m.bodies)
 }
 
 // CloneForUpdate copies e for an ApplyFunc or Merge: its maps are copied,
