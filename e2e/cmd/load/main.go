@@ -1008,6 +1008,13 @@ func startCatcher() (*catcher, error) {
 
 func (c *catcher) close() { c.srv.Close() }
 
+// received returns the alerts received so far.
+func (c *catcher) received() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.alerts
+}
+
 // logProblems returns the first lines of a handler's log (warn level and
 // above, JSON lines).
 func logProblems(path string) string {
