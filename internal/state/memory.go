@@ -23,7 +23,7 @@ type Memory struct {
 	closed  map[Key]int64
 	closedQ []Key
 	// Now is the clock closed keys are kept by (nil: time.Now).
-	Now      func() time.Time
+	Now func() time.Time
 	// findings are the finding IDs recorded (the oldest first in
 	// findingQ), bodies the last recorded bodies; both bounded
 	// (MaxFindings, MaxFindingBodies).
