@@ -22,14 +22,22 @@ type Delta struct {
 	// of detection does that; kept so that a delta reproduces any change).
 	AppliedSet  map[string]int64 `json:"as,omitempty"`
 	AppliedGone []string         `json:"ag,omitempty"`
-	// Counts, Counts2, Tally: amounts added (a key new in after is added
-	// even with 0, so that it exists); the Gone lists are keys removed.
-	Counts      map[int64]int64  `json:"c,omitempty"`
-	CountsGone  []int64          `json:"cg,omitempty"`
-	Counts2     map[int64]int64  `json:"c2,omitempty"`
-	Counts2Gone []int64          `json:"c2g,omitempty"`
-	Tally       map[string]int64 `json:"t,omitempty"`
-	TallyGone   []string         `json:"tg,omitempty"`
+	// Counts, Counts2: amounts added (a key new in after is added even
+	// with 0, so that it exists); the Gone lists are keys removed.
+	Counts      map[int64]int64 `json:"c,omitempty"`
+	CountsGone  []int64         `json:"cg,omitempty"`
+	Counts2     map[int64]int64 `json:"c2,omitempty"`
+	Counts2Gone []int64         `json:"c2g,omitempty"`
+	// Tally: amounts added, a key removed as its amount taken away (a
+	// tally at 0 is absent), so that tallies commute as counts do: a
+	// statistics list trimmed by one writer (the smallest entries dropped)
+	// while another adds to a dropped entry ends the same in every view,
+	// whatever order they fold the two in. A view may hold a negative
+	// entry for a while (a removal folded before the additions it undid);
+	// readers take entries at or below 0 as absent. TallyGone: keys removed
+	// outright, as deltas written before tallies commuted say it.
+	Tally     map[string]int64 `json:"t,omitempty"`
+	TallyGone []string         `json:"tg,omitempty"`
 	// Values: per slot, members added (in after's order) and removed.
 	// Sorted says after's slot was sorted: merged members are then kept
 	// sorted; otherwise added members are appended (a chronological list).
@@ -107,7 +115,7 @@ func Diff(before, after *Entity) *Delta {
 	}
 	d.Counts, d.CountsGone = diffCounts(before.Counts, after.Counts)
 	d.Counts2, d.Counts2Gone = diffCounts(before.Counts2, after.Counts2)
-	d.Tally, d.TallyGone = diffCounts(before.Tally, after.Tally)
+	d.Tally = diffTally(before.Tally, after.Tally)
 	common = 0
 	for slot, vs := range after.Values {
 		old, had := before.Values[slot]
@@ -258,6 +266,54 @@ func diffCounts[K comparable](before, after map[K]int64) (map[K]int64, []K) {
 	return add, gone
 }
 
+// diffTally returns the amounts that turn before into after, a key absent
+// from after (or 0 in it) taken as 0.
+func diffTally(before, after map[string]int64) map[string]int64 {
+	var add map[string]int64
+	put := func(k string, v int64) {
+		if add == nil {
+			add = map[string]int64{}
+		}
+		add[k] = v
+	}
+	common := 0
+	for k, v := range after {
+		o, ok := before[k]
+		if ok {
+			common++
+		}
+		if o != v {
+			put(k, v-o)
+		}
+	}
+	if common < len(before) {
+		for k, o := range before {
+			if _, ok := after[k]; !ok && o != 0 {
+				put(k, -o)
+			}
+		}
+	}
+	return add
+}
+
+// mergeTally adds amounts to a tally, a key whose sum is 0 removed, and
+// removes the keys of gone (deltas of before tallies commuted).
+func mergeTally(m *map[string]int64, add map[string]int64, gone []string) {
+	if len(add) > 0 && *m == nil {
+		*m = make(map[string]int64, len(add))
+	}
+	for k, v := range add {
+		if n := (*m)[k] + v; n != 0 {
+			(*m)[k] = n
+		} else {
+			delete(*m, k)
+		}
+	}
+	for _, k := range gone {
+		delete(*m, k)
+	}
+}
+
 // Merge applies d to e in place. e must be the caller's own copy.
 func Merge(e *Entity, d *Delta) {
 	if d == nil {
@@ -274,7 +330,7 @@ func Merge(e *Entity, d *Delta) {
 	}
 	mergeCounts(&e.Counts, d.Counts, d.CountsGone)
 	mergeCounts(&e.Counts2, d.Counts2, d.Counts2Gone)
-	mergeCounts(&e.Tally, d.Tally, d.TallyGone)
+	mergeTally(&e.Tally, d.Tally, d.TallyGone)
 	for slot, sd := range d.Values {
 		if sd.Drop {
 			delete(e.Values, slot)

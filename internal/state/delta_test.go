@@ -3,6 +3,7 @@ package state_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -42,7 +43,7 @@ func randomEntity(r *rand.Rand) *state.Entity {
 	if r.IntN(2) == 0 {
 		e.Tally = map[string]int64{}
 		for range r.IntN(4) + 1 {
-			e.Tally[str()] = r.Int64N(9)
+			e.Tally[str()] = r.Int64N(9) + 1 // a tally at 0 is absent
 		}
 	}
 	if r.IntN(2) == 0 {
@@ -256,5 +257,58 @@ func TestDiffSortedSlots(t *testing.T) {
 			(sd.Added == nil) != (added == nil) || (sd.Removed == nil) != (removed == nil) {
 			t.Fatalf("%q to %q: +%q -%q, want +%q -%q", old, vs, sd.Added, sd.Removed, added, removed)
 		}
+	}
+}
+
+// Statistics lists are trimmed (their smallest entries dropped) by
+// whichever instance's update takes them over their bound, while other
+// instances add to the same day's lists. Every view folds the same deltas,
+// each in its own order (its own at once, the others' when it catches up):
+// a trim and an addition to the entry it dropped must end the same in
+// either order, or two instances' digests disagree.
+func TestTallyTrimAndAddCommute(t *testing.T) {
+	base := &state.Entity{Tally: map[string]int64{"s:a": 5, "s:b": 3, "s:c": 1}}
+	// Instance A: one more read of b, a new secret d, and the list
+	// trimmed: a and c dropped.
+	trimmed := base.Clone()
+	trimmed.Tally["s:b"]++
+	trimmed.Tally["s:d"] = 1
+	delete(trimmed.Tally, "s:a")
+	delete(trimmed.Tally, "s:c")
+	dA := state.Diff(base, trimmed)
+	// Instance B, not yet knowing A's trim: two more reads of a.
+	added := base.Clone()
+	added.Tally["s:a"] += 2
+	dB := state.Diff(base, added)
+
+	fold := func(ds ...*state.Delta) *state.Entity {
+		e := base.Clone()
+		for _, d := range ds {
+			state.Merge(e, d.Clone())
+		}
+		return e
+	}
+	ab, ba := fold(dA, dB), fold(dB, dA)
+	if canon(ab) != canon(ba) {
+		t.Fatalf("the views disagree:\n trim, then add: %s\n add, then trim: %s", canon(ab), canon(ba))
+	}
+	// What each instance saw of a is kept: B's two reads after A dropped it.
+	want := map[string]int64{"s:a": 2, "s:b": 4, "s:d": 1}
+	if !maps.Equal(ab.Tally, want) {
+		t.Errorf("tally %v, want %v", ab.Tally, want)
+	}
+
+	// A view that folds the trim before the additions it undid (a
+	// third instance, behind on B's stream) holds a negative entry until
+	// it folds them, then what the others hold.
+	behind := &state.Entity{Tally: map[string]int64{"s:b": 3, "s:c": 1}} // a's reads not folded yet
+	state.Merge(behind, dA.Clone())
+	if behind.Tally["s:a"] >= 0 {
+		t.Fatalf("a trimmed before its additions were folded: %d, want below 0", behind.Tally["s:a"])
+	}
+	state.Merge(behind, state.Diff(&state.Entity{}, &state.Entity{Tally: map[string]int64{"s:a": 5}}))
+	state.Merge(behind, dB.Clone())
+	if !maps.Equal(behind.Tally, want) {
+		t.Errorf("behind view, caught up: %v, want %v", behind.Tally, want)
 	}
 }

@@ -728,10 +728,15 @@ func insertSorted(e *state.Entity, slot int64, v string, capN int) bool {
 }
 
 // boundTally drops the smallest entries of every top list over its bound
-// (ties: the greatest key first), keeping MaxTally.
+// (ties: the greatest key first), keeping MaxTally. Entries at or below 0
+// (a drop by another instance folded before the additions it undid:
+// state.Delta) are not the list's: they are neither counted nor dropped.
 func boundTally(t map[string]int64) {
 	var n [len(boundedPrefixes)]int
-	for k := range t {
+	for k, v := range t {
+		if v <= 0 {
+			continue
+		}
 		for i, p := range boundedPrefixes {
 			if strings.HasPrefix(k, p) {
 				n[i]++
@@ -749,7 +754,7 @@ func boundTally(t map[string]int64) {
 		}
 		all := make([]kv, 0, n[i])
 		for k, v := range t {
-			if strings.HasPrefix(k, p) {
+			if v > 0 && strings.HasPrefix(k, p) {
 				all = append(all, kv{k, v})
 			}
 		}
@@ -1089,6 +1094,9 @@ func ReadDay(e *state.Entity) *DayStats {
 		}
 	}
 	for k, v := range e.Tally {
+		if v <= 0 {
+			continue // absent: state.Delta
+		}
 		switch {
 		case strings.HasPrefix(k, pFamily):
 			f, o, _ := strings.Cut(k[len(pFamily):], "|")

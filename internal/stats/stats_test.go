@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
 	"strings"
@@ -427,4 +428,18 @@ func BenchmarkStats(b *testing.B) {
 	b.ReportMetric(tStats.Seconds()/tIngest.Seconds()*100, "overhead-%")
 	b.ReportMetric(float64(writes), "writes")
 	b.ReportMetric(0, "ns/op")
+}
+
+// A day entity can hold a negative tally for a while: another instance's
+// trim of the list, folded before the additions it undid (state.Delta).
+// The digest reads it as absent, never as a negative count.
+func TestReadDayNegativeTallyAbsent(t *testing.T) {
+	e := &state.Entity{Tally: map[string]int64{"sr|kept": 2, "sr|dropped": -3, "dc|gone": -1}}
+	d := stats.ReadDay(e)
+	if want := map[string]int64{"kept": 2}; !maps.Equal(d.Secrets, want) {
+		t.Errorf("secrets %v, want %v", d.Secrets, want)
+	}
+	if len(d.DeniedCallers) != 0 {
+		t.Errorf("denied callers %v, want none", d.DeniedCallers)
+	}
 }

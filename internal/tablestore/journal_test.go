@@ -2,6 +2,7 @@ package tablestore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -929,5 +930,98 @@ func TestTakeOverHandsOnWhatGrew(t *testing.T) {
 	}
 	if again == 0 {
 		t.Error("after a crash, no finding of the last batch was handed on again: the traffic does not test a take-over")
+	}
+}
+
+// Two instances keep one vault's day statistics, a partition each, and
+// its top lists go over their bound: each instance trims them in its own
+// view while the other adds to entries it trimmed. Every view, and a
+// restored one, must end the same when all have read every log (a trim
+// and an addition folded in either order), or the digest a vault's day
+// gets depends on the instance that sends it.
+func TestJournalStatsTrimsConverge(t *testing.T) {
+	mk := func(seed uint64, part string) []audit.Event {
+		r := rand.New(rand.NewPCG(seed, 9))
+		evs := make([]audit.Event, 1500)
+		for i := range evs {
+			caller := fmt.Sprintf("app-%03d", r.IntN(150))
+			evs[i] = audit.Event{Time: t0.Add(time.Duration(i) * time.Second), Vault: "kv1", Operation: "SecretGet",
+				Family: audit.FamilySecret, Kind: audit.KindRead, Outcome: audit.OutcomeSuccess, HTTPStatus: 200,
+				ObjectType: "secret", ObjectName: fmt.Sprintf("s-%03d", r.IntN(600)), CallerIP: "10.0.0.1",
+				Caller: audit.Caller{ObjectID: caller, Key: caller, KeyFrom: "oid"},
+				Source: audit.Source{Partition: part, Sequence: int64(i), HasSequence: true}}
+			if r.IntN(3) == 0 { // denied: the denied callers' and IPs' lists too
+				evs[i].Outcome, evs[i].HTTPStatus = audit.OutcomeDenied, 403
+				evs[i].CallerIP = fmt.Sprintf("10.1.%d.%d", r.IntN(4), r.IntN(250))
+			}
+		}
+		return evs
+	}
+	p0, p1 := mk(1, "0"), mk(2, "1")
+	a, prefix := newJournal(t, "", JournalOptions{Fresh: -1})
+	b, _ := newJournal(t, prefix, JournalOptions{Fresh: -1})
+	sa, sb := stats.New(a), stats.New(b)
+	ctx := context.Background()
+	bp0, bp1 := batches(p0, 25), batches(p1, 25)
+	for i := range bp0 {
+		if err := sa.Collect(ctx, bp0[i]); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.Collect(ctx, bp1[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Wait()
+	b.Wait()
+	key := stats.DayKey("kv1", stats.Day(t0))
+	view := func(j *Journal) string {
+		caughtUp(t, j)
+		got, err := j.Get(ctx, []state.Key{key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := got[key]
+		if e == nil {
+			t.Fatal("no day statistics")
+		}
+		return canon(e)
+	}
+	va, vb, vr := view(a), view(b), view(restored(t, prefix))
+	differ := func(x, y string) []string {
+		var ex, ey state.Entity
+		if json.Unmarshal([]byte(x), &ex) != nil || json.Unmarshal([]byte(y), &ey) != nil {
+			t.Fatal("views: not JSON")
+		}
+		var out []string
+		for k := range maps.Keys(ex.Tally) {
+			if ex.Tally[k] != ey.Tally[k] {
+				out = append(out, fmt.Sprintf("%s %d/%d", k, ex.Tally[k], ey.Tally[k]))
+			}
+		}
+		for k := range maps.Keys(ey.Tally) {
+			if _, ok := ex.Tally[k]; !ok {
+				out = append(out, fmt.Sprintf("%s -/%d", k, ey.Tally[k]))
+			}
+		}
+		slices.Sort(out)
+		return out[:min(len(out), 5)]
+	}
+	if va != vb {
+		t.Errorf("the two instances' views of the day differ; tallies (A/B): %v", differ(va, vb))
+	}
+	if vr != va {
+		t.Errorf("a restored view differs from instance A's; tallies (restored/A): %v", differ(vr, va))
+	}
+	// The lists did go over their bound (the trims this is about).
+	got, _ := a.Get(ctx, []state.Key{key})
+	day := stats.ReadDay(got[key])
+	read := map[string]bool{}
+	for _, e := range slices.Concat(p0, p1) {
+		if e.Outcome == audit.OutcomeSuccess {
+			read[e.ObjectName] = true
+		}
+	}
+	if len(day.Secrets) >= len(read) || len(day.Secrets) < stats.MaxTally {
+		t.Errorf("secrets list of %d entries, of %d secrets read: the test needs it trimmed", len(day.Secrets), len(read))
 	}
 }
