@@ -48,6 +48,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -59,6 +60,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -974,11 +976,13 @@ type catcher struct {
 	alerts  int
 	ids     map[string]int
 	bySev   map[string]int
+	byRule  map[string]int
+	twice   int // alerts whose ID had been received before
 	digests int
 }
 
 func startCatcher() (*catcher, error) {
-	c := &catcher{ids: map[string]int{}, bySev: map[string]int{}}
+	c := &catcher{ids: map[string]int{}, bySev: map[string]int{}, byRule: map[string]int{}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -995,7 +999,11 @@ func startCatcher() (*catcher, error) {
 		if a.Schema == alert.SchemaVersion {
 			c.alerts++
 			c.ids[a.ID]++
+			if c.ids[a.ID] > 1 {
+				c.twice++
+			}
 			c.bySev[a.Severity.String()]++
+			c.byRule[a.Rule]++
 		} else {
 			c.digests++
 		}
@@ -1013,6 +1021,40 @@ func (c *catcher) received() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.alerts
+}
+
+// tally is what the catcher had received at one moment: alerts by rule and
+// alerts whose ID it had received before.
+type tally struct {
+	byRule map[string]int
+	twice  int
+}
+
+func (c *catcher) tally() tally {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return tally{byRule: maps.Clone(c.byRule), twice: c.twice}
+}
+
+// since describes what was received between t0 and t: alerts received
+// twice, then the rules with the most alerts, most first.
+func (t tally) since(t0 tally) string {
+	type rc struct {
+		rule string
+		n    int
+	}
+	var rs []rc
+	for r, n := range t.byRule {
+		if d := n - t0.byRule[r]; d > 0 {
+			rs = append(rs, rc{r, d})
+		}
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].n > rs[j].n || rs[i].n == rs[j].n && rs[i].rule < rs[j].rule })
+	parts := []string{fmt.Sprintf("%d twice", t.twice-t0.twice)}
+	for _, r := range rs[:min(len(rs), 5)] {
+		parts = append(parts, fmt.Sprintf("%s %d", r.rule, r.n))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // logProblems returns the first lines of a handler's log (warn level and

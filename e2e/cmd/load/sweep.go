@@ -543,6 +543,7 @@ type historySlice struct {
 	from, records     int
 	table, mem        float64 // records/s
 	alerts, memAlerts int
+	rules, memRules   string // what the catcher received in each phase, by rule
 }
 
 func (s historySlice) ratio() float64 {
@@ -634,7 +635,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 		for p := range limit {
 			limit[p] = len(tr.parts[p])
 		}
-		a0 := sw.hook.received()
+		a0, t0 := sw.hook.received(), sw.hook.tally()
 		ph, err := sw.deliver(ctx, hs, tr, limit, deadline)
 		if err != nil {
 			return nil, err
@@ -643,13 +644,14 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 			h.cut = true
 			break
 		}
-		a1 := sw.hook.received()
+		a1, t1 := sw.hook.received(), sw.hook.tally()
 		mph, err := sw.deliver(ctx, ms, tr, ph.next, time.Now().Add(sw.o.phaseTime))
 		if err != nil {
 			return nil, err
 		}
 		h.peakRSS, h.memPeakRSS = max(h.peakRSS, ph.peakRSS), max(h.memPeakRSS, mph.peakRSS)
-		sl := historySlice{from: h.records, records: ph.records, table: ph.rate(), mem: mph.rate(), alerts: a1 - a0, memAlerts: sw.hook.received() - a1}
+		sl := historySlice{from: h.records, records: ph.records, table: ph.rate(), mem: mph.rate(), alerts: a1 - a0, memAlerts: sw.hook.received() - a1,
+			rules: t1.since(t0), memRules: sw.hook.tally().since(t1)}
 		h.slices = append(h.slices, sl)
 		h.records += ph.records
 		h.cut = ph.cut
@@ -661,7 +663,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 		if ph.cut {
 			break
 		}
-		fmt.Fprintf(sw.stderr, "sweep: history: %d records; this slice %s\n", h.records, sl)
+		fmt.Fprintf(sw.stderr, "sweep: history: %d records; this slice %s\n  Table: %s\n  memory: %s\n", h.records, sl, sl.rules, sl.memRules)
 	}
 	sw.stop(ms)
 	msStopped = true
