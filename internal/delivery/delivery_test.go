@@ -480,3 +480,56 @@ func TestAlertFindingsBounded(t *testing.T) {
 		}
 	}
 }
+
+// lostAnswers is an outbox whose first writes of entries are made but
+// answered as conflicts, as when a write's answer is lost and the write,
+// sent again, finds the row changed (by itself).
+type lostAnswers struct {
+	*delivery.Memory
+	lose int
+}
+
+func (l *lostAnswers) PutAll(ctx context.Context, es []*delivery.Entry) ([]error, error) {
+	errs, err := l.Memory.PutAll(ctx, es)
+	if err != nil || l.lose == 0 {
+		return errs, err
+	}
+	l.lose--
+	for i := range errs {
+		if errs[i] == nil {
+			errs[i] = delivery.ErrConflict
+		}
+	}
+	return errs, nil
+}
+
+// A sender whose claim was written but not answered reads the entry again,
+// finds its own claim, and sends the alert now: it does not wait for its
+// own lease to run out as if another sender held the alert.
+func TestClaimWhoseAnswerWasLostIsSentAtOnce(t *testing.T) {
+	ctx := context.Background()
+	r := newReceiver(t)
+	clk := &clock{t: t0}
+	out := &lostAnswers{Memory: delivery.NewMemory(), lose: 1}
+	d := newDispatcher(t, out, clk, map[string]string{"hook": r.srv.URL}, nil)
+	if err := d.Found(ctx, []finding.Finding{fnd("burst", "alice", t0)}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := d.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.got(); len(got) != 1 || rep.Delivered != 1 {
+		t.Fatalf("after the first Flush: %d alerts received, report %+v; want the alert sent at once", len(got), rep)
+	}
+	if out.lose != 0 {
+		t.Fatal("no answer was lost: the test did not test")
+	}
+	clk.Add(5 * time.Minute) // the lease long run out
+	if _, err := d.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.got(); len(got) != 1 {
+		t.Fatalf("%d alerts received, want 1", len(got))
+	}
+}

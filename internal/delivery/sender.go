@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -210,7 +211,7 @@ func (d *Dispatcher) updateAll(ctx context.Context, es []*Entry, change func(*En
 func (d *Dispatcher) serveChunk(ctx context.Context, name string, es []*Entry) (Report, time.Time, error) {
 	var rep Report
 	now := d.o.Now()
-	lease := fmt.Sprintf("%s/%d", d.o.Instance, d.seq.Add(1))
+	lease := d.o.Instance + "/" + d.leaseNonce + "/" + strconv.FormatInt(d.seq.Add(1), 10) // unique across processes: see claim
 	n := d.o.Receivers[name]
 	free := func(a *Attempt) bool { return a != nil && a.State == Pending && !a.Lease.After(now) }
 	what := map[string]string{} // by alert ID: what the last application of claim did
@@ -239,10 +240,13 @@ func (d *Dispatcher) serveChunk(ctx context.Context, name string, es []*Entry) (
 		if a == nil || a.State != Pending || a.Next.After(now) {
 			return false // not due
 		}
-		if a.Lease.After(now) && (took[id] == "" || took[id] != a.LeaseBy) {
+		if a.Lease.After(now) && a.LeaseBy != lease && (took[id] == "" || took[id] != a.LeaseBy) {
 			// Someone is sending it (another instance, another round of
 			// this process), unless it is this process's pre-claim no
-			// send took yet: then this claim takes it.
+			// send took yet: then this claim takes it. A lease of this
+			// very claim is this claim's own write, whose answer was lost
+			// (the write is then read again): it is taken again, not left
+			// to run out.
 			if !d.takePreclaim(id, name, a, now) {
 				return false
 			}
