@@ -112,6 +112,15 @@ func (d *Dispatcher) Flush(ctx context.Context) (Report, error) {
 // to the alerts of other receivers.
 func (d *Dispatcher) serve(ctx context.Context, name string, es []*Entry) (Report, error) {
 	var rep Report
+	// An alert listed twice (read from the outbox and handed on by Found,
+	// each copy of some version) is claimed and sent once: the claims of
+	// two copies, in one chunk or two, would meet each other's write.
+	seen := make(map[string]bool, len(es))
+	es = slices.DeleteFunc(slices.Clone(es), func(e *Entry) bool {
+		dup := seen[e.Alert.ID]
+		seen[e.Alert.ID] = true
+		return dup
+	})
 	for len(es) > 0 {
 		if ctx.Err() != nil {
 			return rep, nil // stopping: the rest stay due
