@@ -69,9 +69,10 @@ import (
 // that was retried fails on the head it moved itself, and the next round
 // finds its own decisions.
 type Outbox struct {
-	s     *Store
-	mu    sync.Mutex
-	parts map[string]*outboxPart
+	s       *Store
+	mu      sync.Mutex
+	parts   map[string]*outboxPart
+	entries entryCache
 }
 
 var _ delivery.Outbox = (*Outbox)(nil)
@@ -446,11 +447,10 @@ func (o *Outbox) getIn(ctx context.Context, pk, id string) (*delivery.Entry, err
 	if got, _ := props[propID].(string); got != id {
 		return nil, nil
 	}
-	e, err := decodeEntry(props)
+	e, err := o.entry(pk, rkEntry+outboxKey(id), etag, props)
 	if err != nil {
 		return nil, fmt.Errorf("tablestore: outbox entry %s: %w", id, err)
 	}
-	e.Version = etag
 	return e, nil
 }
 
@@ -473,49 +473,93 @@ func (o *Outbox) Put(ctx context.Context, e *delivery.Entry) error {
 		return err
 	}
 	e.Version = etag
+	o.keep(shardPK(delivery.EntryShard(e)), e, entityBytes(props))
 	return nil
 }
 
 // Due implements delivery.Outbox: the entries with a pending receiver due
-// at or before now, oldest (by the alert's Created, then ID) first: a
-// query per partition, in parallel, filtering on Pending and NextDue and
-// reading the entries whole.
+// at or before now, oldest (by the alert's Created, then ID) first, at
+// most limit. A query per partition, in parallel, filtering on Pending
+// and NextDue, lists the due rows without their bodies (row key, ID,
+// Created and ETag); the first limit of them are taken whole from the
+// entries this instance keeps decoded (entryCache) where the ETag is the
+// same, and the rest are read, 14 to a query. Senders list the same due
+// entries round after round while they wait (a group or inhibition wait,
+// a receiver that is down, an alert storm's backlog): reading them whole
+// each time made the table serialize, and the instance decode, a backlog
+// of hundreds of entries every round.
 func (o *Outbox) Due(ctx context.Context, now time.Time, limit int) ([]*delivery.Entry, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
+	type row struct {
+		pk, rk, id, etag string
+		created          int64
+	}
 	pks := allPKs()
-	got := make([][]*delivery.Entry, len(pks))
+	got := make([][]row, len(pks))
+	sel := "PartitionKey,RowKey," + propID + "," + propCreated
 	err := o.s.parallel(ctx, len(pks), func(ctx context.Context, i int) error {
 		filter := fmt.Sprintf("PartitionKey eq '%s' and RowKey ge '%s' and RowKey lt '%s' and %s eq true and %s le %dL",
 			pks[i], rkEntry, rkEntry[:1]+".", propPending, propNextDue, micros(now))
-		return o.s.query(ctx, o.s.outbox, filter, nil, func(raw []byte) error {
+		return o.s.query(ctx, o.s.outbox, filter, &sel, func(raw []byte) error {
 			var ent aztables.EDMEntity
 			if err := json.Unmarshal(raw, &ent); err != nil {
 				return err
 			}
-			e, err := decodeEntry(ent.Properties)
-			if err != nil {
-				return fmt.Errorf("entry %s: %w", ent.RowKey, err)
+			id, _ := ent.Properties[propID].(string)
+			created, _ := ent.Properties[propCreated].(aztables.EDMInt64)
+			if id == "" {
+				return fmt.Errorf("entry %s: no %s", ent.RowKey, propID)
 			}
-			e.Version = ent.ETag
-			for _, a := range e.Receivers { // still due: not changed since it was found
-				if a.State == delivery.Pending && !a.Next.After(now) {
-					got[i] = append(got[i], e)
-					break
-				}
-			}
+			got[i] = append(got[i], row{pk: pks[i], rk: ent.RowKey, id: id, etag: ent.ETag, created: int64(created)})
 			return nil
 		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tablestore: outbox due: %w", err)
 	}
-	out := slices.Concat(got...)
+	rows := slices.Concat(got...)
+	slices.SortFunc(rows, func(a, b row) int { return cmp.Or(cmp.Compare(a.created, b.created), cmp.Compare(a.id, b.id)) })
+	rows = rows[:min(len(rows), limit)]
+	out := make([]*delivery.Entry, 0, len(rows))
+	var missing []entryRow
+	for _, r := range rows {
+		if e, ok := o.entries.get(r.pk+"/"+r.rk, r.etag); ok {
+			out = append(out, e)
+			continue
+		}
+		missing = append(missing, entryRow{pk: r.pk, id: r.id})
+	}
+	if len(missing) > 0 {
+		var mu sync.Mutex
+		err := o.entryQueriesIn(ctx, missing, nil, func(id string, ent *aztables.EDMEntity) error {
+			e, err := o.entry(ent.PartitionKey, ent.RowKey, ent.ETag, ent.Properties)
+			if err != nil {
+				return fmt.Errorf("entry %s: %w", ent.RowKey, err)
+			}
+			mu.Lock()
+			out = append(out, e)
+			mu.Unlock()
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("tablestore: outbox due: %w", err)
+		}
+	}
+	// Still due as read whole (it may have changed since it was listed).
+	out = slices.DeleteFunc(out, func(e *delivery.Entry) bool {
+		for _, a := range e.Receivers {
+			if a.State == delivery.Pending && !a.Next.After(now) {
+				return false
+			}
+		}
+		return true
+	})
 	slices.SortFunc(out, func(a, b *delivery.Entry) int {
 		return cmp.Or(cmp.Compare(micros(a.Alert.Created), micros(b.Alert.Created)), cmp.Compare(a.Alert.ID, b.Alert.ID))
 	})
-	return out[:min(len(out), limit)], nil
+	return out, nil
 }
 
 // Recent implements delivery.Outbox: the newest entries (by the alert's
@@ -705,20 +749,43 @@ func encodeEntry(e *delivery.Entry, pk, nonce string) ([]byte, error) {
 }
 
 func decodeEntry(props map[string]any) (*delivery.Entry, error) {
-	data, err := getChunks(props)
+	e, _, err := decodeEntrySize(props)
+	return e, err
+}
+
+// entry returns the entry of row (in partition pk) from its properties,
+// with Version etag: decoded, or as decoded the last time the row had
+// that ETag (entryCache).
+func (o *Outbox) entry(pk, row, etag string, props map[string]any) (*delivery.Entry, error) {
+	key := pk + "/" + row
+	if e, ok := o.entries.get(key, etag); ok {
+		return e, nil
+	}
+	e, size, err := decodeEntrySize(props)
 	if err != nil {
 		return nil, err
+	}
+	o.entries.put(key, etag, e, memSize(size))
+	e.Version = etag
+	return e, nil
+}
+
+// decodeEntrySize is decodeEntry, and the length of the entry's JSON.
+func decodeEntrySize(props map[string]any) (*delivery.Entry, int, error) {
+	data, err := getChunks(props)
+	if err != nil {
+		return nil, 0, err
 	}
 	js, err := unpackBytes(data)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	e := &delivery.Entry{}
 	if err := json.Unmarshal(js, e); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if e.Alert == nil {
-		return nil, errors.New("entry has no alert")
+		return nil, 0, errors.New("entry has no alert")
 	}
 	if e.Receivers == nil {
 		e.Receivers = map[string]*delivery.Attempt{}
@@ -728,5 +795,5 @@ func decodeEntry(props map[string]any) (*delivery.Entry, error) {
 			delete(e.Receivers, name)
 		}
 	}
-	return e, nil
+	return e, len(js), nil
 }

@@ -918,6 +918,7 @@ func (o *Outbox) commitShard(ctx context.Context, t *snapToks, pk string, units 
 			for k, op := range tx.ops {
 				if op.entry != nil {
 					op.entry.Version = etags[k+2]
+					o.keep(pk, op.entry, op.size)
 				}
 			}
 		}
@@ -1116,6 +1117,7 @@ func (o *Outbox) PutAll(ctx context.Context, es []*delivery.Entry) ([]error, err
 				for k, it := range its {
 					if len(etags) == len(actions) {
 						es[it.i].Version = etags[k]
+						o.keep(shardPK(delivery.EntryShard(es[it.i])), es[it.i], len(it.body))
 					} else {
 						es[it.i].Version = "" // unknown: read it again to write it
 					}
@@ -1160,11 +1162,10 @@ func (o *Outbox) GetAll(ctx context.Context, refs []delivery.Ref) (map[string]*d
 	out := map[string]*delivery.Entry{}
 	var mu sync.Mutex
 	err := o.entryQueries(ctx, refs, nil, func(id string, ent *aztables.EDMEntity) error {
-		e, err := decodeEntry(ent.Properties)
+		e, err := o.entry(ent.PartitionKey, ent.RowKey, ent.ETag, ent.Properties)
 		if err != nil {
 			return fmt.Errorf("tablestore: outbox entry %s: %w", id, err)
 		}
-		e.Version = ent.ETag
 		mu.Lock()
 		out[id] = e
 		mu.Unlock()
@@ -1189,19 +1190,31 @@ func (o *Outbox) etags(ctx context.Context, refs []delivery.Ref) (map[string]str
 
 // entryQueries reads entries by ID, 14 to a query and partition.
 func (o *Outbox) entryQueries(ctx context.Context, refs []delivery.Ref, sel *string, each func(id string, ent *aztables.EDMEntity) error) error {
+	rows := make([]entryRow, len(refs))
+	for i, r := range refs {
+		rows[i] = entryRow{pk: shardPK(r.Shard), id: r.Key}
+	}
+	return o.entryQueriesIn(ctx, rows, sel, each)
+}
+
+// entryRow names an entry by its partition and ID.
+type entryRow struct{ pk, id string }
+
+// entryQueriesIn is entryQueries for entries whose partitions are known.
+func (o *Outbox) entryQueriesIn(ctx context.Context, rows []entryRow, sel *string, each func(id string, ent *aztables.EDMEntity) error) error {
 	byPK := map[string][]string{}
 	var pks []string
 	seen := map[string]bool{}
-	for _, r := range refs {
-		pk := shardPK(r.Shard)
-		if seen[pk+"/"+r.Key] {
+	for _, r := range rows {
+		pk := r.pk
+		if seen[pk+"/"+r.id] {
 			continue
 		}
-		seen[pk+"/"+r.Key] = true
+		seen[pk+"/"+r.id] = true
 		if _, ok := byPK[pk]; !ok {
 			pks = append(pks, pk)
 		}
-		byPK[pk] = append(byPK[pk], r.Key)
+		byPK[pk] = append(byPK[pk], r.id)
 	}
 	type job struct {
 		pk  string
