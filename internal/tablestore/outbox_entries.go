@@ -9,7 +9,7 @@ import (
 
 // entryCacheBytes bounds the memory of the entries an Outbox keeps decoded
 // (estimated from their JSON's length: memSize).
-const entryCacheBytes = 16 << 20
+const entryCacheBytes = 8 << 20
 
 // entryCache keeps the outbox entries an instance decoded last, by row and
 // ETag. A due list is read again at every round of a sender, and while
