@@ -912,7 +912,7 @@ func (r *roundTrips) request(br *bufio.Reader, up io.Writer) (int, string, error
 				case bytes.Contains(line, []byte("PartitionKey='")):
 					label = t + " read"
 				default:
-					label = t + " query"
+					label = t + " query" + queryKind(line)
 				}
 			} else {
 				isBatch = true
@@ -967,6 +967,18 @@ func (r *roundTrips) request(br *bufio.Reader, up io.Writer) (int, string, error
 }
 
 func (r *roundTrips) close() { r.l.Close() }
+
+// queryKind tells apart, by their filters, the queries of the outbox's
+// senders (what is due), those reading rows by key, and the rest.
+func queryKind(line []byte) string {
+	switch {
+	case bytes.Contains(line, []byte("Pending")):
+		return " (due)"
+	case bytes.Contains(line, []byte("RowKey%20eq")), bytes.Contains(line, []byte("RowKey+eq")):
+		return " (by key)"
+	}
+	return ""
+}
 
 // catcher is the webhook receiver: it counts what it gets.
 type catcher struct {

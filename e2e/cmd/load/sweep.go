@@ -544,6 +544,28 @@ type historySlice struct {
 	table, mem        float64 // records/s
 	alerts, memAlerts int
 	rules, memRules   string // what the catcher received in each phase, by rule
+	busy              string // Azurite's time per 1,000 records over the Table phase, by table and kind, most first
+}
+
+// busiest describes Azurite's time between two readings of busyByTable,
+// per 1,000 of records: the total, then the six largest parts.
+func busiest(bz0, bz1 map[string]time.Duration, records int) string {
+	per := map[string]float64{}
+	var labels []string
+	total := 0.0
+	for t, d := range bz1 {
+		if d -= bz0[t]; d > 0 {
+			per[t] = float64(d.Milliseconds()) * 1000 / float64(max(records, 1))
+			labels = append(labels, t)
+			total += per[t]
+		}
+	}
+	slices.SortFunc(labels, func(a, b string) int { return cmp.Compare(per[b], per[a]) })
+	parts := []string{fmt.Sprintf("%.0f ms", total)}
+	for _, l := range labels[:min(6, len(labels))] {
+		parts = append(parts, fmt.Sprintf("%s %.0f", l, per[l]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (s historySlice) ratio() float64 {
@@ -635,7 +657,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 		for p := range limit {
 			limit[p] = len(tr.parts[p])
 		}
-		a0, t0 := sw.hook.received(), sw.hook.tally()
+		a0, t0, bz0 := sw.hook.received(), sw.hook.tally(), sw.rt.busyByTable()
 		ph, err := sw.deliver(ctx, hs, tr, limit, deadline)
 		if err != nil {
 			return nil, err
@@ -644,14 +666,14 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 			h.cut = true
 			break
 		}
-		a1, t1 := sw.hook.received(), sw.hook.tally()
+		a1, t1, bz1 := sw.hook.received(), sw.hook.tally(), sw.rt.busyByTable()
 		mph, err := sw.deliver(ctx, ms, tr, ph.next, time.Now().Add(sw.o.phaseTime))
 		if err != nil {
 			return nil, err
 		}
 		h.peakRSS, h.memPeakRSS = max(h.peakRSS, ph.peakRSS), max(h.memPeakRSS, mph.peakRSS)
 		sl := historySlice{from: h.records, records: ph.records, table: ph.rate(), mem: mph.rate(), alerts: a1 - a0, memAlerts: sw.hook.received() - a1,
-			rules: t1.since(t0), memRules: sw.hook.tally().since(t1)}
+			rules: t1.since(t0), memRules: sw.hook.tally().since(t1), busy: busiest(bz0, bz1, ph.records)}
 		h.slices = append(h.slices, sl)
 		h.records += ph.records
 		h.cut = ph.cut
@@ -663,7 +685,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 		if ph.cut {
 			break
 		}
-		fmt.Fprintf(sw.stderr, "sweep: history: %d records; this slice %s\n  Table: %s\n  memory: %s\n", h.records, sl, sl.rules, sl.memRules)
+		fmt.Fprintf(sw.stderr, "sweep: history: %d records; this slice %s\n  Table: %s\n  memory: %s\n  Azurite per 1,000 records: %s\n", h.records, sl, sl.rules, sl.memRules, sl.busy)
 	}
 	sw.stop(ms)
 	msStopped = true
