@@ -975,6 +975,12 @@ func queryKind(line []byte) string {
 	case bytes.Contains(line, []byte("Pending")):
 		return " (due)"
 	case bytes.Contains(line, []byte("RowKey%20eq")), bytes.Contains(line, []byte("RowKey+eq")):
+		// The kind of row: the row key's prefix (outbox.go), URL-encoded.
+		for _, sep := range []string{"RowKey%20eq%20%27", "RowKey+eq+%27"} {
+			if _, after, ok := bytes.Cut(line, []byte(sep)); ok && len(after) >= 2 {
+				return " (by key " + string(after[:2]) + ")"
+			}
+		}
 		return " (by key)"
 	}
 	return ""
