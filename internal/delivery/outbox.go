@@ -546,6 +546,11 @@ func (m *Memory) GetAll(ctx context.Context, refs []Ref) (map[string]*Entry, err
 	return out, nil
 }
 
+// Copy returns a copy of e whose receivers' states may be changed; its
+// alert is shared: delivery changes an alert only on a copy of it (as the
+// memory outbox, which hands out what it keeps, relies on).
+func (e *Entry) Copy() *Entry { return clone(e) }
+
 func clone(e *Entry) *Entry {
 	c := *e
 	c.Receivers = make(map[string]*Attempt, len(e.Receivers))

@@ -20,10 +20,8 @@ const entryCacheBytes = 8 << 20
 // about 30 times over). An ETag names one content of a row, so an entry
 // found under the ETag it was decoded with is the same entry.
 //
-// What it hands out shares the decoded alert, which delivery treats as
-// immutable (it copies an alert to change it, as the memory outbox
-// relies on too); the receivers' states, which senders change, are
-// copied each time.
+// What it hands out shares the decoded alert (delivery.Entry.Copy): the
+// receivers' states, which senders change, are copied each time.
 type entryCache struct {
 	mu    sync.Mutex
 	byRow map[string]cachedEntry
@@ -48,7 +46,7 @@ func (c *entryCache) get(row, etag string) (*delivery.Entry, bool) {
 	if !ok || it.etag != etag {
 		return nil, false
 	}
-	e := copyEntry(it.e)
+	e := it.e.Copy()
 	e.Version = etag
 	return e, true
 }
@@ -68,7 +66,7 @@ func (c *entryCache) put(row, etag string, e *delivery.Entry, size int) {
 	if old, ok := c.byRow[row]; ok {
 		c.bytes -= old.bytes
 	}
-	c.byRow[row] = cachedEntry{etag: etag, e: copyEntry(e), bytes: size}
+	c.byRow[row] = cachedEntry{etag: etag, e: e.Copy(), bytes: size}
 	c.order = append(c.order, row)
 	c.bytes += size
 	n := 0
@@ -93,17 +91,6 @@ func (c *entryCache) put(row, etag string, e *delivery.Entry, size int) {
 		}
 		c.order = kept
 	}
-}
-
-// copyEntry copies e's receivers' states; the alert is shared.
-func copyEntry(e *delivery.Entry) *delivery.Entry {
-	c := *e
-	c.Receivers = make(map[string]*delivery.Attempt, len(e.Receivers))
-	for k, a := range e.Receivers {
-		ac := *a
-		c.Receivers[k] = &ac
-	}
-	return &c
 }
 
 // keep keeps e, just written to partition pk under its new Version (an
