@@ -748,11 +748,6 @@ func encodeEntry(e *delivery.Entry, pk, nonce string) ([]byte, error) {
 	})
 }
 
-func decodeEntry(props map[string]any) (*delivery.Entry, error) {
-	e, _, err := decodeEntrySize(props)
-	return e, err
-}
-
 // entry returns the entry of row (in partition pk) from its properties,
 // with Version etag: decoded, or as decoded the last time the row had
 // that ETag (entryCache).
@@ -761,7 +756,7 @@ func (o *Outbox) entry(pk, row, etag string, props map[string]any) (*delivery.En
 	if e, ok := o.entries.get(key, etag); ok {
 		return e, nil
 	}
-	e, size, err := decodeEntrySize(props)
+	e, size, err := decodeEntry(props)
 	if err != nil {
 		return nil, err
 	}
@@ -770,8 +765,9 @@ func (o *Outbox) entry(pk, row, etag string, props map[string]any) (*delivery.En
 	return e, nil
 }
 
-// decodeEntrySize is decodeEntry, and the length of the entry's JSON.
-func decodeEntrySize(props map[string]any) (*delivery.Entry, int, error) {
+// decodeEntry decodes an entry's entity, and returns the length of its
+// JSON.
+func decodeEntry(props map[string]any) (*delivery.Entry, int, error) {
 	data, err := getChunks(props)
 	if err != nil {
 		return nil, 0, err
