@@ -18,6 +18,7 @@ import (
 	"github.com/kvwatch/kvwatch/handlers"
 	"github.com/kvwatch/kvwatch/internal/deadletter"
 	"github.com/kvwatch/kvwatch/internal/eventhub"
+	"github.com/kvwatch/kvwatch/internal/secret"
 	"github.com/kvwatch/kvwatch/internal/tablestore"
 )
 
@@ -218,7 +219,7 @@ func runTimers(ctx context.Context, wg *sync.WaitGroup, timers map[string]handle
 				last = now
 				if err != nil {
 					if ctx.Err() == nil {
-						tl.Error().Str("error", eventhub.Redact(err.Error())).Msg("timer function failed; it runs again at its next time")
+						tl.Error().Str("error", secret.Redact(err.Error())).Msg("timer function failed; it runs again at its next time")
 					}
 					continue
 				}

@@ -9,6 +9,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+	"github.com/kvwatch/kvwatch/internal/secret"
 )
 
 // Environment variables ClientFromEnv reads.
@@ -80,7 +81,7 @@ func ClientFromEnv(getenv func(string) string) (client *azeventhubs.ConsumerClie
 		}
 		client, err = azeventhubs.NewConsumerClientFromConnectionString(h.connStr, name, h.ConsumerGroup, opts)
 		if err != nil {
-			return nil, Hub{}, "", redact(fmt.Errorf("%s: %w", h.source, err))
+			return nil, Hub{}, "", secret.Error(fmt.Errorf("%s: %w", h.source, err))
 		}
 		return client, h.Hub, h.description(), nil
 	}
@@ -99,7 +100,7 @@ func ClientFromEnv(getenv func(string) string) (client *azeventhubs.ConsumerClie
 	}
 	client, err = azeventhubs.NewConsumerClient(h.Namespace, h.EventHub, h.ConsumerGroup, cred, opts)
 	if err != nil {
-		return nil, Hub{}, "", redact(fmt.Errorf("%s: %w", h.source, err))
+		return nil, Hub{}, "", secret.Error(fmt.Errorf("%s: %w", h.source, err))
 	}
 	return client, h.Hub, h.description(), nil
 }
@@ -117,7 +118,7 @@ func resolveHub(getenv func(string) string) (*hubConfig, error) {
 		if err != nil {
 			// The parser's messages may quote parts of the string: say
 			// only which rule it broke, redacted.
-			return nil, redact(fmt.Errorf("%s: not a valid Event Hubs connection string: %w", EnvConnectionString, err))
+			return nil, secret.Error(fmt.Errorf("%s: not a valid Event Hubs connection string: %w", EnvConnectionString, err))
 		}
 		h.Namespace = props.FullyQualifiedNamespace
 		if props.EntityPath != nil && *props.EntityPath != "" {

@@ -29,6 +29,7 @@ import (
 	"github.com/kvwatch/kvwatch/internal/deadletter"
 	"github.com/kvwatch/kvwatch/internal/ingest"
 	"github.com/kvwatch/kvwatch/internal/pipeline"
+	"github.com/kvwatch/kvwatch/internal/secret"
 )
 
 // Processor runs one batch through kvwatch (a *pipeline.Pipeline). An
@@ -148,7 +149,7 @@ func Run(ctx context.Context, client *azeventhubs.ConsumerClient, store azeventh
 		if ctx.Err() != nil {
 			return nil
 		}
-		return redact(fmt.Errorf("event hub %s: %w", opts.EventHub, err))
+		return secret.Error(fmt.Errorf("event hub %s: %w", opts.EventHub, err))
 	}
 	opts.Log.Info().Str("event_hub", props.Name).Int("partitions", len(props.PartitionIDs)).
 		Str("consumer_group", opts.ConsumerGroup).Msg("consuming the event hub")
@@ -424,5 +425,5 @@ func errText(err error) string {
 	if err == nil {
 		return ""
 	}
-	return Redact(err.Error())
+	return secret.Redact(err.Error())
 }

@@ -5,40 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"regexp"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
+	"github.com/kvwatch/kvwatch/internal/secret"
 	"github.com/kvwatch/kvwatch/internal/tablestore"
 )
-
-var secretRE = regexp.MustCompile(`(?i)\b(AccountKey|SharedAccessKey|SharedAccessSignature|sig)=([^;&\s"']*)`)
-
-// Redact hides account keys, shared access keys and shared access
-// signatures in s.
-func Redact(s string) string {
-	return secretRE.ReplaceAllString(s, "${1}=REDACTED")
-}
-
-// redactedError shows its cause with secrets hidden and unwraps to it, so
-// errors.As still finds *azcore.ResponseError and errors.Is context errors.
-type redactedError struct{ err error }
-
-func (r *redactedError) Error() string { return Redact(r.err.Error()) }
-func (r *redactedError) Unwrap() error { return r.err }
-
-func redact(err error) error {
-	if err == nil {
-		return nil
-	}
-	var r *redactedError
-	if errors.As(err, &r) {
-		return err
-	}
-	return &redactedError{err}
-}
 
 // status returns the HTTP status and error code of a service error.
 func status(err error) (int, string, bool) {
@@ -68,20 +42,20 @@ func (s *CheckpointStore) call(ctx context.Context, what string, f func(ctx cont
 		err := f(rctx)
 		if err == nil || !transient(ctx, err) {
 			if err != nil && ctx.Err() != nil {
-				return redact(fmt.Errorf("checkpoint store: %s: %w (last failure: %v)", what, ctx.Err(), err))
+				return secret.Error(fmt.Errorf("checkpoint store: %s: %w (last failure: %v)", what, ctx.Err(), err))
 			}
 			if err != nil {
-				return redact(fmt.Errorf("checkpoint store: %s: %w", what, err))
+				return secret.Error(fmt.Errorf("checkpoint store: %s: %w", what, err))
 			}
 			return nil
 		}
 		wait := max(tablestore.RetryAfter(err), jitter(delay))
 		if time.Since(start)+wait > s.opts.RetryBudget {
-			return redact(fmt.Errorf("checkpoint store: %s: giving up after %d attempts in %v: %w",
+			return secret.Error(fmt.Errorf("checkpoint store: %s: giving up after %d attempts in %v: %w",
 				what, attempt, time.Since(start).Round(time.Millisecond), err))
 		}
 		if serr := sleep(ctx, wait); serr != nil {
-			return redact(fmt.Errorf("checkpoint store: %s: %w (last failure: %v)", what, serr, err))
+			return secret.Error(fmt.Errorf("checkpoint store: %s: %w (last failure: %v)", what, serr, err))
 		}
 		delay = min(2*delay, s.opts.MaxRetryDelay)
 	}

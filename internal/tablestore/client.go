@@ -11,6 +11,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+	"github.com/kvwatch/kvwatch/internal/secret"
 )
 
 // Environment variables ClientFromEnv reads.
@@ -85,7 +86,7 @@ func (r *resolved) description() string {
 			how = "DefaultAzureCredential"
 		}
 	}
-	return fmt.Sprintf("Table Storage at %s (%s, from %s)", Redact(r.endpoint), how, r.source)
+	return fmt.Sprintf("Table Storage at %s (%s, from %s)", secret.Redact(r.endpoint), how, r.source)
 }
 
 // ClientFromEnv builds a Table service client from the environment, the
@@ -121,12 +122,12 @@ func ClientFromEnv(getenv func(string) string) (client *aztables.ServiceClient, 
 		}
 		client, err = aztables.NewServiceClientWithSharedKey(r.endpoint, cred, opts)
 		if err != nil {
-			return nil, "", redact(fmt.Errorf("%s: %w", r.source, err))
+			return nil, "", secret.Error(fmt.Errorf("%s: %w", r.source, err))
 		}
 	case authSAS:
 		client, err = aztables.NewServiceClientWithNoCredential(r.endpoint+"?"+r.sas, opts)
 		if err != nil {
-			return nil, "", redact(fmt.Errorf("%s: %w", r.source, err))
+			return nil, "", secret.Error(fmt.Errorf("%s: %w", r.source, err))
 		}
 	case authIdentity:
 		var cred azcore.TokenCredential
@@ -144,7 +145,7 @@ func ClientFromEnv(getenv func(string) string) (client *aztables.ServiceClient, 
 		}
 		client, err = aztables.NewServiceClient(r.endpoint, cred, opts)
 		if err != nil {
-			return nil, "", redact(fmt.Errorf("%s: %w", r.source, err))
+			return nil, "", secret.Error(fmt.Errorf("%s: %w", r.source, err))
 		}
 	}
 	return client, r.description(), nil

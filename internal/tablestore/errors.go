@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"regexp"
 	"strconv"
 	"syscall"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
+	"github.com/kvwatch/kvwatch/internal/secret"
 	"github.com/kvwatch/kvwatch/internal/state"
 )
 
@@ -28,35 +28,6 @@ var ErrTooLarge = state.Unstorable(errors.New("entity too large for Table Storag
 // ErrContention is returned when other writers keep changing the same
 // entities faster than this instance can apply a batch to them.
 var ErrContention = errors.New("table storage: too much contention, giving up")
-
-var (
-	keyRE = regexp.MustCompile(`(?i)\b(AccountKey|SharedAccessSignature)=([^;]*)`)
-	sigRE = regexp.MustCompile(`(?i)\b(sig)=([^;&\s"']*)`)
-)
-
-// Redact hides account keys and shared access signatures in s.
-func Redact(s string) string {
-	s = keyRE.ReplaceAllString(s, "${1}=REDACTED")
-	return sigRE.ReplaceAllString(s, "${1}=REDACTED")
-}
-
-// redactedError shows its cause with secrets hidden and unwraps to it, so
-// errors.As still finds *azcore.ResponseError and errors.Is context errors.
-type redactedError struct{ err error }
-
-func (r *redactedError) Error() string { return Redact(r.err.Error()) }
-func (r *redactedError) Unwrap() error { return r.err }
-
-func redact(err error) error {
-	if err == nil {
-		return nil
-	}
-	var r *redactedError
-	if errors.As(err, &r) {
-		return err
-	}
-	return &redactedError{err}
-}
 
 // statusOf returns the HTTP status of a service error.
 func statusOf(err error) (int, string, bool) {
@@ -184,25 +155,25 @@ func (s *Store) call(ctx context.Context, what string, f func(ctx context.Contex
 		class := Classify(ctx, err)
 		if err == nil || class != Transient {
 			if err != nil && ctx.Err() != nil {
-				return redact(fmt.Errorf("table storage %s: %w (last failure: %v)", what, ctx.Err(), err))
+				return secret.Error(fmt.Errorf("table storage %s: %w (last failure: %v)", what, ctx.Err(), err))
 			}
 			if class == Unstorable {
 				// Said once, here, for every request: the pipeline reads it.
-				return state.Unstorable(redact(err))
+				return state.Unstorable(secret.Error(err))
 			}
-			return redact(err)
+			return secret.Error(err)
 		}
 		s.stats.retries.Add(1)
 		wait := max(retryAfter(err), jitter(delay))
 		if time.Since(start)+wait > s.opts.RetryBudget {
-			return redact(fmt.Errorf("table storage %s: giving up after %d attempts in %v: %w",
+			return secret.Error(fmt.Errorf("table storage %s: giving up after %d attempts in %v: %w",
 				what, attempt, time.Since(start).Round(time.Millisecond), err))
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return redact(fmt.Errorf("table storage %s: %w (last failure: %v)", what, ctx.Err(), err))
+			return secret.Error(fmt.Errorf("table storage %s: %w (last failure: %v)", what, ctx.Err(), err))
 		case <-t.C:
 		}
 		delay = min(2*delay, s.opts.MaxRetryDelay)
