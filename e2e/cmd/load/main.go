@@ -158,28 +158,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	o.bigRecords = min(max(o.bigRecords, 0), o.records)
 
-	tools, err := azurite.Tools()
+	tools, work, bin, cleanup, err := prepare(ctx, "load", o.keep, stderr)
 	if err != nil {
 		return err
 	}
-	root := filepath.Dir(filepath.Dir(tools)) // the checkout
-	work, err := os.MkdirTemp("", "kvwatch-load-")
-	if err != nil {
-		return err
-	}
-	if o.keep {
-		fmt.Fprintf(stderr, "load: work directory %s (kept)\n", work)
-	} else {
-		defer os.RemoveAll(work)
-	}
-
-	fmt.Fprintln(stderr, "load: building kvwatch")
-	bin := filepath.Join(work, "kvwatch")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/kvwatch")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
-	}
+	defer cleanup()
 
 	// Its own process group: Ctrl-C reaches only this driver, which
 	// stops it after the handlers.
@@ -1033,6 +1016,35 @@ func startCatcher() (*catcher, error) {
 }
 
 func (c *catcher) close() { c.srv.Close() }
+
+// prepare finds the pinned Azurite's tools, makes a work directory (kept
+// with keep) and builds kvwatch into it; cleanup removes the directory
+// unless it is kept. name prefixes what it prints.
+func prepare(ctx context.Context, name string, keep bool, stderr io.Writer) (tools, work, bin string, cleanup func(), err error) {
+	tools, err = azurite.Tools()
+	if err != nil {
+		return "", "", "", nil, err
+	}
+	root := filepath.Dir(filepath.Dir(tools)) // the checkout
+	work, err = os.MkdirTemp("", "kvwatch-"+name+"-")
+	if err != nil {
+		return "", "", "", nil, err
+	}
+	cleanup = func() { os.RemoveAll(work) }
+	if keep {
+		fmt.Fprintf(stderr, "%s: work directory %s (kept)\n", name, work)
+		cleanup = func() {}
+	}
+	fmt.Fprintf(stderr, "%s: building kvwatch\n", name)
+	bin = filepath.Join(work, "kvwatch")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/kvwatch")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		cleanup()
+		return "", "", "", nil, fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return tools, work, bin, cleanup, nil
+}
 
 // received returns the alerts received so far.
 func (c *catcher) received() int {

@@ -20,7 +20,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -114,27 +113,11 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errors.New("-records, -batch, -event-records and -vaults must be positive")
 	}
 
-	tools, err := azurite.Tools()
+	tools, work, bin, cleanup, err := prepare(ctx, "sweep", o.keep, stderr)
 	if err != nil {
 		return err
 	}
-	root := filepath.Dir(filepath.Dir(tools))
-	work, err := os.MkdirTemp("", "kvwatch-sweep-")
-	if err != nil {
-		return err
-	}
-	if o.keep {
-		fmt.Fprintf(stderr, "sweep: work directory %s (kept)\n", work)
-	} else {
-		defer os.RemoveAll(work)
-	}
-	fmt.Fprintln(stderr, "sweep: building kvwatch")
-	bin := filepath.Join(work, "kvwatch")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/kvwatch")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
-	}
+	defer cleanup()
 	az, err := azurite.Launch(tools, azurite.Options{OwnGroup: true})
 	if err != nil {
 		return err
