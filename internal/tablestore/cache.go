@@ -3,78 +3,87 @@ package tablestore
 import (
 	"container/list"
 	"sync"
-
-	"github.com/kvwatch/kvwatch/internal/state"
 )
 
-// cache keeps, per instance, the entities this instance last read or
-// wrote with their ETags, so that a batch writes a warm entity without
-// reading it first. It is only a guess at the current version: a write
-// with a stale ETag fails (412) and the entity is read again. Bounded by
-// entries and by bytes, least recently used first out.
-type cache struct {
+// cache keeps, per instance, what this instance last read or wrote: state
+// entities with their ETags (Store.cache), so that a batch writes a warm
+// entity without reading it first, and decoded outbox entries
+// (entryCache). What it holds is only a guess at the current version: a
+// write with a stale ETag fails (412) and the row is read again. Bounded
+// by entries and by bytes (each value's estimated memory), least recently
+// used first out.
+type cache[K comparable, V any] struct {
 	mu         sync.Mutex
 	maxEntries int
 	maxBytes   int
 	bytes      int
 	ll         *list.List
-	m          map[state.Key]*list.Element
+	m          map[K]*list.Element
 }
 
-func newCache(maxEntries, maxBytes int) *cache {
-	return &cache{maxEntries: maxEntries, maxBytes: maxBytes, ll: list.New(), m: map[state.Key]*list.Element{}}
+type cacheItem[K comparable, V any] struct {
+	key  K
+	val  V
+	size int
 }
 
-func (c *cache) get(k state.Key) (*stored, bool) {
+func newCache[K comparable, V any](maxEntries, maxBytes int) *cache[K, V] {
+	return &cache[K, V]{maxEntries: maxEntries, maxBytes: maxBytes, ll: list.New(), m: map[K]*list.Element{}}
+}
+
+func (c *cache[K, V]) get(k K) (V, bool) {
+	var zero V
 	if c.maxEntries <= 0 {
-		return nil, false
+		return zero, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.m[k]
 	if !ok {
-		return nil, false
+		return zero, false
 	}
 	c.ll.MoveToFront(el)
-	return el.Value.(*stored), true
+	return el.Value.(*cacheItem[K, V]).val, true
 }
 
-// put records s (which must not change afterwards) as k's current entity.
-func (c *cache) put(s *stored) {
-	if c.maxEntries <= 0 || s.size > c.maxBytes {
-		c.remove(s.key)
+// put records v (which must not change afterwards), of about size bytes,
+// as k's current value.
+func (c *cache[K, V]) put(k K, v V, size int) {
+	if c.maxEntries <= 0 || size > c.maxBytes {
+		c.remove(k)
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.m[s.key]; ok {
-		c.bytes += s.size - el.Value.(*stored).size
-		el.Value = s
+	if el, ok := c.m[k]; ok {
+		it := el.Value.(*cacheItem[K, V])
+		c.bytes += size - it.size
+		it.val, it.size = v, size
 		c.ll.MoveToFront(el)
 	} else {
-		c.m[s.key] = c.ll.PushFront(s)
-		c.bytes += s.size
+		c.m[k] = c.ll.PushFront(&cacheItem[K, V]{key: k, val: v, size: size})
+		c.bytes += size
 	}
 	for c.ll.Len() > c.maxEntries || c.bytes > c.maxBytes {
 		el := c.ll.Back()
-		old := el.Value.(*stored)
+		old := el.Value.(*cacheItem[K, V])
 		c.ll.Remove(el)
 		delete(c.m, old.key)
 		c.bytes -= old.size
 	}
 }
 
-func (c *cache) remove(k state.Key) {
+func (c *cache[K, V]) remove(k K) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.m[k]; ok {
-		c.bytes -= el.Value.(*stored).size
+		c.bytes -= el.Value.(*cacheItem[K, V]).size
 		c.ll.Remove(el)
 		delete(c.m, k)
 	}
 }
 
-func (c *cache) len() int {
+func (c *cache[K, V]) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.ll.Len()

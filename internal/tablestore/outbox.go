@@ -72,7 +72,7 @@ type Outbox struct {
 	s       *Store
 	mu      sync.Mutex
 	parts   map[string]*outboxPart
-	entries entryCache
+	entries *entryCache
 }
 
 var _ delivery.Outbox = (*Outbox)(nil)
@@ -80,7 +80,7 @@ var _ delivery.Outbox = (*Outbox)(nil)
 // Outbox returns the store's outbox (one per store: it holds the
 // instance's view of the outbox's partitions).
 func (s *Store) Outbox() *Outbox {
-	s.outboxOnce.Do(func() { s.outboxV = &Outbox{s: s, parts: map[string]*outboxPart{}} })
+	s.outboxOnce.Do(func() { s.outboxV = &Outbox{s: s, parts: map[string]*outboxPart{}, entries: newEntryCache()} })
 	return s.outboxV
 }
 
@@ -473,7 +473,7 @@ func (o *Outbox) Put(ctx context.Context, e *delivery.Entry) error {
 		return err
 	}
 	e.Version = etag
-	o.keep(shardPK(delivery.EntryShard(e)), e, entityBytes(props))
+	o.keep(shardPK(delivery.EntryShard(e)), e, sentBytes(props))
 	return nil
 }
 

@@ -918,7 +918,7 @@ func (o *Outbox) commitShard(ctx context.Context, t *snapToks, pk string, units 
 			for k, op := range tx.ops {
 				if op.entry != nil {
 					op.entry.Version = etags[k+2]
-					o.keep(pk, op.entry, op.size)
+					o.keep(pk, op.entry, len(op.action.Entity))
 				}
 			}
 		}

@@ -90,18 +90,15 @@ func TestOutboxDueKeptDecodedStaysCurrent(t *testing.T) {
 
 // The decoded entries kept are bounded; the newest are kept.
 func TestEntryCacheBounded(t *testing.T) {
-	var c entryCache
+	c := newEntryCache()
 	const size = 100 << 10
 	n := 3 * entryCacheBytes / size
 	for i := range n {
 		row := fmt.Sprintf("o1/a-%d", i)
 		c.put(row, "W/1", &delivery.Entry{Alert: testAlert("burst", 1, t0), Receivers: map[string]*delivery.Attempt{}}, size)
 		c.put(row, "W/2", &delivery.Entry{Alert: testAlert("burst", 1, t0), Receivers: map[string]*delivery.Attempt{}}, size)
-		if c.bytes > entryCacheBytes || len(c.byRow)*size != c.bytes {
-			t.Fatalf("after %d entries: %d bytes kept for %d entries (bound %d)", i+1, c.bytes, len(c.byRow), entryCacheBytes)
-		}
-		if len(c.order) > 2*len(c.byRow)+64 {
-			t.Fatalf("after %d entries: %d rows in order for %d kept", i+1, len(c.order), len(c.byRow))
+		if c.c.bytes > entryCacheBytes || c.c.len()*size != c.c.bytes {
+			t.Fatalf("after %d entries: %d bytes kept for %d entries (bound %d)", i+1, c.c.bytes, c.c.len(), entryCacheBytes)
 		}
 	}
 	if _, ok := c.get(fmt.Sprintf("o1/a-%d", n-1), "W/2"); !ok {
@@ -112,5 +109,11 @@ func TestEntryCacheBounded(t *testing.T) {
 	}
 	if _, ok := c.get("o1/a-0", "W/2"); ok {
 		t.Fatal("the oldest entry was kept past the bound")
+	}
+	// One too large for the budget is not kept, and forgets what the row held.
+	c.put("o1/a-big", "W/1", &delivery.Entry{Alert: testAlert("burst", 1, t0)}, size)
+	c.put("o1/a-big", "W/2", &delivery.Entry{Alert: testAlert("burst", 1, t0)}, entryCacheBytes)
+	if _, ok := c.get("o1/a-big", "W/1"); ok {
+		t.Fatal("a row's older entry was kept when its newer one was too large to keep")
 	}
 }

@@ -96,7 +96,7 @@ func (s *Store) read(ctx context.Context, keys []state.Key) (map[state.Key]*stor
 				}
 				if st.key.Rule == ws[0].k.Rule && st.key.Group == ws[0].k.Group { // not another group hashed alike
 					found[st.key] = st
-					s.cache.put(st) // fresh, wanted or not
+					s.cache.put(st.key, st, st.size) // fresh, wanted or not
 				}
 				return nil
 			})
@@ -111,7 +111,7 @@ func (s *Store) read(ctx context.Context, keys []state.Key) (map[state.Key]*stor
 			if st == nil {
 				st = &stored{key: w.k, size: 64} // absent now: an insert will tell if that changes
 			}
-			s.cache.put(st)
+			s.cache.put(st.key, st, st.size)
 			out[w.k] = st
 		}
 		return nil

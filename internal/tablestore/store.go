@@ -107,7 +107,7 @@ type Store struct {
 	findings    *aztables.Client
 	deadletters *aztables.Client
 	outbox      *aztables.Client
-	cache       *cache
+	cache       *cache[state.Key, *stored]
 	stats       counters
 	outboxOnce  sync.Once
 	outboxV     *Outbox
@@ -148,7 +148,7 @@ func New(ctx context.Context, client *aztables.ServiceClient, opts Options) (*St
 		return nil, err
 	}
 	ob := opts.Prefix + OutboxTable // valid when the others are: shorter than deadletters
-	s := &Store{opts: opts, cache: newCache(opts.CacheEntries, opts.CacheBytes)}
+	s := &Store{opts: opts, cache: newCache[state.Key, *stored](opts.CacheEntries, opts.CacheBytes)}
 	// The tables are created in parallel: a cold start waits for one round
 	// trip, not four.
 	tables := []struct {

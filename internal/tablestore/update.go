@@ -141,7 +141,7 @@ func (s *Store) Update(ctx context.Context, keys []state.Key, fn state.ApplyFunc
 			defer mu.Unlock()
 			for j, it := range tx {
 				if etags != nil && etags[j] != "" {
-					s.cache.put(&stored{key: it.k, etag: etags[j], e: it.next, size: it.size})
+					s.cache.put(it.k, &stored{key: it.k, etag: etags[j], e: it.next, size: it.size}, it.size)
 				} else {
 					s.cache.remove(it.k)
 				}
