@@ -218,6 +218,14 @@ func (d *Dispatcher) backoff(attempts int) time.Duration {
 	return min(5*time.Second<<min(attempts-1, 16), d.o.MaxBackoff)
 }
 
+// newLease returns a lease ID no other lease of any process has: the
+// instance, the process's random nonce and a sequence number. A sender
+// that finds its own lease on an entry it reads again knows its write was
+// made (serveChunk).
+func (d *Dispatcher) newLease() string {
+	return d.o.Instance + "/" + d.leaseNonce + "/" + strconv.FormatInt(d.seq.Add(1), 10)
+}
+
 // preclaim returns a lease ID for the alerts a Found records while a
 // Sender runs, valid until until; "" when no Sender runs (replay, tools:
 // Flush claims what it sends).
@@ -225,7 +233,7 @@ func (d *Dispatcher) preclaim(until time.Time) string {
 	if d.senders.Load() == 0 || d.o.GroupWait > 0 {
 		return ""
 	}
-	id := d.o.Instance + "/" + d.leaseNonce + "/" + strconv.FormatInt(d.seq.Add(1), 10)
+	id := d.newLease()
 	d.leasesMu.Lock()
 	defer d.leasesMu.Unlock()
 	now := d.o.Now()

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -220,7 +219,7 @@ func (d *Dispatcher) updateAll(ctx context.Context, es []*Entry, change func(*En
 func (d *Dispatcher) serveChunk(ctx context.Context, name string, es []*Entry) (Report, time.Time, error) {
 	var rep Report
 	now := d.o.Now()
-	lease := d.o.Instance + "/" + d.leaseNonce + "/" + strconv.FormatInt(d.seq.Add(1), 10) // unique across processes: see claim
+	lease := d.newLease()
 	n := d.o.Receivers[name]
 	free := func(a *Attempt) bool { return a != nil && a.State == Pending && !a.Lease.After(now) }
 	what := map[string]string{} // by alert ID: what the last application of claim did
