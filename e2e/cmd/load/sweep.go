@@ -228,17 +228,7 @@ func (r sweepRow) line() string {
 	for _, t := range tables {
 		by = append(by, fmt.Sprintf("%s %.1f", t, r.byTable[t]))
 	}
-	labels := make([]string, 0, len(r.busy))
-	total := 0.0
-	for l, v := range r.busy {
-		labels = append(labels, l)
-		total += v
-	}
-	slices.SortFunc(labels, func(a, b string) int { return cmp.Compare(r.busy[b], r.busy[a]) })
-	var busy []string
-	for _, l := range labels[:min(8, len(labels))] {
-		busy = append(busy, fmt.Sprintf("%s %.0f", l, r.busy[l]))
-	}
+	total, busy := largest(r.busy, 8)
 	return fmt.Sprintf("%d callers, %d partitions: %d records, %.1f round trips per 1,000 records (%s), %.0f records/s Table, %.0f memory (%.2f), alerts %d Table, %d memory, batch p50 %s p99 %s, peak RSS %d MiB, restore %s; Azurite's time per 1,000 records %.0f ms, most (request to answer, queueing included): %s",
 		r.callers, r.partitions, r.records, r.roundTripsPerK, strings.Join(by, ", "), r.tableRate, r.memRate, r.ratio(), r.alerts, r.memAlerts, ms(r.p50), ms(r.p99), r.peakRSS>>10, r.restore.Round(time.Millisecond),
 		total, strings.Join(busy, ", "))
@@ -439,12 +429,7 @@ func (sw *sweeper) configuration(ctx context.Context, callers, partitions int) (
 			row.byTable[t] = float64(d) * 1000 / float64(max(ph.records, 1))
 		}
 	}
-	row.busy = map[string]float64{}
-	for t, d := range bz1 {
-		if d -= bz0[t]; d > 0 {
-			row.busy[t] = float64(d.Milliseconds()) * 1000 / float64(max(ph.records, 1))
-		}
-	}
+	row.busy = busyPerK(bz0, bz1, ph.records)
 	row.tableRate, row.peakRSS = ph.rate(), ph.peakRSS
 	row.p50, row.p99 = pct(ph.lat, 50), pct(ph.lat, 99)
 
@@ -530,25 +515,40 @@ type historySlice struct {
 	busy              string // Azurite's time per 1,000 records over the Table phase, by table and kind, most first
 }
 
-// busiest describes Azurite's time between two readings of busyByTable,
-// per 1,000 of records: the total, then the six largest parts.
-func busiest(bz0, bz1 map[string]time.Duration, records int) string {
+// busyPerK is Azurite's time between two readings of busyByTable, in ms
+// per 1,000 of records, by table and kind of request.
+func busyPerK(bz0, bz1 map[string]time.Duration, records int) map[string]float64 {
 	per := map[string]float64{}
-	var labels []string
-	total := 0.0
 	for t, d := range bz1 {
 		if d -= bz0[t]; d > 0 {
 			per[t] = float64(d.Milliseconds()) * 1000 / float64(max(records, 1))
-			labels = append(labels, t)
-			total += per[t]
 		}
 	}
+	return per
+}
+
+// largest returns the sum of per, and its n largest parts as "label
+// value", largest first.
+func largest(per map[string]float64, n int) (float64, []string) {
+	labels := make([]string, 0, len(per))
+	total := 0.0
+	for l, v := range per {
+		labels = append(labels, l)
+		total += v
+	}
 	slices.SortFunc(labels, func(a, b string) int { return cmp.Compare(per[b], per[a]) })
-	parts := []string{fmt.Sprintf("%.0f ms", total)}
-	for _, l := range labels[:min(6, len(labels))] {
+	var parts []string
+	for _, l := range labels[:min(n, len(labels))] {
 		parts = append(parts, fmt.Sprintf("%s %.0f", l, per[l]))
 	}
-	return strings.Join(parts, ", ")
+	return total, parts
+}
+
+// busiest describes Azurite's time between two readings of busyByTable,
+// per 1,000 of records: the total, then the six largest parts.
+func busiest(bz0, bz1 map[string]time.Duration, records int) string {
+	total, parts := largest(busyPerK(bz0, bz1, records), 6)
+	return strings.Join(append([]string{fmt.Sprintf("%.0f ms", total)}, parts...), ", ")
 }
 
 func (s historySlice) ratio() float64 {
