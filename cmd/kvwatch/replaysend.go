@@ -58,6 +58,10 @@ func printDeliveries(ctx context.Context, out delivery.Outbox, findingIDs []stri
 		fmt.Fprintf(w, "alert %s %-8s %s %s: %s%s\n", e.Alert.ID, strings.ToUpper(e.Alert.Severity.String()), e.Alert.Rule,
 			printer.Safe(e.Alert.Vault), whereItWent(e), incidentNote(e.Alert))
 	}
+	if f, ok := out.(interface{ Forgotten() int }); ok && f.Forgotten() > 0 {
+		fmt.Fprintf(w, "%d earlier alerts not listed: the in-memory outbox keeps the last %d that no receiver waits for\n",
+			f.Forgotten(), delivery.MaxDoneEntries)
+	}
 	if held > 0 {
 		fmt.Fprintf(w, "%d findings held back by cooldowns (counted into the next alert of their group)\n", held)
 	}

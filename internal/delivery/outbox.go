@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -258,19 +259,111 @@ func (e *Entry) Done() time.Time {
 	return done
 }
 
-// Memory is an in-memory Outbox.
+// Memory is an in-memory Outbox: for replay, `kvwatch dev` and digests,
+// and `serve` without Table Storage, which may run for days. It is bounded
+// as that process must be (MaxDoneEntries, MaxDecisions), and its due list
+// reads the entries a receiver waits for, not every entry it keeps.
 type Memory struct {
 	mu        sync.Mutex
 	decisions map[string]Decision
+	decisionQ []string // decision IDs, oldest first
 	cooldowns map[string]Cooldown
 	entries   map[string]*Entry
-	order     []string
-	seq       int
+	order     []string // entry IDs, oldest first
+	// num numbers the entries in the order they were added; pending holds
+	// the IDs of those a receiver waits for (Entry.Pending).
+	num     map[string]int64
+	pending map[string]struct{}
+	added   int64
+	seq     int
+	// forgotten counts the entries dropped at MaxDoneEntries.
+	forgotten int
 }
+
+// MaxDoneEntries bounds the entries no receiver waits for (delivered,
+// given up, muted) that the memory outbox keeps, for the alerts list,
+// digests and replay's summary: past it the oldest of them are forgotten
+// (an alert is a few KB: 10,000 are about 40 MB). Entries a receiver waits
+// for are always kept. MaxDecisions bounds the findings whose decision it
+// remembers (about 200 bytes each: 20 MB at the bound), the oldest
+// forgotten first: a finding handed on again after 100,000 newer ones were
+// decided is decided again, under its rule's cooldown like any other
+// (detection's in-memory store forgets finding IDs at the same count,
+// state.MaxFindings). Housekeeping's Prune drops what is older than the
+// retention before either bound is reached in a quiet tenant.
+const (
+	MaxDoneEntries = 10_000
+	MaxDecisions   = 100_000
+)
 
 // NewMemory returns an empty outbox.
 func NewMemory() *Memory {
-	return &Memory{decisions: map[string]Decision{}, cooldowns: map[string]Cooldown{}, entries: map[string]*Entry{}}
+	return &Memory{decisions: map[string]Decision{}, cooldowns: map[string]Cooldown{}, entries: map[string]*Entry{},
+		num: map[string]int64{}, pending: map[string]struct{}{}}
+}
+
+// Forgotten returns how many entries the outbox forgot at MaxDoneEntries.
+func (m *Memory) Forgotten() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.forgotten
+}
+
+// store keeps c as the entry of its alert ID (added: a new one), keeping
+// the pending index and the bound on done entries. m.mu is held.
+func (m *Memory) store(c *Entry, added bool) {
+	id := c.Alert.ID
+	m.entries[id] = c
+	if added {
+		m.added++
+		m.num[id] = m.added
+		m.order = append(m.order, id)
+	}
+	if c.Pending() {
+		m.pending[id] = struct{}{}
+	} else {
+		delete(m.pending, id)
+	}
+	if added && len(m.entries)-len(m.pending) > MaxDoneEntries {
+		m.forgetDone()
+	}
+}
+
+// forgetDone forgets the oldest done entries down to nine tenths of
+// MaxDoneEntries: the order is compacted once per MaxDoneEntries/10
+// entries added, not at every one.
+func (m *Memory) forgetDone() {
+	drop := len(m.entries) - len(m.pending) - MaxDoneEntries*9/10
+	kept := m.order[:0]
+	for _, id := range m.order {
+		if _, waits := m.pending[id]; drop > 0 && !waits {
+			delete(m.entries, id)
+			delete(m.num, id)
+			m.forgotten++
+			drop--
+			continue
+		}
+		kept = append(kept, id)
+	}
+	clear(m.order[len(kept):])
+	m.order = kept
+}
+
+// decide records a decision unless the finding has one, forgetting the
+// oldest past MaxDecisions. m.mu is held.
+func (m *Memory) decide(id string, d Decision) {
+	if _, ok := m.decisions[id]; ok {
+		return
+	}
+	m.decisions[id] = d
+	m.decisionQ = append(m.decisionQ, id)
+	if len(m.decisionQ) > MaxDecisions {
+		n := len(m.decisionQ) - MaxDecisions*9/10
+		for _, old := range m.decisionQ[:n] {
+			delete(m.decisions, old)
+		}
+		m.decisionQ = append(m.decisionQ[:0:0], m.decisionQ[n:]...)
+	}
 }
 
 func (m *Memory) version() string {
@@ -306,9 +399,7 @@ func (m *Memory) Decide(_ context.Context, ds map[string]Decision) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for id, d := range ds {
-		if _, ok := m.decisions[id]; !ok {
-			m.decisions[id] = d
-		}
+		m.decide(id, d)
 	}
 	return nil
 }
@@ -341,8 +432,7 @@ func (m *Memory) Add(_ context.Context, e *Entry) (bool, error) {
 	}
 	c := clone(e)
 	c.Version = m.version()
-	m.entries[e.Alert.ID] = c
-	m.order = append(m.order, e.Alert.ID)
+	m.store(c, true)
 	return true, nil
 }
 
@@ -367,7 +457,7 @@ func (m *Memory) Put(_ context.Context, e *Entry) error {
 	}
 	c := clone(e)
 	c.Version = m.version()
-	m.entries[e.Alert.ID] = c
+	m.store(c, false)
 	e.Version = c.Version
 	return nil
 }
@@ -376,18 +466,20 @@ func (m *Memory) Put(_ context.Context, e *Entry) error {
 func (m *Memory) Due(_ context.Context, now time.Time, limit int) ([]*Entry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []*Entry
-	for _, id := range m.order {
-		e := m.entries[id]
-		for _, a := range e.Receivers {
+	// The entries a receiver waits for, in the order they were added.
+	var due []string
+	for id := range m.pending {
+		for _, a := range m.entries[id].Receivers {
 			if a.State == Pending && !a.Next.After(now) {
-				out = append(out, clone(e))
+				due = append(due, id)
 				break
 			}
 		}
-		if len(out) >= limit {
-			break
-		}
+	}
+	slices.SortFunc(due, func(a, b string) int { return cmp.Compare(m.num[a], m.num[b]) })
+	out := make([]*Entry, 0, min(len(due), limit))
+	for _, id := range due[:min(len(due), limit)] {
+		out = append(out, clone(m.entries[id]))
 	}
 	return out, nil
 }
@@ -413,6 +505,7 @@ func (m *Memory) Prune(_ context.Context, before time.Time) (Pruned, error) {
 		e := m.entries[id]
 		if done := e.Done(); !done.IsZero() && done.Before(before) {
 			delete(m.entries, id)
+			delete(m.num, id)
 			p.Entries++
 			continue
 		}
@@ -420,12 +513,17 @@ func (m *Memory) Prune(_ context.Context, before time.Time) (Pruned, error) {
 	}
 	clear(m.order[len(kept):])
 	m.order = kept
-	for id, d := range m.decisions {
-		if !d.At.IsZero() && d.At.Before(before) {
+	keptD := m.decisionQ[:0]
+	for _, id := range m.decisionQ {
+		if d := m.decisions[id]; !d.At.IsZero() && d.At.Before(before) {
 			delete(m.decisions, id)
 			p.Decisions++
+			continue
 		}
+		keptD = append(keptD, id)
 	}
+	clear(m.decisionQ[len(keptD):])
+	m.decisionQ = keptD
 	for k, c := range m.cooldowns {
 		if c.Last.Before(before) {
 			delete(m.cooldowns, k)
@@ -473,19 +571,18 @@ func (m *Memory) Commit(_ context.Context, _ *Snapshot, units []*Unit) ([]error,
 			m.cooldowns[k] = c
 		}
 		for id, d := range u.Decisions {
-			m.decisions[id] = d
+			m.decide(id, d)
 		}
 		for _, e := range u.Add {
 			c := clone(e)
 			c.Version = m.version()
-			m.entries[e.Alert.ID] = c
-			m.order = append(m.order, e.Alert.ID)
+			m.store(c, true)
 			e.Version = c.Version
 		}
 		for _, e := range u.Put {
 			c := clone(e)
 			c.Version = m.version()
-			m.entries[e.Alert.ID] = c
+			m.store(c, false)
 			e.Version = c.Version
 		}
 	}
