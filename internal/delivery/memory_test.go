@@ -14,7 +14,7 @@ import (
 // memEntry is an alert of its own finding for receiver hook, in state st.
 func memEntry(i int, at time.Time, st delivery.State) *delivery.Entry {
 	f := finding.Finding{ID: fmt.Sprintf("f%06d", i), Rule: "burst", Title: "burst", Severity: finding.High, Vault: "kv1",
-		Group: []finding.Pair{{Field: "vault", Value: "kv1"}, {Field: "caller", Value: fmt.Sprint("app-", i)}},
+		Group:      []finding.Pair{{Field: "vault", Value: "kv1"}, {Field: "caller", Value: fmt.Sprint("app-", i)}},
 		FirstEvent: at, LastEvent: at, Period: at}
 	a := &delivery.Attempt{State: st, Next: at}
 	if st != delivery.Pending {
