@@ -731,6 +731,63 @@ type roundTrips struct {
 	// sent to the first byte of its answer (Azurite serves one request at
 	// a time: the shares say where its time goes, queueing included).
 	busy sync.Map // "table kind" → *atomic.Int64 (nanoseconds)
+	// rows counts the operations of the outbox's transactions by the kind
+	// of row they write (txRows): what delivery writes per alert.
+	rows sync.Map // kind → *atomic.Int64
+}
+
+// rowCounts returns the outbox transactions' operations counted by kind.
+func (r *roundTrips) rowCounts() map[string]int64 {
+	out := map[string]int64{}
+	r.rows.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return out
+}
+
+// txOp finds a transaction's operations: the request line of each part
+// (its method, and its row key when the URL names one) and, for those
+// with a body, the row key and, on a cooldown row, the key it holds
+// (internal/tablestore/outbox.go's Key property).
+var txOp = regexp.MustCompile(`(?m)^(POST|PUT|PATCH|MERGE|DELETE) (\S*) HTTP/1\.1`)
+
+var (
+	txRowKey  = regexp.MustCompile(`RowKey='([^']{0,2})|"RowKey":"([^"]{0,2})`)
+	txCoolKey = regexp.MustCompile(`"Key":"(group|inhibit|held)\|`)
+)
+
+// txRows names the kind of row each operation of an outbox transaction
+// writes: its row key's prefix ("a-" alert, "r-" its index row, "d-"
+// decision, "c-" cooldown row, "l-" log entry, "~h" head), a cooldown
+// row told apart by its key's first word ("group", "inhibit", "held"; a
+// rule's cooldown is "cooldown"), deletions as "delete".
+func txRows(body []byte) []string {
+	locs := txOp.FindAllSubmatchIndex(body, -1)
+	out := make([]string, 0, len(locs))
+	for i, l := range locs {
+		end := len(body)
+		if i+1 < len(locs) {
+			end = locs[i+1][0]
+		}
+		if string(body[l[2]:l[3]]) == "DELETE" {
+			out = append(out, "delete")
+			continue
+		}
+		part := body[l[0]:end]
+		kind := "?"
+		if m := txRowKey.FindSubmatch(part); m != nil {
+			kind = string(m[1]) + string(m[2])
+		}
+		if kind == "c-" {
+			kind = "cooldown"
+			if m := txCoolKey.FindSubmatch(part); m != nil {
+				kind = string(m[1])
+			}
+		}
+		out = append(out, kind)
+	}
+	return out
 }
 
 // busyByTable returns the time counted per table and kind of request.
@@ -942,6 +999,12 @@ func (r *roundTrips) request(br *bufio.Reader, up io.Writer) (int, string, error
 		}
 		c, _ := r.byTable.LoadOrStore(t, &atomic.Int64{})
 		c.(*atomic.Int64).Add(1)
+		if t == "outbox (tx)" {
+			for _, k := range txRows(body) {
+				n, _ := r.rows.LoadOrStore(k, &atomic.Int64{})
+				n.(*atomic.Int64).Add(1)
+			}
+		}
 		_, err := up.Write(body)
 		return 1, t, err
 	}

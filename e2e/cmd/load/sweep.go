@@ -194,6 +194,29 @@ type sweepRow struct {
 	// alerts are the alerts the webhook catcher received in each phase
 	// (Table state, memory state): what delivery's cost is for.
 	alerts, memAlerts int
+	// rows are the operations of the outbox's transactions over the Table
+	// phase, by the kind of row written (txRows).
+	rows map[string]int64
+}
+
+// rowsPerAlert describes the outbox rows written per alert received, by
+// kind, most first.
+func (r sweepRow) rowsPerAlert() string {
+	if r.alerts == 0 || len(r.rows) == 0 {
+		return "none"
+	}
+	per := map[string]float64{}
+	total := 0.0
+	for k, n := range r.rows {
+		per[k] = float64(n) / float64(r.alerts)
+		total += per[k]
+	}
+	_, parts := largest(per, len(per))
+	for i, p := range parts {
+		k, _, _ := strings.Cut(p, " ")
+		parts[i] = fmt.Sprintf("%s %.1f", k, per[k])
+	}
+	return fmt.Sprintf("%.1f (%s)", total, strings.Join(parts, ", "))
 }
 
 // split returns the round trips per 1,000 records of detection state and
@@ -229,9 +252,9 @@ func (r sweepRow) line() string {
 		by = append(by, fmt.Sprintf("%s %.1f", t, r.byTable[t]))
 	}
 	total, busy := largest(r.busy, 8)
-	return fmt.Sprintf("%d callers, %d partitions: %d records, %.1f round trips per 1,000 records (%s), %.0f records/s Table, %.0f memory (%.2f), alerts %d Table, %d memory, batch p50 %s p99 %s, peak RSS %d MiB, restore %s; Azurite's time per 1,000 records %.0f ms, most (request to answer, queueing included): %s",
+	return fmt.Sprintf("%d callers, %d partitions: %d records, %.1f round trips per 1,000 records (%s), %.0f records/s Table, %.0f memory (%.2f), alerts %d Table, %d memory, batch p50 %s p99 %s, peak RSS %d MiB, restore %s; Azurite's time per 1,000 records %.0f ms, most (request to answer, queueing included): %s; outbox rows written per alert received: %s",
 		r.callers, r.partitions, r.records, r.roundTripsPerK, strings.Join(by, ", "), r.tableRate, r.memRate, r.ratio(), r.alerts, r.memAlerts, ms(r.p50), ms(r.p99), r.peakRSS>>10, r.restore.Round(time.Millisecond),
-		total, strings.Join(busy, ", "))
+		total, strings.Join(busy, ", "), r.rowsPerAlert())
 }
 
 // traffic is a configuration's events, per partition, as the hub holds them.
@@ -412,15 +435,21 @@ func (sw *sweeper) configuration(ctx context.Context, callers, partitions int) (
 		sw.stop(hs)
 		return row, err
 	}
-	rt0, tb0, bz0 := sw.rt.counts(), sw.rt.byTableCounts(), sw.rt.busyByTable()
+	rt0, tb0, bz0, rw0 := sw.rt.counts(), sw.rt.byTableCounts(), sw.rt.busyByTable(), sw.rt.rowCounts()
 	a0 := sw.hook.received()
 	ph, err := sw.deliver(ctx, hs, tr, limit, time.Now().Add(sw.o.phaseTime))
 	if err != nil {
 		sw.stop(hs)
 		return row, err
 	}
-	rt1, tb1, bz1 := sw.rt.counts(), sw.rt.byTableCounts(), sw.rt.busyByTable()
+	rt1, tb1, bz1, rw1 := sw.rt.counts(), sw.rt.byTableCounts(), sw.rt.busyByTable(), sw.rt.rowCounts()
 	row.alerts = sw.hook.received() - a0
+	row.rows = map[string]int64{}
+	for k, n := range rw1 {
+		if d := n - rw0[k]; d > 0 {
+			row.rows[k] = d
+		}
+	}
 	row.records, row.cut, row.retried = ph.records, ph.cut, ph.retried
 	row.roundTripsPerK = float64(rt1.total-rt0.total) * 1000 / float64(max(ph.records, 1))
 	row.byTable = map[string]float64{}
