@@ -737,9 +737,12 @@ type roundTrips struct {
 }
 
 // rowCounts returns the outbox transactions' operations counted by kind.
-func (r *roundTrips) rowCounts() map[string]int64 {
+func (r *roundTrips) rowCounts() map[string]int64 { return counted(&r.rows) }
+
+// counted reads a map of counters (name → *atomic.Int64).
+func counted(m *sync.Map) map[string]int64 {
 	out := map[string]int64{}
-	r.rows.Range(func(k, v any) bool {
+	m.Range(func(k, v any) bool {
 		out[k.(string)] = v.(*atomic.Int64).Load()
 		return true
 	})
@@ -834,14 +837,7 @@ func requestTable(line []byte) string {
 }
 
 // byTableCounts returns the requests counted per table.
-func (r *roundTrips) byTableCounts() map[string]int64 {
-	out := map[string]int64{}
-	r.byTable.Range(func(k, v any) bool {
-		out[k.(string)] = v.(*atomic.Int64).Load()
-		return true
-	})
-	return out
-}
+func (r *roundTrips) byTableCounts() map[string]int64 { return counted(&r.byTable) }
 
 type roundTripCounts struct{ total, reads, batches, writes int64 }
 
