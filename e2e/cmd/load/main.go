@@ -674,6 +674,7 @@ type handler struct {
 	name string
 	p    *host.Process
 	log  string
+	run  string // the sweep's set of handlers it belongs to (its alerts' path)
 }
 
 func (h *handler) alive() bool { return procStatus(h.p.Cmd.Process.Pid, "VmRSS") > 0 }
@@ -1036,13 +1037,27 @@ type catcher struct {
 	alerts  int
 	ids     map[string]int
 	bySev   map[string]int
-	byRule  map[string]int
-	twice   int // alerts whose ID had been received before
+	twice   int // alerts whose ID had been received before on the same path
 	digests int
+	// first is when each path and ID was first received; dups the first
+	// maxDups alerts received again on each path, for the sweep to show.
+	first  map[string]time.Time
+	dups   []dup
+	dupsTo map[string]int // dups kept by path
+	runs   map[string]*tally
 }
 
+// dup is an alert received again: its rule, ID, the path it came to (the
+// sweep's run) and how long after the first time.
+type dup struct {
+	rule, id, path string
+	after          time.Duration
+}
+
+const maxDups = 10
+
 func startCatcher() (*catcher, error) {
-	c := &catcher{ids: map[string]int{}, bySev: map[string]int{}, byRule: map[string]int{}}
+	c := &catcher{ids: map[string]int{}, bySev: map[string]int{}, first: map[string]time.Time{}, dupsTo: map[string]int{}, runs: map[string]*tally{}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -1058,12 +1073,28 @@ func startCatcher() (*catcher, error) {
 		c.mu.Lock()
 		if a.Schema == alert.SchemaVersion {
 			c.alerts++
-			c.ids[a.ID]++
-			if c.ids[a.ID] > 1 {
+			// By the path the sender was given (the sweep gives each set
+			// of handlers its own) and ID.
+			run := c.runs[r.URL.Path]
+			if run == nil {
+				run = &tally{byRule: map[string]int{}}
+				c.runs[r.URL.Path] = run
+			}
+			run.alerts++
+			run.byRule[a.Rule]++
+			k := r.URL.Path + "\x00" + a.ID
+			c.ids[k]++
+			if c.ids[k] > 1 {
 				c.twice++
+				run.twice++
+				if n := c.dupsTo[r.URL.Path]; n < maxDups {
+					c.dupsTo[r.URL.Path] = n + 1
+					c.dups = append(c.dups, dup{rule: a.Rule, id: a.ID, path: r.URL.Path, after: time.Since(c.first[k])})
+				}
+			} else {
+				c.first[k] = time.Now()
 			}
 			c.bySev[a.Severity.String()]++
-			c.byRule[a.Rule]++
 		} else {
 			c.digests++
 		}
@@ -1105,24 +1136,24 @@ func prepare(ctx context.Context, name string, keep bool, stderr io.Writer) (too
 	return tools, work, bin, cleanup, nil
 }
 
-// received returns the alerts received so far.
-func (c *catcher) received() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.alerts
-}
-
-// tally is what the catcher had received at one moment: alerts by rule and
-// alerts whose ID it had received before.
+// tally is what the catcher had received on one path (from one set of
+// handlers: the sweep gives each its own, "/alerts/"+run) at one moment:
+// alerts, alerts by rule and alerts whose ID it had received before.
 type tally struct {
+	alerts int
 	byRule map[string]int
 	twice  int
 }
 
-func (c *catcher) tally() tally {
+// on returns what the handlers of run sent so far.
+func (c *catcher) on(run string) tally {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return tally{byRule: maps.Clone(c.byRule), twice: c.twice}
+	t := c.runs["/alerts/"+run]
+	if t == nil {
+		return tally{}
+	}
+	return tally{alerts: t.alerts, byRule: maps.Clone(t.byRule), twice: t.twice}
 }
 
 // since describes what was received between t0 and t: alerts received
