@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvwatch/kvwatch/internal/alert"
 	"github.com/kvwatch/kvwatch/internal/delivery"
-	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/delivery/deliverytest"
 )
 
 // A replay whose alerts outgrew the in-memory outbox says how many it
@@ -21,15 +20,11 @@ func TestReplaySummarySaysWhatTheOutboxForgot(t *testing.T) {
 	out := delivery.NewMemory()
 	var ids []string
 	for i := range delivery.MaxDoneEntries + 1 {
-		at := t0.Add(time.Duration(i) * time.Second)
-		f := finding.Finding{ID: fmt.Sprintf("f%06d", i), Rule: "burst", Title: "burst", Severity: finding.High, Vault: "kv1",
-			Group: []finding.Pair{{Field: "vault", Value: "kv1"}}, FirstEvent: at, LastEvent: at, Period: at}
-		e := &delivery.Entry{Alert: alert.New([]finding.Finding{f}, at),
-			Receivers: map[string]*delivery.Attempt{"hook": {State: delivery.Delivered, Done: at}}}
+		e := deliverytest.Entry(fmt.Sprint("app-", i), t0.Add(time.Duration(i)*time.Second), delivery.Delivered)
 		if _, err := out.Add(ctx, e); err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, f.ID)
+		ids = append(ids, e.Alert.Findings[0].ID)
 	}
 	var buf bytes.Buffer
 	if err := printDeliveries(ctx, out, ids, &buf); err != nil {

@@ -6,21 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvwatch/kvwatch/internal/alert"
 	"github.com/kvwatch/kvwatch/internal/delivery"
-	"github.com/kvwatch/kvwatch/internal/finding"
+	"github.com/kvwatch/kvwatch/internal/delivery/deliverytest"
 )
 
-// memEntry is an alert of its own finding for receiver hook, in state st.
+// memEntry is the alert of caller app-i at at, for receiver hook, in
+// state st.
 func memEntry(i int, at time.Time, st delivery.State) *delivery.Entry {
-	f := finding.Finding{ID: fmt.Sprintf("f%06d", i), Rule: "burst", Title: "burst", Severity: finding.High, Vault: "kv1",
-		Group:      []finding.Pair{{Field: "vault", Value: "kv1"}, {Field: "caller", Value: fmt.Sprint("app-", i)}},
-		FirstEvent: at, LastEvent: at, Period: at}
-	a := &delivery.Attempt{State: st, Next: at}
-	if st != delivery.Pending {
-		a.Done = at
-	}
-	return &delivery.Entry{Alert: alert.New([]finding.Finding{f}, at), Receivers: map[string]*delivery.Attempt{"hook": a}}
+	return deliverytest.Entry(fmt.Sprint("app-", i), at, st)
 }
 
 // A memory-state serve that runs for days through alert storms keeps a

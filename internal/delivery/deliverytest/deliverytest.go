@@ -32,6 +32,17 @@ func Finding(rule, caller string, at time.Time) finding.Finding {
 	return f
 }
 
+// Entry is an outbox entry: the alert of Finding("burst", caller, at) for
+// receiver hook, in state st (done at at unless pending, due at at).
+func Entry(caller string, at time.Time, st delivery.State) *delivery.Entry {
+	a := &delivery.Attempt{State: st, Next: at}
+	if st != delivery.Pending {
+		a.Done = at
+	}
+	return &delivery.Entry{Alert: alert.New([]finding.Finding{Finding("burst", caller, at)}, at),
+		Receivers: map[string]*delivery.Attempt{"hook": a}}
+}
+
 // Fast is a real HTTP server that accepts every alert at once.
 type Fast struct {
 	Srv *httptest.Server
