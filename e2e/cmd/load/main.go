@@ -1035,16 +1035,18 @@ type catcher struct {
 	url     string
 	mu      sync.Mutex
 	alerts  int
-	ids     map[string]int
 	bySev   map[string]int
-	twice   int // alerts whose ID had been received before on the same path
 	digests int
-	// first is when each path and ID was first received; dups the first
-	// maxDups alerts received again on each path, for the sweep to show.
-	first  map[string]time.Time
-	dups   []dup
-	dupsTo map[string]int // dups kept by path
-	runs   map[string]*tally
+	// seen counts the alerts received by path and ID (the sweep gives each
+	// set of handlers a path of its own), runs what each path received.
+	seen map[string]*receipt
+	runs map[string]*tally
+}
+
+// receipt is how often an alert was received on one path, and when first.
+type receipt struct {
+	n     int
+	first time.Time
 }
 
 // dup is an alert received again: its rule, ID, the path it came to (the
@@ -1054,10 +1056,11 @@ type dup struct {
 	after          time.Duration
 }
 
+// maxDups bounds the repeats a run's tally keeps to show.
 const maxDups = 10
 
 func startCatcher() (*catcher, error) {
-	c := &catcher{ids: map[string]int{}, bySev: map[string]int{}, first: map[string]time.Time{}, dupsTo: map[string]int{}, runs: map[string]*tally{}}
+	c := &catcher{bySev: map[string]int{}, seen: map[string]*receipt{}, runs: map[string]*tally{}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -1083,16 +1086,14 @@ func startCatcher() (*catcher, error) {
 			run.alerts++
 			run.byRule[a.Rule]++
 			k := r.URL.Path + "\x00" + a.ID
-			c.ids[k]++
-			if c.ids[k] > 1 {
-				c.twice++
-				run.twice++
-				if n := c.dupsTo[r.URL.Path]; n < maxDups {
-					c.dupsTo[r.URL.Path] = n + 1
-					c.dups = append(c.dups, dup{rule: a.Rule, id: a.ID, path: r.URL.Path, after: time.Since(c.first[k])})
-				}
+			if got := c.seen[k]; got == nil {
+				c.seen[k] = &receipt{n: 1, first: time.Now()}
 			} else {
-				c.first[k] = time.Now()
+				got.n++
+				run.twice++
+				if len(run.dups) < maxDups {
+					run.dups = append(run.dups, dup{rule: a.Rule, id: a.ID, path: r.URL.Path, after: time.Since(got.first)})
+				}
 			}
 			c.bySev[a.Severity.String()]++
 		} else {
@@ -1143,6 +1144,7 @@ type tally struct {
 	alerts int
 	byRule map[string]int
 	twice  int
+	dups   []dup // the first maxDups repeats (not copied by on)
 }
 
 // on returns what the handlers of run sent so far.
@@ -1290,8 +1292,8 @@ func report(w io.Writer, o options, r *result, hs []*handler, az *azurite.Server
 	}
 	hook.mu.Lock()
 	twice := 0
-	for _, n := range hook.ids {
-		if n > 1 {
+	for _, r := range hook.seen {
+		if r.n > 1 {
 			twice++
 		}
 	}

@@ -156,14 +156,17 @@ func runSweep(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	hook.mu.Lock()
-	twice, dups := hook.twice, slices.Clone(hook.dups)
-	tableTwice := 0
+	twice, tableTwice := 0, 0
+	var dups []dup
 	for path, t := range hook.runs {
-		if !strings.HasPrefix(path, "/alerts/memory-") {
+		twice += t.twice
+		if !strings.HasPrefix(path, "/alerts/"+memoryRun) {
 			tableTwice += t.twice
 		}
+		dups = append(dups, t.dups...)
 	}
 	hook.mu.Unlock()
+	slices.SortStableFunc(dups, func(a, b dup) int { return cmp.Compare(a.path, b.path) }) // each run's in the order they came
 	if twice > 0 {
 		// Which, and how long after: a repeat a minute or more later is a
 		// lease run out, one within seconds two senders. Memory-state
@@ -296,6 +299,10 @@ func (sw *sweeper) traffic(callers, partitions, records int) traffic {
 
 // start starts n handlers, with Table state under prefix or, when prefix is
 // "", memory state.
+// memoryRun begins the name of a set of memory-state handlers (sweeper.start):
+// Table-state ones are named by their tables' prefix.
+const memoryRun = "memory-"
+
 func (sw *sweeper) start(ctx context.Context, n int, prefix string) ([]*handler, error) {
 	var hs []*handler
 	// The handlers started together send to a path of their own: an alert
@@ -304,7 +311,7 @@ func (sw *sweeper) start(ctx context.Context, n int, prefix string) ([]*handler,
 	// the same IDs, and may send one in an earlier slice than Table state).
 	run := prefix
 	if run == "" {
-		run = fmt.Sprintf("memory-%d", sw.n+1)
+		run = fmt.Sprintf("%s%d", memoryRun, sw.n+1)
 	}
 	cfg := filepath.Join(sw.work, "kvwatch-"+run+".yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("# kvwatch sweep: the default pack, alerts to a local webhook catcher.\nreceivers:\n  - name: hook\n    webhook: {url: %q, timeout: 5s}\n",
