@@ -174,3 +174,48 @@ func move(b *ingest.Batch, rep int) {
 		b.Events[i].Source.Sequence += int64(rep) << 32
 	}
 }
+
+// BenchmarkDefaultPackByRule runs each rule of the default pack alone,
+// with in-memory state, over a tenant's traffic (demo.Tenant: 300
+// application identities over 20 vaults, 2 partitions, KVWATCH_BENCH_RECORDS
+// records, 100,000 by default), one sub-benchmark a rule, and reports the
+// process CPU time of detection per record (rule-cpu-µs/record: decoding
+// is done before and not counted) and the findings: where the pack's cost
+// on many groups goes (docs/performance.md, "Detection").
+func BenchmarkDefaultPackByRule(b *testing.B) {
+	records := 100_000
+	if v, err := strconv.Atoi(os.Getenv("KVWATCH_BENCH_RECORDS")); err == nil && v > 0 {
+		records = v
+	}
+	rs, s := defaultPack(b)
+	bodies := tenantBodies(b, demo.TenantOptions{Callers: 300, Vaults: 20, Partitions: 2, Records: records})
+	for _, r := range rs {
+		if r.Off != "" {
+			continue
+		}
+		b.Run(r.ID, func(b *testing.B) {
+			var cpu time.Duration
+			total, findings := 0, 0
+			for b.Loop() {
+				total, findings = 0, 0
+				en := detect.New([]*rules.Rule{r}, s, detect.Options{Store: state.NewMemory(), Log: zerolog.Nop(),
+					Sink: detect.SinkFunc(func(_ context.Context, fs []finding.Finding) error { return nil })})
+				for _, body := range bodies {
+					var d ingest.Decoder
+					batch := d.Invocation(body)
+					c0 := cpuTime()
+					res, err := en.Consume(context.Background(), batch.Events)
+					cpu += cpuTime() - c0
+					if err != nil {
+						b.Fatal(err)
+					}
+					findings += res.Findings
+					total += len(batch.Events)
+				}
+			}
+			b.ReportMetric(float64(cpu)/1e3/float64(total*b.N), "rule-cpu-µs/record")
+			b.ReportMetric(float64(findings), "findings")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
