@@ -81,9 +81,9 @@ type Engine struct {
 	// batchBufs pools batches' contribution arrays (*batchBuf).
 	batchBufs sync.Pool
 
-	prune chan struct{} // a one-slot lock: one prune at a time
-	mark  struct {
-		ch        chan struct{}
+	// progress is the event time seen, which decides when to prune state.
+	progress struct {
+		mu        sync.Mutex
 		watermark int64 // newest event time seen (unix seconds)
 		// partitions holds, per Event Hubs partition this process served
 		// lately, its newest event time and when it was last heard from:
@@ -104,9 +104,7 @@ type Options struct {
 // New returns an engine for the rules that are on.
 func New(rs []*rules.Rule, s *rules.Settings, o Options) *Engine {
 	en := &Engine{settings: s, store: o.Store, sink: o.Sink, now: o.Now, log: o.Log,
-		horizon: map[string]time.Duration{}, prune: make(chan struct{}, 1)}
-	en.mark.ch = make(chan struct{}, 1)
-	en.mark.ch <- struct{}{}
+		horizon: map[string]time.Duration{}}
 	en.batchBufs.New = func() any { return &batchBuf{} }
 	if en.now == nil {
 		en.now = time.Now
@@ -507,33 +505,33 @@ func markProgress(e *state.Entity, partition string, newest, now int64) bool {
 // maybePrune drops state older than each rule's horizon behind the newest
 // event seen, at most once per bucket of event-time progress.
 func (en *Engine) maybePrune(ctx context.Context, newest int64, partition string) error {
-	<-en.mark.ch
-	if newest > en.mark.watermark {
-		en.mark.watermark = newest
+	en.progress.mu.Lock()
+	if newest > en.progress.watermark {
+		en.progress.watermark = newest
 	}
-	wm := en.mark.watermark
+	wm := en.progress.watermark
 	// A partition behind the others (a slow one, one retrying a batch)
 	// holds pruning back, as long as it was heard from in the last
 	// ten minutes: state its late records need is kept for it.
 	if partition != "" {
-		if en.mark.partitions == nil {
-			en.mark.partitions = map[string][2]int64{}
+		if en.progress.partitions == nil {
+			en.progress.partitions = map[string][2]int64{}
 		}
-		p := en.mark.partitions[partition]
-		en.mark.partitions[partition] = [2]int64{max(p[0], newest), en.now().Unix()}
+		p := en.progress.partitions[partition]
+		en.progress.partitions[partition] = [2]int64{max(p[0], newest), en.now().Unix()}
 	}
 	now := en.now().Unix()
-	for id, p := range en.mark.partitions {
+	for id, p := range en.progress.partitions {
 		switch {
 		case now-p[1] > 600:
-			delete(en.mark.partitions, id)
+			delete(en.progress.partitions, id)
 		case p[0] < wm:
 			wm = p[0]
 		}
 	}
 	step := int64(blockDur / time.Second)
-	due := wm-en.mark.pruned >= step
-	en.mark.ch <- struct{}{}
+	due := wm-en.progress.pruned >= step
+	en.progress.mu.Unlock()
 	if !due {
 		return nil
 	}
@@ -551,12 +549,12 @@ func (en *Engine) maybePrune(ctx context.Context, newest int64, partition string
 			}
 		}
 	}
-	<-en.mark.ch
-	due = wm-en.mark.pruned >= step
+	en.progress.mu.Lock()
+	due = wm-en.progress.pruned >= step
 	if due {
-		en.mark.pruned = wm
+		en.progress.pruned = wm
 	}
-	en.mark.ch <- struct{}{}
+	en.progress.mu.Unlock()
 	if !due {
 		return nil
 	}
