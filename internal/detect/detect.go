@@ -6,7 +6,6 @@
 package detect
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -349,9 +348,11 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 	for _, p := range buf.pend {
 		p.w.contribs = append(p.w.contribs, p.c)
 	}
-	slices.SortFunc(order, func(a, b *groupWork) int {
-		return cmp.Or(cmp.Compare(a.ri, b.ri), cmp.Compare(a.group, b.group))
-	})
+	// The groups stay in the order the batch first touched them: the same
+	// for the same batch, and nothing downstream needs another (the
+	// findings are sorted on their own, candidates.Less; the store takes
+	// keys in any order). Sorting them by rule and group key was 6% of the
+	// rules' CPU on the demo's traffic.
 
 	var found []finding.Finding
 	var fkeys []handedKey
