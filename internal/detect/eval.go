@@ -779,11 +779,16 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 	}
 	// A window is anchored at its first bucket, which must hold a matching
 	// event, and belongs to the cooldown period that bucket falls in; the
-	// first satisfied anchored window of a period raises the period's
-	// finding. Both conditions only grow with the data, so the findings do
-	// not depend on the order records arrive in; and a burst is found in
-	// the period it began, not again in the next one unless it goes on
-	// long enough to satisfy the condition there on its own.
+	// satisfied anchored window of a period with the highest count (the
+	// earliest of equal ones) raises the period's finding. Both conditions
+	// only grow with the data, and a batch evaluates every window holding a
+	// bucket it touched, so the findings do not depend on the order records
+	// arrive in or on where batches are cut: a later batch's window of the
+	// same period with a higher count hands the finding on again with it
+	// (handed.go), and one batch holding all the records finds that window
+	// at once. A burst is found in the period it began, not again in the
+	// next one unless it goes on long enough to satisfy the condition there
+	// on its own.
 	anchored := func(st int64) bool {
 		if distinct {
 			return len(sr.values[st-lo]) > 0
@@ -799,24 +804,20 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 		next = b + 1
 	}
 	sc.starts = starts
-	// starts ascend, so do their periods: the period done is the last one.
-	done, anyDone := int64(0), false
-	for _, st := range starts {
-		p := period(st*bs, cd)
-		if (anyDone && done == p) || !anchored(st) {
-			continue
-		}
+	// starts ascend, so do their periods: each period's best window is
+	// known once the starts move past it.
+	type best struct {
+		st, v int64
+		ok    bool
+	}
+	raise := func(p int64, b best) {
+		st, v := b.st, b.v
 		end := st + n - 1
-		v, ok := cond(end)
-		if !ok {
-			continue
-		}
-		done, anyDone = p, true
 		k := handedKey{w.ri, w.group, p, ""}
 		if en.known(k, v, func() []string {
 			return w.windowOps(events, st*bs, (end+1)*bs, false)
 		}) {
-			continue
+			return
 		}
 		f := en.newFinding(w, p, "")
 		f.WindowStart = time.Unix(st*bs, 0).UTC()
@@ -827,6 +828,25 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 		ev.fill(&f)
 		f.Summary = summary(&f, r)
 		out.add(f, k)
+	}
+	var cur best
+	curP := int64(0)
+	for _, st := range starts {
+		p := period(st*bs, cd)
+		if cur.ok && p != curP {
+			raise(curP, cur)
+			cur = best{}
+		}
+		if !anchored(st) {
+			continue
+		}
+		v, ok := cond(st + n - 1)
+		if ok && (!cur.ok || v > cur.v) {
+			cur, curP = best{st, v, true}, p
+		}
+	}
+	if cur.ok {
+		raise(curP, cur)
 	}
 }
 
