@@ -10,10 +10,15 @@ import (
 	"github.com/kvwatch/kvwatch/internal/delivery/deliverytest"
 )
 
-// memEntry is the alert of caller app-i at at, for receiver hook, in
-// state st.
-func memEntry(i int, at time.Time, st delivery.State) *delivery.Entry {
-	return deliverytest.Entry(fmt.Sprint("app-", i), at, st)
+// addEntry adds to out the alert of caller app-i at at, for receiver
+// hook, in state st, and returns it.
+func addEntry(t *testing.T, out *delivery.Memory, i int, at time.Time, st delivery.State) *delivery.Entry {
+	t.Helper()
+	e := deliverytest.Entry(fmt.Sprint("app-", i), at, st)
+	if _, err := out.Add(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 // A memory-state serve that runs for days through alert storms keeps a
@@ -27,19 +32,12 @@ func TestMemoryOutboxBounded(t *testing.T) {
 	// Two alerts whose receiver is down, then a storm of delivered ones.
 	var waiting []string
 	for i := range 2 {
-		e := memEntry(i, t0, delivery.Pending)
-		if _, err := out.Add(ctx, e); err != nil {
-			t.Fatal(err)
-		}
-		waiting = append(waiting, e.Alert.ID)
+		waiting = append(waiting, addEntry(t, out, i, t0, delivery.Pending).Alert.ID)
 	}
 	total := delivery.MaxDoneEntries + delivery.MaxDoneEntries/2
 	var last *delivery.Entry
 	for i := 2; i < 2+total; i++ {
-		last = memEntry(i, t0.Add(time.Duration(i)*time.Second), delivery.Delivered)
-		if _, err := out.Add(ctx, last); err != nil {
-			t.Fatal(err)
-		}
+		last = addEntry(t, out, i, t0.Add(time.Duration(i)*time.Second), delivery.Delivered)
 	}
 	if n := out.Forgotten(); n == 0 || n > total-delivery.MaxDoneEntries*9/10 {
 		t.Fatalf("forgot %d delivered alerts of %d, want some and at most %d", n, total, total-delivery.MaxDoneEntries*9/10)
@@ -91,11 +89,7 @@ func TestMemoryOutboxDueOrder(t *testing.T) {
 	out := delivery.NewMemory()
 	var ids []string
 	for i := range 5 {
-		e := memEntry(i, t0.Add(time.Duration(i)*time.Minute), delivery.Pending)
-		if _, err := out.Add(ctx, e); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, e.Alert.ID)
+		ids = append(ids, addEntry(t, out, i, t0.Add(time.Duration(i)*time.Minute), delivery.Pending).Alert.ID)
 	}
 	list := func(now time.Time, limit int) []string {
 		t.Helper()

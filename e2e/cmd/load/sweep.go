@@ -297,12 +297,12 @@ func (sw *sweeper) traffic(callers, partitions, records int) traffic {
 	}
 }
 
-// start starts n handlers, with Table state under prefix or, when prefix is
-// "", memory state.
 // memoryRun begins the name of a set of memory-state handlers (sweeper.start):
 // Table-state ones are named by their tables' prefix.
 const memoryRun = "memory-"
 
+// start starts n handlers, with Table state under prefix or, when prefix is
+// "", memory state.
 func (sw *sweeper) start(ctx context.Context, n int, prefix string) ([]*handler, error) {
 	var hs []*handler
 	// The handlers started together send to a path of their own: an alert
