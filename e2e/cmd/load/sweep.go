@@ -576,6 +576,30 @@ type historySlice struct {
 	alerts, memAlerts int
 	rules, memRules   string // what the catcher received in each phase, by rule
 	busy              string // Azurite's time per 1,000 records over the Table phase, by table and kind, most first
+	rows              string // the outbox rows the Table phase's transactions wrote per 1,000 records, by kind, most first
+}
+
+// rowsPerK describes the outbox rows written between two readings of
+// rowCounts, per 1,000 records, by kind, most first: what delivery
+// writes once the storm has passed, when alerts are few.
+func rowsPerK(rw0, rw1 map[string]int64, records int) string {
+	per := map[string]float64{}
+	total := 0.0
+	for k, n := range rw1 {
+		if d := n - rw0[k]; d > 0 {
+			per[k] = float64(d) * 1000 / float64(max(records, 1))
+			total += per[k]
+		}
+	}
+	if len(per) == 0 {
+		return "none"
+	}
+	_, parts := largest(per, len(per))
+	for i, p := range parts {
+		k, _, _ := strings.Cut(p, " ")
+		parts[i] = fmt.Sprintf("%s %.1f", k, per[k])
+	}
+	return fmt.Sprintf("%.1f (%s)", total, strings.Join(parts, ", "))
 }
 
 // busyPerK is Azurite's time between two readings of busyByTable, in ms
@@ -706,7 +730,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 		// Alerts by the path each set of handlers sends to: the memory
 		// handlers run beside the Table ones, and what they send late (an
 		// alert waiting for its source) must not count as Table state's.
-		t0, m0, bz0 := sw.hook.on(hs[0].run), sw.hook.on(ms[0].run), sw.rt.busyByTable()
+		t0, m0, bz0, rw0 := sw.hook.on(hs[0].run), sw.hook.on(ms[0].run), sw.rt.busyByTable(), sw.rt.rowCounts()
 		ph, err := sw.deliver(ctx, hs, tr, limit, deadline)
 		if err != nil {
 			return nil, err
@@ -715,7 +739,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 			h.cut = true
 			break
 		}
-		bz1 := sw.rt.busyByTable()
+		bz1, rw1 := sw.rt.busyByTable(), sw.rt.rowCounts()
 		mph, err := sw.deliver(ctx, ms, tr, ph.next, time.Now().Add(sw.o.phaseTime))
 		if err != nil {
 			return nil, err
@@ -723,7 +747,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 		h.peakRSS, h.memPeakRSS = max(h.peakRSS, ph.peakRSS), max(h.memPeakRSS, mph.peakRSS)
 		t1, m1 := sw.hook.on(hs[0].run), sw.hook.on(ms[0].run)
 		sl := historySlice{from: h.records, records: ph.records, table: ph.rate(), mem: mph.rate(), alerts: t1.alerts - t0.alerts, memAlerts: m1.alerts - m0.alerts,
-			rules: t1.since(t0), memRules: m1.since(m0), busy: busiest(bz0, bz1, ph.records)}
+			rules: t1.since(t0), memRules: m1.since(m0), busy: busiest(bz0, bz1, ph.records), rows: rowsPerK(rw0, rw1, ph.records)}
 		h.slices = append(h.slices, sl)
 		h.records += ph.records
 		h.cut = ph.cut
@@ -735,7 +759,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 		if ph.cut {
 			break
 		}
-		fmt.Fprintf(sw.stderr, "sweep: history: %d records; this slice %s\n  Table: %s\n  memory: %s\n  Azurite per 1,000 records: %s\n", h.records, sl, sl.rules, sl.memRules, sl.busy)
+		fmt.Fprintf(sw.stderr, "sweep: history: %d records; this slice %s\n  Table: %s\n  memory: %s\n  Azurite per 1,000 records: %s\n  outbox rows written per 1,000 records: %s\n", h.records, sl, sl.rules, sl.memRules, sl.busy, sl.rows)
 	}
 	sw.stop(ms)
 	msStopped = true
