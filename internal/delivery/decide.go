@@ -24,8 +24,9 @@ import (
 // marks of source alerts — all of one shard, written together or not at
 // all, and only if nothing they were decided from changed since the load
 // (the Table outbox packs a shard's units in entity-group transactions
-// under its shard head's ETag). A unit that meets another writer's change
-// (another instance, a retry of the same batch) writes nothing, and its
+// that insert the log entry after the one the load saw). A unit that
+// meets another writer's change (another instance, a retry of the same
+// batch) writes nothing, and its
 // findings are decided again in the next round from fresh state: so each
 // finding is decided once, and a held-back finding is counted once, under
 // retries, redeliveries and instances.

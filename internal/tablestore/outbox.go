@@ -31,14 +31,19 @@ import (
 // outbox_batch.go). In each partition:
 //
 //   - RowKey "~head": the partition's head, Seq the number of its last log
-//     entry. Every transaction that writes cooldowns or decisions moves it
-//     on, with If-Match on the ETag it was read with: it orders, and
-//     guards, every read-modify-write of them.
+//     entry: where an instance's view starts. Every transaction that
+//     writes cooldowns or decisions moves it on.
 //   - RowKey "l-" and Seq (19 digits): a log entry, what one transaction
 //     changed (cooldowns and decisions, deflated JSON in D0..Dn-1) and when
-//     (At): instances fold the entries since they last looked into their
-//     view of the partition, reading them with the head in one query.
-//     Prune deletes entries older than logKeep.
+//     (At). Every transaction that writes cooldowns or decisions inserts
+//     the entry after the one its view was at, which fails if another
+//     transaction wrote it first: that orders, and guards, every
+//     read-modify-write of them. Instances fold the entries since they
+//     last looked into their view of the partition, reading them with one
+//     range query of row keys (an index range in Azure Table Storage, not
+//     a scan of the partition). Prune deletes entries older than logKeep;
+//     a view that has not looked for resyncAfter starts again from the
+//     head.
 //   - RowKey "c-" and the cooldown key: the key (Key), the cooldown as JSON
 //     (J) and its last alert's time (Last, unix microseconds): cooldown,
 //     group wait and inhibition mark rows.

@@ -33,9 +33,15 @@ const outboxShards = 4
 // forgotten (and read again, or assumed absent and checked, when needed).
 const viewRows = 40_000
 
-// logKeep is how long a shard's log entries are kept: an instance whose
-// view of a shard is older than that starts it afresh.
+// logKeep is how long a shard's log entries are kept.
 const logKeep = 15 * time.Minute
+
+// resyncAfter is how long a view may go without reading its shard before
+// it starts afresh from the head (outboxPart.synced): a catch-up reads only
+// the log entries after the view's, so it must come while every entry
+// written since the last one is still kept. A third of logKeep leaves the
+// rest for instances' clocks to disagree and a slow query to run.
+var resyncAfter = logKeep / 3
 
 // listRows bounds the cooldown row keys a view lists when it starts at a
 // shard that has a head, to know which exist (outboxPart.complete), and
@@ -71,15 +77,14 @@ func shardPKn(i int) string { return "o" + strconv.Itoa(i) }
 func logKey(seq int64) string { return fmt.Sprintf("%s%019d", rkLog, seq) }
 
 // A shard's view: the cooldowns and decisions this instance knows, as of
-// the shard's log entry seq, whose head had ETag etag.
+// the shard's log entry seq.
 type outboxPart struct {
 	pk string
 
 	mu     sync.Mutex
 	loaded bool
 	seq    int64
-	etag   string // "" while the head does not exist or is not known
-	exists bool   // the head exists
+	exists bool // the head exists
 	cool   map[string]*viewRow
 	dec    map[string]*viewDec
 	tick   int64
@@ -96,9 +101,11 @@ type outboxPart struct {
 	complete bool
 	present  map[string]struct{}
 	// caught is when a catch-up last brought the view up to the shard's
-	// head (etag known): a Load within reuseCatchUp of it takes the view's
-	// head as its snapshot's, without a query of its own.
-	caught time.Time
+	// last log entry: a Load within reuseCatchUp of it takes the view's
+	// head as its snapshot's, without a query of its own. synced is when
+	// the view last read the shard (its head, or its log entries): past
+	// resyncAfter it starts afresh.
+	caught, synced time.Time
 	// gen counts the log entries (and own commits) applied, resets the
 	// times the view was forgotten: a row read outside the lock is older
 	// than the view if an entry applied meanwhile changed it (viewRow.gen),
@@ -220,10 +227,10 @@ type logDecision struct {
 	D  delivery.Decision `json:"v"`
 }
 
-// headTok is a shard's head as a snapshot read it.
+// headTok is a shard's head as a snapshot read it: the last log entry
+// (seq) its commits follow.
 type headTok struct {
 	seq    int64
-	etag   string
 	exists bool
 }
 
@@ -265,24 +272,37 @@ func (o *Outbox) part(pk string) *outboxPart {
 	return p
 }
 
-// catchUp brings a shard's view up to its head: the first time, it reads
-// the head alone (the view starts empty: everything unknown); then, with
-// one query, the log entries written since and the head. It returns the
-// head the view is now at.
+// catchUp brings a shard's view up to its last log entry: the first time
+// (or past resyncAfter since it last read the shard) it reads the head
+// alone (the view starts empty: everything unknown); then, with one range
+// query, the log entries written since. It returns the head the view is
+// now at.
+//
+// The head is not read again: a commit is guarded by the log entry it
+// adds (an insert of the entry after the view's, which fails if another
+// commit wrote it first), so the view needs only the entries, and a
+// query of one row key range is an index range in Azure Table Storage,
+// where the head "or" the entries was a scan of the shard's whole
+// partition, every alert, decision and cooldown of it.
 func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := o.s
+	if p.loaded && time.Since(p.synced) > resyncAfter {
+		// Entries written since the view last looked may be pruned by
+		// now: it would not see what it missed.
+		p.loaded = false
+	}
 	if !p.loaded {
-		props, etag, ok, err := o.read(ctx, "head", p.pk, rkHead)
+		props, _, ok, err := o.read(ctx, "head", p.pk, rkHead)
 		if err != nil {
 			return nil, err
 		}
 		p.reset() // what the view held (nothing, the first time) is of no known entry
-		p.seq, p.etag, p.exists = 0, "", ok
+		p.seq, p.exists = 0, ok
 		if ok {
 			seq, _ := props[propSeq].(aztables.EDMInt64)
-			p.seq, p.etag = int64(seq), etag
+			p.seq = int64(seq)
 		}
 		// No head: nothing was ever written to the shard, and the view
 		// (empty) holds all of it. Else the cooldown rows that exist now
@@ -295,22 +315,15 @@ func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 			}
 		}
 		p.loaded = true
-		p.caught = time.Now()
-		return &headTok{seq: p.seq, etag: p.etag, exists: ok}, nil
+		p.caught, p.synced = time.Now(), time.Now()
+		return &headTok{seq: p.seq, exists: ok}, nil
 	}
-	filter := fmt.Sprintf("PartitionKey eq '%s' and ((RowKey gt '%s' and RowKey lt '%s') or RowKey eq '%s')",
-		p.pk, logKey(p.seq), rkLog[:1]+".", rkHead)
-	headSeq, headETag, headSeen := int64(0), "", false
-	applied := 0
+	started := time.Now()
+	filter := fmt.Sprintf("PartitionKey eq '%s' and RowKey gt '%s' and RowKey lt '%s'", p.pk, logKey(p.seq), rkLog[:1]+".")
 	err := s.query(ctx, s.outbox, filter, nil, func(raw []byte) error {
 		var ent aztables.EDMEntity
 		if err := json.Unmarshal(raw, &ent); err != nil {
 			return err
-		}
-		if ent.RowKey == rkHead {
-			seq, _ := ent.Properties[propSeq].(aztables.EDMInt64)
-			headSeq, headETag, headSeen = int64(seq), ent.ETag, true
-			return nil
 		}
 		seq, err := strconv.ParseInt(strings.TrimPrefix(ent.RowKey, rkLog), 10, 64)
 		if err != nil || seq <= p.seq {
@@ -325,37 +338,14 @@ func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 		}
 		p.apply(&le)
 		p.seq = seq
-		applied++
+		p.exists = true // a commit wrote the head with its entry
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tablestore: outbox shard %s: %w", p.pk, err)
 	}
-	switch {
-	case !headSeen:
-		if p.seq != 0 {
-			p.reset() // the head is gone: start afresh
-			p.seq = 0
-		}
-		p.etag, p.exists = "", false
-	case headSeq == p.seq:
-		p.etag, p.exists = headETag, true
-	case headSeq > p.seq && applied == 0:
-		// Entries pruned (or the head moved between the two reads and
-		// none of its entries was seen yet): the view is behind by what
-		// it cannot see; start afresh from the head.
-		p.reset()
-		p.seq, p.etag, p.exists = headSeq, headETag, true
-	default:
-		// The head moved while the query ran: the view is at an entry
-		// whose head's ETag it does not know; a commit against it fails
-		// (the next catch-up reads the rest).
-		p.etag, p.exists = "", true
-	}
-	if p.etag != "" || !p.exists {
-		p.caught = time.Now()
-	}
-	return &headTok{seq: p.seq, etag: p.etag, exists: p.exists}, nil
+	p.caught, p.synced = started, started
+	return &headTok{seq: p.seq, exists: p.exists}, nil
 }
 
 // reuseCatchUp is how long after a catch-up a Load takes the view's head
@@ -371,10 +361,10 @@ var reuseCatchUp = 200 * time.Millisecond
 func (p *outboxPart) headIfFresh() *headTok {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.loaded || p.caught.IsZero() || time.Since(p.caught) >= reuseCatchUp || p.exists && p.etag == "" {
+	if !p.loaded || p.caught.IsZero() || time.Since(p.caught) >= reuseCatchUp {
 		return nil
 	}
-	return &headTok{seq: p.seq, etag: p.etag, exists: p.exists}
+	return &headTok{seq: p.seq, exists: p.exists}
 }
 
 // refresh catches up the views of every shard, if this instance decides
@@ -778,9 +768,9 @@ type op struct {
 
 // Commit implements delivery.Batch: each shard's units are written in
 // entity-group transactions (at most 100 entities, 3.5 MB), each
-// transaction moving the shard's head on with If-Match on the ETag the
-// snapshot read it with and adding a log entry of what it changed, so a
-// transaction whose shard changed since the snapshot writes nothing
+// transaction inserting the log entry after the snapshot's (what it
+// changed) and moving the shard's head on, so a transaction whose shard
+// changed since the snapshot (the entry exists) writes nothing
 // (delivery.ErrConflict for its units and the shard's later ones). Rows
 // the view did not know are inserted, so that one that exists fails its
 // transaction too; they are then read, for the next round to know them.
@@ -862,7 +852,7 @@ func (o *Outbox) commitShard(ctx context.Context, t *snapToks, pk string, units 
 				}
 			}
 		}
-		if base == nil || base.exists && base.etag == "" { // the head's ETag is not known
+		if base == nil { // not caught up
 			conflict()
 			return nil
 		}
@@ -875,10 +865,17 @@ func (o *Outbox) commitShard(ctx context.Context, t *snapToks, pk string, units 
 		if err != nil {
 			return err
 		}
+		// The log entry after the snapshot's is inserted: if another
+		// commit wrote it first, the transaction fails (409) and writes
+		// nothing. The head moves on with it, and is inserted by the
+		// shard's first commit (which fails if another made it first).
+		// An instance of an earlier version guards its commits with
+		// If-Match on the head's ETag, which this write changes: the two
+		// exclude each other either way.
 		actions := make([]aztables.TransactionAction, 0, len(tx.ops)+2)
 		if base.exists {
-			etag := azcore.ETag(base.etag)
-			actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: head, IfMatch: &etag})
+			exists := azcore.ETagAny // it must exist: gone, the view starts afresh
+			actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeUpdateReplace, Entity: head, IfMatch: &exists})
 		} else {
 			actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: head})
 		}
@@ -898,10 +895,14 @@ func (o *Outbox) commitShard(ctx context.Context, t *snapToks, pk string, units 
 			conflict()
 			p.mu.Lock()
 			p.caught = time.Time{} // behind: the next round catches up
+			if f.status == http.StatusNotFound {
+				p.loaded = false // the head is gone: start afresh
+			}
 			p.mu.Unlock()
-			if f.status == http.StatusConflict {
+			if f.status == http.StatusConflict && f.op != 1 {
 				// A row the view did not know exists (or another instance
-				// made the shard's first head): read what this transaction
+				// made the shard's first head), not another commit's log
+				// entry (operation 1): read what this transaction
 				// and the shard's later ones assumed absent, so the next
 				// round knows.
 				var rest []int
@@ -914,7 +915,6 @@ func (o *Outbox) commitShard(ctx context.Context, t *snapToks, pk string, units 
 		}
 		next := &headTok{seq: base.seq + 1, exists: true}
 		if len(etags) == len(actions) {
-			next.etag = etags[0]
 			for k, op := range tx.ops {
 				if op.entry != nil {
 					op.entry.Version = etags[k+2]
@@ -925,7 +925,7 @@ func (o *Outbox) commitShard(ctx context.Context, t *snapToks, pk string, units 
 		p.mu.Lock()
 		if p.loaded && p.seq == base.seq {
 			p.apply(&tx.le)
-			p.seq, p.etag, p.exists = next.seq, next.etag, true
+			p.seq, p.exists = next.seq, true
 		}
 		p.mu.Unlock()
 		t.set(pk, next)

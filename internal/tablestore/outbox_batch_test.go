@@ -3,16 +3,21 @@ package tablestore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 	"github.com/rs/zerolog"
 
 	"github.com/kvwatch/kvwatch/internal/alert"
+	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
 	"github.com/kvwatch/kvwatch/internal/delivery"
 	"github.com/kvwatch/kvwatch/internal/delivery/deliverytest"
 	"github.com/kvwatch/kvwatch/internal/finding"
@@ -209,7 +214,7 @@ func (c *commitHook) Commit(ctx context.Context, s *delivery.Snapshot, us []*del
 }
 
 // A commit whose shard another instance changed after it was loaded (its
-// head's ETag no longer matches) writes nothing, and the finding is
+// log has an entry after the one it was loaded at) writes nothing, and the finding is
 // decided again from what is there now: the other instance's held-back
 // finding is counted, not overwritten.
 func TestOutboxBatchPreconditionFailureRetried(t *testing.T) {
@@ -597,5 +602,204 @@ func TestOutboxCompleteViewReadsNoAbsentKey(t *testing.T) {
 	}
 	if c := snap.Cooldowns["new"]; c.Repeat != 3 || c.Version == "" {
 		t.Fatalf("new: %+v", c)
+	}
+}
+
+// queryLog is a transport to the Table service that notes the filter of
+// every query.
+type queryLog struct {
+	mu      sync.Mutex
+	filters []string
+}
+
+func (l *queryLog) Do(req *http.Request) (*http.Response, error) {
+	if f := req.URL.Query().Get("$filter"); req.Method == http.MethodGet && f != "" {
+		l.mu.Lock()
+		l.filters = append(l.filters, f)
+		l.mu.Unlock()
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// A shard's catch-up reads its log entries with one range of row keys:
+// in Azure Table Storage a filter that joins row key conditions with
+// "or" scans the whole partition (every alert, decision and cooldown of
+// the shard, growing with every alert), a range of row keys does not.
+// Two instances decide the same findings, each catching up with the
+// other's commits: each finding is still decided once.
+func TestOutboxCatchUpIsARangeQuery(t *testing.T) {
+	p := testPrefix()
+	log := &queryLog{}
+	opts := ClientOptions()
+	opts.Transport = log
+	client, err := aztables.NewServiceClientFromConnectionString(azuritetest.Start(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newStore(t, p, Options{}) // creates the tables, deletes them at the end
+	a, err := New(context.Background(), client, Options{Prefix: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHook(t)
+	clk := &testClock{t: t0.Add(30 * time.Minute)}
+	da := newTestDispatcher(t, a.Outbox(), clk, h, "a")
+	db := newTestDispatcher(t, b.Outbox(), clk, h, "b")
+	ctx := context.Background()
+	fs := manyKeys(t0)
+	for i := range 3 {
+		for _, d := range []*delivery.Dispatcher{db, da} {
+			batch := slices.Clone(fs)
+			if i%2 == 0 { // without the keys' last findings
+				batch = slices.DeleteFunc(batch, func(f finding.Finding) bool { return f.Value == "v2" })
+			}
+			if err := d.Found(ctx, batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	es, decs, _ := delivered(t, p, fs)
+	checkOnce(t, fs, es, decs)
+	if len(es) != 10 {
+		t.Fatalf("%d alerts, want 10 (a rule and vault each)", len(es))
+	}
+	catchUps := 0
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	for _, f := range log.filters {
+		if !strings.Contains(f, "'"+rkLog) {
+			continue
+		}
+		catchUps++
+		if strings.Contains(f, " or ") || strings.Contains(f, rkHead) {
+			t.Errorf("catch-up %q: not one range of row keys", f)
+		}
+	}
+	if catchUps == 0 {
+		t.Fatalf("no catch-up among a's %d queries: %q", len(log.filters), log.filters)
+	}
+}
+
+// An instance that has not looked at a shard for resyncAfter starts its
+// view again from the head: the log entries it missed may be pruned by
+// then, and a catch-up that read only what is left would decide from
+// what it knew before (its commit's log entry taking the place of a
+// pruned one). Here a alerts a first batch, b the next (three hours
+// later), and a is handed later findings of the same keys: a decides
+// them as it does when it reads b's log entries, whether or not they were
+// deleted (as Prune does once they are older than logKeep) before it
+// looked.
+func TestOutboxStaleViewStartsAfresh(t *testing.T) {
+	oldResync, oldReuse := resyncAfter, reuseCatchUp
+	t.Cleanup(func() { resyncAfter, reuseCatchUp = oldResync, oldReuse })
+	reuseCatchUp = 0 // every Load catches up
+	want := staleView(t, false)
+	resyncAfter = time.Millisecond // a's view is stale when it decides
+	if got := staleView(t, true); got != want {
+		t.Fatalf("a's view after b's log entries were pruned decided\n%s\nwant, as when it read them,\n%s", got, want)
+	}
+}
+
+// staleView runs TestOutboxStaleViewStartsAfresh's story, pruning b's log
+// entries before a looks if prune, and describes a's decisions: the
+// alerts of the later findings and the keys' cooldowns.
+func staleView(t *testing.T, prune bool) string {
+	p := testPrefix()
+	a, b := newStore(t, p, Options{}), newStore(t, p, Options{})
+	h := newHook(t)
+	clk := &testClock{t: t0.Add(30 * time.Minute)}
+	ctx := context.Background()
+	da := newTestDispatcher(t, a.Outbox(), clk, h, "a")
+	db := newTestDispatcher(t, b.Outbox(), clk, h, "b")
+	if err := da.Found(ctx, manyKeys(t0.Add(-3*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Found(ctx, manyKeys(t0)); err != nil {
+		t.Fatal(err)
+	}
+	if prune {
+		var refs []deleteRef
+		for _, pk := range allPKs() {
+			filter := fmt.Sprintf("PartitionKey eq '%s' and RowKey gt '%s' and RowKey lt '%s'", pk, rkLog, rkLog[:1]+".")
+			err := b.query(ctx, b.outbox, filter, nil, func(raw []byte) error {
+				var ent aztables.EDMEntity
+				if err := json.Unmarshal(raw, &ent); err != nil {
+					return err
+				}
+				refs = append(refs, deleteRef{pk, ent.RowKey, "*", false})
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(refs) == 0 {
+			t.Fatal("b's commits wrote no log entries")
+		}
+		if err := b.deleteAll(ctx, b.outbox, refs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(5 * time.Millisecond)
+	var later []finding.Finding
+	for _, rule := range []string{"burst", "other"} {
+		for v := range 5 {
+			for _, caller := range []string{"alice", "bob"} {
+				later = append(later, keyed(rule, fmt.Sprintf("kv%d", v), caller, "later", t0.Add(25*time.Minute)))
+			}
+		}
+	}
+	if err := da.Found(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	es, decs, cools := delivered(t, p, later)
+	var out []string
+	for _, e := range es {
+		if e.Alert.Findings[0].Value == "later" {
+			out = append(out, fmt.Sprintf("alert %s %s: %d findings, suppressed %d, repeat %d", e.Alert.Rule, e.Alert.Vault, len(e.Alert.Findings), e.Alert.Suppressed, e.Alert.Repeat))
+		}
+	}
+	for i := range later {
+		k := alert.CooldownKey(&later[i])
+		d := decs[later[i].ID]
+		out = append(out, fmt.Sprintf("%s: decided alert=%v suppressed=%v; cooldown last %s, suppressed %d", k, d.Alert != "", d.Suppressed,
+			cools[k].Last.Format(time.TimeOnly), cools[k].Suppressed))
+	}
+	slices.Sort(out)
+	return strings.Join(out, "\n")
+}
+
+// A refused transaction says which of its operations failed: a commit
+// that meets another's log entry (operation 1) is a plain conflict,
+// one that meets a row it assumed absent reads what it assumed.
+func TestTransactionFailureNamesItsOperation(t *testing.T) {
+	s := newStore(t, testPrefix(), Options{})
+	ctx := context.Background()
+	ent := func(rk string) []byte {
+		b, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: "o0", RowKey: rk}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	add := func(rks ...string) error {
+		var actions []aztables.TransactionAction
+		for _, rk := range rks {
+			actions = append(actions, aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: ent(rk)})
+		}
+		_, err := s.transact(ctx, s.outbox, actions)
+		return err
+	}
+	if err := add("x-1", "x-2"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		rks []string
+		op  int
+	}{{[]string{"x-0", "x-1", "x-3"}, 1}, {[]string{"x-2", "x-4"}, 0}, {[]string{"x-5", "x-6", "x-7", "x-1"}, 3}} {
+		var f *txFailure
+		if err := add(c.rks...); !errors.As(err, &f) || f.status != http.StatusConflict || f.op != c.op {
+			t.Errorf("%v: %v (%+v), want 409 at operation %d", c.rks, err, f, c.op)
+		}
 	}
 }

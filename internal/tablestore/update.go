@@ -11,6 +11,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -200,6 +201,10 @@ var errConflict = errors.New("conflict")
 type txFailure struct {
 	status int
 	code   string
+	// op is the index of the operation the service refused, from its
+	// message ("3:The specified entity already exists..."); -1 when the
+	// message does not say.
+	op int
 }
 
 func (f *txFailure) Error() string {
@@ -325,14 +330,22 @@ func transactionFailure(resp *http.Response) *txFailure {
 		if p.StatusCode < 400 {
 			continue
 		}
-		f := &txFailure{status: p.StatusCode}
+		f := &txFailure{status: p.StatusCode, op: -1}
 		var e struct {
 			OData struct {
-				Code string `json:"code"`
+				Code    string `json:"code"`
+				Message struct {
+					Value string `json:"value"`
+				} `json:"message"`
 			} `json:"odata.error"`
 		}
 		if b, err := io.ReadAll(p.Body); err == nil && json.Unmarshal(b, &e) == nil {
 			f.code = e.OData.Code
+			if n, _, ok := strings.Cut(e.OData.Message.Value, ":"); ok {
+				if i, err := strconv.Atoi(n); err == nil && i >= 0 {
+					f.op = i
+				}
+			}
 		}
 		return f
 	}
