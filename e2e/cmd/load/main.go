@@ -1012,11 +1012,14 @@ func (r *roundTrips) request(br *bufio.Reader, up io.Writer) (int, string, error
 func (r *roundTrips) close() { r.l.Close() }
 
 // queryKind tells apart, by their filters, the queries of the outbox's
-// senders (what is due), those reading rows by key, and the rest.
+// senders (what is due), its catch-ups (the log entries after a row key),
+// those reading rows by key, and the rest.
 func queryKind(line []byte) string {
 	switch {
 	case bytes.Contains(line, []byte("Pending")):
 		return " (due)"
+	case bytes.Contains(line, []byte("RowKey%20gt%20%27l-")), bytes.Contains(line, []byte("RowKey+gt+%27l-")):
+		return " (log)"
 	case bytes.Contains(line, []byte("RowKey%20eq")), bytes.Contains(line, []byte("RowKey+eq")):
 		// The kind of row: the row key's prefix (outbox.go), URL-encoded.
 		for _, sep := range []string{"RowKey%20eq%20%27", "RowKey+eq+%27"} {

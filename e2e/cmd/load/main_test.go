@@ -29,3 +29,19 @@ func TestTxRows(t *testing.T) {
 		t.Fatalf("rows %q, want %q", got, want)
 	}
 }
+
+// The sweep tells an outbox query's purpose by its filter: Azurite's time
+// is reported per kind.
+func TestQueryKind(t *testing.T) {
+	for _, c := range []struct{ line, want string }{
+		{"GET /devstoreaccount1/kvoutbox()?$filter=PartitionKey%20eq%20%27o1%27%20and%20RowKey%20gt%20%27l-0000000000000000007%27%20and%20RowKey%20lt%20%27l.%27 HTTP/1.1", " (log)"},
+		{"GET /devstoreaccount1/kvoutbox()?%24filter=PartitionKey+eq+%27o1%27+and+RowKey+gt+%27l-0000000000000000007%27 HTTP/1.1", " (log)"},
+		{"GET /devstoreaccount1/kvoutbox()?$filter=PartitionKey%20eq%20%27o2%27%20and%20(RowKey%20eq%20%27a-x%27%20or%20RowKey%20eq%20%27a-y%27) HTTP/1.1", " (by key a-)"},
+		{"GET /devstoreaccount1/kvoutbox()?$filter=PartitionKey%20eq%20%27o2%27%20and%20Pending%20eq%20true HTTP/1.1", " (due)"},
+		{"GET /devstoreaccount1/kvoutbox()?$filter=PartitionKey%20eq%20%27o2%27%20and%20RowKey%20ge%20%27c-%27 HTTP/1.1", ""},
+	} {
+		if got := queryKind([]byte(c.line)); got != c.want {
+			t.Errorf("%s: %q, want %q", c.line, got, c.want)
+		}
+	}
+}
