@@ -293,6 +293,7 @@ func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 		// now: it would not see what it missed.
 		p.loaded = false
 	}
+	started := time.Now()
 	if !p.loaded {
 		props, _, ok, err := o.read(ctx, "head", p.pk, rkHead)
 		if err != nil {
@@ -315,10 +316,9 @@ func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 			}
 		}
 		p.loaded = true
-		p.caught, p.synced = time.Now(), time.Now()
+		p.caught, p.synced = time.Now(), started
 		return &headTok{seq: p.seq, exists: ok}, nil
 	}
-	started := time.Now()
 	filter := fmt.Sprintf("PartitionKey eq '%s' and RowKey gt '%s' and RowKey lt '%s'", p.pk, logKey(p.seq), rkLog[:1]+".")
 	err := s.query(ctx, s.outbox, filter, nil, func(raw []byte) error {
 		var ent aztables.EDMEntity
