@@ -735,6 +735,17 @@ type roundTrips struct {
 	// rows counts the operations of the outbox's transactions by the kind
 	// of row they write (txRows): what delivery writes per alert.
 	rows sync.Map // kind → *atomic.Int64
+	// keys counts the row keys the queries by key name, by label ("outbox
+	// query (by key a-)"), and keyQueries those queries: in Azure Table
+	// Storage each such query scans its partition, a point read per key
+	// would not.
+	keys, keyQueries sync.Map // label → *atomic.Int64
+}
+
+// keyCounts returns the row keys read by key and the queries that read
+// them, by label.
+func (r *roundTrips) keyCounts() (keys, queries map[string]int64) {
+	return counted(&r.keys), counted(&r.keyQueries)
 }
 
 // rowCounts returns the outbox transactions' operations counted by kind.
@@ -950,6 +961,12 @@ func (r *roundTrips) request(br *bufio.Reader, up io.Writer) (int, string, error
 					label = t + " read"
 				default:
 					label = t + " query" + queryKind(line)
+					if n := bytes.Count(line, []byte("RowKey%20eq")) + bytes.Count(line, []byte("RowKey+eq")); n > 0 {
+						c, _ := r.keys.LoadOrStore(label, &atomic.Int64{})
+						c.(*atomic.Int64).Add(int64(n))
+						q, _ := r.keyQueries.LoadOrStore(label, &atomic.Int64{})
+						q.(*atomic.Int64).Add(1)
+					}
 				}
 			} else {
 				isBatch = true

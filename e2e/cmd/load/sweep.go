@@ -216,6 +216,8 @@ type sweepRow struct {
 	// rows are the operations of the outbox's transactions over the Table
 	// phase, by the kind of row written (txRows).
 	rows map[string]int64
+	// byKey describes the rows read by key over the Table phase (keysPerK).
+	byKey string
 }
 
 // rowsPerAlert describes the outbox rows written per alert received, by
@@ -271,9 +273,9 @@ func (r sweepRow) line() string {
 		by = append(by, fmt.Sprintf("%s %.1f", t, r.byTable[t]))
 	}
 	total, busy := largest(r.busy, 8)
-	return fmt.Sprintf("%d callers, %d partitions: %d records, %.1f round trips per 1,000 records (%s), %.0f records/s Table, %.0f memory (%.2f), alerts %d Table, %d memory, batch p50 %s p99 %s, peak RSS %d MiB, restore %s; Azurite's time per 1,000 records %.0f ms, most (request to answer, queueing included): %s; outbox rows written per alert received: %s",
+	return fmt.Sprintf("%d callers, %d partitions: %d records, %.1f round trips per 1,000 records (%s), %.0f records/s Table, %.0f memory (%.2f), alerts %d Table, %d memory, batch p50 %s p99 %s, peak RSS %d MiB, restore %s; Azurite's time per 1,000 records %.0f ms, most (request to answer, queueing included): %s; outbox rows written per alert received: %s; rows read by key per 1,000 records: %s",
 		r.callers, r.partitions, r.records, r.roundTripsPerK, strings.Join(by, ", "), r.tableRate, r.memRate, r.ratio(), r.alerts, r.memAlerts, ms(r.p50), ms(r.p99), r.peakRSS>>10, r.restore.Round(time.Millisecond),
-		total, strings.Join(busy, ", "), r.rowsPerAlert())
+		total, strings.Join(busy, ", "), r.rowsPerAlert(), r.byKey)
 }
 
 // traffic is a configuration's events, per partition, as the hub holds them.
@@ -472,12 +474,14 @@ func (sw *sweeper) configuration(ctx context.Context, callers, partitions int) (
 		return row, err
 	}
 	rt0, tb0, bz0, rw0 := sw.rt.counts(), sw.rt.byTableCounts(), sw.rt.busyByTable(), sw.rt.rowCounts()
+	k0, kq0 := sw.rt.keyCounts()
 	ph, err := sw.deliver(ctx, hs, tr, limit, time.Now().Add(sw.o.phaseTime))
 	if err != nil {
 		sw.stop(hs)
 		return row, err
 	}
 	rt1, tb1, bz1, rw1 := sw.rt.counts(), sw.rt.byTableCounts(), sw.rt.busyByTable(), sw.rt.rowCounts()
+	k1, kq1 := sw.rt.keyCounts()
 	row.alerts = sw.hook.on(hs[0].run).alerts // its handlers are new: all they sent
 	row.rows = map[string]int64{}
 	for k, n := range rw1 {
@@ -486,6 +490,7 @@ func (sw *sweeper) configuration(ctx context.Context, callers, partitions int) (
 		}
 	}
 	row.records, row.cut, row.retried = ph.records, ph.cut, ph.retried
+	row.byKey = keysPerK(k0, kq0, k1, kq1, ph.records)
 	row.roundTripsPerK = float64(rt1.total-rt0.total) * 1000 / float64(max(ph.records, 1))
 	row.byTable = map[string]float64{}
 	for t, n := range tb1 {
@@ -577,6 +582,29 @@ type historySlice struct {
 	rules, memRules   string // what the catcher received in each phase, by rule
 	busy              string // Azurite's time per 1,000 records over the Table phase, by table and kind, most first
 	rows              string // the outbox rows the Table phase's transactions wrote per 1,000 records, by kind, most first
+	byKey             string // the row keys queries by key named per 1,000 records, and the queries, by table and kind
+}
+
+// keysPerK describes the row keys read by key between two readings of
+// keyCounts, and the queries that read them, per 1,000 records, by label:
+// in Azure Table Storage each of those queries scans its partition.
+func keysPerK(k0, q0, k1, q1 map[string]int64, records int) string {
+	var labels []string
+	for l := range k1 {
+		if k1[l] > k0[l] {
+			labels = append(labels, l)
+		}
+	}
+	if len(labels) == 0 {
+		return "none"
+	}
+	slices.Sort(labels)
+	per := func(n int64) float64 { return float64(n) * 1000 / float64(max(records, 1)) }
+	parts := make([]string, len(labels))
+	for i, l := range labels {
+		parts[i] = fmt.Sprintf("%s %.1f keys in %.1f queries", strings.TrimSuffix(strings.Replace(l, " query (by key ", " ", 1), ")"), per(k1[l]-k0[l]), per(q1[l]-q0[l]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // rowsPerK describes the outbox rows written between two readings of
@@ -731,6 +759,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 		// handlers run beside the Table ones, and what they send late (an
 		// alert waiting for its source) must not count as Table state's.
 		t0, m0, bz0, rw0 := sw.hook.on(hs[0].run), sw.hook.on(ms[0].run), sw.rt.busyByTable(), sw.rt.rowCounts()
+		k0, kq0 := sw.rt.keyCounts()
 		ph, err := sw.deliver(ctx, hs, tr, limit, deadline)
 		if err != nil {
 			return nil, err
@@ -740,6 +769,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 			break
 		}
 		bz1, rw1 := sw.rt.busyByTable(), sw.rt.rowCounts()
+		k1, kq1 := sw.rt.keyCounts()
 		mph, err := sw.deliver(ctx, ms, tr, ph.next, time.Now().Add(sw.o.phaseTime))
 		if err != nil {
 			return nil, err
@@ -747,7 +777,8 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 		h.peakRSS, h.memPeakRSS = max(h.peakRSS, ph.peakRSS), max(h.memPeakRSS, mph.peakRSS)
 		t1, m1 := sw.hook.on(hs[0].run), sw.hook.on(ms[0].run)
 		sl := historySlice{from: h.records, records: ph.records, table: ph.rate(), mem: mph.rate(), alerts: t1.alerts - t0.alerts, memAlerts: m1.alerts - m0.alerts,
-			rules: t1.since(t0), memRules: m1.since(m0), busy: busiest(bz0, bz1, ph.records), rows: rowsPerK(rw0, rw1, ph.records)}
+			rules: t1.since(t0), memRules: m1.since(m0), busy: busiest(bz0, bz1, ph.records), rows: rowsPerK(rw0, rw1, ph.records),
+			byKey: keysPerK(k0, kq0, k1, kq1, ph.records)}
 		h.slices = append(h.slices, sl)
 		h.records += ph.records
 		h.cut = ph.cut
@@ -759,7 +790,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 		if ph.cut {
 			break
 		}
-		fmt.Fprintf(sw.stderr, "sweep: history: %d records; this slice %s\n  Table: %s\n  memory: %s\n  Azurite per 1,000 records: %s\n  outbox rows written per 1,000 records: %s\n", h.records, sl, sl.rules, sl.memRules, sl.busy, sl.rows)
+		fmt.Fprintf(sw.stderr, "sweep: history: %d records; this slice %s\n  Table: %s\n  memory: %s\n  Azurite per 1,000 records: %s\n  outbox rows written per 1,000 records: %s\n  rows read by key per 1,000 records: %s\n", h.records, sl, sl.rules, sl.memRules, sl.busy, sl.rows, sl.byKey)
 	}
 	sw.stop(ms)
 	msStopped = true
