@@ -51,9 +51,9 @@ func TestQueryKind(t *testing.T) {
 func TestKeysPerK(t *testing.T) {
 	k0 := map[string]int64{"outbox query (by key a-)": 10}
 	q0 := map[string]int64{"outbox query (by key a-)": 1}
-	k1 := map[string]int64{"outbox query (by key a-)": 38, "outbox query (by key c-)": 5}
-	q1 := map[string]int64{"outbox query (by key a-)": 3, "outbox query (by key c-)": 1}
-	if got, want := keysPerK(k0, q0, k1, q1, 2000), "outbox a- 14.0 keys in 1.0 queries, outbox c- 2.5 keys in 0.5 queries"; got != want {
+	k1 := map[string]int64{"outbox query (by key a-)": 38, "outbox query (by key c-)": 5, "findings query (by key 4e)": 3, "findings query (by key 0a)": 1}
+	q1 := map[string]int64{"outbox query (by key a-)": 3, "outbox query (by key c-)": 1, "findings query (by key 4e)": 1, "findings query (by key 0a)": 1}
+	if got, want := keysPerK(k0, q0, k1, q1, 2000), "findings 2.0 keys in 1.0 queries, outbox a- 14.0 keys in 1.0 queries, outbox c- 2.5 keys in 0.5 queries"; got != want {
 		t.Fatalf("%q, want %q", got, want)
 	}
 	if got := keysPerK(k1, q1, k1, q1, 2000); got != "none" {
