@@ -202,9 +202,9 @@ func (o *Outbox) decided(id string) bool {
 func (s *Store) findingNonces(ctx context.Context, ops []findingOp) (map[string]string, error) {
 	out := map[string]string{}
 	var mu sync.Mutex
-	n := (len(ops) + decisionsPerQuery - 1) / decisionsPerQuery
+	n := (len(ops) + keysPerQuery - 1) / keysPerQuery
 	err := s.parallel(ctx, n, func(ctx context.Context, q int) error {
-		part := ops[q*decisionsPerQuery : min(len(ops), (q+1)*decisionsPerQuery)]
+		part := ops[q*keysPerQuery : min(len(ops), (q+1)*keysPerQuery)]
 		var or []string
 		for _, op := range part {
 			or = append(or, "RowKey eq "+odataQuote(op.id))

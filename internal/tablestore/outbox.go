@@ -165,10 +165,6 @@ func (o *Outbox) Decision(ctx context.Context, findingID string) (delivery.Decis
 	return d, ok, nil
 }
 
-// decisionsPerQuery: the service evaluates at most 15 comparisons in a
-// $filter; one is the PartitionKey's.
-const decisionsPerQuery = 14
-
 // Decisions implements delivery.DecisionsReader (tools): one query per 14
 // IDs and partition, in parallel.
 func (o *Outbox) Decisions(ctx context.Context, ids []string) (map[string]delivery.Decision, error) {
@@ -189,8 +185,8 @@ func (o *Outbox) Decisions(ctx context.Context, ids []string) (map[string]delive
 	}
 	var jobs []job
 	for _, pk := range allPKs() {
-		for i := 0; i < len(rks); i += decisionsPerQuery {
-			jobs = append(jobs, job{pk, rks[i:min(len(rks), i+decisionsPerQuery)]})
+		for i := 0; i < len(rks); i += keysPerQuery {
+			jobs = append(jobs, job{pk, rks[i:min(len(rks), i+keysPerQuery)]})
 		}
 	}
 	err := o.s.parallel(ctx, len(jobs), func(ctx context.Context, q int) error {

@@ -650,7 +650,7 @@ func (o *Outbox) readRows(ctx context.Context, keys, ids map[string][]string) (*
 	var jobs []job
 	add := func(pk, prefix string, names []string) {
 		for len(names) > 0 {
-			part := names[:min(len(names), decisionsPerQuery)]
+			part := names[:min(len(names), keysPerQuery)]
 			names = names[len(part):]
 			j := job{pk: pk, what: map[string]string{}}
 			for _, n := range part {
@@ -669,11 +669,6 @@ func (o *Outbox) readRows(ctx context.Context, keys, ids map[string][]string) (*
 	}
 	err := o.s.parallel(ctx, len(jobs), func(ctx context.Context, i int) error {
 		j := jobs[i]
-		var or []string
-		for _, rk := range j.rks {
-			or = append(or, "RowKey eq "+odataQuote(rk))
-		}
-		filter := "PartitionKey eq " + odataQuote(j.pk) + " and (" + strings.Join(or, " or ") + ")"
 		p := o.part(j.pk)
 		p.mu.Lock()
 		gen, resets := p.gen, p.resets
@@ -681,7 +676,7 @@ func (o *Outbox) readRows(ctx context.Context, keys, ids map[string][]string) (*
 		found := map[string]bool{}
 		cools := map[string]delivery.Cooldown{}
 		decs := map[string]delivery.Decision{}
-		err := o.s.query(ctx, o.s.outbox, filter, nil, func(raw []byte) error {
+		err := o.s.readKeys(ctx, o.s.outbox, j.pk, j.rks, nil, func(raw []byte) error {
 			var ent aztables.EDMEntity
 			if err := json.Unmarshal(raw, &ent); err != nil {
 				return err
@@ -1224,7 +1219,7 @@ func (o *Outbox) entryQueriesIn(ctx context.Context, rows []entryRow, sel *strin
 	for _, pk := range pks {
 		ids := byPK[pk]
 		for len(ids) > 0 {
-			part := ids[:min(len(ids), decisionsPerQuery)]
+			part := ids[:min(len(ids), keysPerQuery)]
 			ids = ids[len(part):]
 			jobs = append(jobs, job{pk, part})
 		}
@@ -1232,13 +1227,12 @@ func (o *Outbox) entryQueriesIn(ctx context.Context, rows []entryRow, sel *strin
 	return o.s.parallel(ctx, len(jobs), func(ctx context.Context, i int) error {
 		j := jobs[i]
 		want := map[string]bool{}
-		var or []string
-		for _, id := range j.ids {
+		rks := make([]string, len(j.ids))
+		for k, id := range j.ids {
 			want[id] = true
-			or = append(or, "RowKey eq "+odataQuote(rkEntry+outboxKey(id)))
+			rks[k] = rkEntry + outboxKey(id)
 		}
-		filter := "PartitionKey eq " + odataQuote(j.pk) + " and (" + strings.Join(or, " or ") + ")"
-		return o.s.query(ctx, o.s.outbox, filter, sel, func(raw []byte) error {
+		return o.s.readKeys(ctx, o.s.outbox, j.pk, rks, sel, func(raw []byte) error {
 			var ent aztables.EDMEntity
 			if err := json.Unmarshal(raw, &ent); err != nil {
 				return err

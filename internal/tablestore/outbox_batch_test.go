@@ -803,3 +803,64 @@ func TestTransactionFailureNamesItsOperation(t *testing.T) {
 		}
 	}
 }
+
+// Rows read by key: one or two with point reads (index seeks in Azure
+// Table Storage), more with one query; a row that does not exist is not
+// found; every row found carries its ETag, as a query's rows do.
+func TestReadKeys(t *testing.T) {
+	p := testPrefix()
+	log := &queryLog{}
+	opts := ClientOptions()
+	opts.Transport = log
+	client, err := aztables.NewServiceClientFromConnectionString(azuritetest.Start(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newStore(t, p, Options{}) // creates the tables, deletes them at the end
+	s, err := New(context.Background(), client, Options{Prefix: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, rk := range []string{"k1", "k2", "k3"} {
+		ent, _ := json.Marshal(map[string]any{"PartitionKey": "o0", "RowKey": rk, "V": rk})
+		if _, err := s.outbox.AddEntity(ctx, ent, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		rks     []string
+		found   string
+		queries int
+	}{
+		{[]string{"k1"}, "k1", 0},
+		{[]string{"k2", "absent"}, "k2", 0},
+		{[]string{"k1", "absent", "k3"}, "k1 k3", 1},
+	} {
+		log.mu.Lock()
+		before := len(log.filters)
+		log.mu.Unlock()
+		var found []string
+		err := s.readKeys(ctx, s.outbox, "o0", c.rks, nil, func(raw []byte) error {
+			var ent aztables.EDMEntity
+			if err := json.Unmarshal(raw, &ent); err != nil {
+				return err
+			}
+			if ent.ETag == "" || ent.Properties["V"] != ent.RowKey {
+				t.Errorf("%v: row %s without its ETag or value: %s", c.rks, ent.RowKey, raw)
+			}
+			found = append(found, ent.RowKey)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(found)
+		log.mu.Lock()
+		queries := len(log.filters) - before
+		log.mu.Unlock()
+		if got := strings.Join(found, " "); got != c.found || queries != c.queries {
+			t.Errorf("%v: found %q in %d queries, want %q in %d", c.rks, got, queries, c.found, c.queries)
+		}
+	}
+}
