@@ -106,6 +106,11 @@ type outboxPart struct {
 	// the view last read the shard (its head, or its log entries): past
 	// resyncAfter it starts afresh.
 	caught, synced time.Time
+	// quiet: the last catch-up found no entry after the view's. The next
+	// one first reads the entry that would follow (a point read, which
+	// Azurite serves by walking one partition where a query walks the
+	// whole table); only if it exists does it query the entries.
+	quiet bool
 	// gen counts the log entries (and own commits) applied, resets the
 	// times the view was forgotten: a row read outside the lock is older
 	// than the view if an entry applied meanwhile changed it (viewRow.gen),
@@ -275,8 +280,10 @@ func (o *Outbox) part(pk string) *outboxPart {
 // catchUp brings a shard's view up to its last log entry: the first time
 // (or past resyncAfter since it last read the shard) it reads the head
 // alone (the view starts empty: everything unknown); then, with one range
-// query, the log entries written since. It returns the head the view is
-// now at.
+// query, the log entries written since (after a catch-up that found none,
+// a point read of the next entry first: a shard no one wrote to since
+// costs a point read, not a query). It returns the head the view is now
+// at.
 //
 // The head is not read again: a commit is guarded by the log entry it
 // adds (an insert of the entry after the view's, which fails if another
@@ -319,6 +326,21 @@ func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 		p.caught, p.synced = time.Now(), started
 		return &headTok{seq: p.seq, exists: ok}, nil
 	}
+	if p.quiet {
+		// Entries are written in turn (each commit inserts the one after
+		// its view's) and pruned only once older than the views that
+		// still read them (resyncAfter): with no entry after the view's,
+		// there are none later.
+		_, _, ok, err := o.read(ctx, "log", p.pk, logKey(p.seq+1))
+		if err != nil {
+			return nil, fmt.Errorf("tablestore: outbox shard %s: %w", p.pk, err)
+		}
+		if !ok {
+			p.caught, p.synced = started, started
+			return &headTok{seq: p.seq, exists: p.exists}, nil
+		}
+	}
+	applied := 0
 	filter := fmt.Sprintf("PartitionKey eq '%s' and RowKey gt '%s' and RowKey lt '%s'", p.pk, logKey(p.seq), rkLog[:1]+".")
 	err := s.query(ctx, s.outbox, filter, nil, func(raw []byte) error {
 		var ent aztables.EDMEntity
@@ -339,12 +361,14 @@ func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 		p.apply(&le)
 		p.seq = seq
 		p.exists = true // a commit wrote the head with its entry
+		applied++
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tablestore: outbox shard %s: %w", p.pk, err)
 	}
 	p.caught, p.synced = started, started
+	p.quiet = applied == 0
 	return &headTok{seq: p.seq, exists: p.exists}, nil
 }
 

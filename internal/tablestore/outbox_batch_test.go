@@ -864,3 +864,77 @@ func TestReadKeys(t *testing.T) {
 		}
 	}
 }
+
+// A catch-up that found nothing new is followed by a point read of the
+// entry that would come next, not a query: a shard no one wrote to costs
+// an index seek (and in Azurite a walk of one partition, not of the whole
+// table). The next commit of another instance is still seen: a, its views
+// quiet, is handed the findings b alerted meanwhile and alerts none again.
+func TestOutboxQuietCatchUpIsAPointRead(t *testing.T) {
+	p := testPrefix()
+	log := &queryLog{}
+	opts := ClientOptions()
+	opts.Transport = log
+	client, err := aztables.NewServiceClientFromConnectionString(azuritetest.Start(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newStore(t, p, Options{}) // creates the tables, deletes them at the end
+	a, err := New(context.Background(), client, Options{Prefix: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := reuseCatchUp
+	reuseCatchUp = 0 // every Load catches up
+	t.Cleanup(func() { reuseCatchUp = old })
+	h := newHook(t)
+	clk := &testClock{t: t0.Add(30 * time.Minute)}
+	ctx := context.Background()
+	da := newTestDispatcher(t, a.Outbox(), clk, h, "a")
+	db := newTestDispatcher(t, b.Outbox(), clk, h, "b")
+	if err := da.Found(ctx, manyKeys(t0.Add(-3*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	logQueries := func() int {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		n := 0
+		for _, f := range log.filters {
+			if strings.Contains(f, "'"+rkLog) {
+				n++
+			}
+		}
+		return n
+	}
+	// Two catch-ups of every shard with nothing written: the second of
+	// each is a point read.
+	for range 2 {
+		if err := a.Outbox().refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q0 := logQueries()
+	reads0 := a.Stats().Reads
+	if err := a.Outbox().refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if q := logQueries() - q0; q != 0 {
+		t.Fatalf("%d queries of log entries catching up quiet shards, want point reads", q)
+	}
+	if r := a.Stats().Reads - reads0; r != int64(outboxShards) {
+		t.Fatalf("%d reads catching up %d quiet shards, want one each", r, outboxShards)
+	}
+	fs := manyKeys(t0)
+	if err := db.Found(ctx, fs); err != nil {
+		t.Fatal(err)
+	}
+	before, _, _ := delivered(t, p, fs)
+	if err := da.Found(ctx, fs); err != nil {
+		t.Fatal(err)
+	}
+	es, decs, _ := delivered(t, p, fs)
+	checkOnce(t, fs, es, decs)
+	if got, want := entryIDs(es), entryIDs(before); got != want {
+		t.Fatalf("alerts %s, want b's %s and none again", got, want)
+	}
+}
