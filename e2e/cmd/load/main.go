@@ -732,6 +732,8 @@ type roundTrips struct {
 	// sent to the first byte of its answer (Azurite serves one request at
 	// a time: the shares say where its time goes, queueing included).
 	busy sync.Map // "table kind" → *atomic.Int64 (nanoseconds)
+	// calls counts the requests busy sums the time of, by the same label.
+	calls sync.Map // "table kind" → *atomic.Int64
 	// rows counts the operations of the outbox's transactions by the kind
 	// of row they write (txRows): what delivery writes per alert.
 	rows sync.Map // kind → *atomic.Int64
@@ -747,6 +749,9 @@ type roundTrips struct {
 func (r *roundTrips) keyCounts() (keys, queries map[string]int64) {
 	return counted(&r.keys), counted(&r.keyQueries)
 }
+
+// callCounts returns the requests answered, by table and kind.
+func (r *roundTrips) callCounts() map[string]int64 { return counted(&r.calls) }
 
 // rowCounts returns the outbox transactions' operations counted by kind.
 func (r *roundTrips) rowCounts() map[string]int64 { return counted(&r.rows) }
@@ -896,6 +901,8 @@ func (r *roundTrips) serve(c net.Conn, target string) {
 				case s := <-waiting:
 					b, _ := r.busy.LoadOrStore(s.label, &atomic.Int64{})
 					b.(*atomic.Int64).Add(int64(time.Since(s.at)))
+					n, _ := r.calls.LoadOrStore(s.label, &atomic.Int64{})
+					n.(*atomic.Int64).Add(1)
 				default:
 				}
 				if _, werr := c.Write(buf[:n]); werr != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // txRows names the rows of an outbox transaction as the SDK frames it:
@@ -58,5 +59,17 @@ func TestKeysPerK(t *testing.T) {
 	}
 	if got := keysPerK(k1, q1, k1, q1, 2000); got != "none" {
 		t.Fatalf("%q, want none", got)
+	}
+}
+
+// The sweep says how many requests of each kind it sent, beside how long
+// Azurite took: the six kinds it took longest on, per 1,000 records.
+func TestCallsPerK(t *testing.T) {
+	bz0 := map[string]time.Duration{"outbox query (log)": time.Second}
+	bz1 := map[string]time.Duration{"outbox query (log)": 3 * time.Second, "journal (tx)": 1500 * time.Millisecond}
+	n0 := map[string]int64{"outbox query (log)": 10}
+	n1 := map[string]int64{"outbox query (log)": 30, "journal (tx)": 4}
+	if got, want := callsPerK(bz0, bz1, n0, n1, 2000), "outbox query (log) 10.0, journal (tx) 2.0"; got != want {
+		t.Fatalf("%q, want %q", got, want)
 	}
 }

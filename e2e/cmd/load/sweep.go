@@ -581,6 +581,7 @@ type historySlice struct {
 	alerts, memAlerts int
 	rules, memRules   string // what the catcher received in each phase, by rule
 	busy              string // Azurite's time per 1,000 records over the Table phase, by table and kind, most first
+	calls             string // the requests of busy's six largest, per 1,000 records
 	rows              string // the outbox rows the Table phase's transactions wrote per 1,000 records, by kind, most first
 	byKey             string // the row keys queries by key named per 1,000 records, and the queries, by table and kind
 }
@@ -674,6 +675,19 @@ func largest(per map[string]float64, n int) (float64, []string) {
 		parts = append(parts, fmt.Sprintf("%s %.0f", l, per[l]))
 	}
 	return total, parts
+}
+
+// callsPerK describes the requests answered between two readings of
+// callCounts, per 1,000 records, for the six kinds Azurite spent most time
+// on (busiest's): how many, beside how long.
+func callsPerK(bz0, bz1 map[string]time.Duration, n0, n1 map[string]int64, records int) string {
+	_, top := largest(busyPerK(bz0, bz1, records), 6)
+	parts := make([]string, len(top))
+	for i, t := range top {
+		l := t[:strings.LastIndexByte(t, ' ')] // "label ms"
+		parts[i] = fmt.Sprintf("%s %.1f", l, float64(n1[l]-n0[l])*1000/float64(max(records, 1)))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // busiest describes Azurite's time between two readings of busyByTable,
@@ -775,7 +789,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 		// Alerts by the path each set of handlers sends to: the memory
 		// handlers run beside the Table ones, and what they send late (an
 		// alert waiting for its source) must not count as Table state's.
-		t0, m0, bz0, rw0 := sw.hook.on(hs[0].run), sw.hook.on(ms[0].run), sw.rt.busyByTable(), sw.rt.rowCounts()
+		t0, m0, bz0, rw0, n0 := sw.hook.on(hs[0].run), sw.hook.on(ms[0].run), sw.rt.busyByTable(), sw.rt.rowCounts(), sw.rt.callCounts()
 		k0, kq0 := sw.rt.keyCounts()
 		ph, err := sw.deliver(ctx, hs, tr, limit, deadline)
 		if err != nil {
@@ -785,7 +799,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 			h.cut = true
 			break
 		}
-		bz1, rw1 := sw.rt.busyByTable(), sw.rt.rowCounts()
+		bz1, rw1, n1 := sw.rt.busyByTable(), sw.rt.rowCounts(), sw.rt.callCounts()
 		k1, kq1 := sw.rt.keyCounts()
 		mph, err := sw.deliver(ctx, ms, tr, ph.next, time.Now().Add(sw.o.phaseTime))
 		if err != nil {
@@ -794,7 +808,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 		h.peakRSS, h.memPeakRSS = max(h.peakRSS, ph.peakRSS), max(h.memPeakRSS, mph.peakRSS)
 		t1, m1 := sw.hook.on(hs[0].run), sw.hook.on(ms[0].run)
 		sl := historySlice{from: h.records, records: ph.records, table: ph.rate(), mem: mph.rate(), alerts: t1.alerts - t0.alerts, memAlerts: m1.alerts - m0.alerts,
-			rules: t1.since(t0), memRules: m1.since(m0), busy: busiest(bz0, bz1, ph.records), rows: rowsPerK(rw0, rw1, ph.records),
+			rules: t1.since(t0), memRules: m1.since(m0), busy: busiest(bz0, bz1, ph.records), calls: callsPerK(bz0, bz1, n0, n1, ph.records), rows: rowsPerK(rw0, rw1, ph.records),
 			byKey: keysPerK(k0, kq0, k1, kq1, ph.records)}
 		h.slices = append(h.slices, sl)
 		h.records += ph.records
@@ -807,7 +821,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 		if ph.cut {
 			break
 		}
-		fmt.Fprintf(sw.stderr, "sweep: history: %d records; this slice %s\n  Table: %s\n  memory: %s\n  Azurite per 1,000 records: %s\n  outbox rows written per 1,000 records: %s\n  rows read by key per 1,000 records: %s\n", h.records, sl, sl.rules, sl.memRules, sl.busy, sl.rows, sl.byKey)
+		fmt.Fprintf(sw.stderr, "sweep: history: %d records; this slice %s\n  Table: %s\n  memory: %s\n  Azurite per 1,000 records: %s\n  requests per 1,000 records (the same, most time first): %s\n  outbox rows written per 1,000 records: %s\n  rows read by key per 1,000 records: %s\n", h.records, sl, sl.rules, sl.memRules, sl.busy, sl.calls, sl.rows, sl.byKey)
 	}
 	sw.stop(ms)
 	msStopped = true
