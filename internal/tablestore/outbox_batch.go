@@ -278,12 +278,13 @@ func (o *Outbox) part(pk string) *outboxPart {
 }
 
 // catchUp brings a shard's view up to its last log entry: the first time
-// (or past resyncAfter since it last read the shard) it reads the head
-// alone (the view starts empty: everything unknown); then, with one range
-// query, the log entries written since (after a catch-up that found none,
-// a point read of the next entry first: a shard no one wrote to since
-// costs a point read, not a query). It returns the head the view is now
-// at.
+// it reads the head alone (the view starts empty: everything unknown) and
+// lists the shard; then, with one range query, the log entries written
+// since (after a catch-up that found none, a point read of the next entry
+// first: a shard no one wrote to since costs a point read, not a query).
+// Past resyncAfter since it last read the shard it reads the head first:
+// entries it missed may be pruned, and if they were it starts again at
+// the head. It returns the head the view is now at.
 //
 // The head is not read again: a commit is guarded by the log entry it
 // adds (an insert of the entry after the view's, which fails if another
@@ -295,12 +296,29 @@ func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := o.s
-	if p.loaded && time.Since(p.synced) > resyncAfter {
-		// Entries written since the view last looked may be pruned by
-		// now: it would not see what it missed.
-		p.loaded = false
-	}
 	started := time.Now()
+	// behind is the head's entry when the view last read the shard before
+	// resyncAfter: entries written since may be pruned by now, and the
+	// view must not take the next one it sees for the one after its own.
+	behind := int64(-1)
+	if p.loaded && started.Sub(p.synced) > resyncAfter {
+		props, _, ok, err := o.read(ctx, "head", p.pk, rkHead)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			p.loaded = false // gone: start afresh below
+		} else {
+			seq, _ := props[propSeq].(aztables.EDMInt64)
+			if behind = int64(seq); behind == p.seq {
+				// Nothing was written since: the view stands.
+				p.exists, p.quiet = true, true
+				p.caught, p.synced = started, started
+				return &headTok{seq: p.seq, exists: true}, nil
+			}
+			p.quiet = false // entries were written: query them
+		}
+	}
 	if !p.loaded {
 		props, _, ok, err := o.read(ctx, "head", p.pk, rkHead)
 		if err != nil {
@@ -366,6 +384,13 @@ func (o *Outbox) catchUp(ctx context.Context, p *outboxPart) (*headTok, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tablestore: outbox shard %s: %w", p.pk, err)
+	}
+	if p.seq < behind {
+		// Entries up to the head were pruned before this view read them:
+		// it starts again at the head, knowing nothing (keys are read when
+		// needed).
+		p.reset()
+		p.seq, p.exists = behind, true
 	}
 	p.caught, p.synced = started, started
 	p.quiet = applied == 0

@@ -868,8 +868,10 @@ func TestReadKeys(t *testing.T) {
 // A catch-up that found nothing new is followed by a point read of the
 // entry that would come next, not a query: a shard no one wrote to costs
 // an index seek (and in Azurite a walk of one partition, not of the whole
-// table). The next commit of another instance is still seen: a, its views
-// quiet, is handed the findings b alerted meanwhile and alerts none again.
+// table); a view idle past resyncAfter reads the head, and stands if no
+// one wrote since. The next commit of another instance is still seen: a,
+// its views quiet, is handed the findings b alerted meanwhile and alerts
+// none again.
 func TestOutboxQuietCatchUpIsAPointRead(t *testing.T) {
 	p := testPrefix()
 	log := &queryLog{}
@@ -924,6 +926,20 @@ func TestOutboxQuietCatchUpIsAPointRead(t *testing.T) {
 	if r := a.Stats().Reads - reads0; r != int64(outboxShards) {
 		t.Fatalf("%d reads catching up %d quiet shards, want one each", r, outboxShards)
 	}
+	// Idle past resyncAfter, a's views read each shard's head (whose
+	// entry is theirs: nothing was written) and stand: no listing again.
+	oldResync := resyncAfter
+	resyncAfter = time.Millisecond
+	t.Cleanup(func() { resyncAfter = oldResync })
+	time.Sleep(5 * time.Millisecond)
+	st0 := a.Stats()
+	if err := a.Outbox().refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Stats(); st.Queries != st0.Queries || st.Reads-st0.Reads != int64(outboxShards) {
+		t.Fatalf("idle views caught up with %d queries and %d reads, want a read of each shard's head", st.Queries-st0.Queries, st.Reads-st0.Reads)
+	}
+	resyncAfter = oldResync
 	fs := manyKeys(t0)
 	if err := db.Found(ctx, fs); err != nil {
 		t.Fatal(err)
