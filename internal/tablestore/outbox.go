@@ -42,8 +42,8 @@ import (
 //     last looked into their view of the partition, reading them with one
 //     range query of row keys (an index range in Azure Table Storage, not
 //     a scan of the partition). Prune deletes entries older than logKeep;
-//     a view that has not looked for resyncAfter starts again from the
-//     head.
+//     a view that has not looked for resyncAfter reads the head first,
+//     and starts again from it if the entries it missed are gone.
 //   - RowKey "c-" and the cooldown key: the key (Key), the cooldown as JSON
 //     (J) and its last alert's time (Last, unix microseconds): cooldown,
 //     group wait and inhibition mark rows.

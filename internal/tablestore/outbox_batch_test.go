@@ -680,9 +680,9 @@ func TestOutboxCatchUpIsARangeQuery(t *testing.T) {
 	}
 }
 
-// An instance that has not looked at a shard for resyncAfter starts its
-// view again from the head: the log entries it missed may be pruned by
-// then, and a catch-up that read only what is left would decide from
+// An instance that has not looked at a shard for resyncAfter reads the
+// head first, and starts its view again from it when the log entries it
+// missed are gone: they may be pruned by then, and a catch-up that read only what is left would decide from
 // what it knew before (its commit's log entry taking the place of a
 // pruned one). Here a alerts a first batch, b the next (three hours
 // later), and a is handed later findings of the same keys: a decides
