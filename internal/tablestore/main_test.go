@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
@@ -54,6 +55,25 @@ func newStore(t testing.TB, prefix string, opts Options) *Store {
 		}
 	})
 	return s
+}
+
+// storeVia returns two stores on fresh tables of prefix (deleted when the
+// test ends): the first sends its requests through transport, the second
+// (which made the tables) straight to the service.
+func storeVia(t testing.TB, prefix string, transport policy.Transporter, opts Options) (via, plain *Store) {
+	t.Helper()
+	co := ClientOptions()
+	co.Transport = transport
+	client, err := aztables.NewServiceClientFromConnectionString(azuritetest.Start(t), co)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain = newStore(t, prefix, Options{})
+	opts.Prefix = prefix
+	if via, err = New(context.Background(), client, opts); err != nil {
+		t.Fatal(err)
+	}
+	return via, plain
 }
 
 // allState reads every state entity of a store's table.

@@ -17,7 +17,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvwatch/kvwatch/internal/alert"
-	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
 	"github.com/kvwatch/kvwatch/internal/delivery"
 	"github.com/kvwatch/kvwatch/internal/delivery/deliverytest"
 	"github.com/kvwatch/kvwatch/internal/finding"
@@ -630,17 +629,7 @@ func (l *queryLog) Do(req *http.Request) (*http.Response, error) {
 func TestOutboxCatchUpIsARangeQuery(t *testing.T) {
 	p := testPrefix()
 	log := &queryLog{}
-	opts := ClientOptions()
-	opts.Transport = log
-	client, err := aztables.NewServiceClientFromConnectionString(azuritetest.Start(t), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := newStore(t, p, Options{}) // creates the tables, deletes them at the end
-	a, err := New(context.Background(), client, Options{Prefix: p})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := storeVia(t, p, log, Options{})
 	h := newHook(t)
 	clk := &testClock{t: t0.Add(30 * time.Minute)}
 	da := newTestDispatcher(t, a.Outbox(), clk, h, "a")
@@ -808,19 +797,8 @@ func TestTransactionFailureNamesItsOperation(t *testing.T) {
 // Table Storage), more with one query; a row that does not exist is not
 // found; every row found carries its ETag, as a query's rows do.
 func TestReadKeys(t *testing.T) {
-	p := testPrefix()
 	log := &queryLog{}
-	opts := ClientOptions()
-	opts.Transport = log
-	client, err := aztables.NewServiceClientFromConnectionString(azuritetest.Start(t), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	newStore(t, p, Options{}) // creates the tables, deletes them at the end
-	s, err := New(context.Background(), client, Options{Prefix: p})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := storeVia(t, testPrefix(), log, Options{})
 	ctx := context.Background()
 	for _, rk := range []string{"k1", "k2", "k3"} {
 		ent, _ := json.Marshal(map[string]any{"PartitionKey": "o0", "RowKey": rk, "V": rk})
@@ -875,17 +853,7 @@ func TestReadKeys(t *testing.T) {
 func TestOutboxQuietCatchUpIsAPointRead(t *testing.T) {
 	p := testPrefix()
 	log := &queryLog{}
-	opts := ClientOptions()
-	opts.Transport = log
-	client, err := aztables.NewServiceClientFromConnectionString(azuritetest.Start(t), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := newStore(t, p, Options{}) // creates the tables, deletes them at the end
-	a, err := New(context.Background(), client, Options{Prefix: p})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := storeVia(t, p, log, Options{})
 	old := reuseCatchUp
 	reuseCatchUp = 0 // every Load catches up
 	t.Cleanup(func() { reuseCatchUp = old })

@@ -15,11 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 	"github.com/rs/zerolog"
 
 	"github.com/kvwatch/kvwatch/internal/alert"
-	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
 	"github.com/kvwatch/kvwatch/internal/delivery"
 	"github.com/kvwatch/kvwatch/internal/finding"
 	"github.com/kvwatch/kvwatch/internal/notify/webhook"
@@ -377,17 +375,7 @@ func (f *flaky) Do(req *http.Request) (*http.Response, error) {
 
 func flakyStore(t *testing.T, prefix string, f *flaky) *Store {
 	t.Helper()
-	opts := ClientOptions()
-	opts.Transport = f
-	client, err := aztables.NewServiceClientFromConnectionString(azuritetest.Start(t), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	newStore(t, prefix, Options{}) // creates the tables, deletes them at the end
-	s, err := New(context.Background(), client, Options{Prefix: prefix, RetryDelay: time.Millisecond, MaxRetryDelay: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := storeVia(t, prefix, f, Options{RetryDelay: time.Millisecond, MaxRetryDelay: 20 * time.Millisecond})
 	return s
 }
 

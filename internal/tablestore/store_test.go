@@ -20,7 +20,6 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
-	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
 	"github.com/kvwatch/kvwatch/internal/deadletter"
 	"github.com/kvwatch/kvwatch/internal/state"
 )
@@ -236,18 +235,7 @@ func TestLostAnswers(t *testing.T) {
 	tr := &loseAnswers{pick: func(r *http.Request) bool {
 		return r.Method == http.MethodPost && n.Add(1)%3 == 0 // every third write
 	}}
-	opts := ClientOptions()
-	opts.Transport = tr
-	client, err := aztables.NewServiceClientFromConnectionString(azuritetest.Start(t), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := testPrefix()
-	newStore(t, prefix, Options{}) // creates the tables, deletes them at the end
-	s, err := New(context.Background(), client, Options{Prefix: prefix, RetryDelay: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := storeVia(t, testPrefix(), tr, Options{RetryDelay: time.Millisecond})
 
 	evs := events(7, "0", 600, t0, 40*time.Minute)
 	mem := state.NewMemory()
