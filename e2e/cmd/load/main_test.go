@@ -73,3 +73,19 @@ func TestCallsPerK(t *testing.T) {
 		t.Fatalf("%q, want %q", got, want)
 	}
 }
+
+// Outbox rows are described per alert and per 1,000 records alike: the
+// sum, then each kind, most first.
+func TestRowsPerK(t *testing.T) {
+	rw0 := map[string]int64{"a-": 10, "d-": 5}
+	rw1 := map[string]int64{"a-": 30, "d-": 45, "r-": 10}
+	if got, want := rowsPerK(rw0, rw1, 2000), "35.0 (d- 20.0, a- 10.0, r- 5.0)"; got != want {
+		t.Fatalf("%q, want %q", got, want)
+	}
+	if got := rowsPerK(rw1, rw1, 2000); got != "none" {
+		t.Fatalf("%q, want none", got)
+	}
+	if got, want := (sweepRow{alerts: 4, rows: rw1}).rowsPerAlert(), "21.2 (d- 11.2, a- 7.5, r- 2.5)"; got != want {
+		t.Fatalf("%q, want %q", got, want)
+	}
+}

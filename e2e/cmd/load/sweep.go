@@ -223,19 +223,30 @@ type sweepRow struct {
 // rowsPerAlert describes the outbox rows written per alert received, by
 // kind, most first.
 func (r sweepRow) rowsPerAlert() string {
-	if r.alerts == 0 || len(r.rows) == 0 {
+	if r.alerts == 0 {
 		return "none"
 	}
-	per := map[string]float64{}
+	return describeRows(r.rows, float64(r.alerts))
+}
+
+// describeRows describes rows written by kind, each divided by per: their
+// sum, then each kind, most first ("none" without rows).
+func describeRows(rows map[string]int64, per float64) string {
+	each := map[string]float64{}
 	total := 0.0
-	for k, n := range r.rows {
-		per[k] = float64(n) / float64(r.alerts)
-		total += per[k]
+	for k, n := range rows {
+		if n > 0 {
+			each[k] = float64(n) / per
+			total += each[k]
+		}
 	}
-	_, parts := largest(per, len(per))
+	if len(each) == 0 {
+		return "none"
+	}
+	_, parts := largest(each, len(each))
 	for i, p := range parts {
 		k, _, _ := strings.Cut(p, " ")
-		parts[i] = fmt.Sprintf("%s %.1f", k, per[k])
+		parts[i] = fmt.Sprintf("%s %.1f", k, each[k])
 	}
 	return fmt.Sprintf("%.1f (%s)", total, strings.Join(parts, ", "))
 }
@@ -629,23 +640,11 @@ func keysPerK(k0, q0, k1, q1 map[string]int64, records int) string {
 // rowCounts, per 1,000 records, by kind, most first: what delivery
 // writes once the storm has passed, when alerts are few.
 func rowsPerK(rw0, rw1 map[string]int64, records int) string {
-	per := map[string]float64{}
-	total := 0.0
+	d := map[string]int64{}
 	for k, n := range rw1 {
-		if d := n - rw0[k]; d > 0 {
-			per[k] = float64(d) * 1000 / float64(max(records, 1))
-			total += per[k]
-		}
+		d[k] = n - rw0[k]
 	}
-	if len(per) == 0 {
-		return "none"
-	}
-	_, parts := largest(per, len(per))
-	for i, p := range parts {
-		k, _, _ := strings.Cut(p, " ")
-		parts[i] = fmt.Sprintf("%s %.1f", k, per[k])
-	}
-	return fmt.Sprintf("%.1f (%s)", total, strings.Join(parts, ", "))
+	return describeRows(d, float64(max(records, 1))/1000)
 }
 
 // busyPerK is Azurite's time between two readings of busyByTable, in ms
