@@ -807,11 +807,11 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 	// starts ascend, so do their periods: each period's best window is
 	// known once the starts move past it.
 	type best struct {
-		st, v int64
-		ok    bool
+		p, st, v int64 // period, start, count
+		ok       bool
 	}
-	raise := func(p int64, b best) {
-		st, v := b.st, b.v
+	raise := func(b best) {
+		p, st, v := b.p, b.st, b.v
 		end := st + n - 1
 		k := handedKey{w.ri, w.group, p, ""}
 		if en.known(k, v, func() []string {
@@ -830,11 +830,10 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 		out.add(f, k)
 	}
 	var cur best
-	curP := int64(0)
 	for _, st := range starts {
 		p := period(st*bs, cd)
-		if cur.ok && p != curP {
-			raise(curP, cur)
+		if cur.ok && p != cur.p {
+			raise(cur)
 			cur = best{}
 		}
 		if !anchored(st) {
@@ -842,11 +841,11 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 		}
 		v, ok := cond(st + n - 1)
 		if ok && (!cur.ok || v > cur.v) {
-			cur, curP = best{st, v, true}, p
+			cur = best{p, st, v, true}
 		}
 	}
 	if cur.ok {
-		raise(curP, cur)
+		raise(cur)
 	}
 }
 

@@ -725,11 +725,7 @@ func (o *Outbox) readRows(ctx context.Context, keys, ids map[string][]string) (*
 		found := map[string]bool{}
 		cools := map[string]delivery.Cooldown{}
 		decs := map[string]delivery.Decision{}
-		err := o.s.readKeys(ctx, o.s.outbox, j.pk, j.rks, nil, func(raw []byte) error {
-			var ent aztables.EDMEntity
-			if err := json.Unmarshal(raw, &ent); err != nil {
-				return err
-			}
+		err := o.readKeys(ctx, j.pk, j.rks, nil, func(ent *aztables.EDMEntity) error {
 			name, ok := j.what[ent.RowKey]
 			if !ok {
 				return nil
@@ -1281,16 +1277,12 @@ func (o *Outbox) entryQueriesIn(ctx context.Context, rows []entryRow, sel *strin
 			want[id] = true
 			rks[k] = rkEntry + outboxKey(id)
 		}
-		return o.s.readKeys(ctx, o.s.outbox, j.pk, rks, sel, func(raw []byte) error {
-			var ent aztables.EDMEntity
-			if err := json.Unmarshal(raw, &ent); err != nil {
-				return err
-			}
+		return o.readKeys(ctx, j.pk, rks, sel, func(ent *aztables.EDMEntity) error {
 			id, _ := ent.Properties[propID].(string)
 			if !want[id] {
 				return nil
 			}
-			return each(id, &ent)
+			return each(id, ent)
 		})
 	})
 }

@@ -36,6 +36,19 @@ func keyed(rule, vault, caller, value string, at time.Time) finding.Finding {
 	return f
 }
 
+// eachKey is a finding of each of manyKeys' 20 keys, of value at at.
+func eachKey(value string, at time.Time) []finding.Finding {
+	var fs []finding.Finding
+	for _, rule := range []string{"burst", "other"} {
+		for v := range 5 {
+			for _, caller := range []string{"alice", "bob"} {
+				fs = append(fs, keyed(rule, fmt.Sprintf("kv%d", v), caller, value, at))
+			}
+		}
+	}
+	return fs
+}
+
 // manyKeys is a batch of 60 findings over 20 keys (2 rules × 5 vaults × 2
 // callers), three to a key, 10 minutes apart from at: each key's first
 // opens an incident, its next two are held back by the 1h cooldown. The
@@ -172,14 +185,7 @@ func TestOutboxBatchTwoInstancesRace(t *testing.T) {
 	// The next alert of each group, a reminder (within twice the cooldown
 	// of the first), says how many were held back: 2 per key.
 	clk.Add(time.Hour)
-	var next []finding.Finding
-	for _, rule := range []string{"burst", "other"} {
-		for v := range 5 {
-			for _, caller := range []string{"alice", "bob"} {
-				next = append(next, keyed(rule, fmt.Sprintf("kv%d", v), caller, "later", t0.Add(85*time.Minute)))
-			}
-		}
-	}
+	next := eachKey("later", t0.Add(85*time.Minute))
 	if err := db.Found(ctx, next); err != nil {
 		t.Fatal(err)
 	}
@@ -730,14 +736,7 @@ func staleView(t *testing.T, prune bool) string {
 		}
 	}
 	time.Sleep(5 * time.Millisecond)
-	var later []finding.Finding
-	for _, rule := range []string{"burst", "other"} {
-		for v := range 5 {
-			for _, caller := range []string{"alice", "bob"} {
-				later = append(later, keyed(rule, fmt.Sprintf("kv%d", v), caller, "later", t0.Add(25*time.Minute)))
-			}
-		}
-	}
+	later := eachKey("later", t0.Add(25*time.Minute))
 	if err := da.Found(ctx, later); err != nil {
 		t.Fatal(err)
 	}
@@ -819,13 +818,9 @@ func TestReadKeys(t *testing.T) {
 		before := len(log.filters)
 		log.mu.Unlock()
 		var found []string
-		err := s.readKeys(ctx, s.outbox, "o0", c.rks, nil, func(raw []byte) error {
-			var ent aztables.EDMEntity
-			if err := json.Unmarshal(raw, &ent); err != nil {
-				return err
-			}
+		err := s.Outbox().readKeys(ctx, "o0", c.rks, nil, func(ent *aztables.EDMEntity) error {
 			if ent.ETag == "" || ent.Properties["V"] != ent.RowKey {
-				t.Errorf("%v: row %s without its ETag or value: %s", c.rks, ent.RowKey, raw)
+				t.Errorf("%v: row %s without its ETag or value: %+v", c.rks, ent.RowKey, ent)
 			}
 			found = append(found, ent.RowKey)
 			return nil

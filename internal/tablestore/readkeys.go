@@ -1,10 +1,8 @@
 package tablestore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"net/http"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
@@ -24,66 +22,43 @@ const pointReads = 2
 // most 15 comparisons in a $filter, one of them the PartitionKey's.
 const keysPerQuery = 14
 
-// readKeys reads the rows rks (at most keysPerQuery) of partition pk of
-// table c: with point reads when they are at most pointReads, else with
-// one query (sel, if not nil, the properties it selects; a point read
-// returns them all). each gets every row found, one at a time, as a
-// query returns it (JSON with its "odata.etag"); a row that does not
-// exist is not found.
-func (s *Store) readKeys(ctx context.Context, c *aztables.Client, pk string, rks []string, sel *string, each func(raw []byte) error) error {
+// readKeys reads the rows rks (at most keysPerQuery) of the outbox's
+// partition pk: with point reads (Outbox.read) when they are at most
+// pointReads, else with one query (sel, if not nil, the properties it
+// selects; a point read returns them all). each gets every row found, one
+// at a time, with its ETag; a row that does not exist is not found.
+func (o *Outbox) readKeys(ctx context.Context, pk string, rks []string, sel *string, each func(ent *aztables.EDMEntity) error) error {
 	if len(rks) > pointReads {
 		or := make([]string, len(rks))
 		for i, rk := range rks {
 			or[i] = "RowKey eq " + odataQuote(rk)
 		}
-		return s.query(ctx, c, "PartitionKey eq "+odataQuote(pk)+" and ("+strings.Join(or, " or ")+")", sel, each)
-	}
-	raws := make([][]byte, len(rks))
-	err := s.parallel(ctx, len(rks), func(ctx context.Context, i int) error {
-		s.stats.reads.Add(1)
-		var resp aztables.GetEntityResponse
-		err := s.call(ctx, "read", func(ctx context.Context) error {
-			var err error
-			resp, err = c.GetEntity(ctx, pk, rks[i], nil)
-			return err
+		filter := "PartitionKey eq " + odataQuote(pk) + " and (" + strings.Join(or, " or ") + ")"
+		return o.s.query(ctx, o.s.outbox, filter, sel, func(raw []byte) error {
+			var ent aztables.EDMEntity
+			if err := json.Unmarshal(raw, &ent); err != nil {
+				return err
+			}
+			return each(&ent)
 		})
-		if isStatus(err, http.StatusNotFound) {
-			return nil
+	}
+	got := make([]*aztables.EDMEntity, len(rks))
+	err := o.s.parallel(ctx, len(rks), func(ctx context.Context, i int) error {
+		props, etag, ok, err := o.read(ctx, "row", pk, rks[i])
+		if ok {
+			got[i] = &aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: rks[i]}, ETag: etag, Properties: props}
 		}
-		if err != nil {
-			return err
-		}
-		raws[i], err = withETag(resp.Value, string(resp.ETag))
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	for _, raw := range raws {
-		if raw == nil {
-			continue
-		}
-		if err := each(raw); err != nil {
-			return err
+	for _, ent := range got {
+		if ent != nil {
+			if err := each(ent); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
-}
-
-// withETag returns an entity's JSON with its ETag as a query's rows carry
-// it ("odata.etag"), taken from the answer's header when the body lacks it.
-func withETag(raw []byte, etag string) ([]byte, error) {
-	if etag == "" || bytes.Contains(raw, []byte(`"odata.etag"`)) {
-		return raw, nil
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, err
-	}
-	q, err := json.Marshal(etag)
-	if err != nil {
-		return nil, err
-	}
-	m["odata.etag"] = q
-	return json.Marshal(m)
 }
