@@ -89,3 +89,16 @@ func TestRowsPerK(t *testing.T) {
 		t.Fatalf("%q, want %q", got, want)
 	}
 }
+
+// A phase's CPU is told per 1,000 records and in cores over its wall
+// time: Azurite near one core is the bound of a Table phase on a machine
+// whose cores it shares with the handlers.
+func TestCPUPerK(t *testing.T) {
+	u := cpuUse{azurite: 1.8, handlers: 1.2, driver: 0.3}.minus(cpuUse{azurite: 0.3, handlers: 0.2, driver: 0.1})
+	if got, want := cpuPerK(u, 10_000, 2*time.Second), "Azurite 150 ms, handlers 100 ms, this process 20 ms per 1,000 records (cores busy: 0.75, 0.50, 0.10)"; got != want {
+		t.Fatalf("%q, want %q", got, want)
+	}
+	if got := cpuPerK(u, 0, time.Second); got != "none" {
+		t.Fatalf("%q, want none", got)
+	}
+}

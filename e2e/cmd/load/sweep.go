@@ -218,6 +218,8 @@ type sweepRow struct {
 	rows map[string]int64
 	// byKey describes the rows read by key over the Table phase (keysPerK).
 	byKey string
+	// cpu and memCPU describe each phase's CPU use (cpuPerK).
+	cpu, memCPU string
 }
 
 // rowsPerAlert describes the outbox rows written per alert received, by
@@ -284,9 +286,9 @@ func (r sweepRow) line() string {
 		by = append(by, fmt.Sprintf("%s %.1f", t, r.byTable[t]))
 	}
 	total, busy := largest(r.busy, 8)
-	return fmt.Sprintf("%d callers, %d partitions: %d records, %.1f round trips per 1,000 records (%s), %.0f records/s Table, %.0f memory (%.2f), alerts %d Table, %d memory, batch p50 %s p99 %s, peak RSS %d MiB, restore %s; Azurite's time per 1,000 records %.0f ms, most (request to answer, queueing included): %s; outbox rows written per alert received: %s; rows read by key per 1,000 records: %s",
+	return fmt.Sprintf("%d callers, %d partitions: %d records, %.1f round trips per 1,000 records (%s), %.0f records/s Table, %.0f memory (%.2f), alerts %d Table, %d memory, batch p50 %s p99 %s, peak RSS %d MiB, restore %s; Azurite's time per 1,000 records %.0f ms, most (request to answer, queueing included): %s; outbox rows written per alert received: %s; rows read by key per 1,000 records: %s; CPU, Table phase: %s; memory phase: %s",
 		r.callers, r.partitions, r.records, r.roundTripsPerK, strings.Join(by, ", "), r.tableRate, r.memRate, r.ratio(), r.alerts, r.memAlerts, ms(r.p50), ms(r.p99), r.peakRSS>>10, r.restore.Round(time.Millisecond),
-		total, strings.Join(busy, ", "), r.rowsPerAlert(), r.byKey)
+		total, strings.Join(busy, ", "), r.rowsPerAlert(), r.byKey, r.cpu, r.memCPU)
 }
 
 // traffic is a configuration's events, per partition, as the hub holds them.
@@ -389,7 +391,40 @@ type phase struct {
 	lat                       []time.Duration
 	cut                       bool
 	peakRSS                   int64
-	next                      []int // per partition, the index of the next event not delivered
+	next                      []int         // per partition, the index of the next event not delivered
+	cpu                       cpuUse        // CPU seconds used over the phase
+	wall                      time.Duration // the phase's wall time, start to end
+}
+
+// cpuUse is CPU time, in seconds, used by Azurite, by a phase's handlers
+// and by this process (the traffic's encoding and the counting proxy).
+// On a machine whose cores Azurite shares with the handlers it says what
+// bounds a phase: Azurite near a whole core of its one thread is the
+// limit, whatever the handlers do.
+type cpuUse struct{ azurite, handlers, driver float64 }
+
+func (sw *sweeper) cpu(hs []*handler) cpuUse {
+	u := cpuUse{azurite: cpuSeconds(sw.azPid), driver: cpuSeconds(os.Getpid())}
+	for _, h := range hs {
+		u.handlers += cpuSeconds(h.p.Cmd.Process.Pid)
+	}
+	return u
+}
+
+func (u cpuUse) minus(v cpuUse) cpuUse {
+	return cpuUse{u.azurite - v.azurite, u.handlers - v.handlers, u.driver - v.driver}
+}
+
+// cpuPerK describes a phase's CPU use per 1,000 records, and in cores
+// over its wall time.
+func cpuPerK(u cpuUse, records int, wall time.Duration) string {
+	if records == 0 || wall <= 0 {
+		return "none"
+	}
+	per := func(s float64) float64 { return s * 1000 * 1000 / float64(records) }
+	cores := func(s float64) float64 { return s / wall.Seconds() }
+	return fmt.Sprintf("Azurite %.0f ms, handlers %.0f ms, this process %.0f ms per 1,000 records (cores busy: %.2f, %.2f, %.2f)",
+		per(u.azurite), per(u.handlers), per(u.driver), cores(u.azurite), cores(u.handlers), cores(u.driver))
 }
 
 func (p *phase) rate() float64 {
@@ -405,6 +440,7 @@ func (p *phase) rate() float64 {
 // returns what it measured.
 func (sw *sweeper) deliver(ctx context.Context, hs []*handler, tr traffic, limit []int, deadline time.Time) (*phase, error) {
 	ph := &phase{next: make([]int, len(tr.parts))}
+	c0, start := sw.cpu(hs), time.Now()
 	var mu sync.Mutex
 	per := len(tr.parts) / len(hs)
 	errs := make(chan error, len(tr.parts))
@@ -452,6 +488,7 @@ func (sw *sweeper) deliver(ctx context.Context, hs []*handler, tr traffic, limit
 	for err := range errs {
 		return nil, err
 	}
+	ph.cpu, ph.wall = sw.cpu(hs).minus(c0), time.Since(start)
 	for _, h := range hs {
 		ph.peakRSS = max(ph.peakRSS, procStatus(h.p.Cmd.Process.Pid, "VmHWM"))
 	}
@@ -512,6 +549,7 @@ func (sw *sweeper) configuration(ctx context.Context, callers, partitions int) (
 	row.busy = busyPerK(bz0, bz1, ph.records)
 	row.tableRate, row.peakRSS = ph.rate(), ph.peakRSS
 	row.p50, row.p99 = pct(ph.lat, 50), pct(ph.lat, 99)
+	row.cpu = cpuPerK(ph.cpu, ph.records, ph.wall)
 
 	// A fresh handler for partition 0 (as after a scale-out or a crash),
 	// while the others keep running: start to its first batch answered.
@@ -534,6 +572,7 @@ func (sw *sweeper) configuration(ctx context.Context, callers, partitions int) (
 		return row, err
 	}
 	row.memRecords, row.memRate, row.memPeakRSS = mph.records, mph.rate(), mph.peakRSS
+	row.memCPU = cpuPerK(mph.cpu, mph.records, mph.wall)
 	return row, nil
 }
 
@@ -595,6 +634,7 @@ type historySlice struct {
 	calls             string // the requests of busy's six largest, per 1,000 records
 	rows              string // the outbox rows the Table phase's transactions wrote per 1,000 records, by kind, most first
 	byKey             string // the row keys queries by key named per 1,000 records, and the queries, by table and kind
+	cpu, memCPU       string // each phase's CPU use (cpuPerK)
 }
 
 // keysPerK describes the row keys read by key between two readings of
@@ -808,7 +848,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 		t1, m1 := sw.hook.on(hs[0].run), sw.hook.on(ms[0].run)
 		sl := historySlice{from: h.records, records: ph.records, table: ph.rate(), mem: mph.rate(), alerts: t1.alerts - t0.alerts, memAlerts: m1.alerts - m0.alerts,
 			rules: t1.since(t0), memRules: m1.since(m0), busy: busiest(bz0, bz1, ph.records), calls: callsPerK(bz0, bz1, n0, n1, ph.records), rows: rowsPerK(rw0, rw1, ph.records),
-			byKey: keysPerK(k0, kq0, k1, kq1, ph.records)}
+			byKey: keysPerK(k0, kq0, k1, kq1, ph.records), cpu: cpuPerK(ph.cpu, ph.records, ph.wall), memCPU: cpuPerK(mph.cpu, mph.records, mph.wall)}
 		h.slices = append(h.slices, sl)
 		h.records += ph.records
 		h.cut = ph.cut
@@ -820,7 +860,7 @@ func (sw *sweeper) historyRestore(ctx context.Context) (*historyResult, error) {
 		if ph.cut {
 			break
 		}
-		fmt.Fprintf(sw.stderr, "sweep: history: %d records; this slice %s\n  Table: %s\n  memory: %s\n  Azurite per 1,000 records: %s\n  requests per 1,000 records (the same, most time first): %s\n  outbox rows written per 1,000 records: %s\n  rows read by key per 1,000 records: %s\n", h.records, sl, sl.rules, sl.memRules, sl.busy, sl.calls, sl.rows, sl.byKey)
+		fmt.Fprintf(sw.stderr, "sweep: history: %d records; this slice %s\n  Table: %s\n  memory: %s\n  Azurite per 1,000 records: %s\n  requests per 1,000 records (the same, most time first): %s\n  outbox rows written per 1,000 records: %s\n  rows read by key per 1,000 records: %s\n  CPU, Table phase: %s\n  CPU, memory phase: %s\n", h.records, sl, sl.rules, sl.memRules, sl.busy, sl.calls, sl.rows, sl.byKey, sl.cpu, sl.memCPU)
 	}
 	sw.stop(ms)
 	msStopped = true
