@@ -94,11 +94,18 @@ type Journal struct {
 
 	compacting atomic.Bool
 	wg         sync.WaitGroup
+	// compactAfter: a compaction found another instance's round under
+	// way (or just done); this one does not read the head again for it
+	// before then (under mu).
+	compactAfter time.Time
 
 	// testRestore, when set, is called at the stages of a restore
 	// ("head" read, "snapshot" read and decoded, "tails" about to be
 	// read): tests make other instances write and compact there.
 	testRestore func(stage string)
+	// testCompact, when set, is called when a compaction is about to
+	// encode the view ("encode"), its round claimed.
+	testCompact func(stage string)
 }
 
 type tailSize struct{ entries, bytes int }

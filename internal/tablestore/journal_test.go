@@ -525,6 +525,71 @@ func TestJournalConcurrentCompactions(t *testing.T) {
 	}
 }
 
+// Two instances due for a compaction together write one snapshot between
+// them, not two: the first claims the round on the head, and the second,
+// finding it claimed, writes nothing and reads the head again only once
+// the round could be over. Before the claim both encoded the whole view
+// and wrote it, and one lost the head (8 of 11 rounds of a sweep's
+// history).
+func TestJournalCompactionRoundIsClaimedOnce(t *testing.T) {
+	var mu sync.Mutex
+	clock := t0.Add(24 * time.Hour)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	opts := JournalOptions{CompactEntries: 1 << 30, CompactBytes: 1 << 30, CompactEvery: 5 * time.Second, Now: now}
+	a, prefix := newJournal(t, "", opts)
+	b, _ := newJournal(t, prefix, opts)
+	mem := state.NewMemory()
+	ref, h := newHarness(t, mem), newHarness(t, a)
+	bts := batches(events(13, "0", 300, t0, 30*time.Minute), 100)
+	ctx := context.Background()
+	ref.mustFeed(t, bts[0])
+	h.mustFeed(t, bts[0])
+	if ok, err := a.Compact(ctx); err != nil || !ok {
+		t.Fatalf("first snapshot: %v %v", ok, err)
+	}
+	for _, bt := range bts[1:] {
+		ref.mustFeed(t, bt)
+		h.mustFeed(t, bt)
+	}
+	caughtUp(t, b)
+	mu.Lock()
+	clock = clock.Add(10 * time.Second) // both due
+	mu.Unlock()
+
+	var bWrote bool
+	var bErr error
+	var bTx int64
+	a.testCompact = func(string) {
+		tx := b.s.stats.transactions.Load()
+		bWrote, bErr = b.Compact(ctx)
+		bTx = b.s.stats.transactions.Load() - tx
+	}
+	ok, err := a.Compact(ctx)
+	a.testCompact = nil
+	if err != nil || bErr != nil {
+		t.Fatal(err, bErr)
+	}
+	if !ok {
+		t.Fatal("a claimed the round but wrote no snapshot")
+	}
+	if bWrote || bTx > 0 {
+		t.Fatalf("b compacted in the round a had claimed: wrote %v, %d transactions", bWrote, bTx)
+	}
+	if hd, err := a.readHead(ctx); err != nil || hd.gen != 2 {
+		t.Fatalf("head at generation %d (%v), want 2: one snapshot after the first", hd.gen, err)
+	}
+	// b, due by its own count, does not read the head again within the
+	// round it found claimed.
+	b.opts.CompactEntries = 1
+	reads := b.s.stats.reads.Load()
+	b.maybeCompact()
+	b.Wait()
+	if n := b.s.stats.reads.Load() - reads; n != 0 {
+		t.Fatalf("b read %d times within a's round, want none", n)
+	}
+	sameView(t, restored(t, prefix), mem)
+}
+
 // Two instances share the state, each reading its own partition. One
 // runs ahead (a catch-up, a slow partition on the other): its pruning must
 // not drop the state the other's late records still count into. Here a

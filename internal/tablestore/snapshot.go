@@ -47,7 +47,7 @@ type snapshotHead struct {
 	gen  int64
 	pk   string // the partition holding the snapshot's rows
 	rows int
-	at   time.Time
+	at   time.Time        // when the snapshot was written, or a compaction since claimed the next round
 	cut  map[string]int64 // the snapshot's cut
 	// deleted: log entries up to these were deleted when this snapshot
 	// was written (the previous snapshot's cut).
@@ -66,6 +66,33 @@ type restoredView struct {
 	cut   map[string]int64
 	gen   int64
 	bytes int // stored (deflated) size
+}
+
+// claimRound moves the snapshot head's time to now, if its ETag is still
+// h's (Merge: nothing else changes, and a restore reading the head's
+// snapshot meanwhile is not disturbed). It returns the head's new ETag, or
+// ok false when the head changed since h was read.
+func (j *Journal) claimRound(ctx context.Context, h *snapshotHead, now time.Time) (string, bool, error) {
+	body, err := json.Marshal(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: snapshotPK, RowKey: headRK},
+		Properties: map[string]any{propTime: aztables.EDMInt64(now.UnixMilli())}})
+	if err != nil {
+		return "", false, err
+	}
+	j.s.stats.inserts.Add(1)
+	var etag azcore.ETag
+	err = j.s.call(ctx, "claim compaction", func(ctx context.Context) error {
+		e := azcore.ETag(h.etag)
+		resp, err := j.table.UpdateEntity(ctx, body, &aztables.UpdateEntityOptions{IfMatch: &e, UpdateMode: aztables.UpdateModeMerge})
+		etag = resp.ETag
+		return err
+	})
+	if st, _, ok := statusOf(err); ok && (st == http.StatusPreconditionFailed || st == http.StatusNotFound || st == http.StatusConflict) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("tablestore: journal: claim compaction: %w", err)
+	}
+	return string(etag), true, nil
 }
 
 // errSnapshotMoved: a newer snapshot replaced the one being read.
@@ -201,6 +228,7 @@ func (j *Journal) readSnapshotBody(ctx context.Context, h *snapshotHead) (*resto
 func (j *Journal) maybeCompact() {
 	j.mu.Lock()
 	due := j.tail.entries >= j.opts.CompactEntries || j.tail.bytes >= j.opts.CompactBytes
+	due = due && !j.opts.Now().Before(j.compactAfter)
 	j.mu.Unlock()
 	if !due || !j.compacting.CompareAndSwap(false, true) {
 		return
@@ -236,8 +264,28 @@ func (j *Journal) Compact(ctx context.Context) (bool, error) {
 	if h.gen > 0 && now.Sub(h.at) < j.opts.CompactEvery {
 		j.mu.Lock()
 		j.tail = j.tailSince(h.cut)
+		// Written or claimed within CompactEvery: the next round is not
+		// due before CompactEvery after that.
+		j.compactAfter = h.at.Add(j.opts.CompactEvery)
 		j.mu.Unlock()
 		return false, nil
+	}
+	if h.gen > 0 {
+		// Claim the round: the head's time moves to now, under its ETag,
+		// so that another instance due at the same time finds it taken
+		// (above) instead of encoding the whole view as well, only to
+		// lose the head to this one (instances come due together: in a
+		// sweep's history two did in 8 of 11 rounds). A claim that fails
+		// met another's claim or snapshot. An instance that claims and
+		// stops holds the next round back CompactEvery, no longer.
+		etag, ok, err := j.claimRound(ctx, h, now)
+		if err != nil || !ok {
+			return false, err
+		}
+		h.etag = etag
+	}
+	if j.testCompact != nil {
+		j.testCompact("encode")
 	}
 	// The view and its cut, copied under the lock: entities are never
 	// changed in place, so the pointers are a consistent copy.
