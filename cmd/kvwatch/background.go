@@ -53,15 +53,17 @@ type warmUp struct {
 	log    zerolog.Logger
 	stop   context.Context
 	cancel context.CancelFunc
+	done   chan struct{} // closed when Run returns
 }
 
 func newWarmUp(name string, fn func(context.Context) error, log zerolog.Logger) *warmUp {
 	stop, cancel := context.WithCancel(context.Background())
-	return &warmUp{name: name, fn: fn, log: log, stop: stop, cancel: cancel}
+	return &warmUp{name: name, fn: fn, log: log, stop: stop, cancel: cancel, done: make(chan struct{})}
 }
 
 // Run implements background.
 func (w *warmUp) Run(ctx context.Context) {
+	defer close(w.done)
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	defer context.AfterFunc(w.stop, cancel)()
@@ -75,6 +77,50 @@ func (w *warmUp) Run(ctx context.Context) {
 
 // Stop implements background.
 func (w *warmUp) Stop() { w.cancel() }
+
+// afterWarmUp runs next once the warm-ups have ended (loaded or failed),
+// or wait after it started, whichever comes first. A fresh process's first
+// batch waits for its restore; the outbox sender's first round, which sends
+// every alert whose hold ran out while no instance read the outbox (dozens
+// after a busy stretch), would share Azurite and the cores with it. Those
+// alerts are late already, and the sender sends them a second later.
+type afterWarmUp struct {
+	warm   []*warmUp
+	next   background
+	wait   time.Duration
+	stop   context.Context
+	cancel context.CancelFunc
+}
+
+func newAfterWarmUp(next background, wait time.Duration, warm ...*warmUp) *afterWarmUp {
+	stop, cancel := context.WithCancel(context.Background())
+	return &afterWarmUp{warm: warm, next: next, wait: wait, stop: stop, cancel: cancel}
+}
+
+// Run implements background.
+func (a *afterWarmUp) Run(ctx context.Context) {
+	t := time.NewTimer(a.wait)
+	defer t.Stop()
+wait:
+	for _, w := range a.warm {
+		select {
+		case <-w.done:
+		case <-t.C:
+			break wait
+		case <-ctx.Done():
+			return
+		case <-a.stop.Done():
+			return
+		}
+	}
+	a.next.Run(ctx)
+}
+
+// Stop implements background.
+func (a *afterWarmUp) Stop() {
+	a.cancel()
+	a.next.Stop()
+}
 
 // deliverySettings applies kvwatch.yaml's delivery settings that the
 // dispatcher's other options do not carry.

@@ -602,17 +602,26 @@ func wireRuntime(ctx context.Context, cfgPath string, getenv func(string) string
 			return []string{fmt.Sprintf("kvwatch: logging silence: %d changes", len(fs))}, nil
 		},
 	}
-	bg := []background{silences, disp.NewSender(delivery.SenderOptions{})}
+	var warm []*warmUp
 	if w, ok := st.Outbox.(warmer); ok {
-		bg = append(bg, newWarmUp("outbox", w.Warm, log))
+		warm = append(warm, newWarmUp("outbox", w.Warm, log))
 	}
 	// The journal's restore too (tablestore.Journal.Warm): the first batch
 	// waits only for what is left of it.
 	if w, ok := st.State.(warmer); ok {
-		bg = append(bg, newWarmUp("state", w.Warm, log))
+		warm = append(warm, newWarmUp("state", w.Warm, log))
+	}
+	// The sender's first round waits for them (afterWarmUp), 10 s at most.
+	bg := []background{silences, newAfterWarmUp(disp.NewSender(delivery.SenderOptions{}), senderWarmWait, warm...)}
+	for _, w := range warm {
+		bg = append(bg, w)
 	}
 	return runtime{Proc: proc, Letters: st.Letters, Timers: timers, Background: bg, State: store}, nil
 }
+
+// senderWarmWait bounds how long the outbox sender waits for the warm-ups
+// before its first round (afterWarmUp).
+const senderWarmWait = 10 * time.Second
 
 // warmer is a store that can load what the first batch needs before it
 // comes (tablestore.Outbox's views, tablestore.Journal's restore).
