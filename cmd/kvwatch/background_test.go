@@ -29,7 +29,13 @@ func (r *runRecorder) Stop() { close(r.stop) }
 // than its bound when one hangs.
 func TestSenderWaitsForWarmUps(t *testing.T) {
 	release := make(chan struct{})
-	w := newWarmUp("state", func(ctx context.Context) error { <-release; return nil }, zerolog.Nop())
+	w := newWarmUp("state", func(ctx context.Context) error {
+		select {
+		case <-release:
+		case <-ctx.Done(): // stopped: a failed test must not hang
+		}
+		return nil
+	}, zerolog.Nop())
 	next := newRunRecorder()
 	jobs := []background{newAfterWarmUp(next, time.Hour, w), w}
 	stop := startBackground(context.Background(), jobs)
