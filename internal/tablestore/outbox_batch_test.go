@@ -300,11 +300,8 @@ func TestOutboxBatchUnknownKeyRead(t *testing.T) {
 func TestOutboxBatchRetriedChangesNothing(t *testing.T) {
 	p := testPrefix()
 	a, b := newStore(t, p, Options{}), newStore(t, p, Options{})
-	h := newHook(t)
-	clk := &testClock{t: t0.Add(30 * time.Minute)}
+	h, _, da, db := pairDispatchers(t, a, b)
 	ctx := context.Background()
-	da := newTestDispatcher(t, a.Outbox(), clk, h, "a")
-	db := newTestDispatcher(t, b.Outbox(), clk, h, "b")
 	fs := manyKeys(t0)
 	if err := da.Found(ctx, fs); err != nil {
 		t.Fatal(err)
@@ -464,11 +461,8 @@ func TestOutboxBatchColdInstanceUnderContention(t *testing.T) {
 func TestOutboxPreclaimed(t *testing.T) {
 	p := testPrefix()
 	a, b := newStore(t, p, Options{}), newStore(t, p, Options{})
-	h := newHook(t)
-	clk := &testClock{t: t0.Add(30 * time.Minute)}
+	h, clk, da, db := pairDispatchers(t, a, b)
 	ctx := context.Background()
-	da := newTestDispatcher(t, a.Outbox(), clk, h, "a")
-	db := newTestDispatcher(t, b.Outbox(), clk, h, "b")
 	sa := da.NewSender(delivery.SenderOptions{Interval: time.Hour})
 	go sa.Run(ctx)
 	for range 100 { // until the loop runs
@@ -636,10 +630,7 @@ func TestOutboxCatchUpIsARangeQuery(t *testing.T) {
 	p := testPrefix()
 	log := &queryLog{}
 	a, b := storeVia(t, p, log, Options{})
-	h := newHook(t)
-	clk := &testClock{t: t0.Add(30 * time.Minute)}
-	da := newTestDispatcher(t, a.Outbox(), clk, h, "a")
-	db := newTestDispatcher(t, b.Outbox(), clk, h, "b")
+	_, _, da, db := pairDispatchers(t, a, b)
 	ctx := context.Background()
 	fs := manyKeys(t0)
 	for i := range 3 {
@@ -695,17 +686,23 @@ func TestOutboxStaleViewStartsAfresh(t *testing.T) {
 	}
 }
 
+// pairDispatchers returns two instances' dispatchers, on a's and b's
+// outboxes, sending to one hook, on one clock at t0 + 30 minutes.
+func pairDispatchers(t *testing.T, a, b *Store) (*hook, *testClock, *delivery.Dispatcher, *delivery.Dispatcher) {
+	t.Helper()
+	h := newHook(t)
+	clk := &testClock{t: t0.Add(30 * time.Minute)}
+	return h, clk, newTestDispatcher(t, a.Outbox(), clk, h, "a"), newTestDispatcher(t, b.Outbox(), clk, h, "b")
+}
+
 // staleView runs TestOutboxStaleViewStartsAfresh's story, pruning b's log
 // entries before a looks if prune, and describes a's decisions: the
 // alerts of the later findings and the keys' cooldowns.
 func staleView(t *testing.T, prune bool) string {
 	p := testPrefix()
 	a, b := newStore(t, p, Options{}), newStore(t, p, Options{})
-	h := newHook(t)
-	clk := &testClock{t: t0.Add(30 * time.Minute)}
+	_, _, da, db := pairDispatchers(t, a, b)
 	ctx := context.Background()
-	da := newTestDispatcher(t, a.Outbox(), clk, h, "a")
-	db := newTestDispatcher(t, b.Outbox(), clk, h, "b")
 	if err := da.Found(ctx, manyKeys(t0.Add(-3*time.Hour))); err != nil {
 		t.Fatal(err)
 	}
@@ -852,11 +849,8 @@ func TestOutboxQuietCatchUpIsAPointRead(t *testing.T) {
 	old := reuseCatchUp
 	reuseCatchUp = 0 // every Load catches up
 	t.Cleanup(func() { reuseCatchUp = old })
-	h := newHook(t)
-	clk := &testClock{t: t0.Add(30 * time.Minute)}
+	_, _, da, db := pairDispatchers(t, a, b)
 	ctx := context.Background()
-	da := newTestDispatcher(t, a.Outbox(), clk, h, "a")
-	db := newTestDispatcher(t, b.Outbox(), clk, h, "b")
 	if err := da.Found(ctx, manyKeys(t0.Add(-3*time.Hour))); err != nil {
 		t.Fatal(err)
 	}
