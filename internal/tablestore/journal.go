@@ -104,7 +104,8 @@ type Journal struct {
 	// read): tests make other instances write and compact there.
 	testRestore func(stage string)
 	// testCompact, when set, is called when a compaction is about to
-	// encode the view ("encode"), its round claimed.
+	// claim its round ("claim", the head read) and to encode the view
+	// ("encode", its round claimed).
 	testCompact func(stage string)
 }
 

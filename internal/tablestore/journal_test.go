@@ -525,26 +525,25 @@ func TestJournalConcurrentCompactions(t *testing.T) {
 	}
 }
 
-// Two instances due for a compaction together write one snapshot between
-// them, not two: the first claims the round on the head, and the second,
-// finding it claimed, writes nothing and reads the head again only once
-// the round could be over. Before the claim both encoded the whole view
-// and wrote it, and one lost the head (8 of 11 rounds of a sweep's
-// history).
-func TestJournalCompactionRoundIsClaimedOnce(t *testing.T) {
+// dueTogether returns two instances of one journal whose compactions are
+// due at once (a snapshot by a, then more batches, caught up by b; the
+// clock moved past CompactEvery), their prefix, the same batches applied to
+// memory state, and a function that moves their clock on.
+func dueTogether(t *testing.T) (a, b *Journal, prefix string, mem *state.Memory, advance func(time.Duration)) {
+	t.Helper()
 	var mu sync.Mutex
 	clock := t0.Add(24 * time.Hour)
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance = func(d time.Duration) { mu.Lock(); defer mu.Unlock(); clock = clock.Add(d) }
 	opts := JournalOptions{CompactEntries: 1 << 30, CompactBytes: 1 << 30, CompactEvery: 5 * time.Second, Now: now}
-	a, prefix := newJournal(t, "", opts)
-	b, _ := newJournal(t, prefix, opts)
-	mem := state.NewMemory()
+	a, prefix = newJournal(t, "", opts)
+	b, _ = newJournal(t, prefix, opts)
+	mem = state.NewMemory()
 	ref, h := newHarness(t, mem), newHarness(t, a)
 	bts := batches(events(13, "0", 300, t0, 30*time.Minute), 100)
-	ctx := context.Background()
 	ref.mustFeed(t, bts[0])
 	h.mustFeed(t, bts[0])
-	if ok, err := a.Compact(ctx); err != nil || !ok {
+	if ok, err := a.Compact(context.Background()); err != nil || !ok {
 		t.Fatalf("first snapshot: %v %v", ok, err)
 	}
 	for _, bt := range bts[1:] {
@@ -552,14 +551,27 @@ func TestJournalCompactionRoundIsClaimedOnce(t *testing.T) {
 		h.mustFeed(t, bt)
 	}
 	caughtUp(t, b)
-	mu.Lock()
-	clock = clock.Add(10 * time.Second) // both due
-	mu.Unlock()
+	advance(10 * time.Second) // both due
+	return a, b, prefix, mem, advance
+}
+
+// Two instances due for a compaction together write one snapshot between
+// them, not two: the first claims the round on the head, and the second,
+// finding it claimed, writes nothing and reads the head again only once
+// the round could be over. Before the claim both encoded the whole view
+// and wrote it, and one lost the head (8 of 11 rounds of a sweep's
+// history).
+func TestJournalCompactionRoundIsClaimedOnce(t *testing.T) {
+	a, b, prefix, mem, _ := dueTogether(t)
+	ctx := context.Background()
 
 	var bWrote bool
 	var bErr error
 	var bTx int64
-	a.testCompact = func(string) {
+	a.testCompact = func(stage string) {
+		if stage != "encode" {
+			return
+		}
 		tx := b.s.stats.transactions.Load()
 		bWrote, bErr = b.Compact(ctx)
 		bTx = b.s.stats.transactions.Load() - tx
@@ -586,6 +598,56 @@ func TestJournalCompactionRoundIsClaimedOnce(t *testing.T) {
 	b.Wait()
 	if n := b.s.stats.reads.Load() - reads; n != 0 {
 		t.Fatalf("b read %d times within a's round, want none", n)
+	}
+	sameView(t, restored(t, prefix), mem)
+}
+
+// Two instances read the head together and both try to claim the round:
+// the one whose claim fails (the head changed since it read it) leaves the
+// round to the other and does not read the head again before the round
+// could be over, as one that found the round claimed does not.
+func TestJournalLostClaimLeavesTheRound(t *testing.T) {
+	a, b, prefix, mem, advance := dueTogether(t)
+	ctx := context.Background()
+
+	// b has read the head; a claims the round and writes its snapshot
+	// before b's claim.
+	var aWrote bool
+	var aErr error
+	b.testCompact = func(stage string) {
+		if stage == "claim" {
+			aWrote, aErr = a.Compact(ctx)
+		}
+	}
+	tx := b.s.stats.transactions.Load()
+	ok, err := b.Compact(ctx)
+	b.testCompact = nil
+	if err != nil || aErr != nil {
+		t.Fatal(err, aErr)
+	}
+	if !aWrote {
+		t.Fatal("a wrote no snapshot in its round")
+	}
+	if ok || b.s.stats.transactions.Load() != tx {
+		t.Fatalf("b compacted after losing its claim: wrote %v", ok)
+	}
+	if hd, err := a.readHead(ctx); err != nil || hd.gen != 2 {
+		t.Fatalf("head at generation %d (%v), want 2: a's snapshot", hd.gen, err)
+	}
+	// b, due by its own count, does not read the head again within a's
+	// round; once the round could be over, it does.
+	b.opts.CompactEntries = 1
+	reads := b.s.stats.reads.Load()
+	b.maybeCompact()
+	b.Wait()
+	if n := b.s.stats.reads.Load() - reads; n != 0 {
+		t.Fatalf("b read %d times within a's round, want none", n)
+	}
+	advance(b.opts.CompactEvery)
+	b.maybeCompact()
+	b.Wait()
+	if n := b.s.stats.reads.Load() - reads; n == 0 {
+		t.Fatal("b never read the head again once a's round was over")
 	}
 	sameView(t, restored(t, prefix), mem)
 }

@@ -278,9 +278,22 @@ func (j *Journal) Compact(ctx context.Context) (bool, error) {
 		// sweep's history two did in 8 of 11 rounds). A claim that fails
 		// met another's claim or snapshot. An instance that claims and
 		// stops holds the next round back CompactEvery, no longer.
+		if j.testCompact != nil {
+			j.testCompact("claim")
+		}
 		etag, ok, err := j.claimRound(ctx, h, now)
-		if err != nil || !ok {
+		if err != nil {
 			return false, err
+		}
+		if !ok {
+			// The head changed since it was read: another instance claimed
+			// this round or wrote its snapshot, just now. Its round runs
+			// CompactEvery from about now; reading the head again before
+			// then would only find it taken.
+			j.mu.Lock()
+			j.compactAfter = now.Add(j.opts.CompactEvery)
+			j.mu.Unlock()
+			return false, nil
 		}
 		h.etag = etag
 	}
