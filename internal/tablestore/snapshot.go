@@ -7,9 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -159,52 +159,82 @@ func (j *Journal) readSnapshot(ctx context.Context) (*restoredView, error) {
 	return j.readSnapshotBody(ctx, h)
 }
 
+// snapshotReadAhead is how many of a snapshot's rows are read ahead of
+// the one being decoded.
+const snapshotReadAhead = 3
+
 // readSnapshotBody reads the snapshot h heads: its rows, inflated and
 // decoded (an empty view when there is none); errSnapshotMoved when its
 // rows went meanwhile (a newer snapshot replaced it).
+//
+// The rows are read by key (the head says how many there are), a few
+// ahead of the one being inflated and decoded, so that reading and
+// decoding overlap: with one query for them all, decoding began only
+// once every row was in, and each took about as long as the other (2.1
+// MB of snapshot: 130-240 ms to read, 160-330 to decode).
 func (j *Journal) readSnapshotBody(ctx context.Context, h *snapshotHead) (*restoredView, error) {
 	out := &restoredView{view: map[state.Key]*state.Entity{}, cut: map[string]int64{}, gen: h.gen}
 	if h.gen == 0 {
 		return out, nil
 	}
-	rows := map[int][]byte{}
-	err := j.s.query(ctx, j.table, "PartitionKey eq "+odataQuote(h.pk), nil, func(raw []byte) error {
-		ent, err := decodeChunkedRow(raw)
-		if err != nil {
-			return fmt.Errorf("decode snapshot row: %w", err)
-		}
-		i, err := strconv.Atoi(ent.rowKey)
-		if err != nil {
-			return fmt.Errorf("snapshot row %q: %w", ent.rowKey, err)
-		}
-		data, err := ent.chunks()
-		if err != nil {
-			return fmt.Errorf("snapshot row %q: %w", ent.rowKey, err)
-		}
-		rows[i] = data
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("tablestore: journal: read snapshot %d: %w", h.gen, err)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type row struct {
+		data []byte
+		err  error
 	}
-	if len(rows) != h.rows {
+	rows := make([]chan row, h.rows)
+	read := func(i int) {
+		rows[i] = make(chan row, 1)
+		go func() {
+			data, err := j.readSnapshotRow(ctx, h.pk, i)
+			rows[i] <- row{data, err}
+		}()
+	}
+	ahead := min(h.rows, snapshotReadAhead)
+	for i := range ahead {
+		read(i)
+	}
+	// The feeder hands the rows on in order and starts the next reads as
+	// it goes; it ends with the first row that could not be read (nil
+	// once every row went in, or the decoder stopped reading).
+	pr, pw := io.Pipe()
+	fed := make(chan error, 1)
+	go func() {
+		for i := range h.rows {
+			r := <-rows[i]
+			if r.err == nil && i+ahead < h.rows {
+				read(i + ahead)
+			}
+			if r.err != nil {
+				pw.CloseWithError(r.err)
+				fed <- r.err
+				return
+			}
+			out.bytes += len(r.data)
+			if _, err := pw.Write(r.data); err != nil {
+				fed <- nil // the decoder stopped: its error says why
+				return
+			}
+		}
+		pw.Close()
+		fed <- nil
+	}()
+	var rd reader
+	sd, err := rd.snapshot(flate.NewReader(pr))
+	if err == nil {
+		// Whatever follows the deflated stream is read (none is written).
+		_, err = io.Copy(io.Discard, pr)
+	}
+	pr.CloseWithError(errors.New("snapshot decoding ended"))
+	if ferr := <-fed; ferr != nil {
+		err = ferr
+	}
+	if errors.Is(err, errSnapshotMoved) {
 		return nil, errSnapshotMoved
 	}
-	var all bytes.Buffer
-	for _, b := range rows {
-		out.bytes += len(b)
-	}
-	for i := range h.rows {
-		b, ok := rows[i]
-		if !ok {
-			return nil, errSnapshotMoved
-		}
-		all.Write(b)
-	}
-	var rd reader
-	sd, err := rd.snapshot(flate.NewReader(&all))
 	if err != nil {
-		return nil, fmt.Errorf("tablestore: journal: snapshot %d: %w", h.gen, err)
+		return nil, fmt.Errorf("tablestore: journal: read snapshot %d: %w", h.gen, err)
 	}
 	for _, it := range sd.Items {
 		if it.E != nil {
@@ -222,6 +252,37 @@ func (j *Journal) readSnapshotBody(ctx context.Context, h *snapshotHead) (*resto
 	}
 	return out, nil
 }
+
+// readSnapshotRow reads row i of a snapshot's rows in partition pk: its
+// chunks' bytes; errSnapshotMoved when it is gone (a newer snapshot
+// replaced this one and its rows were deleted).
+func (j *Journal) readSnapshotRow(ctx context.Context, pk string, i int) ([]byte, error) {
+	j.s.stats.reads.Add(1)
+	var resp aztables.GetEntityResponse
+	err := j.s.call(ctx, "read snapshot row", func(ctx context.Context) error {
+		var err error
+		resp, err = j.table.GetEntity(ctx, pk, snapshotRK(i), nil)
+		return err
+	})
+	if st, _, ok := statusOf(err); ok && st == http.StatusNotFound {
+		return nil, errSnapshotMoved
+	}
+	if err != nil {
+		return nil, err
+	}
+	ent, err := decodeChunkedRow(resp.Value)
+	if err != nil {
+		return nil, fmt.Errorf("decode snapshot row %d: %w", i, err)
+	}
+	data, err := ent.chunks()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot row %d: %w", i, err)
+	}
+	return data, nil
+}
+
+// snapshotRK is the row key of a snapshot's row i.
+func snapshotRK(i int) string { return fmt.Sprintf("%06d", i) }
 
 // maybeCompact starts a compaction in the background when the logs have
 // grown past the thresholds since the last snapshot this instance knows.
@@ -354,7 +415,7 @@ func (j *Journal) Compact(ctx context.Context) (bool, error) {
 			if err := putChunks(props, rows[r]); err != nil {
 				return false, err
 			}
-			body, err := marshalEDM(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: fmt.Sprintf("%06d", r)}, Properties: props})
+			body, err := marshalEDM(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: pk, RowKey: snapshotRK(r)}, Properties: props})
 			if err != nil {
 				return false, err
 			}
