@@ -555,6 +555,16 @@ func dueTogether(t *testing.T) (a, b *Journal, prefix string, mem *state.Memory,
 	return a, b, prefix, mem, advance
 }
 
+// readsWhenDue makes j due for a compaction by its own count, lets it
+// start one if it will, and returns the reads it made.
+func readsWhenDue(j *Journal) int64 {
+	j.opts.CompactEntries = 1
+	reads := j.s.stats.reads.Load()
+	j.maybeCompact()
+	j.Wait()
+	return j.s.stats.reads.Load() - reads
+}
+
 // Two instances due for a compaction together write one snapshot between
 // them, not two: the first claims the round on the head, and the second,
 // finding it claimed, writes nothing and reads the head again only once
@@ -592,11 +602,7 @@ func TestJournalCompactionRoundIsClaimedOnce(t *testing.T) {
 	}
 	// b, due by its own count, does not read the head again within the
 	// round it found claimed.
-	b.opts.CompactEntries = 1
-	reads := b.s.stats.reads.Load()
-	b.maybeCompact()
-	b.Wait()
-	if n := b.s.stats.reads.Load() - reads; n != 0 {
+	if n := readsWhenDue(b); n != 0 {
 		t.Fatalf("b read %d times within a's round, want none", n)
 	}
 	sameView(t, restored(t, prefix), mem)
@@ -636,17 +642,11 @@ func TestJournalLostClaimLeavesTheRound(t *testing.T) {
 	}
 	// b, due by its own count, does not read the head again within a's
 	// round; once the round could be over, it does.
-	b.opts.CompactEntries = 1
-	reads := b.s.stats.reads.Load()
-	b.maybeCompact()
-	b.Wait()
-	if n := b.s.stats.reads.Load() - reads; n != 0 {
+	if n := readsWhenDue(b); n != 0 {
 		t.Fatalf("b read %d times within a's round, want none", n)
 	}
 	advance(b.opts.CompactEvery)
-	b.maybeCompact()
-	b.Wait()
-	if n := b.s.stats.reads.Load() - reads; n == 0 {
+	if readsWhenDue(b) == 0 {
 		t.Fatal("b never read the head again once a's round was over")
 	}
 	sameView(t, restored(t, prefix), mem)
