@@ -273,18 +273,12 @@ func (s *Store) Finding(ctx context.Context, id string, period time.Time) (body 
 	if !validKey(id) {
 		return nil, false, fmt.Errorf("tablestore: finding ID %q is not a valid row key", id)
 	}
-	s.stats.reads.Add(1)
-	var got aztables.GetEntityResponse
-	err = s.call(ctx, "read finding", func(ctx context.Context) error {
-		var err error
-		got, err = s.findings.GetEntity(ctx, findingPK(id, period), id, nil)
-		return err
-	})
-	if st, _, isResp := statusOf(err); isResp && st == http.StatusNotFound {
-		return nil, false, nil
-	}
+	got, found, err := s.get(ctx, s.findings, "read finding", findingPK(id, period), id)
 	if err != nil {
 		return nil, false, fmt.Errorf("tablestore: read finding %s: %w", id, err)
+	}
+	if !found {
+		return nil, false, nil
 	}
 	var e aztables.EDMEntity
 	if err := json.Unmarshal(got.Value, &e); err != nil {

@@ -628,19 +628,12 @@ func (o *Outbox) Recent(ctx context.Context, limit int) ([]*delivery.Entry, erro
 // read reads one entity of the outbox table: its properties and ETag, ok
 // false if it does not exist.
 func (o *Outbox) read(ctx context.Context, what, pk, rk string) (map[string]any, string, bool, error) {
-	s := o.s
-	s.stats.reads.Add(1)
-	var resp aztables.GetEntityResponse
-	err := s.call(ctx, "outbox read "+what, func(ctx context.Context) error {
-		var err error
-		resp, err = s.outbox.GetEntity(ctx, pk, rk, nil)
-		return err
-	})
-	if isStatus(err, http.StatusNotFound) {
-		return nil, "", false, nil
-	}
+	resp, found, err := o.s.get(ctx, o.s.outbox, "outbox read "+what, pk, rk)
 	if err != nil {
 		return nil, "", false, fmt.Errorf("tablestore: outbox read %s: %w", what, err)
+	}
+	if !found {
+		return nil, "", false, nil
 	}
 	var ent aztables.EDMEntity
 	if err := json.Unmarshal(resp.Value, &ent); err != nil {

@@ -122,19 +122,25 @@ func (s *Store) read(ctx context.Context, keys []state.Key) (map[state.Key]*stor
 	return out, nil
 }
 
-// pointRead reads one state entity; nil if it does not exist.
-func (s *Store) pointRead(ctx context.Context, k state.Key, ref entityRef) (*stored, error) {
+// get reads the entity pk, rk of table c (one request, retried as call
+// retries), counting the read; found is false when it does not exist.
+func (s *Store) get(ctx context.Context, c *aztables.Client, what, pk, rk string) (resp aztables.GetEntityResponse, found bool, err error) {
 	s.stats.reads.Add(1)
-	var resp aztables.GetEntityResponse
-	err := s.call(ctx, "read state", func(ctx context.Context) error {
+	err = s.call(ctx, what, func(ctx context.Context) error {
 		var err error
-		resp, err = s.state.GetEntity(ctx, ref.pk, ref.rk, nil)
+		resp, err = c.GetEntity(ctx, pk, rk, nil)
 		return err
 	})
-	if st, _, ok := statusOf(err); ok && st == http.StatusNotFound {
-		return nil, nil
+	if isStatus(err, http.StatusNotFound) {
+		return resp, false, nil
 	}
-	if err != nil {
+	return resp, err == nil, err
+}
+
+// pointRead reads one state entity; nil if it does not exist.
+func (s *Store) pointRead(ctx context.Context, k state.Key, ref entityRef) (*stored, error) {
+	resp, found, err := s.get(ctx, s.state, "read state", ref.pk, ref.rk)
+	if err != nil || !found {
 		return nil, err
 	}
 	got, err := decodeState(resp.Value)

@@ -118,18 +118,12 @@ func (t *Silences) ExpireSilence(ctx context.Context, id string, at time.Time) (
 		return delivery.Silence{}, false, nil
 	}
 	for try := 0; try < 8; try++ {
-		var resp aztables.GetEntityResponse
-		t.s.stats.reads.Add(1)
-		err := t.s.call(ctx, "silence read", func(ctx context.Context) error {
-			var err error
-			resp, err = t.c.GetEntity(ctx, pkSilence, id, nil)
-			return err
-		})
-		if isStatus(err, http.StatusNotFound) {
-			return delivery.Silence{}, false, nil
-		}
+		resp, found, err := t.s.get(ctx, t.c, "silence read", pkSilence, id)
 		if err != nil {
 			return delivery.Silence{}, false, fmt.Errorf("tablestore: silence %s: %w", id, err)
+		}
+		if !found {
+			return delivery.Silence{}, false, nil
 		}
 		sl, err := decodeSilence(resp.Value)
 		if err != nil {

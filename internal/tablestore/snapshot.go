@@ -100,18 +100,12 @@ var errSnapshotMoved = errors.New("snapshot replaced while it was read")
 
 // readHead returns the snapshot head; gen 0 when there is none.
 func (j *Journal) readHead(ctx context.Context) (*snapshotHead, error) {
-	j.s.stats.reads.Add(1)
-	var resp aztables.GetEntityResponse
-	err := j.s.call(ctx, "read snapshot head", func(ctx context.Context) error {
-		var err error
-		resp, err = j.table.GetEntity(ctx, snapshotPK, headRK, nil)
-		return err
-	})
-	if st, _, ok := statusOf(err); ok && st == http.StatusNotFound {
-		return &snapshotHead{cut: map[string]int64{}}, nil
-	}
+	resp, found, err := j.s.get(ctx, j.table, "read snapshot head", snapshotPK, headRK)
 	if err != nil {
 		return nil, fmt.Errorf("tablestore: journal: %w", err)
+	}
+	if !found {
+		return &snapshotHead{cut: map[string]int64{}}, nil
 	}
 	var ent aztables.EDMEntity
 	if err := json.Unmarshal(resp.Value, &ent); err != nil {
@@ -257,18 +251,12 @@ func (j *Journal) readSnapshotBody(ctx context.Context, h *snapshotHead) (*resto
 // chunks' bytes; errSnapshotMoved when it is gone (a newer snapshot
 // replaced this one and its rows were deleted).
 func (j *Journal) readSnapshotRow(ctx context.Context, pk string, i int) ([]byte, error) {
-	j.s.stats.reads.Add(1)
-	var resp aztables.GetEntityResponse
-	err := j.s.call(ctx, "read snapshot row", func(ctx context.Context) error {
-		var err error
-		resp, err = j.table.GetEntity(ctx, pk, snapshotRK(i), nil)
-		return err
-	})
-	if st, _, ok := statusOf(err); ok && st == http.StatusNotFound {
-		return nil, errSnapshotMoved
-	}
+	resp, found, err := j.s.get(ctx, j.table, "read snapshot row", pk, snapshotRK(i))
 	if err != nil {
 		return nil, err
+	}
+	if !found {
+		return nil, errSnapshotMoved
 	}
 	ent, err := decodeChunkedRow(resp.Value)
 	if err != nil {
