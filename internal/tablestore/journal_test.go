@@ -1,6 +1,7 @@
 package tablestore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/kvwatch/kvwatch/internal/audit"
 	"github.com/kvwatch/kvwatch/internal/azurite/azuritetest"
@@ -377,9 +380,12 @@ func TestJournalPartitionMove(t *testing.T) {
 	}
 }
 
-// A view larger than one row makes a snapshot of several rows, in several
-// transactions, that a fresh instance restores whole.
-func TestJournalLargeSnapshot(t *testing.T) {
+// largeSnapshot writes a view larger than one row and compacts it: a
+// snapshot of several rows, more than a restore reads ahead. It returns
+// the journal, its prefix, the snapshot's head and the same view in
+// memory state.
+func largeSnapshot(t *testing.T) (*Journal, string, *snapshotHead, *state.Memory) {
+	t.Helper()
 	// Only the compaction below: none started by the updates' size.
 	j, prefix := newJournal(t, "", JournalOptions{CompactEntries: 1 << 30, CompactBytes: 1 << 30})
 	r := rand.New(rand.NewPCG(9, 9))
@@ -409,10 +415,57 @@ func TestJournalLargeSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.rows < 4 {
-		t.Fatalf("snapshot of %d rows; the test wants one over several transactions", h.rows)
+	if h.rows <= snapshotReadAhead {
+		t.Fatalf("snapshot of %d rows; the test wants more than a restore reads ahead", h.rows)
 	}
+	return j, prefix, h, mem
+}
+
+// A view larger than one row makes a snapshot of several rows, in several
+// transactions, that a fresh instance restores whole.
+func TestJournalLargeSnapshot(t *testing.T) {
+	_, prefix, _, mem := largeSnapshot(t)
 	sameView(t, restored(t, prefix), mem)
+}
+
+// A snapshot's rows are read ahead of their decoding: a row that is gone
+// or not a snapshot's fails the restore with what is wrong, and what is
+// still being read does not hold it up.
+func TestJournalSnapshotRowsBroken(t *testing.T) {
+	ctx := context.Background()
+	t.Run("a row gone", func(t *testing.T) {
+		j, prefix, h, _ := largeSnapshot(t)
+		if _, err := j.table.DeleteEntity(ctx, h.pk, snapshotRK(h.rows-1), nil); err != nil {
+			t.Fatal(err)
+		}
+		r, _ := newJournal(t, prefix, JournalOptions{})
+		err := r.Restore(ctx)
+		if !errors.Is(err, errSnapshotMoved) {
+			t.Fatalf("restore: %v, want the snapshot taken for replaced", err)
+		}
+	})
+	t.Run("a row garbled", func(t *testing.T) {
+		j, prefix, h, _ := largeSnapshot(t)
+		props := map[string]any{}
+		if err := putChunks(props, bytes.Repeat([]byte{0xff}, 1000)); err != nil {
+			t.Fatal(err)
+		}
+		body, err := marshalEDM(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: h.pk, RowKey: snapshotRK(1)}, Properties: props})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := j.table.UpsertEntity(ctx, body, &aztables.UpsertEntityOptions{UpdateMode: aztables.UpdateModeReplace}); err != nil {
+			t.Fatal(err)
+		}
+		r, _ := newJournal(t, prefix, JournalOptions{})
+		err = r.Restore(ctx)
+		if err == nil || errors.Is(err, errSnapshotMoved) || errors.Is(err, context.Canceled) {
+			t.Fatalf("restore: %v, want the snapshot's decoding error", err)
+		}
+		if !strings.Contains(err.Error(), fmt.Sprintf("read snapshot %d", h.gen)) {
+			t.Errorf("restore: %v, want it to name the snapshot", err)
+		}
+	})
 }
 
 // A replayed file's log that nothing was added to over a snapshot

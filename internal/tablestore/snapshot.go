@@ -190,20 +190,21 @@ func (j *Journal) readSnapshotBody(ctx context.Context, h *snapshotHead) (*resto
 		read(i)
 	}
 	// The feeder hands the rows on in order and starts the next reads as
-	// it goes; it ends with the first row that could not be read (nil
-	// once every row went in, or the decoder stopped reading).
+	// it goes. It ends with the first row that could not be read, said on
+	// fed before the pipe is closed with it (nil once every row went in,
+	// or when the decoder stopped reading).
 	pr, pw := io.Pipe()
 	fed := make(chan error, 1)
 	go func() {
 		for i := range h.rows {
 			r := <-rows[i]
-			if r.err == nil && i+ahead < h.rows {
-				read(i + ahead)
-			}
 			if r.err != nil {
-				pw.CloseWithError(r.err)
 				fed <- r.err
+				pw.CloseWithError(r.err)
 				return
+			}
+			if i+ahead < h.rows {
+				read(i + ahead)
 			}
 			out.bytes += len(r.data)
 			if _, err := pw.Write(r.data); err != nil {
@@ -220,9 +221,22 @@ func (j *Journal) readSnapshotBody(ctx context.Context, h *snapshotHead) (*resto
 		// Whatever follows the deflated stream is read (none is written).
 		_, err = io.Copy(io.Discard, pr)
 	}
-	pr.CloseWithError(errors.New("snapshot decoding ended"))
-	if ferr := <-fed; ferr != nil {
-		err = ferr
+	if err == nil {
+		<-fed
+	} else {
+		select {
+		case ferr := <-fed:
+			// The feeder ended first: a row it could not read is why.
+			if ferr != nil {
+				err = ferr
+			}
+		default:
+			// The decoder ended first (the data is not a snapshot): the
+			// rows still being read are not needed.
+			cancel()
+			pr.CloseWithError(err)
+			<-fed
+		}
 	}
 	if errors.Is(err, errSnapshotMoved) {
 		return nil, errSnapshotMoved
