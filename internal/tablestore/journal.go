@@ -107,6 +107,9 @@ type Journal struct {
 	// claim its round ("claim", the head read) and to encode the view
 	// ("encode", its round claimed).
 	testCompact func(stage string)
+	// testSnapshotRow, when set, is called before a restore reads row i
+	// of a snapshot, with the read's context: tests hold a read there.
+	testSnapshotRow func(ctx context.Context, i int)
 }
 
 type tailSize struct{ entries, bytes int }

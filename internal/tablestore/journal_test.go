@@ -447,7 +447,9 @@ func TestJournalSnapshotRowsBroken(t *testing.T) {
 	t.Run("a row garbled", func(t *testing.T) {
 		j, prefix, h, _ := largeSnapshot(t)
 		props := map[string]any{}
-		if err := putChunks(props, bytes.Repeat([]byte{0xff}, 1000)); err != nil {
+		// Short: handed to the decoder at once, which fails on it while
+		// the next row is still being read.
+		if err := putChunks(props, bytes.Repeat([]byte{0xff}, 3)); err != nil {
 			t.Fatal(err)
 		}
 		body, err := marshalEDM(aztables.EDMEntity{Entity: aztables.Entity{PartitionKey: h.pk, RowKey: snapshotRK(1)}, Properties: props})
@@ -458,7 +460,23 @@ func TestJournalSnapshotRowsBroken(t *testing.T) {
 			t.Fatal(err)
 		}
 		r, _ := newJournal(t, prefix, JournalOptions{})
+		// Row 2's read hangs (a slow answer): the restore, failing on row
+		// 1, must not wait for it.
+		r.testSnapshotRow = func(ctx context.Context, i int) {
+			if i != 2 {
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Second):
+				t.Errorf("the read of row %d went on after the snapshot failed to decode", i)
+			}
+		}
+		start := time.Now()
 		err = r.Restore(ctx)
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("restore took %v: it waited for a read it did not need", d)
+		}
 		if err == nil || errors.Is(err, errSnapshotMoved) || errors.Is(err, context.Canceled) {
 			t.Fatalf("restore: %v, want the snapshot's decoding error", err)
 		}

@@ -265,6 +265,9 @@ func (j *Journal) readSnapshotBody(ctx context.Context, h *snapshotHead) (*resto
 // chunks' bytes; errSnapshotMoved when it is gone (a newer snapshot
 // replaced this one and its rows were deleted).
 func (j *Journal) readSnapshotRow(ctx context.Context, pk string, i int) ([]byte, error) {
+	if j.testSnapshotRow != nil {
+		j.testSnapshotRow(ctx, i)
+	}
 	resp, found, err := j.s.get(ctx, j.table, "read snapshot row", pk, snapshotRK(i))
 	if err != nil {
 		return nil, err
