@@ -626,6 +626,42 @@ func dueTogether(t *testing.T) (a, b *Journal, prefix string, mem *state.Memory,
 	return a, b, prefix, mem, advance
 }
 
+// compaction is what one instance's compaction did: whether it wrote a
+// snapshot, and the transactions it made.
+type compaction struct {
+	wrote bool
+	tx    int64
+}
+
+// compactWithin runs outer's compaction and, when it reaches stage (see
+// Journal.testCompact), inner's whole compaction; then it checks that the
+// two wrote one snapshot between them (the head at generation 2, after
+// dueTogether's first).
+func compactWithin(t *testing.T, outer, inner *Journal, stage string) (o, i compaction) {
+	t.Helper()
+	ctx := context.Background()
+	run := func(j *Journal) (compaction, error) {
+		tx := j.s.stats.transactions.Load()
+		wrote, err := j.Compact(ctx)
+		return compaction{wrote, j.s.stats.transactions.Load() - tx}, err
+	}
+	var innerErr error
+	outer.testCompact = func(s string) {
+		if s == stage {
+			i, innerErr = run(inner)
+		}
+	}
+	o, err := run(outer)
+	outer.testCompact = nil
+	if err != nil || innerErr != nil {
+		t.Fatal(err, innerErr)
+	}
+	if hd, err := outer.readHead(ctx); err != nil || hd.gen != 2 {
+		t.Fatalf("head at generation %d (%v), want 2: one snapshot after the first", hd.gen, err)
+	}
+	return o, i
+}
+
 // readsWhenDue makes j due for a compaction by its own count, lets it
 // start one if it will, and returns the reads it made.
 func readsWhenDue(j *Journal) int64 {
@@ -644,32 +680,13 @@ func readsWhenDue(j *Journal) int64 {
 // history).
 func TestJournalCompactionRoundIsClaimedOnce(t *testing.T) {
 	a, b, prefix, mem, _ := dueTogether(t)
-	ctx := context.Background()
-
-	var bWrote bool
-	var bErr error
-	var bTx int64
-	a.testCompact = func(stage string) {
-		if stage != "encode" {
-			return
-		}
-		tx := b.s.stats.transactions.Load()
-		bWrote, bErr = b.Compact(ctx)
-		bTx = b.s.stats.transactions.Load() - tx
-	}
-	ok, err := a.Compact(ctx)
-	a.testCompact = nil
-	if err != nil || bErr != nil {
-		t.Fatal(err, bErr)
-	}
-	if !ok {
+	// b comes to compact once a has claimed the round and is encoding.
+	ra, rb := compactWithin(t, a, b, "encode")
+	if !ra.wrote {
 		t.Fatal("a claimed the round but wrote no snapshot")
 	}
-	if bWrote || bTx > 0 {
-		t.Fatalf("b compacted in the round a had claimed: wrote %v, %d transactions", bWrote, bTx)
-	}
-	if hd, err := a.readHead(ctx); err != nil || hd.gen != 2 {
-		t.Fatalf("head at generation %d (%v), want 2: one snapshot after the first", hd.gen, err)
+	if rb.wrote || rb.tx > 0 {
+		t.Fatalf("b compacted in the round a had claimed: wrote %v, %d transactions", rb.wrote, rb.tx)
 	}
 	// b, due by its own count, does not read the head again within the
 	// round it found claimed.
@@ -685,31 +702,14 @@ func TestJournalCompactionRoundIsClaimedOnce(t *testing.T) {
 // could be over, as one that found the round claimed does not.
 func TestJournalLostClaimLeavesTheRound(t *testing.T) {
 	a, b, prefix, mem, advance := dueTogether(t)
-	ctx := context.Background()
-
 	// b has read the head; a claims the round and writes its snapshot
 	// before b's claim.
-	var aWrote bool
-	var aErr error
-	b.testCompact = func(stage string) {
-		if stage == "claim" {
-			aWrote, aErr = a.Compact(ctx)
-		}
-	}
-	tx := b.s.stats.transactions.Load()
-	ok, err := b.Compact(ctx)
-	b.testCompact = nil
-	if err != nil || aErr != nil {
-		t.Fatal(err, aErr)
-	}
-	if !aWrote {
+	rb, ra := compactWithin(t, b, a, "claim")
+	if !ra.wrote {
 		t.Fatal("a wrote no snapshot in its round")
 	}
-	if ok || b.s.stats.transactions.Load() != tx {
-		t.Fatalf("b compacted after losing its claim: wrote %v", ok)
-	}
-	if hd, err := a.readHead(ctx); err != nil || hd.gen != 2 {
-		t.Fatalf("head at generation %d (%v), want 2: a's snapshot", hd.gen, err)
+	if rb.wrote || rb.tx > 0 {
+		t.Fatalf("b compacted after losing its claim: wrote %v, %d transactions", rb.wrote, rb.tx)
 	}
 	// b, due by its own count, does not read the head again within a's
 	// round; once the round could be over, it does.
