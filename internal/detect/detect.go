@@ -368,17 +368,25 @@ func (en *Engine) Consume(ctx context.Context, events []audit.Event) (pipeline.R
 			return inner(k, e)
 		}
 	}
+	// What the batch reads of the state is held until it is evaluated
+	// (state.Lease), and apply reports every change it makes: a store may
+	// change an entity no other batch holds in place (state.InPlace), not
+	// copy it.
+	lease := &state.Lease{}
+	defer lease.Release()
+	lctx := state.WithLease(ctx, lease)
 	var ents map[state.Key]*state.Entity
 	if len(keys) > 0 {
 		var err error
-		if ents, err = en.store.Update(ctx, keys, apply); err != nil {
+		if ents, err = en.store.Update(state.InPlace(lctx), keys, apply); err != nil {
 			return pipeline.Result{}, fmt.Errorf("update state: %w", err)
 		}
 	}
-	found, fkeys, err := en.evaluate(ctx, order, ents, events)
+	found, fkeys, err := en.evaluate(lctx, order, ents, events)
 	if err != nil {
 		return pipeline.Result{}, err
 	}
+	lease.Release()
 	// Groups that fire routinely (rules with routine:) are judged against
 	// what they learned: routine.go.
 	if err := en.judgeRoutine(ctx, found, fkeys); err != nil {

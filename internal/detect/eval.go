@@ -130,7 +130,7 @@ func (en *Engine) plan(order []*groupWork) ([]state.Key, state.ApplyFunc) {
 						if e.First == 0 {
 							for _, s := range e.Seen {
 								if e.First == 0 || s.First < e.First {
-									e.First = s.First
+									e.First, changed = s.First, true
 								}
 							}
 						}

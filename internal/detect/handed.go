@@ -56,8 +56,8 @@ type handedMemo struct {
 	sync.Mutex
 	m map[handedKey]handedState
 	// seeded holds the mark entities (marks.go) whose content is in m,
-	// by key: an entity is never changed in place, so the same pointer
-	// brings nothing new.
+	// by key: a mark entity is never changed in place (marks are not
+	// updated state.InPlace), so the same pointer brings nothing new.
 	seeded map[state.Key]*state.Entity
 }
 

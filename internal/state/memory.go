@@ -8,11 +8,13 @@ import (
 )
 
 // Memory is an in-memory Store: for replay, tests and as the fallback when
-// no durable store is configured. It copies entities in and out, as a
-// durable store would, so callers cannot depend on shared pointers.
+// no durable store is configured. What it hands out is shared with it and
+// must not be changed (Store); an update copies an entity before changing
+// it, as a durable store would, but for an InPlace update of an entity no
+// one holds (Lease).
 type Memory struct {
 	mu       sync.Mutex
-	entities map[Key]*Entity
+	entities map[Key]*slot
 	index    BlockIndex // by rule and group (GetRanges)
 	// closed are the keys pruned (when, unix seconds), closedQ the same in
 	// order: a pruned block is not re-created by a later update (a record
@@ -37,7 +39,7 @@ type Memory struct {
 
 // NewMemory returns an empty store.
 func NewMemory() *Memory {
-	return &Memory{entities: map[Key]*Entity{}, findings: map[string]struct{}{}}
+	return &Memory{entities: map[Key]*slot{}, findings: map[string]struct{}{}}
 }
 
 // MaxFindings bounds the finding IDs the store remembers, to tell a new
@@ -88,8 +90,12 @@ func (m *Memory) forgetClosed(now int64) {
 	}
 }
 
-// Update implements Store.
-func (m *Memory) Update(_ context.Context, keys []Key, fn ApplyFunc) (map[Key]*Entity, error) {
+// Update implements Store. An InPlace update changes an entity no one
+// holds in place; every other update changes a copy, which replaces the
+// entity (copy on write: whoever holds the old one keeps reading it).
+func (m *Memory) Update(ctx context.Context, keys []Key, fn ApplyFunc) (map[Key]*Entity, error) {
+	inPlace := IsInPlace(ctx)
+	h := m.holder(ctx)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make(map[Key]*Entity, len(keys))
@@ -102,56 +108,75 @@ func (m *Memory) Update(_ context.Context, keys []Key, fn ApplyFunc) (map[Key]*E
 		}
 		m.Reads++
 		cur := m.entities[k]
-		e := CloneForUpdate(cur)
-		if e == nil {
+		var e *Entity
+		own := inPlace && cur != nil && cur.readers == 0 && !cur.pinned
+		if own {
+			e = cur.e
+		} else if cur != nil {
+			e = CloneForUpdate(cur.e)
+		} else {
 			e = &Entity{}
 		}
 		// What is returned is shared with the store: the interface forbids
-		// callers to modify it, and the store never modifies an entity in
-		// place (an update replaces it), so no second copy is needed.
+		// callers to modify it, and the store changes in place only what no
+		// one holds, so no second copy is needed.
 		if fn(k, e) {
 			m.Writes++
-			m.entities[k] = e
-			if cur == nil {
-				m.index.Add(k)
+			s := cur
+			if !own {
+				s = &slot{e: e}
+				m.entities[k] = s
+				if cur == nil {
+					m.index.Add(k)
+				}
 			}
 			out[k] = e
+			h.hold(s)
 			continue
 		}
 		if cur != nil {
-			out[k] = cur
+			out[k] = cur.e
+			h.hold(cur)
 		} else {
-			out[k] = e
+			out[k] = e // not stored: no one else has it
 		}
 	}
+	h.done()
 	return out, nil
 }
 
 // Get implements Store.
-func (m *Memory) Get(_ context.Context, keys []Key) (map[Key]*Entity, error) {
+func (m *Memory) Get(ctx context.Context, keys []Key) (map[Key]*Entity, error) {
+	h := m.holder(ctx)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make(map[Key]*Entity, len(keys))
 	for _, k := range keys {
 		m.Reads++
-		if e, ok := m.entities[k]; ok {
-			out[k] = e // shared, read-only: see Update
+		if s, ok := m.entities[k]; ok {
+			out[k] = s.e // shared, read-only: see Update
+			h.hold(s)
 		}
 	}
+	h.done()
 	return out, nil
 }
 
 // GetRanges implements RangeGetter.
-func (m *Memory) GetRanges(_ context.Context, rs []Range) (map[Key]*Entity, error) {
+func (m *Memory) GetRanges(ctx context.Context, rs []Range) (map[Key]*Entity, error) {
+	h := m.holder(ctx)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := map[Key]*Entity{}
 	for _, r := range rs {
 		m.index.Keys(r, func(k Key) {
 			m.Reads++
-			out[k] = m.entities[k]
+			s := m.entities[k]
+			out[k] = s.e
+			h.hold(s)
 		})
 	}
+	h.done()
 	return out, nil
 }
 

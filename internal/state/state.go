@@ -126,7 +126,8 @@ func (e *Entity) MarkApplied(stream string, pos int64) {
 // ApplyFunc changes one entity (never nil: a missing entity starts empty)
 // and reports whether it changed anything. A store may call it more than
 // once for the same key (after a concurrent write) with fresh state, so it
-// must depend only on its arguments.
+// must depend only on its arguments. It changes a copy that replaces the
+// entity if it reports a change, or, under InPlace, maybe the entity itself.
 type ApplyFunc func(k Key, e *Entity) (changed bool)
 
 // Store is where detection state lives.
