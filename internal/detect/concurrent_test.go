@@ -25,24 +25,6 @@ import (
 // at a time (run it with -race too: what one batch reads of the state must
 // not change under it while the other writes).
 func TestPartitionsAtOnceCountOnce(t *testing.T) {
-	const pack = `
-rules:
-  - id: burst
-    kind: threshold
-    match: {families: [secret], kinds: [read]}
-    group_by: [vault, caller]
-    window: 5m
-    count: 10
-    cooldown: 30m
-  - id: sweep
-    kind: distinct
-    match: {families: [secret], kinds: [read]}
-    group_by: [caller]
-    field: object_name
-    window: 10m
-    count: 5
-    cooldown: 30m
-`
 	callers := []string{"a", "b", "c", "d", "e", "f"}
 	r := rand.New(rand.NewPCG(3, 4))
 	var parts [2][]audit.Event
@@ -53,6 +35,9 @@ rules:
 		e := ev(callers[r.IntN(len(callers))], at, int64(len(parts[p])))
 		e.Source.Partition = fmt.Sprint(p)
 		e.ObjectName = fmt.Sprintf("s%d", r.IntN(15))
+		if r.IntN(25) == 0 {
+			e.Operation, e.Kind, e.ObjectName = "SecretList", audit.KindList, ""
+		}
 		parts[p] = append(parts[p], e)
 	}
 	batches := func(p int) [][]audit.Event {
@@ -70,7 +55,7 @@ rules:
 		ids   map[string]bool
 	}
 	newRun := func() *run {
-		rs, s := compile(t, pack)
+		rs, s := compile(t, windowsPack)
 		x := &run{store: state.NewMemory(), ids: map[string]bool{}}
 		x.en = detect.New(rs, s, detect.Options{Store: x.store, Log: zerolog.Nop(), Now: func() time.Time { return t0 },
 			Sink: detect.SinkFunc(func(_ context.Context, fs []finding.Finding) error {

@@ -196,10 +196,8 @@ func TestRedeliveryIsExactlyOnce(t *testing.T) {
 	}
 }
 
-// Records in any order within the lateness give the same findings, for
-// every window kind.
-func TestShuffledInputGivesSameFindings(t *testing.T) {
-	const pack = `
+// windowsPack has a rule of each window kind, and an each rule.
+const windowsPack = `
 rules:
   - id: burst
     kind: threshold
@@ -230,6 +228,11 @@ rules:
     group_by: [caller]
     cooldown: 30m
 `
+
+// Records in any order within the lateness give the same findings, for
+// every window kind.
+func TestShuffledInputGivesSameFindings(t *testing.T) {
+	pack := windowsPack
 	var evs []audit.Event
 	r := rand.New(rand.NewPCG(1, 2))
 	seq := int64(0)
