@@ -9,6 +9,15 @@ import (
 	"github.com/kvwatch/kvwatch/internal/state"
 )
 
+// countOne counts one event in bucket 1 of an entity.
+func countOne(_ state.Key, e *state.Entity) bool {
+	if e.Counts == nil {
+		e.Counts = map[int64]int64{}
+	}
+	e.Counts[1]++
+	return true
+}
+
 // A block the memory store pruned stays closed: a late update to it (a
 // record redelivered from an old checkpoint) neither re-creates it nor is
 // returned, as the Table journal's views do.
@@ -19,20 +28,13 @@ func TestMemoryPrunedBlockClosed(t *testing.T) {
 	m.Now = func() time.Time { return now }
 	k := state.Key{Rule: "burst", Group: "g", Block: 10}
 	live := state.Key{Rule: "burst", Group: "g", Block: 11}
-	inc := func(_ state.Key, e *state.Entity) bool {
-		if e.Counts == nil {
-			e.Counts = map[int64]int64{}
-		}
-		e.Counts[1]++
-		return true
-	}
-	if _, err := m.Update(ctx, []state.Key{k, live}, inc); err != nil {
+	if _, err := m.Update(ctx, []state.Key{k, live}, countOne); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := m.Prune(ctx, func(key state.Key) bool { return key == k }); n != 1 {
 		t.Fatalf("pruned %d", n)
 	}
-	got, err := m.Update(ctx, []state.Key{k, live}, inc)
+	got, err := m.Update(ctx, []state.Key{k, live}, countOne)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +47,7 @@ func TestMemoryPrunedBlockClosed(t *testing.T) {
 	// Closed for state.ClosedFor: past it, a block so late is re-created.
 	now = now.Add(state.ClosedFor + time.Second)
 	m.Prune(ctx, func(state.Key) bool { return false })
-	if got, _ := m.Update(ctx, []state.Key{k}, inc); got[k] == nil || got[k].Counts[1] != 1 {
+	if got, _ := m.Update(ctx, []state.Key{k}, countOne); got[k] == nil || got[k].Counts[1] != 1 {
 		t.Fatalf("an hour later, the block: %+v", got[k])
 	}
 }
@@ -93,20 +95,13 @@ func TestMemoryInPlaceLeavesHeldEntities(t *testing.T) {
 	bg := context.Background()
 	m := state.NewMemory()
 	k := state.Key{Rule: "burst", Group: "g", Block: 10}
-	inc := func(_ state.Key, e *state.Entity) bool {
-		if e.Counts == nil {
-			e.Counts = map[int64]int64{}
-		}
-		e.Counts[1]++
-		return true
-	}
 	// update changes k as a batch does: under a lease of its own, let go
 	// of at once (what it returns is only looked at, not read as state).
 	update := func() *state.Entity {
 		t.Helper()
 		var l state.Lease
 		defer l.Release()
-		got, err := m.Update(state.InPlace(state.WithLease(bg, &l)), []state.Key{k}, inc)
+		got, err := m.Update(state.InPlace(state.WithLease(bg, &l)), []state.Key{k}, countOne)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,13 +158,6 @@ func TestMemoryInPlaceConcurrent(t *testing.T) {
 	bg := context.Background()
 	m := state.NewMemory()
 	shared := state.Key{Rule: "burst", Group: "g", Block: 10}
-	inc := func(_ state.Key, e *state.Entity) bool {
-		if e.Counts == nil {
-			e.Counts = map[int64]int64{}
-		}
-		e.Counts[1]++
-		return true
-	}
 	const workers, rounds = 4, 400
 	errs := make(chan error, workers)
 	for w := range workers {
@@ -178,7 +166,7 @@ func TestMemoryInPlaceConcurrent(t *testing.T) {
 			for i := range rounds {
 				var l state.Lease
 				ctx := state.WithLease(bg, &l)
-				got, err := m.Update(state.InPlace(ctx), []state.Key{shared, own}, inc)
+				got, err := m.Update(state.InPlace(ctx), []state.Key{shared, own}, countOne)
 				if err != nil {
 					errs <- err
 					return
