@@ -50,8 +50,8 @@ type distinctIndexes struct {
 	mu      sync.Mutex
 	m       map[gkey]*distinctIndex
 	indexed int
-	off     bool         // tests: every window counted the old way
-	answers atomic.Int64 // window counts the indexes gave (tests)
+	off     bool         // tests: every window counted the old way (no index, no scanSuffix)
+	answers atomic.Int64 // window counts the indexes and scanSuffix gave (tests)
 }
 
 // suffix returns, for the buckets lo to hi of w's group (in units of the

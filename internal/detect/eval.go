@@ -711,11 +711,18 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 	set := sc.set
 	clear(set)
 	// A long distinct window is counted from the group's index where it
-	// can be (distinct.go): a suffix sum, not a set filled.
+	// can be (distinct.go): a suffix sum, not a set filled. A short one is
+	// counted from its buckets read once from the range's end (scanSuffix):
+	// a window that ends at or after the last bucket holding a value, as a
+	// batch of new records' windows do, holds what the buckets from its
+	// start on hold; one that ends before it (a late record's) slides the set.
 	var suf []int64
 	sufMax, sufOK := int64(0), false
 	if distinct && n >= indexMinBuckets {
 		suf, sufMax, sufOK = en.suffix(w, sc.blocks, lo, hi, bs, sc)
+	} else if distinct && !en.distinct.off {
+		suf, sufMax, sufOK = scanSuffix(sr.values, lo, max(tlo-n+1, lo), set, sc)
+		clear(set)
 	}
 	wf, wt := int64(1), int64(0) // the buckets set holds, inclusive; empty
 	windowValue := func(end int64) int64 {
@@ -850,6 +857,29 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 	if cur.ok {
 		raise(cur)
 	}
+}
+
+// scanSuffix counts, for every bucket from `from` on, the distinct values
+// of the buckets from it to the range's end, reading the buckets once from
+// the end (each value counted where it is last seen), and returns the last
+// bucket holding a value: a window from st that ends at or after it counts
+// suf[st-lo]. set is a scratch set, left filled.
+func scanSuffix(values [][]string, lo, from int64, set map[string]int32, sc *scratch) (suf []int64, last int64, ok bool) {
+	suf = zeroed(sc.suffix, len(values)+1)
+	sc.suffix = suf
+	clear(set)
+	last = lo - 1
+	for i := len(values) - 1; i >= int(from-lo); i-- {
+		vs := values[i]
+		if len(vs) > 0 && last < lo {
+			last = lo + int64(i)
+		}
+		for _, v := range vs {
+			set[v] = 1
+		}
+		suf[i] = int64(len(set))
+	}
+	return suf, last, true
 }
 
 // reachable reports whether some n consecutive buckets of values hold
