@@ -721,8 +721,8 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 	if distinct && n >= indexMinBuckets {
 		suf, sufMax, sufOK = en.suffix(w, sc.blocks, lo, hi, bs, sc)
 	} else if distinct && !en.distinct.off {
-		suf, sufMax, sufOK = scanSuffix(sr.values, lo, max(tlo-n+1, lo), set, sc)
-		clear(set)
+		suf, sufMax = scanSuffix(sr.values, lo, max(tlo-n+1, lo), set, sc)
+		sufOK = true
 	}
 	wf, wt := int64(1), int64(0) // the buckets set holds, inclusive; empty
 	windowValue := func(end int64) int64 {
@@ -863,8 +863,8 @@ func (en *Engine) evalWindow(w *groupWork, ents map[state.Key]*state.Entity, eve
 // of the buckets from it to the range's end, reading the buckets once from
 // the end (each value counted where it is last seen), and returns the last
 // bucket holding a value: a window from st that ends at or after it counts
-// suf[st-lo]. set is a scratch set, left filled.
-func scanSuffix(values [][]string, lo, from int64, set map[string]int32, sc *scratch) (suf []int64, last int64, ok bool) {
+// suf[st-lo]. set is a scratch set, left empty.
+func scanSuffix(values [][]string, lo, from int64, set map[string]int32, sc *scratch) (suf []int64, last int64) {
 	suf = zeroed(sc.suffix, len(values)+1)
 	sc.suffix = suf
 	clear(set)
@@ -879,7 +879,8 @@ func scanSuffix(values [][]string, lo, from int64, set map[string]int32, sc *scr
 		}
 		suf[i] = int64(len(set))
 	}
-	return suf, last, true
+	clear(set)
+	return suf, last
 }
 
 // reachable reports whether some n consecutive buckets of values hold
