@@ -20,19 +20,21 @@ import (
 // with ingest alone, same cpu-ratio): the floor under issue 11.8's goal.
 //
 // Per event it does what any such design must: the pack's real matchers
-// (only those that may match the event's family and kind, as the engine's
-// byClass) and group keys, one map lookup per group_by signature, and per matching
-// rule one constant-time update, amortized: a ring of bucket counts with a
-// running total (threshold; sequence and access_grant `then` events, with
-// the last `match` time; spike's hourly counts), a value's last-seen
-// bucket and the ring of values last seen in each bucket (distinct, with a
-// day's window in 96 buckets as ruleBucket gives it), a seen set
-// (new_value). It leaves out everything else the engine does: building,
-// deduplicating and recording findings (hits counts the events that found
-// their window at or over its count), exactly-once input positions,
-// pruning, state bounds, late records and handing state to a store. So the
-// engine cannot beat it; a design that reaches the goal must come close
-// to it (docs/performance.md, "The floor under the default pack").
+// (only those that may match the event's family and kind, as the
+// engine's byClass) and group keys, one map lookup per group_by
+// signature, and per matching rule one constant-time update, amortized:
+// a ring of bucket counts with a running total (threshold; sequence and
+// access_grant `then` events, with the last `match` time; spike's hourly
+// counts), a value's last-seen bucket and the ring of values last seen in
+// each bucket (distinct, with a day's window in 96 buckets as ruleBucket
+// gives it), a seen set (new_value). It leaves out everything else the
+// engine does: building, deduplicating and recording findings (hits
+// counts the events that found their window at or over its count),
+// exactly-once input positions, pruning, state bounds, late records and
+// handing state to a store. It is an estimate, not a proof: a design
+// that reaches the goal must come close to it, and the engine, which
+// does all of it and more, is measured beside it (docs/performance.md,
+// "The floor under the default pack").
 func BenchmarkDefaultPackFloor(b *testing.B) {
 	records := 300_000
 	if v, err := strconv.Atoi(os.Getenv("KVWATCH_BENCH_RECORDS")); err == nil && v > 0 {
