@@ -83,8 +83,7 @@ type floor struct {
 	slot   []int // rule index -> its place among its signature's rules
 	perSig []int // rules per signature
 	groups []map[string][]floorRule
-	bucket int64 // seconds
-	keys   []string
+	bucket int64         // seconds
 	cur    [][]floorRule // this event's groups, by signature
 	// byClass lists the rules that may match an event of a (family, kind),
 	// as the engine's does.
@@ -142,7 +141,6 @@ func newFloor(rs []*rules.Rule, s *rules.Settings) *floor {
 	for ri := range f.rules {
 		f.all = append(f.all, ri)
 	}
-	f.keys = make([]string, len(f.perSig))
 	f.cur = make([][]floorRule, len(f.perSig))
 	return f
 }
@@ -162,11 +160,11 @@ func (f *floor) event(e *audit.Event) {
 		}
 		sg := f.sig[ri]
 		if f.cur[sg] == nil {
-			f.keys[sg] = r.GroupKey(e)
-			g := f.groups[sg][f.keys[sg]]
+			key := r.GroupKey(e)
+			g := f.groups[sg][key]
 			if g == nil {
 				g = make([]floorRule, f.perSig[sg])
-				f.groups[sg][f.keys[sg]] = g
+				f.groups[sg][key] = g
 			}
 			f.cur[sg] = g
 		}
