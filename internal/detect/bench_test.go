@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/kvwatch/kvwatch/internal/audit"
 	"github.com/kvwatch/kvwatch/internal/config"
 	"github.com/kvwatch/kvwatch/internal/demo"
 	"github.com/kvwatch/kvwatch/internal/demo/demotest"
@@ -50,23 +51,37 @@ func defaultPack(tb testing.TB) ([]*rules.Rule, *rules.Settings) {
 //     records, 300,000 by default, at KVWATCH_BENCH_RATE records a second of
 //     event time, 40 by default: two hours): many groups per batch.
 func BenchmarkDefaultPack(b *testing.B) {
+	rs, s := defaultPack(b)
 	b.Run("demo", func(b *testing.B) {
 		bodies, n := demotest.Invocations(b, 7)
-		benchPack(b, bodies, (1_000_000+n-1)/n)
+		benchPack(b, bodies, (1_000_000+n-1)/n, func() packDetector { return newEngineDetector(rs, s) })
 	})
-	records := 300_000
-	if v, err := strconv.Atoi(os.Getenv("KVWATCH_BENCH_RECORDS")); err == nil && v > 0 {
-		records = v
-	}
-	rate := 0.0 // demo.Tenant's default: 40 records a second of event time
-	if v, err := strconv.ParseFloat(os.Getenv("KVWATCH_BENCH_RATE"), 64); err == nil && v > 0 {
-		rate = v
-	}
 	for _, callers := range []int{300, 3000} {
 		b.Run(fmt.Sprintf("tenant-%d", callers), func(b *testing.B) {
-			benchPack(b, tenantBodies(b, demo.TenantOptions{Callers: callers, Vaults: 20, Partitions: 2, Records: records, Rate: rate}), 1)
+			benchPack(b, tenantBodies(b, benchTenant(callers, 300_000)), 1, func() packDetector { return newEngineDetector(rs, s) })
 		})
 	}
+}
+
+// benchTenant is the tenant traffic of the pack's benchmarks: callers
+// application identities over 20 vaults, 2 partitions,
+// KVWATCH_BENCH_RECORDS records (records by default) at
+// KVWATCH_BENCH_RATE records a second of event time (demo.Tenant's 40 by
+// default).
+func benchTenant(callers, records int) demo.TenantOptions {
+	o := demo.TenantOptions{Callers: callers, Vaults: 20, Partitions: 2, Records: benchRecords(records)}
+	if v, err := strconv.ParseFloat(os.Getenv("KVWATCH_BENCH_RATE"), 64); err == nil && v > 0 {
+		o.Rate = v
+	}
+	return o
+}
+
+// benchRecords is KVWATCH_BENCH_RECORDS, or def when it is not set.
+func benchRecords(def int) int {
+	if v, err := strconv.Atoi(os.Getenv("KVWATCH_BENCH_RECORDS")); err == nil && v > 0 {
+		return v
+	}
+	return def
 }
 
 // tenantBodies turns a tenant's traffic into host invocation bodies of 100
@@ -108,21 +123,53 @@ func tenantBodies(tb testing.TB, o demo.TenantOptions) [][]byte {
 	return bodies
 }
 
-func benchPack(b *testing.B, bodies [][]byte, reps int) {
-	rs, s := defaultPack(b)
-	ctx := context.Background()
+// packDetector is what benchPack measures against ingest alone: the
+// engine with the default pack, or BenchmarkDefaultPackFloor's floor.
+type packDetector interface {
+	consume(tb testing.TB, events []audit.Event)
+	// report reports the detector's own metrics after its run.
+	report(b *testing.B)
+}
+
+// engineDetector is the engine with in-memory state.
+type engineDetector struct {
+	en       *detect.Engine
+	store    *state.Memory
+	findings int
+}
+
+func newEngineDetector(rs []*rules.Rule, s *rules.Settings) *engineDetector {
+	store := state.NewMemory()
+	return &engineDetector{store: store, en: detect.New(rs, s, detect.Options{Store: store, Log: zerolog.Nop(),
+		Sink: detect.SinkFunc(func(_ context.Context, fs []finding.Finding) error { return nil })})}
+}
+
+func (d *engineDetector) consume(tb testing.TB, events []audit.Event) {
+	res, err := d.en.Consume(context.Background(), events)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	d.findings += res.Findings
+}
+
+func (d *engineDetector) report(b *testing.B) {
+	b.ReportMetric(float64(d.findings), "findings")
+	b.ReportMetric(float64(d.store.Len()), "entities-at-end")
+}
+
+// benchPack puts the bodies, reps times (moved a week each time), through
+// ingest alone and through ingest and a fresh detector, body by body, and
+// reports both throughputs and their ratio, in wall time and in process
+// CPU time.
+func benchPack(b *testing.B, bodies [][]byte, reps int, newDetector func() packDetector) {
 	var tIngest, tFull time.Duration
 	var cIngest, cFull time.Duration // process CPU: less sensitive to a busy machine than wall time
-	var findings int
-	var entities int
+	var det packDetector
 	total := 0
 	for b.Loop() {
 		total = 0
 		var d ingest.Decoder
-		store := state.NewMemory()
-		count := 0
-		en := detect.New(rs, s, detect.Options{Store: store, Log: zerolog.Nop(),
-			Sink: detect.SinkFunc(func(_ context.Context, fs []finding.Finding) error { return nil })})
+		det = newDetector()
 		// Interleaved body by body, so the machine's noise falls on both alike.
 		for rep := 0; rep < reps; rep++ {
 			for _, body := range bodies {
@@ -132,11 +179,7 @@ func benchPack(b *testing.B, bodies [][]byte, reps int) {
 				c1, t1 := cpuTime(), time.Now()
 				batch = d.Invocation(body)
 				move(batch, rep)
-				res, err := en.Consume(ctx, batch.Events)
-				if err != nil {
-					b.Fatal(err)
-				}
-				count += res.Findings
+				det.consume(b, batch.Events)
 				c2, t2 := cpuTime(), time.Now()
 				tIngest += t1.Sub(t0)
 				tFull += t2.Sub(t1)
@@ -145,7 +188,6 @@ func benchPack(b *testing.B, bodies [][]byte, reps int) {
 				total += len(batch.Events)
 			}
 		}
-		findings, entities = count, store.Len()
 	}
 	ingestRate := float64(total*b.N) / tIngest.Seconds()
 	fullRate := float64(total*b.N) / tFull.Seconds()
@@ -157,8 +199,7 @@ func benchPack(b *testing.B, bodies [][]byte, reps int) {
 		b.ReportMetric(float64(cIngest)/float64(cFull), "cpu-ratio")
 		b.ReportMetric(float64(cFull-cIngest)/1e3/float64(total*b.N), "rules-cpu-µs/record")
 	}
-	b.ReportMetric(float64(findings), "findings")
-	b.ReportMetric(float64(entities), "entities-at-end")
+	det.report(b)
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -183,12 +224,8 @@ func move(b *ingest.Batch, rep int) {
 // is done before and not counted) and the findings: where the pack's cost
 // on many groups goes (docs/performance.md, "Detection").
 func BenchmarkDefaultPackByRule(b *testing.B) {
-	records := 100_000
-	if v, err := strconv.Atoi(os.Getenv("KVWATCH_BENCH_RECORDS")); err == nil && v > 0 {
-		records = v
-	}
 	rs, s := defaultPack(b)
-	bodies := tenantBodies(b, demo.TenantOptions{Callers: 300, Vaults: 20, Partitions: 2, Records: records})
+	bodies := tenantBodies(b, demo.TenantOptions{Callers: 300, Vaults: 20, Partitions: 2, Records: benchRecords(100_000)})
 	for _, r := range rs {
 		if r.Off != "" {
 			continue

@@ -2,15 +2,11 @@ package detect_test
 
 import (
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kvwatch/kvwatch/internal/audit"
-	"github.com/kvwatch/kvwatch/internal/demo"
-	"github.com/kvwatch/kvwatch/internal/ingest"
 	"github.com/kvwatch/kvwatch/internal/rules"
 )
 
@@ -36,42 +32,10 @@ import (
 // does all of it and more, is measured beside it (docs/performance.md,
 // "The floor under the default pack").
 func BenchmarkDefaultPackFloor(b *testing.B) {
-	records := 300_000
-	if v, err := strconv.Atoi(os.Getenv("KVWATCH_BENCH_RECORDS")); err == nil && v > 0 {
-		records = v
-	}
 	rs, s := defaultPack(b)
 	for _, callers := range []int{300, 3000} {
 		b.Run(fmt.Sprintf("tenant-%d", callers), func(b *testing.B) {
-			bodies := tenantBodies(b, demo.TenantOptions{Callers: callers, Vaults: 20, Partitions: 2, Records: records})
-			var cIngest, cFull time.Duration
-			total, hits := 0, 0
-			for b.Loop() {
-				total = 0
-				fl := newFloor(rs, s)
-				var d ingest.Decoder
-				for _, body := range bodies {
-					c0 := cpuTime()
-					batch := d.Invocation(body)
-					c1 := cpuTime()
-					batch = d.Invocation(body)
-					for i := range batch.Events {
-						fl.event(&batch.Events[i])
-					}
-					c2 := cpuTime()
-					cIngest += c1 - c0
-					cFull += c2 - c1
-					total += len(batch.Events)
-				}
-				hits = fl.hits
-			}
-			b.ReportMetric(float64(total), "records")
-			if cFull > 0 {
-				b.ReportMetric(float64(cIngest)/float64(cFull), "cpu-ratio")
-				b.ReportMetric(float64(cFull-cIngest)/1e3/float64(total*b.N), "rules-cpu-µs/record")
-			}
-			b.ReportMetric(float64(hits), "hits")
-			b.ReportMetric(0, "ns/op")
+			benchPack(b, tenantBodies(b, benchTenant(callers, 300_000)), 1, func() packDetector { return newFloor(rs, s) })
 		})
 	}
 }
@@ -144,6 +108,14 @@ func newFloor(rs []*rules.Rule, s *rules.Settings) *floor {
 	f.cur = make([][]floorRule, len(f.perSig))
 	return f
 }
+
+func (f *floor) consume(_ testing.TB, events []audit.Event) {
+	for i := range events {
+		f.event(&events[i])
+	}
+}
+
+func (f *floor) report(b *testing.B) { b.ReportMetric(float64(f.hits), "hits") }
 
 func (f *floor) event(e *audit.Event) {
 	clear(f.cur)
